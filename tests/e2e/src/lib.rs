@@ -1,1 +1,85 @@
-//! End-to-end tests live in tests/.
+//! Test harness: a sandbox with demo data, a moto_server of its own, and `Deps` wired to both.
+//! Each test gets its own moto process and table/queue names, so tests run in parallel.
+
+use p2c_sandbox::{Sandbox, SandboxConfig};
+use p2c_state::LocalAws;
+use p2c_sync::{Company, Config, Deps, FlowName, config::SecretSource};
+use serde_json::Value;
+
+pub struct Env {
+    pub sb: Sandbox,
+    pub moto: LocalAws,
+    pub aws: aws_config::SdkConfig,
+    pub deps: Deps,
+}
+
+impl Env {
+    /// A sandbox seeded with `accounts` demo accounts, moto, the table and every flow's queues.
+    pub async fn start(accounts: usize) -> Env {
+        Env::start_with(SandboxConfig::default(), accounts, |_| {}).await
+    }
+
+    pub async fn start_with(sb_cfg: SandboxConfig, accounts: usize, tweak: impl FnOnce(&mut Config)) -> Env {
+        let sb = Sandbox::start(sb_cfg).await.expect("sandbox starts");
+        sb.seed_demo(accounts);
+        let moto = LocalAws::start().await.expect("moto_server starts (pip install \"moto[server]\")");
+        let aws = p2c_state::aws_config(Some(&moto.endpoint)).await;
+        let mut cfg = config_for(&sb);
+        tweak(&mut cfg);
+        let deps = Deps::new(cfg, &aws).await.expect("deps");
+        deps.state.ensure_table().await.expect("table");
+        for f in FlowName::ALL {
+            deps.queues.ensure(f.as_str(), 3, 30).await.expect("queues");
+        }
+        Env { sb, moto, aws, deps }
+    }
+
+    /// Builds a second, independent `Deps` on the same sandbox and moto (another Lambda instance).
+    pub async fn another_instance(&self) -> Deps {
+        Deps::new(self.deps.cfg.clone(), &self.aws).await.expect("deps")
+    }
+
+    /// F&O customers of a company.
+    pub fn customers(&self, company: &str) -> Vec<Value> {
+        self.sb.fno_rows("CustomersV2").into_iter().filter(|r| r["dataAreaId"] == company).collect()
+    }
+
+    /// Bodies waiting in the flow's queue and DLQ (received and left to become visible again).
+    pub async fn queued(&self, flow: FlowName) -> (Vec<String>, Vec<String>) {
+        let pair = self.deps.queue_pair(flow).await.expect("queues");
+        let mut out = (Vec::new(), Vec::new());
+        for (url, dst) in [(&pair.queue_url, &mut out.0), (&pair.dlq_url, &mut out.1)] {
+            loop {
+                let got = self.deps.queues.receive(url, 10, 0).await.expect("receive");
+                if got.is_empty() {
+                    break;
+                }
+                // Delete what we read so the loop ends; tests that need the messages again re-send them.
+                let handles: Vec<String> = got.iter().map(|m| m.receipt_handle.clone()).collect();
+                dst.extend(got.into_iter().map(|m| m.body));
+                self.deps.queues.delete(url, &handles).await.expect("delete");
+            }
+        }
+        out
+    }
+}
+
+pub fn config_for(sb: &Sandbox) -> Config {
+    let c = sb.config();
+    let suffix = uuid::Uuid::new_v4().simple().to_string();
+    let mut cfg = Config::from_lookup(|k| match k {
+        "P2C_SALES_URL" => Some(sb.sales_url()),
+        "P2C_FNO_URL" => Some(sb.fno_url()),
+        "P2C_AUTHORITY_URL" => Some(sb.authority_url()),
+        "P2C_TENANT_ID" => Some(c.tenant.clone()),
+        "P2C_CLIENT_ID" => Some(c.client_id.clone()),
+        "P2C_CLIENT_SECRET" => Some(c.client_secret.clone()),
+        "P2C_TABLE" => Some(format!("p2c-test-{suffix}")),
+        "P2C_QUEUE_PREFIX" => Some(format!("t{}-", &suffix[..12])),
+        _ => None,
+    })
+    .expect("config");
+    cfg.client_secret = SecretSource::Value(p2c_dynamics::Secret::new(c.client_secret.clone()));
+    cfg.companies = vec![Company { legal_entity: "usmf".into(), business_unit: "usmf".into() }];
+    cfg
+}

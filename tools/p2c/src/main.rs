@@ -1,1 +1,85 @@
-fn main() {}
+//! `p2c`: the operator CLI. The same handlers as the Lambdas run underneath.
+
+mod commands;
+mod local;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "p2c", version, about = "Prospect-to-cash sync between Dynamics 365 Sales and F&O")]
+struct Cli {
+    /// Print one JSON document on stdout instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Serve the emulated Sales, F&O and token endpoint (with demo data) until interrupted.
+    Sandbox {
+        /// First of three ports (Sales, F&O, token); 0 picks free ports.
+        #[arg(long, default_value_t = 8700)]
+        port: u16,
+        /// Demo accounts to seed.
+        #[arg(long, default_value_t = 25)]
+        accounts: usize,
+    },
+    /// Create the table and each flow's queue and DLQ if missing (safe to run twice).
+    Init,
+    /// One scheduled run of a flow, as its Lambda would do it.
+    Run {
+        flow: String,
+        #[arg(long)]
+        company: Option<String>,
+        /// Ignore the watermark and re-read everything (no duplicates: links and keys are checked).
+        #[arg(long)]
+        full_resync: bool,
+    },
+    /// Process the flow's queue until it is empty, as the SQS trigger would.
+    Drain {
+        flow: String,
+    },
+    /// Move dead-lettered messages back to the flow's queue.
+    Replay {
+        flow: String,
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Show what would move, move nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Sandbox + local DynamoDB/SQS + demo data; runs every flow and prints read/written/skipped/failed.
+    Demo {
+        #[arg(long, default_value_t = 25)]
+        accounts: usize,
+    },
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("P2C_LOG").unwrap_or_else(|_| "warn".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.cmd {
+        Cmd::Sandbox { port, accounts } => commands::sandbox(port, accounts).await,
+        Cmd::Init => commands::init(cli.json).await,
+        Cmd::Run { flow, company, full_resync } => commands::run(&flow, company.as_deref(), full_resync, cli.json).await,
+        Cmd::Drain { flow } => commands::drain(&flow, cli.json).await,
+        Cmd::Replay { flow, limit, dry_run } => commands::replay(&flow, limit, dry_run, cli.json).await,
+        Cmd::Demo { accounts } => commands::demo(accounts, cli.json).await,
+    };
+    match result {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("p2c: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}

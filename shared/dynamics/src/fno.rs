@@ -1,0 +1,132 @@
+//! F&O OData: reads by natural key and key-ordered sweeps (always company-explicit), creates, updates, `$batch`.
+
+use std::sync::Arc;
+
+use reqwest::Method;
+use serde_json::Value;
+
+use crate::{
+    Record,
+    api::Api,
+    auth::TokenCache,
+    batch::{BatchOp, BatchResult},
+    dataverse::{rows_of, send_batch},
+    error::DynamicsError,
+    odata,
+};
+
+/// Keys per `or` filter: F&O has no `in`, so each key costs ~40 characters of URL.
+const KEYS_PER_READ: usize = 100;
+
+#[derive(Clone)]
+pub struct Fno {
+    api: Api,
+}
+
+impl Fno {
+    pub fn new(http: reqwest::Client, tokens: Arc<TokenCache>, base_url: &str) -> Self {
+        Fno { api: Api::new("fno", http, tokens, base_url) }
+    }
+
+    pub fn from_api(api: Api) -> Self {
+        Fno { api }
+    }
+
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    pub fn set_url(&self, entity_set: &str) -> String {
+        format!("{}/data/{entity_set}", self.api.base_url)
+    }
+
+    /// Key URL with every key part; `cross-company=true` because the key's company is rarely the API user's default.
+    pub fn key_url(&self, entity_set: &str, key: &[(&str, &str)]) -> String {
+        format!("{}/data/{}?cross-company=true", self.api.base_url, odata::key_predicate(entity_set, key))
+    }
+
+    /// Rows of `company` whose `key_field` is one of `keys`.
+    pub async fn find_by_keys(
+        &self,
+        entity_set: &str,
+        company: &str,
+        key_field: &str,
+        keys: &[String],
+        select: &[String],
+    ) -> Result<Vec<Record>, DynamicsError> {
+        let mut out = Vec::new();
+        for chunk in keys.chunks(KEYS_PER_READ) {
+            let ors: Vec<String> = chunk.iter().map(|k| format!("{key_field} eq {}", odata::string_literal(k))).collect();
+            let filter = format!("dataAreaId eq {} and ({})", odata::string_literal(company), ors.join(" or "));
+            out.extend(self.list(entity_set, select, Some(&filter), None).await?);
+        }
+        Ok(out)
+    }
+
+    /// All rows matching `filter` across companies (the filter should name `dataAreaId`), following next links.
+    pub async fn list(
+        &self,
+        entity_set: &str,
+        select: &[String],
+        filter: Option<&str>,
+        order_by: Option<&str>,
+    ) -> Result<Vec<Record>, DynamicsError> {
+        let mut opts = vec![("cross-company", "true".to_string())];
+        if !select.is_empty() {
+            opts.push(("$select", select.join(",")));
+        }
+        if let Some(f) = filter {
+            opts.push(("$filter", f.to_string()));
+        }
+        if let Some(o) = order_by {
+            opts.push(("$orderby", o.to_string()));
+        }
+        let mut url = format!("{}{}", self.set_url(entity_set), odata::query(&opts));
+        let mut out = Vec::new();
+        loop {
+            let v = self.api.get_json(&url, entity_set, &[]).await?;
+            out.extend(rows_of(&v, entity_set, self.api.service)?);
+            match v["@odata.nextLink"].as_str() {
+                Some(next) => url = next.to_string(),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// One row by its full key, or None.
+    pub async fn get(&self, entity_set: &str, key: &[(&str, &str)]) -> Result<Option<Record>, DynamicsError> {
+        match self.api.get_json(&self.key_url(entity_set, key), entity_set, &[]).await {
+            Ok(v) => Ok(v.as_object().cloned()),
+            Err(e) if e.status() == Some(404) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The create operation for a `$batch` (or a direct POST).
+    pub fn create_op(&self, entity_set: &str, body: Value) -> BatchOp {
+        BatchOp { method: "POST", url: self.set_url(entity_set), body: Some(body), headers: vec![] }
+    }
+
+    /// The update operation: F&O has no upsert, PATCH on a missing key is a 404.
+    pub fn update_op(&self, entity_set: &str, key: &[(&str, &str)], body: Value) -> BatchOp {
+        BatchOp { method: "PATCH", url: self.key_url(entity_set, key), body: Some(body), headers: vec![] }
+    }
+
+    pub async fn create(&self, entity_set: &str, body: &Value) -> Result<Record, DynamicsError> {
+        let url = self.set_url(entity_set);
+        let resp = self.api.send(Method::POST, &url, entity_set, |r| r.json(body)).await?;
+        let v = self.api.read_json(resp, entity_set).await?;
+        Ok(v.as_object().cloned().unwrap_or_default())
+    }
+
+    pub async fn update(&self, entity_set: &str, key: &[(&str, &str)], body: &Value) -> Result<(), DynamicsError> {
+        let url = self.key_url(entity_set, key);
+        self.api.send(Method::PATCH, &url, entity_set, |r| r.json(body)).await?;
+        Ok(())
+    }
+
+    /// One `$batch` with each operation in its own change set; F&O answers 200 with a result per part.
+    pub async fn batch(&self, ops: &[BatchOp]) -> Result<Vec<BatchResult>, DynamicsError> {
+        send_batch(&self.api, &format!("{}/data/$batch", self.api.base_url), ops, true).await
+    }
+}

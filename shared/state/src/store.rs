@@ -1,0 +1,1049 @@
+//! One DynamoDB table (pk/sk strings) holding watermarks, links, leases and run history.
+//!
+//! | item      | pk                                              | sk                               |
+//! |-----------|-------------------------------------------------|----------------------------------|
+//! | watermark | `WM#<flow>#<company>`                           | `WM`                             |
+//! | link      | `LINK#<entity>#<company>#<system>#<source_key>` | `LINK`                           |
+//! | lease     | `LEASE#<flow>#<company>`                        | `LEASE`                          |
+//! | run       | `RUN#<flow>#<company>`                          | `<started_at, UTC ms>#<run_id>` |
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue as AV, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes, PutRequest,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
+    WriteRequest,
+};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::StateError;
+use crate::error::dynamo_err;
+
+type Item = HashMap<String, AV>;
+
+/// The attribute DynamoDB TTL is enabled on (epoch seconds).
+pub const TTL_ATTRIBUTE: &str = "ttl";
+/// How long run records are kept before TTL may delete them.
+pub const RUN_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// BatchGetItem accepts at most 100 keys per call.
+const GET_CHUNK: usize = 100;
+/// BatchWriteItem accepts at most 25 requests per call.
+const WRITE_CHUNK: usize = 25;
+/// Attempts (first call included) before unprocessed batch items become an error.
+const MAX_BATCH_ATTEMPTS: u32 = 8;
+/// How long `ensure_table` waits for a new table to become ACTIVE.
+const TABLE_ACTIVE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The sync position of one flow and company (delta link, timestamp or sweep cursor).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watermark {
+    pub value: String,
+    /// Starts at 1 and grows by one per write; the optimistic-lock token for [`StateStore::put_watermark`].
+    pub version: u64,
+    /// RFC 3339 UTC time of the last write.
+    pub updated_at: String,
+}
+
+/// One record's identity in both systems and the hashes of what was last synced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Link {
+    pub entity: String,
+    pub company: String,
+    /// The side `source_key` belongs to: `"sales"` or `"fno"`.
+    pub system: String,
+    pub source_key: String,
+    pub target_key: String,
+    pub source_version: Option<String>,
+    pub source_hash: Option<String>,
+    pub target_hash: Option<String>,
+    pub synced_at: String,
+}
+
+/// A held lease; only its owner may renew or release it.
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub flow: String,
+    pub company: String,
+    pub owner: String,
+    /// Epoch seconds; the lease is free from this second on.
+    pub expires_at_epoch: i64,
+}
+
+impl Lease {
+    /// True once the expiry second has been reached (the lease can be taken over).
+    pub fn is_expired(&self) -> bool {
+        self.expires_at_epoch <= now_epoch()
+    }
+}
+
+/// The outcome of one run of a flow for one company.
+#[derive(Debug, Clone, Serialize, Deserialize, Default, PartialEq)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub flow: String,
+    pub company: String,
+    pub trigger: String,
+    /// RFC 3339; any offset is accepted, the sort key is derived in UTC.
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub read: u64,
+    pub written: u64,
+    pub skipped: u64,
+    pub failed: u64,
+    pub first_errors: Vec<String>,
+}
+
+/// Key of the watermark item.
+pub fn watermark_pk(flow: &str, company: &str) -> String {
+    format!("WM#{flow}#{company}")
+}
+/// Key of a link item.
+pub fn link_pk(entity: &str, company: &str, system: &str, source_key: &str) -> String {
+    format!("LINK#{entity}#{company}#{system}#{source_key}")
+}
+/// Key of the lease item.
+pub fn lease_pk(flow: &str, company: &str) -> String {
+    format!("LEASE#{flow}#{company}")
+}
+/// Partition key of a flow and company's run records.
+pub fn run_pk(flow: &str, company: &str) -> String {
+    format!("RUN#{flow}#{company}")
+}
+
+/// DynamoDB access for p2c's state. Clones share the client and the request counter.
+#[derive(Debug, Clone)]
+pub struct StateStore {
+    client: Client,
+    table: String,
+    requests: Arc<AtomicU64>,
+}
+
+impl StateStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        StateStore {
+            client,
+            table: table.into(),
+            requests: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    pub fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// DynamoDB API calls made through this store and its clones (each retry of unprocessed items counts;
+    /// the SDK's own transparent retries do not).
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    fn bump(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    // ---------------------------------------------------------------- table
+
+    /// Create the table if it is missing (pk S HASH, sk S RANGE, on demand, TTL on `ttl`) and wait until it
+    /// is ACTIVE. Safe to call any number of times, also concurrently.
+    pub async fn ensure_table(&self) -> Result<(), StateError> {
+        let t = &self.table;
+        self.bump();
+        let exists = match self.client.describe_table().table_name(t).send().await {
+            Ok(_) => true,
+            Err(e) => match dynamo_err("DescribeTable", t, t.as_str(), e) {
+                StateError::TableMissing { .. } => false,
+                other => return Err(other),
+            },
+        };
+        if !exists {
+            let attr = |name: &str| {
+                AttributeDefinition::builder()
+                    .attribute_name(name)
+                    .attribute_type(ScalarAttributeType::S)
+                    .build()
+                    .map_err(|e| invalid("table definition", e))
+            };
+            let key = |name: &str, kt: KeyType| {
+                KeySchemaElement::builder()
+                    .attribute_name(name)
+                    .key_type(kt)
+                    .build()
+                    .map_err(|e| invalid("key schema", e))
+            };
+            self.bump();
+            let created = self
+                .client
+                .create_table()
+                .table_name(t)
+                .attribute_definitions(attr("pk")?)
+                .attribute_definitions(attr("sk")?)
+                .key_schema(key("pk", KeyType::Hash)?)
+                .key_schema(key("sk", KeyType::Range)?)
+                .billing_mode(BillingMode::PayPerRequest)
+                .send()
+                .await;
+            if let Err(e) = created {
+                // Another `p2c init` (or the stack) created it between our describe and create: fine.
+                let in_use = e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception());
+                if !in_use {
+                    return Err(dynamo_err("CreateTable", t, t.as_str(), e));
+                }
+            }
+            tracing::info!(table = %t, "created DynamoDB table");
+        }
+        self.wait_active().await?;
+        self.ensure_ttl().await
+    }
+
+    async fn wait_active(&self) -> Result<(), StateError> {
+        let t = &self.table;
+        let deadline = std::time::Instant::now() + TABLE_ACTIVE_TIMEOUT;
+        loop {
+            self.bump();
+            let out = self
+                .client
+                .describe_table()
+                .table_name(t)
+                .send()
+                .await
+                .map_err(|e| dynamo_err("DescribeTable", t, t.as_str(), e))?;
+            if out.table().and_then(|d| d.table_status()) == Some(&TableStatus::Active) {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(StateError::Timeout {
+                    what: format!("DynamoDB table `{t}` to become ACTIVE"),
+                    secs: TABLE_ACTIVE_TIMEOUT.as_secs(),
+                    action: "check the table in the AWS console; rerun `p2c init` once it is ACTIVE",
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
+    async fn ensure_ttl(&self) -> Result<(), StateError> {
+        let t = &self.table;
+        self.bump();
+        let out = self
+            .client
+            .describe_time_to_live()
+            .table_name(t)
+            .send()
+            .await
+            .map_err(|e| dynamo_err("DescribeTimeToLive", t, t.as_str(), e))?;
+        let desc = out.time_to_live_description();
+        let status = desc.and_then(|d| d.time_to_live_status());
+        if matches!(status, Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)) {
+            let attr = desc.and_then(|d| d.attribute_name()).unwrap_or_default();
+            if attr != TTL_ATTRIBUTE {
+                // Only one TTL attribute per table; run records would then never expire.
+                tracing::warn!(table = %t, attribute = attr, "table has TTL on another attribute; run records will not expire");
+            }
+            return Ok(());
+        }
+        // Enabling TTL twice is a ValidationException on AWS, hence the describe above.
+        let spec = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(TTL_ATTRIBUTE)
+            .build()
+            .map_err(|e| invalid("TTL specification", e))?;
+        self.bump();
+        self.client
+            .update_time_to_live()
+            .table_name(t)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+            .map_err(|e| dynamo_err("UpdateTimeToLive", t, t.as_str(), e))?;
+        Ok(())
+    }
+
+    // ------------------------------------------------------------ watermark
+
+    /// The watermark of a flow and company, or `None` before the first run (or after a reset).
+    pub async fn watermark(&self, flow: &str, company: &str) -> Result<Option<Watermark>, StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        let pk = watermark_pk(flow, company);
+        let Some(item) = self.get(&pk, "WM", "GetItem (watermark)").await? else {
+            return Ok(None);
+        };
+        let r = self.reader(&item, &pk);
+        Ok(Some(Watermark {
+            value: r.s("value")?,
+            version: r.u64("version")?,
+            updated_at: r.s("updated_at")?,
+        }))
+    }
+
+    /// Write a watermark if nobody else moved it: `expected_version` must equal the stored version
+    /// (`None`: no watermark may exist yet), else [`StateError::Conflict`]. Returns the new watermark
+    /// (version + 1).
+    ///
+    /// Ordering rule for callers: commit the links of every record up to this watermark with
+    /// [`StateStore::put_links`] *before* calling this. A crash between the two then makes the next run redo
+    /// the uncommitted tail instead of skipping it.
+    pub async fn put_watermark(
+        &self,
+        flow: &str,
+        company: &str,
+        value: &str,
+        expected_version: Option<u64>,
+    ) -> Result<Watermark, StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        let pk = watermark_pk(flow, company);
+        let version = expected_version.map_or(1, |v| v + 1);
+        let wm = Watermark {
+            value: value.to_owned(),
+            version,
+            updated_at: now_rfc3339(),
+        };
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s("WM"))
+            .item("flow", s(flow))
+            .item("company", s(company))
+            .item("value", s(&wm.value))
+            .item("version", n(wm.version))
+            .item("updated_at", s(&wm.updated_at))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        req = match expected_version {
+            None => req.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => req
+                .condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", n(v)),
+        };
+        self.bump();
+        match req.send().await {
+            Ok(_) => Ok(wm),
+            Err(e) => {
+                if let Some(ccf) = e.as_service_error().and_then(|s| match s {
+                    aws_sdk_dynamodb::operation::put_item::PutItemError::ConditionalCheckFailedException(c) => Some(c),
+                    _ => None,
+                }) {
+                    let found = match ccf.item().and_then(|i| i.get("version")).and_then(|v| v.as_n().ok()) {
+                        Some(v) => format!("version {v}"),
+                        None if ccf.item().is_some() => "an item without a version".to_owned(),
+                        // AWS returns no item when it was absent; moto may omit it either way.
+                        None => "no watermark or a different version".to_owned(),
+                    };
+                    let expected = expected_version.map_or("no watermark".to_owned(), |v| format!("version {v}"));
+                    return Err(StateError::Conflict {
+                        what: "watermark",
+                        key: pk,
+                        expected,
+                        found,
+                    });
+                }
+                Err(dynamo_err("PutItem (watermark)", &self.table, pk, e))
+            }
+        }
+    }
+
+    /// Remove the watermark so the next run starts from scratch (full resync / backfill).
+    pub async fn delete_watermark(&self, flow: &str, company: &str) -> Result<(), StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        let pk = watermark_pk(flow, company);
+        self.bump();
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("WM"))
+            .send()
+            .await
+            .map_err(|e| dynamo_err("DeleteItem (watermark)", &self.table, pk, e))?;
+        Ok(())
+    }
+
+    // ---------------------------------------------------------------- links
+
+    /// Look up the links of `keys` (source keys on side `system`). Missing keys are simply absent from the
+    /// map; duplicates in `keys` are fine. Reads are strongly consistent so a retry right after a commit
+    /// sees it.
+    pub async fn get_links(
+        &self,
+        entity: &str,
+        company: &str,
+        system: &str,
+        keys: &[String],
+    ) -> Result<HashMap<String, Link>, StateError> {
+        check_part("entity", entity)?;
+        check_part("company", company)?;
+        check_part("system", system)?;
+        // BatchGetItem rejects a request that names the same key twice.
+        let mut seen = HashSet::new();
+        let unique: Vec<&String> = keys.iter().filter(|k| seen.insert(k.as_str())).collect();
+        let mut out = HashMap::with_capacity(unique.len());
+        for chunk in unique.chunks(GET_CHUNK) {
+            let mut pending = chunk
+                .iter()
+                .map(|k| key_item(&link_pk(entity, company, system, k), "LINK"))
+                .collect::<Vec<_>>();
+            let mut attempt = 1;
+            loop {
+                let first_key = first_pk(&pending);
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(pending))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| invalid("BatchGetItem request", e))?;
+                self.bump();
+                let resp = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(|e| dynamo_err("BatchGetItem (links)", &self.table, first_key.clone(), e))?;
+                for item in resp.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                    let link = self.link_from_item(item)?;
+                    out.insert(link.source_key.clone(), link);
+                }
+                let left: Vec<Item> = resp
+                    .unprocessed_keys()
+                    .and_then(|u| u.get(&self.table))
+                    .map(|ka| ka.keys().to_vec())
+                    .unwrap_or_default();
+                if left.is_empty() {
+                    break;
+                }
+                if attempt >= MAX_BATCH_ATTEMPTS {
+                    return Err(StateError::Unprocessed {
+                        op: "BatchGetItem (links)",
+                        table: self.table.clone(),
+                        remaining: left.len(),
+                        attempts: attempt,
+                        first_key: first_pk(&left),
+                    });
+                }
+                backoff(attempt).await;
+                attempt += 1;
+                pending = left;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Store links (insert or replace). When the same link appears twice the last one wins.
+    pub async fn put_links(&self, links: &[Link]) -> Result<(), StateError> {
+        // BatchWriteItem rejects a batch that names the same key twice: keep the last occurrence.
+        let mut index: HashMap<String, usize> = HashMap::with_capacity(links.len());
+        let mut unique: Vec<(String, &Link)> = Vec::with_capacity(links.len());
+        for link in links {
+            check_part("entity", &link.entity)?;
+            check_part("company", &link.company)?;
+            check_part("system", &link.system)?;
+            if link.source_key.is_empty() {
+                return Err(StateError::Invalid {
+                    what: "link",
+                    detail: format!(
+                        "empty source_key for entity `{}`, company `{}`",
+                        link.entity, link.company
+                    ),
+                });
+            }
+            let pk = link_pk(&link.entity, &link.company, &link.system, &link.source_key);
+            match index.get(&pk) {
+                Some(&i) => unique[i].1 = link,
+                None => {
+                    index.insert(pk.clone(), unique.len());
+                    unique.push((pk, link));
+                }
+            }
+        }
+        for chunk in unique.chunks(WRITE_CHUNK) {
+            let mut pending = chunk
+                .iter()
+                .map(|(pk, link)| {
+                    PutRequest::builder()
+                        .set_item(Some(link_item(pk, link)))
+                        .build()
+                        .map(|p| WriteRequest::builder().put_request(p).build())
+                        .map_err(|e| invalid("BatchWriteItem request", e))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut attempt = 1;
+            loop {
+                let first_key = first_write_pk(&pending);
+                self.bump();
+                let resp = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| dynamo_err("BatchWriteItem (links)", &self.table, first_key.clone(), e))?;
+                let left: Vec<WriteRequest> = resp
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if left.is_empty() {
+                    break;
+                }
+                if attempt >= MAX_BATCH_ATTEMPTS {
+                    return Err(StateError::Unprocessed {
+                        op: "BatchWriteItem (links)",
+                        table: self.table.clone(),
+                        remaining: left.len(),
+                        attempts: attempt,
+                        first_key: first_write_pk(&left),
+                    });
+                }
+                backoff(attempt).await;
+                attempt += 1;
+                pending = left;
+            }
+        }
+        Ok(())
+    }
+
+    /// Every link of an entity and company (optionally one side only), for operators (`p2c links`,
+    /// reconcile). This is a Scan of the whole table: fine for tooling, not for the sync path.
+    pub async fn scan_links(&self, entity: &str, company: &str, system: Option<&str>) -> Result<Vec<Link>, StateError> {
+        check_part("entity", entity)?;
+        check_part("company", company)?;
+        let prefix = match system {
+            Some(sys) => {
+                check_part("system", sys)?;
+                format!("LINK#{entity}#{company}#{sys}#")
+            }
+            None => format!("LINK#{entity}#{company}#"),
+        };
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            self.bump();
+            let resp = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("begins_with(pk, :prefix) AND sk = :sk")
+                .expression_attribute_values(":prefix", s(&prefix))
+                .expression_attribute_values(":sk", s("LINK"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| dynamo_err("Scan (links)", &self.table, prefix.clone(), e))?;
+            for item in resp.items() {
+                out.push(self.link_from_item(item)?);
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        out.sort_by(|a, b| (&a.system, &a.source_key).cmp(&(&b.system, &b.source_key)));
+        Ok(out)
+    }
+
+    fn link_from_item(&self, item: &Item) -> Result<Link, StateError> {
+        let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
+        let r = self.reader(item, &pk);
+        Ok(Link {
+            entity: r.s("entity")?,
+            company: r.s("company")?,
+            system: r.s("system")?,
+            source_key: r.s("source_key")?,
+            target_key: r.s("target_key")?,
+            source_version: r.opt_s("source_version")?,
+            source_hash: r.opt_s("source_hash")?,
+            target_hash: r.opt_s("target_hash")?,
+            synced_at: r.s("synced_at")?,
+        })
+    }
+
+    // ---------------------------------------------------------------- lease
+
+    /// Take the lease of a flow and company for `ttl`. Succeeds when nobody holds it, the holder's lease has
+    /// expired (a crashed run), or `owner` already holds it (re-entry). `None`: someone else holds it.
+    pub async fn acquire_lease(
+        &self,
+        flow: &str,
+        company: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<Option<Lease>, StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        if owner.is_empty() {
+            return Err(StateError::Invalid {
+                what: "lease owner",
+                detail: "must not be empty".into(),
+            });
+        }
+        let pk = lease_pk(flow, company);
+        let now = now_epoch();
+        let expires = expiry(ttl);
+        self.bump();
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s("LEASE"))
+            .item("flow", s(flow))
+            .item("company", s(company))
+            .item("owner", s(owner))
+            .item("expires_at", n(expires))
+            .item("acquired_at", s(now_rfc3339()))
+            // Lets DynamoDB clean up leases of flows that stopped running; an expired lease is free anyway.
+            .item(TTL_ATTRIBUTE, n(expires + 86_400))
+            .condition_expression("attribute_not_exists(pk) OR #exp <= :now OR #o = :owner")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":owner", s(owner))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(Some(Lease {
+                flow: flow.to_owned(),
+                company: company.to_owned(),
+                owner: owner.to_owned(),
+                expires_at_epoch: expires,
+            })),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(dynamo_err("PutItem (lease)", &self.table, pk, e)),
+        }
+    }
+
+    /// Extend a held lease by `ttl` from now. `false`: the lease was taken over (or released) meanwhile —
+    /// stop writing and let the new holder finish.
+    pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StateError> {
+        let pk = lease_pk(&lease.flow, &lease.company);
+        let expires = expiry(ttl);
+        self.bump();
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("LEASE"))
+            .update_expression("SET #exp = :exp, #ttl = :ttl")
+            .condition_expression("#o = :owner")
+            .expression_attribute_names("#exp", "expires_at")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":exp", n(expires))
+            .expression_attribute_values(":ttl", n(expires + 86_400))
+            .expression_attribute_values(":owner", s(&lease.owner))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(dynamo_err("UpdateItem (lease)", &self.table, pk, e)),
+        }
+    }
+
+    /// Give the lease up. If someone else has taken it over meanwhile, their lease is left alone and this
+    /// returns `Ok` with a warning (the run's watermark write is what guards against overlapping work).
+    pub async fn release_lease(&self, lease: &Lease) -> Result<(), StateError> {
+        let pk = lease_pk(&lease.flow, &lease.company);
+        self.bump();
+        let res = self
+            .client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("LEASE"))
+            .condition_expression("#o = :owner")
+            .expression_attribute_names("#o", "owner")
+            .expression_attribute_values(":owner", s(&lease.owner))
+            .send()
+            .await;
+        match res {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                tracing::warn!(flow = %lease.flow, company = %lease.company, owner = %lease.owner,
+                    "lease was no longer ours when releasing it (expired and taken over, or already released)");
+                Ok(())
+            }
+            Err(e) => Err(dynamo_err("DeleteItem (lease)", &self.table, pk, e)),
+        }
+    }
+
+    /// Who holds the lease now; `None` when nobody does or the stored lease has expired.
+    pub async fn lease_holder(&self, flow: &str, company: &str) -> Result<Option<Lease>, StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        let pk = lease_pk(flow, company);
+        let Some(item) = self.get(&pk, "LEASE", "GetItem (lease)").await? else {
+            return Ok(None);
+        };
+        let r = self.reader(&item, &pk);
+        let lease = Lease {
+            flow: flow.to_owned(),
+            company: company.to_owned(),
+            owner: r.s("owner")?,
+            expires_at_epoch: r.i64("expires_at")?,
+        };
+        Ok((!lease.is_expired()).then_some(lease))
+    }
+
+    // ----------------------------------------------------------------- runs
+
+    /// Store a run record (kept 30 days through TTL). Writing the same `started_at` and `run_id` again
+    /// replaces the record, so a run may write a provisional record at start and the final one at the end.
+    pub async fn put_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        check_part("flow", &run.flow)?;
+        check_part("company", &run.company)?;
+        if run.run_id.is_empty() {
+            return Err(StateError::Invalid {
+                what: "run record",
+                detail: "empty run_id".into(),
+            });
+        }
+        let pk = run_pk(&run.flow, &run.company);
+        let sk = format!("{}#{}", sort_time(&run.started_at)?, run.run_id);
+        let ttl = now_epoch() + RUN_RETENTION.as_secs() as i64;
+        self.bump();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(&pk))
+            .item("sk", s(&sk))
+            .item("run_id", s(&run.run_id))
+            .item("flow", s(&run.flow))
+            .item("company", s(&run.company))
+            .item("trigger", s(&run.trigger))
+            .item("started_at", s(&run.started_at))
+            .item("duration_ms", n(run.duration_ms))
+            .item("read", n(run.read))
+            .item("written", n(run.written))
+            .item("skipped", n(run.skipped))
+            .item("failed", n(run.failed))
+            .item("first_errors", AV::L(run.first_errors.iter().map(s).collect()))
+            .item(TTL_ATTRIBUTE, n(ttl))
+            .send()
+            .await
+            .map_err(|e| dynamo_err("PutItem (run)", &self.table, format!("{pk} / {sk}"), e))?;
+        Ok(())
+    }
+
+    /// The newest `limit` run records of a flow and company, newest first. Records past their TTL are
+    /// skipped even if DynamoDB has not deleted them yet (it does so lazily; moto never does).
+    pub async fn recent_runs(&self, flow: &str, company: &str, limit: i32) -> Result<Vec<RunRecord>, StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        let want = usize::try_from(limit).unwrap_or(0);
+        if want == 0 {
+            return Ok(Vec::new());
+        }
+        let pk = run_pk(flow, company);
+        let now = now_epoch();
+        let mut out = Vec::with_capacity(want);
+        let mut start: Option<Item> = None;
+        loop {
+            self.bump();
+            let resp = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .scan_index_forward(false)
+                .consistent_read(true)
+                .limit(limit)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| dynamo_err("Query (runs)", &self.table, pk.clone(), e))?;
+            for item in resp.items() {
+                let key = format!(
+                    "{pk} / {}",
+                    item.get("sk").and_then(|v| v.as_s().ok()).map_or("?", |s| s)
+                );
+                let r = self.reader(item, &key);
+                if r.opt_i64(TTL_ATTRIBUTE)?.is_some_and(|ttl| ttl <= now) {
+                    continue;
+                }
+                out.push(RunRecord {
+                    run_id: r.s("run_id")?,
+                    flow: r.s("flow")?,
+                    company: r.s("company")?,
+                    trigger: r.s("trigger")?,
+                    started_at: r.s("started_at")?,
+                    duration_ms: r.u64("duration_ms")?,
+                    read: r.u64("read")?,
+                    written: r.u64("written")?,
+                    skipped: r.u64("skipped")?,
+                    failed: r.u64("failed")?,
+                    first_errors: r.list_s("first_errors")?,
+                });
+                if out.len() == want {
+                    return Ok(out);
+                }
+            }
+            match resp.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    // -------------------------------------------------------------- helpers
+
+    async fn get(&self, pk: &str, sk: &str, op: &'static str) -> Result<Option<Item>, StateError> {
+        self.bump();
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            // State decisions (lease, watermark) must see the latest write.
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| dynamo_err(op, &self.table, pk, e))?;
+        Ok(out.item)
+    }
+
+    fn reader<'a>(&'a self, item: &'a Item, key: &str) -> Reader<'a> {
+        Reader {
+            item,
+            table: &self.table,
+            key: key.to_owned(),
+        }
+    }
+}
+
+/// Typed reads from an item, with errors that name the item and attribute.
+struct Reader<'a> {
+    item: &'a Item,
+    table: &'a str,
+    key: String,
+}
+
+impl Reader<'_> {
+    fn corrupt(&self, detail: String) -> StateError {
+        StateError::Corrupt {
+            table: self.table.to_owned(),
+            key: self.key.clone(),
+            detail,
+        }
+    }
+    fn opt_s(&self, name: &str) -> Result<Option<String>, StateError> {
+        match self.item.get(name) {
+            None | Some(AV::Null(_)) => Ok(None),
+            Some(AV::S(v)) => Ok(Some(v.clone())),
+            Some(other) => Err(self.corrupt(format!("attribute `{name}` should be a string, is {other:?}"))),
+        }
+    }
+    fn s(&self, name: &str) -> Result<String, StateError> {
+        self.opt_s(name)?
+            .ok_or_else(|| self.corrupt(format!("attribute `{name}` is missing")))
+    }
+    fn opt_num<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, StateError> {
+        match self.item.get(name) {
+            None | Some(AV::Null(_)) => Ok(None),
+            Some(AV::N(v)) => v.parse().map(Some).map_err(|_| {
+                self.corrupt(format!(
+                    "attribute `{name}` = {v} is not a valid {}",
+                    std::any::type_name::<T>()
+                ))
+            }),
+            Some(other) => Err(self.corrupt(format!("attribute `{name}` should be a number, is {other:?}"))),
+        }
+    }
+    fn u64(&self, name: &str) -> Result<u64, StateError> {
+        self.opt_num(name)?
+            .ok_or_else(|| self.corrupt(format!("attribute `{name}` is missing")))
+    }
+    fn i64(&self, name: &str) -> Result<i64, StateError> {
+        self.opt_num(name)?
+            .ok_or_else(|| self.corrupt(format!("attribute `{name}` is missing")))
+    }
+    fn opt_i64(&self, name: &str) -> Result<Option<i64>, StateError> {
+        self.opt_num(name)
+    }
+    fn list_s(&self, name: &str) -> Result<Vec<String>, StateError> {
+        match self.item.get(name) {
+            None | Some(AV::Null(_)) => Ok(Vec::new()),
+            Some(AV::L(items)) => items
+                .iter()
+                .map(|v| {
+                    v.as_s()
+                        .cloned()
+                        .map_err(|_| self.corrupt(format!("attribute `{name}` holds a non-string {v:?}")))
+                })
+                .collect(),
+            Some(other) => Err(self.corrupt(format!("attribute `{name}` should be a list, is {other:?}"))),
+        }
+    }
+}
+
+fn link_item(pk: &str, link: &Link) -> Item {
+    let mut item = Item::with_capacity(12);
+    item.insert("pk".into(), s(pk));
+    item.insert("sk".into(), s("LINK"));
+    item.insert("entity".into(), s(&link.entity));
+    item.insert("company".into(), s(&link.company));
+    item.insert("system".into(), s(&link.system));
+    item.insert("source_key".into(), s(&link.source_key));
+    item.insert("target_key".into(), s(&link.target_key));
+    item.insert("synced_at".into(), s(&link.synced_at));
+    // Absent optionals are left out rather than stored as NULL, which keeps items small.
+    for (name, value) in [
+        ("source_version", &link.source_version),
+        ("source_hash", &link.source_hash),
+        ("target_hash", &link.target_hash),
+    ] {
+        if let Some(v) = value {
+            item.insert(name.into(), s(v));
+        }
+    }
+    item
+}
+
+fn key_item(pk: &str, sk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+fn first_pk(items: &[Item]) -> String {
+    let first = items
+        .first()
+        .and_then(|i| i.get("pk"))
+        .and_then(|v| v.as_s().ok())
+        .cloned()
+        .unwrap_or_default();
+    if items.len() > 1 {
+        format!("{first} (+{} more)", items.len() - 1)
+    } else {
+        first
+    }
+}
+
+fn first_write_pk(reqs: &[WriteRequest]) -> String {
+    let items: Vec<Item> = reqs
+        .iter()
+        .filter_map(|r| r.put_request().map(|p| p.item().clone()))
+        .collect();
+    first_pk(&items)
+}
+
+fn s(v: impl Into<String>) -> AV {
+    AV::S(v.into())
+}
+
+fn n(v: impl ToString) -> AV {
+    AV::N(v.to_string())
+}
+
+fn invalid(what: &'static str, e: impl std::fmt::Display) -> StateError {
+    StateError::Invalid {
+        what,
+        detail: e.to_string(),
+    }
+}
+
+/// Key parts are joined with `#`, so a `#` inside one would let two different keys collide.
+fn check_part(what: &'static str, value: &str) -> Result<(), StateError> {
+    if value.is_empty() || value.contains('#') {
+        return Err(StateError::Invalid {
+            what,
+            detail: format!("`{value}` must be non-empty and must not contain `#` (it is part of a DynamoDB key)"),
+        });
+    }
+    Ok(())
+}
+
+fn now_epoch() -> i64 {
+    OffsetDateTime::now_utc().unix_timestamp()
+}
+
+fn now_rfc3339() -> String {
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .unwrap_or_else(|_| now_epoch().to_string())
+}
+
+/// Expiry in whole epoch seconds, rounded up so a lease never lasts less than `ttl`.
+fn expiry(ttl: Duration) -> i64 {
+    let now = OffsetDateTime::now_utc();
+    let end = now.unix_timestamp_nanos() + ttl.as_nanos() as i128;
+    let secs = end.div_euclid(1_000_000_000);
+    let rem = end.rem_euclid(1_000_000_000);
+    (secs + i128::from(rem > 0)) as i64
+}
+
+/// A fixed-width UTC form of an RFC 3339 time. Raw RFC 3339 strings do not sort by time
+/// (`…:00Z` > `…:00.5Z`, offsets differ), and the run sort key must.
+fn sort_time(started_at: &str) -> Result<String, StateError> {
+    let t = OffsetDateTime::parse(started_at, &Rfc3339).map_err(|e| StateError::Invalid {
+        what: "run started_at",
+        detail: format!("`{started_at}` is not an RFC 3339 time ({e}); pass e.g. 2026-11-25T21:15:00Z"),
+    })?;
+    let t = t.to_offset(time::UtcOffset::UTC);
+    let fmt = time::macros::format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z");
+    t.format(&fmt).map_err(|e| StateError::Invalid {
+        what: "run started_at",
+        detail: e.to_string(),
+    })
+}
+
+/// Exponential backoff with a little jitter for unprocessed batch items: 50 ms, 100 ms, … up to 2 s.
+async fn backoff(attempt: u32) {
+    let base = 50u64.saturating_mul(1 << attempt.min(6)).min(2_000);
+    let jitter = u64::from(OffsetDateTime::now_utc().nanosecond()) % 50;
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sort_time_orders_by_instant() {
+        let a = sort_time("2026-11-25T21:15:00Z").unwrap();
+        let b = sort_time("2026-11-25T21:15:00.5Z").unwrap();
+        let c = sort_time("2026-11-25T22:14:00+01:00").unwrap(); // 21:14 UTC
+        assert_eq!(a, "2026-11-25T21:15:00.000Z");
+        assert!(a < b);
+        assert!(c < a);
+        assert!(sort_time("yesterday").is_err());
+    }
+
+    #[test]
+    fn key_parts_reject_separator() {
+        assert!(check_part("flow", "accounts-to-fno").is_ok());
+        assert!(check_part("flow", "a#b").is_err());
+        assert!(check_part("flow", "").is_err());
+    }
+
+    #[test]
+    fn expiry_rounds_up() {
+        let now = now_epoch();
+        let e = expiry(Duration::from_millis(1));
+        assert!(e >= now && e <= now + 1);
+        assert!(expiry(Duration::from_secs(60)) >= now + 60);
+    }
+}

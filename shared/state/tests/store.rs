@@ -1,0 +1,423 @@
+//! StateStore against a real DynamoDB API (moto_server).
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::{AttributeValue as AV, BillingMode, KeyType, TimeToLiveStatus};
+use p2c_state::{Link, RunRecord, StateError, StateStore};
+
+#[tokio::test]
+async fn ensure_table_creates_the_documented_table_and_is_idempotent() {
+    let (_aws, store, client) = common::store().await;
+    // A second (and third, cloned) call must succeed and leave the table as it is.
+    store.ensure_table().await.expect("second ensure_table");
+    store.clone().ensure_table().await.expect("third ensure_table");
+
+    let desc = client.describe_table().table_name(store.table()).send().await.unwrap();
+    let table = desc.table().unwrap();
+    let keys: Vec<(String, KeyType)> = table
+        .key_schema()
+        .iter()
+        .map(|k| (k.attribute_name().to_owned(), k.key_type().clone()))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("pk".to_owned(), KeyType::Hash), ("sk".to_owned(), KeyType::Range)]
+    );
+    assert_eq!(
+        table.billing_mode_summary().and_then(|b| b.billing_mode()),
+        Some(&BillingMode::PayPerRequest)
+    );
+    let ttl = client
+        .describe_time_to_live()
+        .table_name(store.table())
+        .send()
+        .await
+        .unwrap();
+    let ttl = ttl.time_to_live_description().unwrap();
+    assert_eq!(ttl.time_to_live_status(), Some(&TimeToLiveStatus::Enabled));
+    assert_eq!(ttl.attribute_name(), Some("ttl"));
+
+    let tables = client.list_tables().send().await.unwrap();
+    assert_eq!(tables.table_names().iter().filter(|t| *t == store.table()).count(), 1);
+}
+
+#[tokio::test]
+async fn missing_table_is_reported_as_such() {
+    let (_aws, store, client) = common::store().await;
+    let other = StateStore::new(client, "p2c-no-such-table");
+    let err = other.watermark("accounts-to-fno", "usmf").await.unwrap_err();
+    assert!(
+        matches!(err, StateError::TableMissing { ref table, .. } if table == "p2c-no-such-table"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("p2c init"), "{err}");
+    assert!(!err.is_transient());
+    drop(store);
+}
+
+#[tokio::test]
+async fn watermark_uses_optimistic_versions() {
+    let (_aws, store, client) = common::store().await;
+    let (flow, co) = ("accounts-to-fno", "usmf");
+    assert_eq!(store.watermark(flow, co).await.unwrap(), None);
+
+    let w1 = store.put_watermark(flow, co, "delta-1", None).await.unwrap();
+    assert_eq!((w1.value.as_str(), w1.version), ("delta-1", 1));
+    assert_eq!(store.watermark(flow, co).await.unwrap(), Some(w1.clone()));
+
+    // "Absent" expected but present → conflict.
+    let err = store.put_watermark(flow, co, "delta-x", None).await.unwrap_err();
+    assert!(err.is_conflict() && !err.is_transient(), "{err:?}");
+    assert!(err.to_string().contains("WM#accounts-to-fno#usmf"), "{err}");
+
+    let w2 = store.put_watermark(flow, co, "delta-2", Some(1)).await.unwrap();
+    assert_eq!((w2.value.as_str(), w2.version), ("delta-2", 2));
+
+    // A stale writer (still believing version 1) loses and changes nothing.
+    let err = store.put_watermark(flow, co, "stale", Some(1)).await.unwrap_err();
+    match &err {
+        StateError::Conflict {
+            what,
+            key,
+            expected,
+            found,
+        } => {
+            assert_eq!(*what, "watermark");
+            assert_eq!(key, "WM#accounts-to-fno#usmf");
+            assert_eq!(expected, "version 1");
+            assert!(found.contains('2'), "found should name the current version: {found}");
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(store.watermark(flow, co).await.unwrap(), Some(w2.clone()));
+
+    // Other companies and flows are separate items.
+    assert_eq!(store.watermark(flow, "demf").await.unwrap(), None);
+    assert_eq!(store.watermark("contacts-to-fno", co).await.unwrap(), None);
+
+    // The stored item has the documented layout.
+    let item = client
+        .get_item()
+        .table_name(store.table())
+        .key("pk", AV::S("WM#accounts-to-fno#usmf".into()))
+        .key("sk", AV::S("WM".into()))
+        .send()
+        .await
+        .unwrap()
+        .item
+        .expect("watermark item");
+    assert_eq!(item.get("value"), Some(&AV::S("delta-2".into())));
+    assert_eq!(item.get("version"), Some(&AV::N("2".into())));
+
+    // Full resync: the watermark goes away and the next first write starts at version 1 again.
+    store.delete_watermark(flow, co).await.unwrap();
+    assert_eq!(store.watermark(flow, co).await.unwrap(), None);
+    assert_eq!(store.put_watermark(flow, co, "fresh", None).await.unwrap().version, 1);
+
+    // Key parts may not contain the separator.
+    let err = store.watermark("a#b", co).await.unwrap_err();
+    assert!(matches!(err, StateError::Invalid { .. }), "{err:?}");
+}
+
+fn link(i: usize) -> Link {
+    Link {
+        entity: "account".into(),
+        company: "usmf".into(),
+        system: "sales".into(),
+        source_key: format!("00000000-0000-0000-0000-{i:012}"),
+        target_key: format!("US-{i:04}"),
+        source_version: i.is_multiple_of(2).then(|| format!("{}", 1000 + i)),
+        source_hash: (!i.is_multiple_of(3)).then(|| format!("sh{i}")),
+        target_hash: (!i.is_multiple_of(5)).then(|| format!("th{i}")),
+        synced_at: "2026-11-25T21:15:00Z".into(),
+    }
+}
+
+#[tokio::test]
+async fn links_round_trip_in_batches_and_count_requests() {
+    let (_aws, store, _client) = common::store().await;
+    let links: Vec<Link> = (0..250).map(link).collect();
+    // Same source key on the other side / company must stay separate.
+    let mut decoy = link(7);
+    decoy.system = "fno".into();
+    decoy.target_key = "decoy".into();
+    let mut decoy2 = link(8);
+    decoy2.company = "demf".into();
+    decoy2.target_key = "decoy2".into();
+
+    let before = store.request_count();
+    store.put_links(&links).await.unwrap();
+    // 250 links = 10 BatchWriteItem calls of 25 (moto never returns unprocessed items here).
+    assert_eq!(store.request_count() - before, 10);
+    store.put_links(&[decoy.clone(), decoy2.clone()]).await.unwrap();
+
+    let mut keys: Vec<String> = links.iter().map(|l| l.source_key.clone()).collect();
+    keys.push("not-linked-1".into());
+    keys.push("not-linked-2".into());
+    keys.push(links[3].source_key.clone()); // duplicates are allowed
+    let before = store.request_count();
+    let got = store.get_links("account", "usmf", "sales", &keys).await.unwrap();
+    // 252 distinct keys → 3 BatchGetItem calls of ≤100.
+    assert_eq!(store.request_count() - before, 3);
+    let expected: HashMap<String, Link> = links.iter().map(|l| (l.source_key.clone(), l.clone())).collect();
+    assert_eq!(got, expected);
+
+    let fno = store
+        .get_links("account", "usmf", "fno", &[decoy.source_key.clone()])
+        .await
+        .unwrap();
+    assert_eq!(fno.get(&decoy.source_key), Some(&decoy));
+    assert_eq!(fno.len(), 1);
+
+    // A later commit replaces the link; within one call the last duplicate wins.
+    let mut changed = links[42].clone();
+    changed.target_hash = Some("new-hash".into());
+    changed.source_version = None;
+    let mut older = links[42].clone();
+    older.target_hash = Some("older".into());
+    store.put_links(&[older, changed.clone()]).await.unwrap();
+    let got = store
+        .get_links("account", "usmf", "sales", &[changed.source_key.clone()])
+        .await
+        .unwrap();
+    assert_eq!(got.get(&changed.source_key), Some(&changed));
+
+    let all = store.scan_links("account", "usmf", Some("sales")).await.unwrap();
+    assert_eq!(all.len(), 250);
+    assert!(all.iter().all(|l| l.system == "sales" && l.company == "usmf"));
+    assert_eq!(store.scan_links("account", "usmf", None).await.unwrap().len(), 251);
+
+    assert!(
+        store
+            .get_links("account", "usmf", "sales", &[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Clones share the counter, so a run can report one figure.
+    let clone = store.clone();
+    let before = store.request_count();
+    clone.watermark("f", "usmf").await.unwrap();
+    assert_eq!(store.request_count(), before + 1);
+}
+
+#[tokio::test]
+async fn concurrent_acquire_has_exactly_one_winner() {
+    let (_aws, store, _client) = common::store().await;
+    let ttl = Duration::from_secs(60);
+    let (a, b) = tokio::join!(
+        store.acquire_lease("accounts-to-fno", "usmf", "run-a", ttl),
+        store.acquire_lease("accounts-to-fno", "usmf", "run-b", ttl),
+    );
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(a.is_some() != b.is_some(), "exactly one must win: a={a:?} b={b:?}");
+    let winner = a.or(b).unwrap();
+    let loser_owner = if winner.owner == "run-a" { "run-b" } else { "run-a" };
+    assert!(winner.expires_at_epoch >= time::OffsetDateTime::now_utc().unix_timestamp() + 59);
+
+    let holder = store
+        .lease_holder("accounts-to-fno", "usmf")
+        .await
+        .unwrap()
+        .expect("held");
+    assert_eq!(holder.owner, winner.owner);
+
+    // The loser can neither renew nor release the winner's lease.
+    let fake = p2c_state::Lease {
+        owner: loser_owner.into(),
+        ..winner.clone()
+    };
+    assert!(!store.renew_lease(&fake, ttl).await.unwrap());
+    store.release_lease(&fake).await.unwrap();
+    assert_eq!(
+        store
+            .lease_holder("accounts-to-fno", "usmf")
+            .await
+            .unwrap()
+            .unwrap()
+            .owner,
+        winner.owner
+    );
+    assert!(
+        store
+            .acquire_lease("accounts-to-fno", "usmf", loser_owner, ttl)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Another company is an independent lease.
+    assert!(
+        store
+            .acquire_lease("accounts-to-fno", "demf", loser_owner, ttl)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    // The holder may re-acquire and renew; after release the lease is free for the other.
+    assert!(
+        store
+            .acquire_lease("accounts-to-fno", "usmf", &winner.owner, ttl)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(store.renew_lease(&winner, ttl).await.unwrap());
+    store.release_lease(&winner).await.unwrap();
+    assert!(store.lease_holder("accounts-to-fno", "usmf").await.unwrap().is_none());
+    let next = store
+        .acquire_lease("accounts-to-fno", "usmf", loser_owner, ttl)
+        .await
+        .unwrap();
+    assert_eq!(next.map(|l| l.owner), Some(loser_owner.to_owned()));
+}
+
+#[tokio::test]
+async fn expired_lease_can_be_taken_over() {
+    let (_aws, store, _client) = common::store().await;
+    let crashed = store
+        .acquire_lease("products-to-sales", "usmf", "crashed-run", Duration::from_secs(1))
+        .await
+        .unwrap()
+        .expect("free lease");
+    assert!(
+        store
+            .acquire_lease("products-to-sales", "usmf", "next-run", Duration::from_secs(60))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Expiry is in whole seconds, rounded up: at most ~2 s for a 1 s lease.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while store.lease_holder("products-to-sales", "usmf").await.unwrap().is_some() {
+        assert!(std::time::Instant::now() < deadline, "lease did not expire");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(crashed.is_expired());
+
+    let next = store
+        .acquire_lease("products-to-sales", "usmf", "next-run", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("expired lease is free");
+    assert_eq!(next.owner, "next-run");
+    // The crashed holder, coming back, has lost it and cannot remove the new holder's lease.
+    assert!(!store.renew_lease(&crashed, Duration::from_secs(60)).await.unwrap());
+    store.release_lease(&crashed).await.unwrap();
+    assert_eq!(
+        store
+            .lease_holder("products-to-sales", "usmf")
+            .await
+            .unwrap()
+            .unwrap()
+            .owner,
+        "next-run"
+    );
+}
+
+fn run(id: &str, company: &str, started_at: &str, read: u64) -> RunRecord {
+    RunRecord {
+        run_id: id.into(),
+        flow: "accounts-to-fno".into(),
+        company: company.into(),
+        trigger: "schedule".into(),
+        started_at: started_at.into(),
+        duration_ms: 1234,
+        read,
+        written: read / 2,
+        skipped: read - read / 2 - 1,
+        failed: 1,
+        first_errors: vec![format!("account {id}: parent missing")],
+    }
+}
+
+#[tokio::test]
+async fn runs_come_back_newest_first_and_expired_ones_are_hidden() {
+    let (_aws, store, client) = common::store().await;
+    // Inserted out of order, with fractional seconds and an offset that plain string order gets wrong.
+    let runs = [
+        run("r2", "usmf", "2026-11-25T10:00:00Z", 20),
+        run("r4", "usmf", "2026-11-25T10:00:00.500Z", 40),
+        run("r1", "usmf", "2026-11-25T09:59:59Z", 10),
+        run("r5", "usmf", "2026-11-25T11:30:00+01:00", 50), // 10:30 UTC
+        run("r3", "usmf", "2026-11-25T10:00:00.250Z", 30),
+        run("other", "demf", "2026-11-25T12:00:00Z", 99),
+    ];
+    for r in &runs {
+        store.put_run(r).await.unwrap();
+    }
+    let mut empty_errors = run("r0", "usmf", "2026-11-24T00:00:00Z", 5);
+    empty_errors.first_errors.clear();
+    store.put_run(&empty_errors).await.unwrap();
+
+    let top3 = store.recent_runs("accounts-to-fno", "usmf", 3).await.unwrap();
+    let ids: Vec<&str> = top3.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, ["r5", "r4", "r3"]);
+    assert_eq!(top3[0], runs[3]); // every field round-trips
+
+    let all = store.recent_runs("accounts-to-fno", "usmf", 50).await.unwrap();
+    let ids: Vec<&str> = all.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, ["r5", "r4", "r3", "r2", "r1", "r0"]);
+    assert_eq!(all[5], empty_errors);
+
+    // Rewriting a run (same start and id) replaces it instead of adding one.
+    let mut final_r5 = runs[3].clone();
+    final_r5.written = 49;
+    store.put_run(&final_r5).await.unwrap();
+    let top = store.recent_runs("accounts-to-fno", "usmf", 1).await.unwrap();
+    assert_eq!(top, vec![final_r5]);
+    assert_eq!(store.recent_runs("accounts-to-fno", "usmf", 50).await.unwrap().len(), 6);
+
+    // Stored runs carry a TTL ~30 days ahead.
+    let q = client
+        .query()
+        .table_name(store.table())
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AV::S("RUN#accounts-to-fno#demf".into()))
+        .send()
+        .await
+        .unwrap();
+    let ttl: i64 = q.items()[0].get("ttl").unwrap().as_n().unwrap().parse().unwrap();
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!((now + 29 * 86_400..=now + 31 * 86_400).contains(&ttl), "ttl {ttl}");
+
+    // An item past its TTL that DynamoDB has not deleted yet (moto never does) is not returned.
+    let mut stale = HashMap::new();
+    for (k, v) in q.items()[0].iter() {
+        stale.insert(k.clone(), v.clone());
+    }
+    stale.insert("pk".into(), AV::S("RUN#accounts-to-fno#usmf".into()));
+    stale.insert("sk".into(), AV::S("2026-11-25T23:59:59.000Z#expired".into()));
+    stale.insert("run_id".into(), AV::S("expired".into()));
+    stale.insert("company".into(), AV::S("usmf".into()));
+    stale.insert("ttl".into(), AV::N((now - 10).to_string()));
+    client
+        .put_item()
+        .table_name(store.table())
+        .set_item(Some(stale))
+        .send()
+        .await
+        .unwrap();
+    let top = store.recent_runs("accounts-to-fno", "usmf", 2).await.unwrap();
+    let ids: Vec<&str> = top.iter().map(|r| r.run_id.as_str()).collect();
+    assert_eq!(ids, ["r5", "r4"]);
+
+    assert!(
+        store
+            .recent_runs("accounts-to-fno", "usmf", 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let err = store.put_run(&run("bad", "usmf", "yesterday", 1)).await.unwrap_err();
+    assert!(
+        matches!(err, StateError::Invalid { .. }) && err.to_string().contains("RFC 3339"),
+        "{err}"
+    );
+}

@@ -1,0 +1,184 @@
+//! Configuration: one set of names for the Lambdas and the CLI (see the README for every variable).
+
+use std::{path::PathBuf, time::Duration};
+
+use p2c_dynamics::Secret;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("{0} is not set; see the README, section Configuration")]
+    Missing(&'static str),
+    #[error("{name} = {value:?} is not valid: {why}")]
+    Invalid { name: &'static str, value: String, why: String },
+    #[error("could not read the client secret from Secrets Manager ({arn}): {why}")]
+    Secret { arn: String, why: String },
+}
+
+/// A legal entity (F&O `dataAreaId`) and the Sales business unit that owns its records.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Company {
+    pub legal_entity: String,
+    /// Business unit name or GUID, as configured.
+    pub business_unit: String,
+}
+
+/// Where the client secret comes from: never from a file, never logged.
+#[derive(Clone, Debug)]
+pub enum SecretSource {
+    Value(Secret),
+    SecretsManager(String),
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub sales_url: String,
+    pub fno_url: String,
+    pub authority_url: String,
+    pub tenant_id: String,
+    pub client_id: String,
+    pub client_secret: SecretSource,
+    pub table: String,
+    /// This function's queue (Lambda); the CLI finds queues by name instead.
+    pub queue_url: Option<String>,
+    pub dlq_url: Option<String>,
+    /// Queue names are `<prefix><flow>` and `<prefix><flow>-dlq`.
+    pub queue_prefix: String,
+    pub companies: Vec<Company>,
+    pub mapping: Option<PathBuf>,
+    /// Operations per `$batch` request.
+    pub batch_size: usize,
+    /// Rows per page read (Dataverse caps at 5,000).
+    pub page_size: usize,
+    /// A record that failed transiently this many times goes to the DLQ.
+    pub max_attempts: u32,
+    pub lease_ttl: Duration,
+    pub http_timeout: Duration,
+}
+
+pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
+    }
+
+    /// Reads the configuration through `get` (testable without touching the environment).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
+        let url = |k: &'static str, v: String| -> Result<String, ConfigError> {
+            p2c_dynamics::check_endpoint(k, &v)
+                .map_err(|e| ConfigError::Invalid { name: k, value: v.clone(), why: e.to_string() })?;
+            Ok(v.trim_end_matches('/').to_string())
+        };
+        let client_secret = match (get("P2C_CLIENT_SECRET"), get("P2C_CLIENT_SECRET_ARN")) {
+            (Some(s), _) => SecretSource::Value(Secret::new(s)),
+            (None, Some(arn)) => SecretSource::SecretsManager(arn),
+            (None, None) => return Err(ConfigError::Missing("P2C_CLIENT_SECRET or P2C_CLIENT_SECRET_ARN")),
+        };
+        let num = |k: &'static str, default: u64| -> Result<u64, ConfigError> {
+            match get(k) {
+                None => Ok(default),
+                Some(v) => v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or(ConfigError::Invalid {
+                    name: k,
+                    value: v,
+                    why: "expected a positive whole number".into(),
+                }),
+            }
+        };
+        Ok(Config {
+            sales_url: url("P2C_SALES_URL", req("P2C_SALES_URL")?)?,
+            fno_url: url("P2C_FNO_URL", req("P2C_FNO_URL")?)?,
+            authority_url: url("P2C_AUTHORITY_URL", get("P2C_AUTHORITY_URL").unwrap_or_else(|| DEFAULT_AUTHORITY.into()))?,
+            tenant_id: req("P2C_TENANT_ID")?,
+            client_id: req("P2C_CLIENT_ID")?,
+            client_secret,
+            table: get("P2C_TABLE").unwrap_or_else(|| "p2c".into()),
+            queue_url: get("P2C_QUEUE_URL"),
+            dlq_url: get("P2C_DLQ_URL"),
+            queue_prefix: get("P2C_QUEUE_PREFIX").unwrap_or_else(|| "p2c-".into()),
+            companies: parse_companies(&get("P2C_COMPANIES").unwrap_or_else(|| "usmf=usmf".into()))?,
+            mapping: get("P2C_MAPPING").map(PathBuf::from),
+            batch_size: num("P2C_BATCH_SIZE", 200)?.min(1000) as usize,
+            page_size: num("P2C_PAGE_SIZE", 5000)?.min(5000) as usize,
+            max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
+            lease_ttl: Duration::from_secs(num("P2C_LEASE_SECONDS", 900)?),
+            http_timeout: Duration::from_secs(num("P2C_HTTP_TIMEOUT_SECONDS", 60)?),
+        })
+    }
+
+    pub fn company(&self, legal_entity: &str) -> Option<&Company> {
+        self.companies.iter().find(|c| c.legal_entity.eq_ignore_ascii_case(legal_entity))
+    }
+}
+
+/// `usmf=US Sales,usrt=<guid>`: legal entity = business unit (name or GUID), comma separated.
+pub fn parse_companies(s: &str) -> Result<Vec<Company>, ConfigError> {
+    let invalid = |why: &str| ConfigError::Invalid { name: "P2C_COMPANIES", value: s.to_string(), why: why.into() };
+    let mut out: Vec<Company> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (le, bu) = part.split_once('=').ok_or_else(|| invalid("each entry is <legal entity>=<business unit>"))?;
+        let le = le.trim().to_ascii_lowercase();
+        if le.is_empty() || le.len() > 4 || !le.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(invalid("a legal entity id is 1 to 4 letters or digits, like usmf"));
+        }
+        if bu.trim().is_empty() {
+            return Err(invalid("the business unit after '=' is empty"));
+        }
+        if out.iter().any(|c| c.legal_entity == le) {
+            return Err(invalid("a legal entity is listed twice"));
+        }
+        out.push(Company { legal_entity: le, business_unit: bu.trim().to_string() });
+    }
+    if out.is_empty() {
+        return Err(invalid("no companies listed"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+    }
+
+    const BASE: &[(&str, &str)] = &[
+        ("P2C_SALES_URL", "https://org.crm.dynamics.com/"),
+        ("P2C_FNO_URL", "https://env.operations.dynamics.com"),
+        ("P2C_TENANT_ID", "t"),
+        ("P2C_CLIENT_ID", "c"),
+        ("P2C_CLIENT_SECRET", "s3cr3t"),
+    ];
+
+    #[test]
+    fn reads_defaults_and_trims_urls() {
+        let c = Config::from_lookup(env(BASE)).unwrap();
+        assert_eq!(c.sales_url, "https://org.crm.dynamics.com");
+        assert_eq!(c.companies, vec![Company { legal_entity: "usmf".into(), business_unit: "usmf".into() }]);
+        assert_eq!(c.authority_url, DEFAULT_AUTHORITY);
+        assert!(!format!("{c:?}").contains("s3cr3t"), "the secret must never print");
+    }
+
+    #[test]
+    fn refuses_plain_http_off_loopback() {
+        let mut pairs = BASE.to_vec();
+        pairs[0] = ("P2C_SALES_URL", "http://org.crm.dynamics.com");
+        let e = Config::from_lookup(env(&pairs)).unwrap_err();
+        assert!(e.to_string().contains("P2C_SALES_URL"), "{e}");
+        pairs[0] = ("P2C_SALES_URL", "http://127.0.0.1:8080");
+        assert!(Config::from_lookup(env(&pairs)).is_ok());
+    }
+
+    #[test]
+    fn companies_parse_and_reject() {
+        let c = parse_companies("USMF=US Sales, usrt=9b1f0000-0000-0000-0000-000000000001").unwrap();
+        assert_eq!(c[0].legal_entity, "usmf");
+        assert_eq!(c[1].business_unit, "9b1f0000-0000-0000-0000-000000000001");
+        assert!(parse_companies("usmf").is_err());
+        assert!(parse_companies("usmf=a,usmf=b").is_err());
+        assert!(parse_companies("toolongname=a").is_err());
+    }
+}

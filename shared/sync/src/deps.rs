@@ -1,0 +1,152 @@
+//! Everything a run needs, built once per process (Lambda init, or CLI start) and shared by every invocation.
+
+use std::{collections::HashMap, sync::Arc};
+
+use p2c_dynamics::{Credentials, Dataverse, Fno, RequestStats, Secret, TokenCache};
+use p2c_mapping::MappingOverrides;
+use p2c_state::{QueuePair, Queues, StateStore};
+use tokio::sync::Mutex;
+
+use crate::{
+    config::{Config, ConfigError, SecretSource},
+    error::SyncError,
+    flows::{FlowName, SalesToFno},
+    lookups::Lookups,
+};
+
+pub struct Deps {
+    pub cfg: Config,
+    pub tokens: Arc<TokenCache>,
+    pub sales: Dataverse,
+    pub fno: Fno,
+    pub state: StateStore,
+    pub queues: Queues,
+    pub lookups: Lookups,
+    flows: HashMap<FlowName, SalesToFno>,
+    business_units: Mutex<HashMap<String, String>>,
+    queue_urls: Mutex<HashMap<FlowName, QueuePair>>,
+}
+
+impl Deps {
+    /// Builds clients from an AWS config (the default chain in Lambda, moto locally).
+    pub async fn new(cfg: Config, aws: &aws_config::SdkConfig) -> Result<Deps, SyncError> {
+        let secret = match &cfg.client_secret {
+            SecretSource::Value(s) => s.clone(),
+            SecretSource::SecretsManager(arn) => fetch_secret(aws, arn).await?,
+        };
+        let http = p2c_dynamics::http_client(cfg.http_timeout);
+        let tokens = Arc::new(TokenCache::new(
+            http.clone(),
+            Credentials {
+                authority_url: cfg.authority_url.clone(),
+                tenant: cfg.tenant_id.clone(),
+                client_id: cfg.client_id.clone(),
+                client_secret: secret,
+            },
+        ));
+        let sales = Dataverse::new(http.clone(), tokens.clone(), &cfg.sales_url).with_page_size(cfg.page_size);
+        let fno = Fno::new(http, tokens.clone(), &cfg.fno_url);
+        let state = StateStore::new(aws_sdk_dynamodb::Client::new(aws), cfg.table.clone());
+        let queues = Queues::new(aws_sdk_sqs::Client::new(aws), cfg.queue_prefix.clone());
+        let overrides = match &cfg.mapping {
+            Some(path) => Some(MappingOverrides::load(path).map_err(|e| SyncError::Mapping(e.to_string()))?),
+            None => None,
+        };
+        let mut flows = HashMap::new();
+        let mut accounts = p2c_mapping::accounts_to_customers();
+        if let Some(o) = &overrides {
+            o.apply(&mut accounts).map_err(|e| SyncError::Mapping(e.to_string()))?;
+        }
+        flows.insert(
+            FlowName::AccountsToFno,
+            SalesToFno { flow: FlowName::AccountsToFno, link_entity: "account", noun: "account", template: accounts },
+        );
+        Ok(Deps {
+            cfg,
+            tokens,
+            sales,
+            fno,
+            state,
+            queues,
+            lookups: Lookups::default(),
+            flows,
+            business_units: Default::default(),
+            queue_urls: Default::default(),
+        })
+    }
+
+    /// Reads the configuration and AWS settings from the environment (what a Lambda's `main` calls).
+    pub async fn from_env() -> Result<Deps, SyncError> {
+        let cfg = Config::from_env()?;
+        let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Deps::new(cfg, &aws).await
+    }
+
+    pub fn sales_to_fno(&self, flow: FlowName) -> &SalesToFno {
+        &self.flows[&flow]
+    }
+
+    /// Requests made to both Dynamics services since the last reset.
+    pub fn dynamics_stats(&self) -> RequestStats {
+        let mut s = self.sales.api().stats();
+        s.merge(&self.fno.api().stats());
+        *s.by_endpoint.entry("token POST".into()).or_default() += self.tokens.fetched();
+        s
+    }
+
+    /// The business unit GUID that owns a company's Sales records (configured as a GUID or a name).
+    pub async fn business_unit_id(&self, company: &str) -> Result<String, SyncError> {
+        let c = self
+            .cfg
+            .company(company)
+            .ok_or_else(|| SyncError::UnknownCompany(company.into(), self.companies_list()))?;
+        if p2c_dynamics::odata::is_guid(&c.business_unit) {
+            return Ok(c.business_unit.to_ascii_lowercase());
+        }
+        if let Some(id) = self.business_units.lock().await.get(&c.legal_entity) {
+            return Ok(id.clone());
+        }
+        let filter = format!("name eq {}", p2c_dynamics::odata::string_literal(&c.business_unit));
+        let rows = self.sales.list("businessunits", &["businessunitid".into(), "name".into()], Some(&filter)).await?;
+        let id = rows
+            .first()
+            .and_then(|r| r.get("businessunitid"))
+            .and_then(|v| v.as_str())
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| SyncError::BusinessUnit { company: company.into(), bu: c.business_unit.clone() })?;
+        self.business_units.lock().await.insert(c.legal_entity.clone(), id.clone());
+        Ok(id)
+    }
+
+    pub fn companies_list(&self) -> String {
+        self.cfg.companies.iter().map(|c| c.legal_entity.as_str()).collect::<Vec<_>>().join(", ")
+    }
+
+    /// The flow's queue and DLQ: from P2C_QUEUE_URL/P2C_DLQ_URL in Lambda, else found by name.
+    pub async fn queue_pair(&self, flow: FlowName) -> Result<QueuePair, SyncError> {
+        if let Some(p) = self.queue_urls.lock().await.get(&flow) {
+            return Ok(p.clone());
+        }
+        let pair = match (&self.cfg.queue_url, &self.cfg.dlq_url) {
+            (Some(q), Some(d)) => QueuePair { queue_url: q.clone(), dlq_url: d.clone(), dlq_arn: String::new() },
+            _ => self.queues.urls(flow.as_str()).await?,
+        };
+        self.queue_urls.lock().await.insert(flow, pair.clone());
+        Ok(pair)
+    }
+}
+
+async fn fetch_secret(aws: &aws_config::SdkConfig, arn: &str) -> Result<Secret, SyncError> {
+    let client = aws_sdk_secretsmanager::Client::new(aws);
+    let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| ConfigError::Secret {
+        arn: arn.into(),
+        why: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+    })?;
+    let s = out.secret_string().ok_or_else(|| ConfigError::Secret { arn: arn.into(), why: "the secret has no string value".into() })?;
+    // Accept either the bare secret or a JSON object {"client_secret": "..."}.
+    let value = serde_json::from_str::<serde_json::Value>(s)
+        .ok()
+        .and_then(|v| v.get("client_secret").and_then(|x| x.as_str()).map(str::to_string))
+        .unwrap_or_else(|| s.to_string());
+    Ok(Secret::new(value))
+}

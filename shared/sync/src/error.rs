@@ -1,0 +1,46 @@
+use thiserror::Error;
+
+/// Run-level failures: the run stops, the watermark stays where it was, and the next run redoes the tail.
+/// Per-record problems never become a `SyncError`; they are counted and routed in the report.
+#[derive(Debug, Error)]
+pub enum SyncError {
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error("mapping configuration: {0}")]
+    Mapping(String),
+    #[error("state (DynamoDB/SQS): {0}")]
+    State(#[from] p2c_state::StateError),
+    #[error("{0}")]
+    Dynamics(#[from] p2c_dynamics::DynamicsError),
+    #[error("unknown flow {0:?}; known flows: {1}")]
+    UnknownFlow(String, String),
+    #[error("company {0:?} is not in P2C_COMPANIES ({1}); add it there or fix the schedule's input")]
+    UnknownCompany(String, String),
+    #[error("business unit {bu:?} of company {company} was not found in Sales; fix P2C_COMPANIES")]
+    BusinessUnit { company: String, bu: String },
+    #[error("this function runs flow {expected}, but the event asks for {got}")]
+    WrongFlow { expected: String, got: String },
+    #[error("the lease of {flow}/{company} was lost mid-run (it expired or was taken); the next run redoes the rest")]
+    LeaseLost { flow: String, company: String },
+    #[error("the event is neither an SQS batch nor a schedule input: {0}")]
+    BadEvent(String),
+}
+
+impl SyncError {
+    /// Whether running again later can succeed without anyone changing anything.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            SyncError::State(e) => e.is_transient(),
+            SyncError::Dynamics(e) => e.is_transient(),
+            SyncError::LeaseLost { .. } => true,
+            _ => false,
+        }
+    }
+}
+
+impl From<SyncError> for lambda_runtime::Diagnostic {
+    fn from(e: SyncError) -> Self {
+        let kind = if e.is_transient() { "Retryable" } else { "NeedsOperator" };
+        lambda_runtime::Diagnostic { error_type: kind.into(), error_message: e.to_string() }
+    }
+}

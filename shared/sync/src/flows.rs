@@ -1,0 +1,61 @@
+//! The flows p2c runs, and what each one reads and writes.
+
+use std::fmt;
+
+use p2c_mapping::Template;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum FlowName {
+    AccountsToFno,
+}
+
+impl FlowName {
+    pub const ALL: [FlowName; 1] = [FlowName::AccountsToFno];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowName::AccountsToFno => "accounts-to-fno",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<FlowName> {
+        FlowName::ALL.into_iter().find(|f| f.as_str() == s)
+    }
+
+    pub fn known() -> String {
+        FlowName::ALL.iter().map(|f| f.as_str()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+impl fmt::Display for FlowName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A Sales → F&O flow driven by change tracking on one Sales table.
+#[derive(Clone, Debug)]
+pub struct SalesToFno {
+    pub flow: FlowName,
+    /// Entity name used in link items (`LINK#<entity>#...`).
+    pub link_entity: &'static str,
+    /// Singular noun for messages ("account ACC-1: ...").
+    pub noun: &'static str,
+    pub template: Template,
+}
+
+impl SalesToFno {
+    pub fn source_set(&self) -> &str {
+        &self.template.source_entity
+    }
+    pub fn source_id(&self) -> &str {
+        &self.template.source_id
+    }
+    pub fn target_set(&self) -> &str {
+        &self.template.target_entity
+    }
+    /// The target key field other than `dataAreaId` (e.g. `CustomerAccount`).
+    pub fn target_key_field(&self) -> &str {
+        self.template.target_key.iter().find(|k| *k != "dataAreaId").map(String::as_str).unwrap_or("")
+    }
+}

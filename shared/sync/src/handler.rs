@@ -1,0 +1,158 @@
+//! Lambda event handling: one handler for a schedule input and for an SQS batch.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::{
+    deps::Deps,
+    error::SyncError,
+    flows::FlowName,
+    message::Message,
+    report::RunReport,
+    route::route_failures,
+    run::{RunOptions, run_flow},
+    sales_to_fno::sync_rows,
+};
+
+/// The schedule's `Input` (EventBridge Scheduler delivers it as-is).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduledRun {
+    pub flow: String,
+    /// One company, or every configured company when absent.
+    #[serde(default)]
+    pub company: Option<String>,
+    #[serde(default)]
+    pub full_resync: bool,
+}
+
+/// Entry point for a function that runs `flow`: dispatches on the shape of the event.
+pub async fn handle_event(deps: &Deps, flow: FlowName, event: Value) -> Result<Value, SyncError> {
+    if event.get("Records").is_some() {
+        let sqs: SqsEvent = serde_json::from_value(event).map_err(|e| SyncError::BadEvent(e.to_string()))?;
+        let resp = handle_sqs(deps, flow, sqs).await;
+        return serde_json::to_value(resp).map_err(|e| SyncError::BadEvent(e.to_string()));
+    }
+    // A classic EventBridge rule wraps the input in an envelope; Scheduler does not.
+    let input = match event.get("detail-type") {
+        Some(_) => event.get("detail").cloned().unwrap_or(Value::Null),
+        None => event,
+    };
+    let run: ScheduledRun = serde_json::from_value(input).map_err(|e| SyncError::BadEvent(e.to_string()))?;
+    let reports = handle_schedule(deps, flow, &run).await?;
+    Ok(json!({ "runs": reports }))
+}
+
+/// Runs the flow for the requested company, or for each configured company in turn.
+pub async fn handle_schedule(deps: &Deps, flow: FlowName, run: &ScheduledRun) -> Result<Vec<RunReport>, SyncError> {
+    if run.flow != flow.as_str() {
+        return Err(SyncError::WrongFlow { expected: flow.as_str().into(), got: run.flow.clone() });
+    }
+    let companies: Vec<String> = match &run.company {
+        Some(c) => vec![c.clone()],
+        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
+    };
+    let opts = RunOptions { full_resync: run.full_resync, trigger: "schedule".into() };
+    let mut out = Vec::new();
+    for c in companies {
+        out.push(run_flow(deps, flow, &c, &opts).await?);
+    }
+    Ok(out)
+}
+
+/// Processes an SQS batch. Each message succeeds or fails on its own: a body that does not parse fails only
+/// itself; records that fail are re-queued (or dead-lettered) as messages of their own, so the message that
+/// carried them succeeds. A message fails only when its records could not be processed or re-queued at all.
+pub async fn handle_sqs(deps: &Deps, flow: FlowName, event: SqsEvent) -> SqsBatchResponse {
+    let (resp, _) = handle_sqs_report(deps, flow, event).await;
+    resp
+}
+
+/// As [`handle_sqs`], also returning what happened per company (for the CLI's `drain`).
+pub async fn handle_sqs_report(deps: &Deps, flow: FlowName, event: SqsEvent) -> (SqsBatchResponse, Vec<RunReport>) {
+    let mut resp = SqsBatchResponse::default();
+    // company → (attempt → message ids and keys)
+    let mut groups: BTreeMap<(String, u32), Vec<(String, Message)>> = BTreeMap::new();
+    for rec in event.records {
+        let id = rec.message_id.clone().unwrap_or_default();
+        match validate(deps, flow, rec.body.as_deref()) {
+            Ok(m) => groups.entry((m.company.clone(), m.attempt)).or_default().push((id, m)),
+            Err(why) => {
+                tracing::warn!(message_id = %id, flow = %flow, reason = %why, "message rejected; it will be retried and then dead-lettered intact");
+                resp.add_failure(id);
+            }
+        }
+    }
+    let mut reports = Vec::new();
+    for ((company, attempt), msgs) in groups {
+        let mut report = RunReport::new(&uuid::Uuid::new_v4().to_string(), flow.as_str(), &company, "sqs");
+        let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();
+        match process_keys(deps, flow, &company, attempt, &msgs, &mut report).await {
+            Ok(()) => {}
+            Err(e) => {
+                tracing::error!(flow = %flow, company, error = %e, messages = ids.len(), "messages failed; SQS will redeliver them");
+                for id in ids {
+                    resp.add_failure(id);
+                }
+            }
+        }
+        reports.push(report);
+    }
+    (resp, reports)
+}
+
+fn validate(deps: &Deps, flow: FlowName, body: Option<&str>) -> Result<Message, String> {
+    let m = Message::parse(body).map_err(|e| e.to_string())?;
+    if m.flow != flow.as_str() {
+        return Err(format!("the message is for flow {:?}, this function runs {flow}", m.flow));
+    }
+    if deps.cfg.company(&m.company).is_none() {
+        return Err(format!("company {:?} is not in P2C_COMPANIES ({})", m.company, deps.companies_list()));
+    }
+    Ok(m)
+}
+
+async fn process_keys(
+    deps: &Deps,
+    flow: FlowName,
+    company: &str,
+    attempt: u32,
+    msgs: &[(String, Message)],
+    report: &mut RunReport,
+) -> Result<(), SyncError> {
+    let spec = deps.sales_to_fno(flow);
+    let company = deps.cfg.company(company).map(|c| c.legal_entity.clone()).unwrap_or_else(|| company.to_string());
+    let bu = deps.business_unit_id(&company).await?;
+    // The same key in two messages (a duplicate delivery) is read and written once.
+    let mut keys: Vec<String> = msgs.iter().flat_map(|(_, m)| m.keys.iter().cloned()).collect();
+    keys.sort();
+    keys.dedup();
+    // Non-GUID keys would never match a Dataverse id; they fail as bad records, not as a bad batch.
+    let (good, bad): (Vec<String>, Vec<String>) = keys.into_iter().partition(|k| p2c_dynamics::odata::is_guid(k));
+    let mut failures: Vec<crate::sales_to_fno::Failure> = bad
+        .into_iter()
+        .map(|k| crate::sales_to_fno::Failure {
+            id: String::new(),
+            key: k.clone(),
+            reason: format!("{k:?} is not a {} id (a GUID); the message cannot be processed", spec.noun),
+            transient: false,
+        })
+        .collect();
+    // Re-read the current record: a replay never writes stale data.
+    let rows = deps.sales.get_by_ids(spec.source_set(), spec.source_id(), &good, &spec.template.source_select()).await?;
+    let found: HashMap<String, ()> = rows
+        .iter()
+        .filter_map(|r| r.get(spec.source_id()).and_then(Value::as_str).map(|s| (s.to_ascii_lowercase(), ())))
+        .collect();
+    for k in &good {
+        if !found.contains_key(&k.to_ascii_lowercase()) {
+            report.read += 1;
+            report.skip("no longer in Sales");
+        }
+    }
+    failures.extend(sync_rows(deps, spec, &company, &bu, rows, report).await?);
+    route_failures(deps, flow, &company, failures, attempt, report).await
+}

@@ -1,0 +1,158 @@
+//! One scheduled run of a flow for one company: lease, read changes since the watermark, sync page by page,
+//! commit links, then advance the watermark.
+
+use std::time::Instant;
+
+use p2c_dynamics::DynamicsError;
+use p2c_state::RunRecord;
+
+use crate::{
+    deps::Deps,
+    error::SyncError,
+    flows::FlowName,
+    report::RunReport,
+    route::route_failures,
+    sales_to_fno::sync_rows,
+};
+
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// Ignore the watermark and re-read everything (links still prevent duplicates and rewrites).
+    pub full_resync: bool,
+    pub trigger: String,
+}
+
+/// Runs one flow for one company. Another run holding the lease is not an error: the report says so.
+pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOptions) -> Result<RunReport, SyncError> {
+    let company = deps
+        .cfg
+        .company(company)
+        .ok_or_else(|| SyncError::UnknownCompany(company.into(), deps.companies_list()))?
+        .legal_entity
+        .clone();
+    let started = Instant::now();
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let trigger = if opts.trigger.is_empty() { "schedule" } else { opts.trigger.as_str() };
+    let mut report = RunReport::new(&run_id, flow.as_str(), &company, trigger);
+    let ddb_before = deps.state.request_count();
+    let stats_before = deps.dynamics_stats();
+    let started_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+
+    let Some(lease) = deps.state.acquire_lease(flow.as_str(), &company, &run_id, deps.cfg.lease_ttl).await? else {
+        let holder = deps.state.lease_holder(flow.as_str(), &company).await?.map(|l| l.owner).unwrap_or_default();
+        tracing::info!(flow = %flow, company, holder, "another run holds the lease; nothing to do");
+        report.lease_held_by = Some(holder);
+        return Ok(report);
+    };
+    let result = run_locked(deps, flow, &company, opts, &mut report, &lease).await;
+    if let Err(e) = deps.state.release_lease(&lease).await {
+        tracing::warn!(flow = %flow, company, error = %e, "could not release the lease; it will expire");
+    }
+    report.duration_ms = started.elapsed().as_millis() as u64;
+    report.dynamodb_requests = deps.state.request_count() - ddb_before;
+    report.dynamics_requests = diff(&deps.dynamics_stats(), &stats_before);
+    let record = RunRecord {
+        run_id: run_id.clone(),
+        flow: flow.as_str().into(),
+        company: company.clone(),
+        trigger: trigger.into(),
+        started_at,
+        duration_ms: report.duration_ms,
+        read: report.read,
+        written: report.written,
+        skipped: report.skipped,
+        failed: report.failed,
+        first_errors: match &result {
+            Err(e) => vec![format!("run failed: {e}")],
+            Ok(()) => report.first_errors(5),
+        },
+    };
+    if let Err(e) = deps.state.put_run(&record).await {
+        tracing::warn!(flow = %flow, company, error = %e, "could not record the run");
+    }
+    result?;
+    tracing::info!(
+        flow = %flow, company, read = report.read, written = report.written, skipped = report.skipped,
+        failed = report.failed, duration_ms = report.duration_ms, "run finished"
+    );
+    Ok(report)
+}
+
+async fn run_locked(
+    deps: &Deps,
+    flow: FlowName,
+    company: &str,
+    opts: &RunOptions,
+    report: &mut RunReport,
+    lease: &p2c_state::Lease,
+) -> Result<(), SyncError> {
+    let spec = deps.sales_to_fno(flow);
+    let bu = deps.business_unit_id(company).await?;
+    let watermark = deps.state.watermark(flow.as_str(), company).await?;
+    let initial = deps.sales.initial_changes_url(spec.source_set(), &spec.template.source_select());
+    let mut url = match &watermark {
+        Some(w) if !opts.full_resync && !w.value.is_empty() => w.value.clone(),
+        _ => {
+            report.full_resync = watermark.is_some();
+            initial.clone()
+        }
+    };
+    let mut first_page = true;
+    let delta = loop {
+        let page = match deps.sales.change_page(spec.source_set(), &url).await {
+            Ok(p) => p,
+            // An expired or refused delta link: start over with a full read; links keep it duplicate-free.
+            Err(e) if first_page && url != initial && delta_link_refused(&e) => {
+                tracing::warn!(flow = %flow, company, error = %e, "delta link refused; falling back to a full resync");
+                report.full_resync = true;
+                url = initial.clone();
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        first_page = false;
+        for _ in &page.deleted {
+            report.read += 1;
+            report.skip("deleted in Sales (F&O records are never deleted by p2c)");
+        }
+        let failures = sync_rows(deps, spec, company, &bu, page.rows, report).await?;
+        route_failures(deps, flow, company, failures, 1, report).await?;
+        if !deps.state.renew_lease(lease, deps.cfg.lease_ttl).await? {
+            return Err(SyncError::LeaseLost { flow: flow.as_str().into(), company: company.into() });
+        }
+        match (page.next_link, page.delta_link) {
+            (Some(next), _) => url = next,
+            (None, Some(delta)) => break delta,
+            (None, None) => {
+                return Err(SyncError::Dynamics(DynamicsError::Decode {
+                    service: "sales",
+                    what: format!("change tracking of {}", spec.source_set()),
+                    message: "the last page carries neither a next link nor a delta link".into(),
+                }));
+            }
+        }
+    };
+    // Links are committed page by page above; only now may the watermark move.
+    let expected = watermark.map(|w| w.version);
+    deps.state.put_watermark(flow.as_str(), company, &delta, expected).await?;
+    Ok(())
+}
+
+fn delta_link_refused(e: &DynamicsError) -> bool {
+    matches!(e.status(), Some(400 | 404 | 410 | 422)) || matches!(e, DynamicsError::Http { status: 500, .. } if !e.is_transient())
+}
+
+fn diff(after: &p2c_dynamics::RequestStats, before: &p2c_dynamics::RequestStats) -> p2c_dynamics::RequestStats {
+    let mut out = p2c_dynamics::RequestStats {
+        throttled: after.throttled - before.throttled.min(after.throttled),
+        retried: after.retried - before.retried.min(after.retried),
+        ..Default::default()
+    };
+    for (k, v) in &after.by_endpoint {
+        let d = v - before.by_endpoint.get(k).copied().unwrap_or(0).min(*v);
+        if d > 0 {
+            out.by_endpoint.insert(k.clone(), d);
+        }
+    }
+    out
+}

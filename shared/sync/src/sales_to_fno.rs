@@ -1,0 +1,239 @@
+//! The Sales → F&O pipeline: filter and map (transform), skip what is unchanged, then write to F&O in
+//! `$batch` requests and commit links (sink). Used by scheduled runs and by SQS messages alike.
+
+use std::collections::{HashMap, HashSet};
+
+use p2c_dynamics::{BatchOp, DynamicsError, Record};
+use p2c_mapping::content_hash;
+use p2c_state::Link;
+use serde_json::Value;
+
+use crate::{deps::Deps, error::SyncError, flows::SalesToFno, lookups::lookup_paths, report::RunReport};
+
+/// A record that did not make it, and whether trying again later can help.
+#[derive(Clone, Debug)]
+pub struct Failure {
+    pub id: String,
+    pub key: String,
+    pub reason: String,
+    pub transient: bool,
+}
+
+struct Pending {
+    id: String,
+    key: String,
+    body: Record,
+    hash: String,
+    version: Option<String>,
+    linked_same_key: bool,
+}
+
+fn now() -> String {
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn str_of<'a>(r: &'a Record, k: &str) -> Option<&'a str> {
+    r.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
+}
+
+/// Syncs Sales rows of one company to F&O. Returns the records that failed; the caller routes them.
+/// A `SyncError` means the run itself could not go on (links or writes unreachable after retries).
+pub async fn sync_rows(
+    deps: &Deps,
+    spec: &SalesToFno,
+    company: &str,
+    business_unit: &str,
+    mut rows: Vec<Record>,
+    report: &mut RunReport,
+) -> Result<Vec<Failure>, SyncError> {
+    let t = &spec.template;
+    let mut failures = Vec::new();
+    deps.lookups.enrich(&deps.sales, &lookup_paths(t), &mut rows).await?;
+
+    // Transform: filter, map, key.
+    let mut pending: Vec<Pending> = Vec::with_capacity(rows.len());
+    let mut seen_keys: HashMap<String, String> = HashMap::new();
+    for row in rows {
+        report.read += 1;
+        let Some(id) = str_of(&row, spec.source_id()).map(str::to_string) else {
+            failures.push(Failure {
+                id: String::new(),
+                key: "(no id)".into(),
+                reason: format!("the {} has no {}; it cannot be synced or retried", spec.noun, spec.source_id()),
+                transient: false,
+            });
+            continue;
+        };
+        if str_of(&row, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(business_unit)) {
+            report.skip("owned by another business unit");
+            continue;
+        }
+        if !t.passes_filter(&row) {
+            report.skip("filtered by the template");
+            continue;
+        }
+        let mapped = t.key_of(&row).and_then(|key| t.map(&row).map(|body| (key, body)));
+        let (key, mut body) = match mapped {
+            Ok(v) => v,
+            Err(e) => {
+                let key = str_of(&row, &t.source_key).unwrap_or(&id).to_string();
+                failures.push(Failure { id, key, reason: e.to_string(), transient: false });
+                continue;
+            }
+        };
+        // Two Sales records with one account number would overwrite each other's customer.
+        if let Some(other) = seen_keys.get(&key) {
+            failures.push(Failure {
+                reason: format!(
+                    "{} {key} has the same {} as {} {other}; give one of them a unique {}",
+                    spec.noun, t.source_key, spec.noun, t.source_key
+                ),
+                id,
+                key,
+                transient: false,
+            });
+            continue;
+        }
+        seen_keys.insert(key.clone(), id.clone());
+        body.insert("dataAreaId".into(), Value::String(company.to_string()));
+        let hash = content_hash(&body);
+        let version = row.get("versionnumber").map(|v| v.to_string().trim_matches('"').to_string());
+        pending.push(Pending { id, key, body, hash, version, linked_same_key: false });
+    }
+
+    // Skip unchanged: the mapped content equals what was last written.
+    let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
+    let links = deps.state.get_links(spec.link_entity, company, "sales", &ids).await?;
+    pending.retain_mut(|p| match links.get(&p.id) {
+        Some(l) if l.target_key == p.key && l.target_hash.as_deref() == Some(p.hash.as_str()) => {
+            report.skip("unchanged");
+            false
+        }
+        Some(l) => {
+            p.linked_same_key = l.target_key == p.key;
+            true
+        }
+        None => true,
+    });
+    if pending.is_empty() {
+        return Ok(failures);
+    }
+
+    // Not linked yet: a crash after an earlier create must not duplicate, so look the key up first.
+    let key_field = spec.target_key_field().to_string();
+    let unknown: Vec<String> = pending.iter().filter(|p| !p.linked_same_key).map(|p| p.key.clone()).collect();
+    let existing: HashSet<String> = if unknown.is_empty() {
+        HashSet::new()
+    } else {
+        deps.fno
+            .find_by_keys(spec.target_set(), company, &key_field, &unknown, std::slice::from_ref(&key_field))
+            .await?
+            .iter()
+            .filter_map(|r| str_of(r, &key_field).map(str::to_string))
+            .collect()
+    };
+
+    // Sink: write, then commit links for what was written.
+    let items: Vec<WriteItem> = pending
+        .iter()
+        .map(|p| WriteItem {
+            key: vec![("dataAreaId".into(), company.to_string()), (key_field.clone(), p.key.clone())],
+            body: p.body.clone(),
+            create: !(p.linked_same_key || existing.contains(&p.key)),
+        })
+        .collect();
+    let results = write_all(deps, spec.target_set(), items).await;
+    let mut new_links = Vec::new();
+    let synced_at = now();
+    for (p, r) in pending.into_iter().zip(results) {
+        match r {
+            Ok(created) => {
+                report.wrote(created);
+                new_links.push(Link {
+                    entity: spec.link_entity.into(),
+                    company: company.into(),
+                    system: "sales".into(),
+                    source_key: p.id,
+                    target_key: p.key,
+                    source_version: p.version,
+                    source_hash: None,
+                    target_hash: Some(p.hash),
+                    synced_at: synced_at.clone(),
+                });
+            }
+            Err((reason, transient)) => failures.push(Failure { id: p.id, key: p.key, reason, transient }),
+        }
+    }
+    deps.state.put_links(&new_links).await?;
+    Ok(failures)
+}
+
+struct WriteItem {
+    key: Vec<(String, String)>,
+    body: Record,
+    create: bool,
+}
+
+type WriteResult = Result<bool, (String, bool)>;
+
+/// Writes every item in `$batch` requests. A create that finds the key taken becomes an update and an update
+/// whose key vanished becomes a create, so a redo after a crash or a concurrent run is harmless.
+async fn write_all(deps: &Deps, entity_set: &str, items: Vec<WriteItem>) -> Vec<WriteResult> {
+    let mut results: Vec<Option<WriteResult>> = vec![None; items.len()];
+    let mut todo: Vec<(usize, bool)> = items.iter().enumerate().map(|(i, it)| (i, it.create)).collect();
+    for pass in 0..3 {
+        let mut again = Vec::new();
+        for chunk in todo.chunks(deps.cfg.batch_size.max(1)) {
+            let ops: Vec<BatchOp> = chunk.iter().map(|&(i, create)| op_for(deps, entity_set, &items[i], create)).collect();
+            match deps.fno.batch(&ops).await {
+                Ok(parts) => {
+                    for ((&(i, create), part), op) in chunk.iter().zip(parts).zip(&ops) {
+                        if part.is_success() {
+                            results[i] = Some(Ok(create));
+                            continue;
+                        }
+                        let err = part.error("fno", op);
+                        let flip = (create && is_already_exists(&err)) || (!create && err.status() == Some(404));
+                        if flip && pass < 2 {
+                            again.push((i, !create));
+                        } else {
+                            results[i] = Some(Err((err.to_string(), err.is_transient())));
+                        }
+                    }
+                }
+                Err(e) => {
+                    let transient = e.is_transient();
+                    for &(i, _) in chunk {
+                        results[i] = Some(Err((format!("the $batch request failed: {e}"), transient)));
+                    }
+                }
+            }
+        }
+        if again.is_empty() {
+            break;
+        }
+        todo = again;
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(("no result for this record".into(), true))))
+        .collect()
+}
+
+fn op_for(deps: &Deps, entity_set: &str, item: &WriteItem, create: bool) -> BatchOp {
+    if create {
+        deps.fno.create_op(entity_set, Value::Object(item.body.clone()))
+    } else {
+        // Key fields stay out of an update body: they are in the URL.
+        let mut body = item.body.clone();
+        for (k, _) in &item.key {
+            body.remove(k);
+        }
+        let key: Vec<(&str, &str)> = item.key.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        deps.fno.update_op(entity_set, &key, Value::Object(body))
+    }
+}
+
+fn is_already_exists(e: &DynamicsError) -> bool {
+    matches!(e, DynamicsError::Http { message, .. } if message.contains("already exists"))
+}

@@ -1,0 +1,181 @@
+//! The commands. Each returns Ok(true) when nothing failed, Ok(false) when some record failed.
+
+use anyhow::{Context, Result, bail};
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use p2c_state::{Queues, StateStore};
+use p2c_sync::{Config, Deps, FlowName, RunOptions, RunReport, handle_sqs_report, run_flow};
+use serde_json::json;
+
+use crate::local;
+
+/// Receive limit before SQS moves a message to the DLQ, and the visibility timeout (≥ 6 × function timeout).
+const MAX_RECEIVE: u32 = 5;
+const VISIBILITY_SECS: u32 = 360;
+
+fn flow(name: &str) -> Result<FlowName> {
+    FlowName::parse(name).with_context(|| format!("unknown flow {name:?}; known flows: {}", FlowName::known()))
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+}
+
+pub async fn sandbox(port: u16, accounts: usize) -> Result<bool> {
+    let ports = (port != 0).then_some((port, port + 1, port + 2));
+    let sb = local::start_sandbox(ports, accounts).await?;
+    let c = sb.config();
+    println!("Sales (Dataverse)  {}/api/data/v9.2", sb.sales_url());
+    println!("F&O                {}/data", sb.fno_url());
+    println!("Token endpoint     {}/{}/oauth2/v2.0/token", sb.authority_url(), c.tenant);
+    println!();
+    println!("export P2C_SALES_URL={} P2C_FNO_URL={} P2C_AUTHORITY_URL={}", sb.sales_url(), sb.fno_url(), sb.authority_url());
+    println!("export P2C_TENANT_ID={} P2C_CLIENT_ID={} P2C_CLIENT_SECRET={} P2C_COMPANIES=usmf=usmf", c.tenant, c.client_id, c.client_secret);
+    println!();
+    println!("Serving until Ctrl-C.");
+    tokio::signal::ctrl_c().await?;
+    Ok(true)
+}
+
+async fn ensure_all(state: &StateStore, queues: &Queues) -> Result<Vec<serde_json::Value>> {
+    state.ensure_table().await?;
+    let mut out = Vec::new();
+    for f in FlowName::ALL {
+        let pair = queues.ensure(f.as_str(), MAX_RECEIVE, VISIBILITY_SECS).await?;
+        out.push(json!({"flow": f.as_str(), "queue_url": pair.queue_url, "dlq_url": pair.dlq_url}));
+    }
+    Ok(out)
+}
+
+pub async fn init(as_json: bool) -> Result<bool> {
+    let aws = p2c_state::aws_config(None).await;
+    let table = env_or("P2C_TABLE", "p2c");
+    let state = StateStore::new(aws_sdk_dynamodb::Client::new(&aws), table.clone());
+    let queues = Queues::new(aws_sdk_sqs::Client::new(&aws), env_or("P2C_QUEUE_PREFIX", "p2c-"));
+    let created = ensure_all(&state, &queues).await?;
+    if as_json {
+        println!("{}", json!({"table": table, "queues": created}));
+    } else {
+        println!("table {table}: ready");
+        for q in created {
+            println!("{}: {} (DLQ {})", q["flow"].as_str().unwrap_or(""), q["queue_url"].as_str().unwrap_or(""), q["dlq_url"].as_str().unwrap_or(""));
+        }
+    }
+    Ok(true)
+}
+
+async fn deps_from_env() -> Result<Deps> {
+    let cfg = Config::from_env()?;
+    let aws = p2c_state::aws_config(None).await;
+    Ok(Deps::new(cfg, &aws).await?)
+}
+
+pub async fn run(flow_name: &str, company: Option<&str>, full_resync: bool, as_json: bool) -> Result<bool> {
+    let f = flow(flow_name)?;
+    let deps = deps_from_env().await?;
+    let companies: Vec<String> = match company {
+        Some(c) => vec![c.to_string()],
+        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
+    };
+    let opts = RunOptions { full_resync, trigger: "cli".into() };
+    let mut reports = Vec::new();
+    for c in companies {
+        reports.push(run_flow(&deps, f, &c, &opts).await?);
+    }
+    print_reports(&reports, as_json);
+    Ok(reports.iter().all(|r| r.failed == 0))
+}
+
+/// Receives until the queue is empty and hands each batch to the same handler the SQS trigger calls.
+pub async fn drain_queue(deps: &Deps, f: FlowName) -> Result<Vec<RunReport>> {
+    let pair = deps.queue_pair(f).await?;
+    let mut reports = Vec::new();
+    // Bounded: a message that keeps failing becomes invisible (visibility timeout) and is not seen again here.
+    for _ in 0..10_000 {
+        let got = deps.queues.receive(&pair.queue_url, 10, 0).await?;
+        if got.is_empty() {
+            break;
+        }
+        let mut event = SqsEvent::default();
+        for m in &got {
+            let mut msg = SqsMessage::default();
+            msg.message_id = Some(m.message_id.clone());
+            msg.receipt_handle = Some(m.receipt_handle.clone());
+            msg.body = Some(m.body.clone());
+            msg.attributes.insert("ApproximateReceiveCount".into(), m.receive_count.to_string());
+            event.records.push(msg);
+        }
+        let (resp, mut r) = handle_sqs_report(deps, f, event).await;
+        let failed: std::collections::HashSet<String> =
+            resp.batch_item_failures.iter().map(|b| b.item_identifier.clone()).collect();
+        let done: Vec<String> =
+            got.iter().filter(|m| !failed.contains(&m.message_id)).map(|m| m.receipt_handle.clone()).collect();
+        deps.queues.delete(&pair.queue_url, &done).await?;
+        reports.append(&mut r);
+    }
+    Ok(reports)
+}
+
+pub async fn drain(flow_name: &str, as_json: bool) -> Result<bool> {
+    let f = flow(flow_name)?;
+    let deps = deps_from_env().await?;
+    let reports = drain_queue(&deps, f).await?;
+    print_reports(&reports, as_json);
+    Ok(reports.iter().all(|r| r.failed == 0))
+}
+
+pub async fn replay(flow_name: &str, limit: Option<usize>, dry_run: bool, as_json: bool) -> Result<bool> {
+    let f = flow(flow_name)?;
+    let aws = p2c_state::aws_config(None).await;
+    let queues = Queues::new(aws_sdk_sqs::Client::new(&aws), env_or("P2C_QUEUE_PREFIX", "p2c-"));
+    let pair = queues.urls(f.as_str()).await?;
+    let moved = queues.move_messages(&pair.dlq_url, &pair.queue_url, limit, dry_run).await?;
+    if as_json {
+        println!("{}", json!({"flow": f.as_str(), "dry_run": dry_run, "moved": moved.len(), "messages": moved}));
+    } else {
+        let verb = if dry_run { "would move" } else { "moved" };
+        println!("{}: {verb} {} message(s) from the DLQ back to the queue", f, moved.len());
+        for m in &moved {
+            println!("  {m}");
+        }
+    }
+    Ok(true)
+}
+
+pub async fn demo(accounts: usize, as_json: bool) -> Result<bool> {
+    let sb = local::start_sandbox(None, accounts).await?;
+    let (aws, _moto) = local::aws().await?;
+    let cfg = local::sandbox_config(&sb, "p2c-demo", "p2c-demo-")?;
+    let deps = Deps::new(cfg, &aws).await?;
+    ensure_all(&deps.state, &deps.queues).await?;
+    let mut reports = Vec::new();
+    for f in FlowName::ALL {
+        for c in deps.cfg.companies.clone() {
+            reports.push(run_flow(&deps, f, &c.legal_entity, &RunOptions { trigger: "demo".into(), ..Default::default() }).await?);
+        }
+    }
+    print_reports(&reports, as_json);
+    if reports.iter().any(|r| !r.balanced()) {
+        bail!("a run's counts do not add up (read != written + skipped + failed)");
+    }
+    Ok(reports.iter().all(|r| r.failed == 0))
+}
+
+fn print_reports(reports: &[RunReport], as_json: bool) {
+    if as_json {
+        println!("{}", json!({ "runs": reports }));
+        return;
+    }
+    println!("{:<18} {:<7} {:>7} {:>8} {:>8} {:>7} {:>10}", "flow", "company", "read", "written", "skipped", "failed", "requests");
+    for r in reports {
+        println!(
+            "{:<18} {:<7} {:>7} {:>8} {:>8} {:>7} {:>10}",
+            r.flow, r.company, r.read, r.written, r.skipped, r.failed, r.dynamics_requests.total()
+        );
+        if let Some(h) = &r.lease_held_by {
+            println!("  another run holds the lease ({h}); nothing done");
+        }
+        for e in r.errors.iter().take(10) {
+            println!("  {} [{}]: {}", e.key, e.routed, e.reason);
+        }
+    }
+}
