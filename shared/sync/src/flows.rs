@@ -54,6 +54,17 @@ impl SalesToFno {
     pub fn target_set(&self) -> &str {
         &self.template.target_entity
     }
+    /// Columns to read: the template's, plus the pipeline's own bookkeeping (owner business unit, row version).
+    pub fn select(&self) -> Vec<String> {
+        let mut cols = self.template.source_select();
+        for extra in ["_owningbusinessunit_value", "versionnumber"] {
+            if !cols.iter().any(|c| c == extra) {
+                cols.push(extra.to_string());
+            }
+        }
+        cols
+    }
+
     /// The target key field other than `dataAreaId` (e.g. `CustomerAccount`).
     pub fn target_key_field(&self) -> &str {
         self.template.target_key.iter().find(|k| *k != "dataAreaId").map(String::as_str).unwrap_or("")

@@ -142,7 +142,7 @@ async fn process_keys(
         })
         .collect();
     // Re-read the current record: a replay never writes stale data.
-    let rows = deps.sales.get_by_ids(spec.source_set(), spec.source_id(), &good, &spec.template.source_select()).await?;
+    let rows = deps.sales.get_by_ids(spec.source_set(), spec.source_id(), &good, &spec.select()).await?;
     let found: HashMap<String, ()> = rows
         .iter()
         .filter_map(|r| r.get(spec.source_id()).and_then(Value::as_str).map(|s| (s.to_ascii_lowercase(), ())))

@@ -89,7 +89,7 @@ async fn run_locked(
     let spec = deps.sales_to_fno(flow);
     let bu = deps.business_unit_id(company).await?;
     let watermark = deps.state.watermark(flow.as_str(), company).await?;
-    let initial = deps.sales.initial_changes_url(spec.source_set(), &spec.template.source_select());
+    let initial = deps.sales.initial_changes_url(spec.source_set(), &spec.select());
     let mut url = match &watermark {
         Some(w) if !opts.full_resync && !w.value.is_empty() => w.value.clone(),
         _ => {

@@ -72,7 +72,10 @@ pub async fn sync_rows(
             report.skip("filtered by the template");
             continue;
         }
-        let mapped = t.key_of(&row).and_then(|key| t.map(&row).map(|body| (key, body)));
+        let mapped = match t.key_of(&row) {
+            Ok(key) => t.map(&row).map(|body| (key, body)),
+            Err(e) => Err(e),
+        };
         let (key, mut body) = match mapped {
             Ok(v) => v,
             Err(e) => {

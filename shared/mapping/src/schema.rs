@@ -1,0 +1,356 @@
+//! What F&O accepts: property names and types from `$metadata`, and string lengths from the EDTs.
+//!
+//! `schema/fno_schema.json` is a copy of `spec/fno_schema.json` (entity set -> keys, `[name, type, nullable]`,
+//! enum members). It is compiled in, so the crate does no I/O. The string lengths are not in `$metadata`
+//! output we have, so they are a hand-kept table of the F&O extended data types (EDTs) behind each field.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+static SCHEMA_JSON: &str = include_str!("../schema/fno_schema.json");
+
+/// The Edm type of an F&O property, as far as mapping cares.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FnoType {
+    String,
+    Decimal,
+    Int32,
+    Int64,
+    DateTimeOffset,
+    /// An F&O enum, written on the wire as its member name (`"Yes"`); holds the enum type name (`NoYes`).
+    Enum(String),
+    /// Any other Edm type: not checked.
+    Other(String),
+}
+
+/// One property of an F&O entity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FnoProperty {
+    pub name: String,
+    pub ty: FnoType,
+    pub nullable: bool,
+}
+
+#[derive(Deserialize)]
+struct RawSchema {
+    entities: HashMap<String, RawEntity>,
+    enums: HashMap<String, Vec<String>>,
+}
+
+#[derive(Deserialize)]
+struct RawEntity {
+    keys: Vec<String>,
+    props: Vec<(String, String, bool)>,
+}
+
+struct Entity {
+    keys: Vec<String>,
+    props: HashMap<String, FnoProperty>,
+}
+
+#[derive(Default)]
+struct Schema {
+    entities: HashMap<String, Entity>,
+    enums: HashMap<String, Vec<String>>,
+}
+
+fn schema() -> &'static Schema {
+    static SCHEMA: OnceLock<Schema> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        // Compiled-in data; a unit test proves it parses. Never panic here: an empty schema only turns checks off.
+        let Ok(raw) = serde_json::from_str::<RawSchema>(SCHEMA_JSON) else {
+            return Schema::default();
+        };
+        let entities = raw
+            .entities
+            .into_iter()
+            .map(|(name, e)| {
+                let props = e
+                    .props
+                    .into_iter()
+                    .map(|(pname, ty, nullable)| {
+                        let ty = parse_type(&ty);
+                        (
+                            pname.clone(),
+                            FnoProperty {
+                                name: pname,
+                                ty,
+                                nullable,
+                            },
+                        )
+                    })
+                    .collect();
+                (name, Entity { keys: e.keys, props })
+            })
+            .collect();
+        Schema {
+            entities,
+            enums: raw.enums,
+        }
+    })
+}
+
+fn parse_type(t: &str) -> FnoType {
+    match t {
+        "Edm.String" => FnoType::String,
+        "Edm.Decimal" => FnoType::Decimal,
+        "Edm.Int32" => FnoType::Int32,
+        "Edm.Int64" => FnoType::Int64,
+        "Edm.DateTimeOffset" => FnoType::DateTimeOffset,
+        other => match other.strip_prefix("enum:") {
+            Some(e) => FnoType::Enum(e.to_string()),
+            None => FnoType::Other(other.to_string()),
+        },
+    }
+}
+
+/// Whether the embedded `$metadata` knows this F&O entity set (e.g. `CustomersV2`).
+pub fn fno_has_entity(entity: &str) -> bool {
+    schema().entities.contains_key(entity)
+}
+
+/// The property `field` of F&O entity set `entity`; names are case-sensitive, as on the wire.
+pub fn fno_property(entity: &str, field: &str) -> Option<&'static FnoProperty> {
+    schema().entities.get(entity)?.props.get(field)
+}
+
+/// The key fields of an F&O entity set, `dataAreaId` first.
+pub fn fno_entity_keys(entity: &str) -> Option<&'static [String]> {
+    schema().entities.get(entity).map(|e| e.keys.as_slice())
+}
+
+/// The members of an F&O enum type (e.g. `NoYes` -> `["No", "Yes"]`).
+pub fn fno_enum_members(enum_type: &str) -> Option<&'static [String]> {
+    schema().enums.get(enum_type).map(Vec::as_slice)
+}
+
+/// A property of `entity` whose name equals `field` ignoring case: the hint for a wrongly cased name.
+pub(crate) fn fno_property_ignore_case(entity: &str, field: &str) -> Option<&'static str> {
+    let e = schema().entities.get(entity)?;
+    e.props
+        .keys()
+        .find(|k| k.eq_ignore_ascii_case(field))
+        .map(String::as_str)
+}
+
+/// Known maximum string length (in UTF-16 code units, as SQL Server `nvarchar` counts) of an F&O field.
+///
+/// The lengths are those of the standard F&O extended data types behind the `CustomersV2` / `CustomersV3`
+/// fields. Where the EDT is not certain the comment says "assumed" and the value errs on the long side, so
+/// a real value is never refused by us that F&O would take (F&O still rejects what is too long for it).
+pub fn fno_max_len(entity: &str, field: &str) -> Option<usize> {
+    let table: &[(&str, usize)] = match entity {
+        "CustomersV2" | "CustomersV3" => CUSTOMER_LENGTHS,
+        _ => return None,
+    };
+    table.iter().find(|(f, _)| *f == field).map(|(_, n)| *n)
+}
+
+#[rustfmt::skip]
+const CUSTOMER_LENGTHS: &[(&str, usize)] = &[
+    ("CustomerAccount", 20),                     // CustAccount
+    ("PartyNumber", 40),                         // DirPartyNumber
+    ("OrganizationName", 100),                   // DirPartyName
+    ("NameAlias", 20),                           // NameAlias (search name)
+    ("PartyType", 20),                           // assumed: "Organization" / "Person"
+    ("CustomerGroupId", 10),                     // CustGroupId
+    ("SalesCurrencyCode", 3),                    // CurrencyCode (ISO 4217)
+    ("LanguageId", 7),                           // LanguageIdAll, e.g. "en-us"
+    ("SiteId", 10),                              // InventSiteId
+    ("WarehouseId", 10),                         // InventLocationId
+    ("SalesMemo", 1000),                         // assumed: memo text on the customer
+    ("InvoiceAccount", 20),                      // CustInvoiceAccount
+    ("PaymentTerms", 10),                        // PaymTermId
+    ("DeliveryMode", 10),                        // DlvModeId
+    ("DeliveryTerms", 10),                       // DlvTermId
+    ("SalesTaxGroup", 10),                       // TaxGroup
+    ("PrimaryContactEmail", 255),                // LogisticsElectronicAddressLocator
+    ("PrimaryContactPhone", 255),                // LogisticsElectronicAddressLocator
+    ("PrimaryContactFax", 255),                  // LogisticsElectronicAddressLocator
+    ("PrimaryContactURL", 255),                  // LogisticsElectronicAddressLocator
+    ("PersonFirstName", 25),                     // FirstName
+    ("PersonMiddleName", 25),                    // MiddleName
+    ("PersonLastName", 25),                      // LastName
+    ("AddressStreet", 250),                      // LogisticsAddressStreet
+    ("AddressCity", 60),                         // LogisticsAddressCityName
+    ("AddressZipCode", 10),                      // LogisticsAddressZipCodeId
+    ("AddressState", 10),                        // LogisticsAddressStateId
+    ("AddressCountryRegionISOCode", 10),         // assumed: as LogisticsAddressCountryRegionId (ISO codes are 2)
+    ("AddressDescription", 60),                  // LogisticsDescription
+    ("AddressLocationRoles", 255),               // assumed: ';'-separated role names
+    ("DeliveryAddressStreet", 250),              // LogisticsAddressStreet
+    ("DeliveryAddressCity", 60),                 // LogisticsAddressCityName
+    ("DeliveryAddressZipCode", 10),              // LogisticsAddressZipCodeId
+    ("DeliveryAddressState", 10),                // LogisticsAddressStateId
+    ("DeliveryAddressCountryRegionISOCode", 10), // assumed, as AddressCountryRegionISOCode
+    ("DeliveryAddressDescription", 60),          // LogisticsDescription
+];
+
+/// Why a value does not fit an F&O field.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Misfit {
+    TooLong { len: usize, max: usize },
+    BadType { expected: String, got: String },
+}
+
+/// Length of a string as F&O counts it (UTF-16 code units).
+pub(crate) fn fno_len(s: &str) -> usize {
+    s.encode_utf16().count()
+}
+
+/// Check `value` against the F&O field `entity.field` and return it in wire form (whole numbers for integer
+/// fields). `Ok(None)` means "write nothing" (a null never reaches F&O). Unknown entities or fields are passed
+/// through unchecked.
+pub(crate) fn conform(entity: &str, field: &str, value: &Value) -> Result<Option<Value>, Misfit> {
+    if value.is_null() {
+        return Ok(None);
+    }
+    let Some(prop) = fno_property(entity, field) else {
+        return Ok(Some(value.clone()));
+    };
+    let bad = |expected: &str| Misfit::BadType {
+        expected: expected.to_string(),
+        got: describe(value),
+    };
+    match &prop.ty {
+        FnoType::String | FnoType::DateTimeOffset => {
+            let Value::String(s) = value else {
+                return Err(bad("text"));
+            };
+            if let Some(max) = fno_max_len(entity, field) {
+                let len = fno_len(s);
+                if len > max {
+                    return Err(Misfit::TooLong { len, max });
+                }
+            }
+            Ok(Some(value.clone()))
+        }
+        FnoType::Decimal => match value {
+            Value::Number(_) => Ok(Some(value.clone())),
+            _ => Err(bad("a number")),
+        },
+        FnoType::Int32 | FnoType::Int64 => {
+            let (lo, hi) = match prop.ty {
+                FnoType::Int32 => (i64::from(i32::MIN), i64::from(i32::MAX)),
+                _ => (i64::MIN, i64::MAX),
+            };
+            let whole = match value {
+                Value::Number(n) => n.as_i64().or_else(|| {
+                    // 12.0 is a whole number; keep it, written as 12.
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && *f >= lo as f64 && *f <= hi as f64)
+                        .map(|f| f as i64)
+                }),
+                _ => None,
+            };
+            match whole {
+                Some(i) if (lo..=hi).contains(&i) => Ok(Some(Value::from(i))),
+                _ if matches!(prop.ty, FnoType::Int32) => Err(bad("a whole number (32-bit)")),
+                _ => Err(bad("a whole number")),
+            }
+        }
+        FnoType::Enum(name) => {
+            let members = fno_enum_members(name).unwrap_or(&[]);
+            match value {
+                Value::String(s) if members.is_empty() || members.iter().any(|m| m == s) => Ok(Some(value.clone())),
+                _ => {
+                    let mut list: Vec<&str> = members.iter().take(12).map(String::as_str).collect();
+                    if members.len() > 12 {
+                        list.push("...");
+                    }
+                    Err(bad(&format!("one of the {name} values ({})", list.join(", "))))
+                }
+            }
+        }
+        FnoType::Other(_) => Ok(Some(value.clone())),
+    }
+}
+
+/// A short description of a value for error messages: its kind and at most 60 characters of it.
+pub(crate) fn describe(v: &Value) -> String {
+    match v {
+        Value::Null => "null".to_string(),
+        Value::Bool(b) => format!("the boolean {b}"),
+        Value::Number(n) => format!("the number {n}"),
+        Value::String(s) => format!("the text '{}'", clip(s, 60)),
+        Value::Array(_) => "a list".to_string(),
+        Value::Object(_) => "an object".to_string(),
+    }
+}
+
+/// At most `n` characters of `s`, with "..." when cut (for messages only).
+pub(crate) fn clip(s: &str, n: usize) -> String {
+    match s.char_indices().nth(n) {
+        Some((i, _)) => format!("{}...", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_schema_parses_and_knows_customers() {
+        assert!(fno_has_entity("CustomersV2"));
+        let p = fno_property("CustomersV2", "CreditLimit").unwrap();
+        assert_eq!(p.ty, FnoType::Decimal);
+        assert!(!p.nullable);
+        assert_eq!(
+            fno_entity_keys("CustomersV2").unwrap(),
+            ["dataAreaId", "CustomerAccount"]
+        );
+        assert_eq!(fno_enum_members("NoYes").unwrap(), ["No", "Yes"]);
+        assert!(
+            fno_property("CustomersV2", "organizationname").is_none(),
+            "names are case-sensitive"
+        );
+        assert_eq!(
+            fno_property_ignore_case("CustomersV2", "organizationname"),
+            Some("OrganizationName")
+        );
+    }
+
+    #[test]
+    fn every_length_names_a_real_string_field() {
+        for (f, _) in CUSTOMER_LENGTHS {
+            let p = fno_property("CustomersV2", f).unwrap_or_else(|| panic!("{f} not in CustomersV2"));
+            assert_eq!(p.ty, FnoType::String, "{f}");
+        }
+    }
+
+    #[test]
+    fn conform_checks_types() {
+        let e = "CustomersV2";
+        assert_eq!(
+            conform(e, "OrganizationNumberOfEmployees", &Value::from(12.0)),
+            Ok(Some(Value::from(12)))
+        );
+        assert!(matches!(
+            conform(e, "OrganizationNumberOfEmployees", &Value::from(1.5)),
+            Err(Misfit::BadType { .. })
+        ));
+        assert!(matches!(
+            conform(e, "CreditLimit", &Value::from("5")),
+            Err(Misfit::BadType { .. })
+        ));
+        assert!(matches!(
+            conform(e, "IsExternallyMaintained", &Value::from("yes")),
+            Err(Misfit::BadType { .. })
+        ));
+        assert_eq!(
+            conform(e, "IsExternallyMaintained", &Value::from("Yes")),
+            Ok(Some(Value::from("Yes")))
+        );
+        assert_eq!(
+            conform(e, "SalesCurrencyCode", &Value::from("EURO")),
+            Err(Misfit::TooLong { len: 4, max: 3 })
+        );
+        assert_eq!(conform(e, "NoSuchField", &Value::from(1)), Ok(Some(Value::from(1))));
+        assert_eq!(conform(e, "SalesMemo", &Value::Null), Ok(None));
+    }
+}
