@@ -1,1 +1,416 @@
-//! Sandbox
+//! p2c-sandbox: wire-faithful emulators of Dynamics 365 Sales (Dataverse Web API), Finance & Operations
+//! (OData `/data`) and the Entra ID token endpoint, served on loopback.
+//!
+//! The rule is fidelity over convenience: the sandbox is as strict as the real services (no `$skip` on
+//! Dataverse, case-sensitive F&O names, company scoping, no F&O upsert, audience-bound tokens, 429s with
+//! `Retry-After`), so a client that passes here passes against the real endpoints. Behaviour the public docs do not
+//! pin down is chosen as the most plausible real behaviour and documented where it is implemented.
+//!
+//! ```no_run
+//! # async fn demo() -> std::io::Result<()> {
+//! let sb = p2c_sandbox::Sandbox::start(p2c_sandbox::SandboxConfig::default()).await?;
+//! sb.seed_demo(10);
+//! println!("sales {} fno {} token {}", sb.sales_url(), sb.fno_url(), sb.authority_url());
+//! # Ok(()) }
+//! ```
+
+mod batch;
+mod dataverse;
+mod dv_schema;
+mod faults;
+mod fno;
+mod fno_schema;
+mod http;
+mod metadata;
+mod odata_filter;
+mod seed;
+mod server;
+mod store;
+mod token;
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How the sandbox behaves; `Default` gives the values documented on each field.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// Entra tenant in the token URL. Default `contoso-tenant`.
+    pub tenant: String,
+    /// The only registered app. Default `p2c-client`.
+    pub client_id: String,
+    /// Its secret. Default `p2c-secret`.
+    pub client_secret: String,
+    /// The F&O API user's default company: reads without `cross-company=true` see only this one.
+    /// Default `dat` (deliberately not `usmf`).
+    pub default_company: String,
+    /// Access-token lifetime. Default 3599 s.
+    pub token_ttl: Duration,
+    /// Added to every response. Default 0.
+    pub latency: Duration,
+    /// Service protection limits; `None` (default) = off.
+    pub limits: Option<ServiceLimits>,
+    /// (sales, fno, token) ports on 127.0.0.1; `None` = ephemeral ports.
+    pub ports: Option<(u16, u16, u16)>,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            tenant: "contoso-tenant".into(),
+            client_id: "p2c-client".into(),
+            client_secret: "p2c-secret".into(),
+            default_company: "dat".into(),
+            token_ttl: Duration::from_secs(3599),
+            latency: Duration::ZERO,
+            limits: None,
+            ports: None,
+        }
+    }
+}
+
+/// Per service and per client: at most `requests_per_window` requests in a sliding `window`, and at most
+/// `max_concurrent` in flight. Exceeding either returns 429 with `Retry-After: retry_after_secs`.
+#[derive(Debug, Clone)]
+pub struct ServiceLimits {
+    pub requests_per_window: u32,
+    pub window: Duration,
+    pub max_concurrent: u32,
+    pub retry_after_secs: u64,
+}
+
+impl Default for ServiceLimits {
+    /// Dataverse's documented defaults (6,000 requests per 300 s, 52 concurrent).
+    fn default() -> Self {
+        ServiceLimits {
+            requests_per_window: 6000,
+            window: Duration::from_secs(300),
+            max_concurrent: 52,
+            retry_after_secs: 5,
+        }
+    }
+}
+
+/// Which endpoint a fault applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Service {
+    Sales,
+    Fno,
+    Token,
+    Any,
+}
+
+/// A queued fault: applies to the next `times` requests of `service` whose path and query contain
+/// `path_contains` (raw or percent-decoded), before any normal handling (even before the token check).
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub service: Service,
+    pub kind: FaultKind,
+    pub times: u32,
+    pub path_contains: Option<String>,
+}
+
+impl Fault {
+    /// A fault for the next matching request only.
+    pub fn once(service: Service, kind: FaultKind) -> Fault {
+        Fault {
+            service,
+            kind,
+            times: 1,
+            path_contains: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FaultKind {
+    /// 429 with `Retry-After` and the service's throttling error body.
+    TooManyRequests { retry_after_secs: u64 },
+    /// 500 with the service's generic error body.
+    ServerError,
+    /// Wait, then handle the request normally.
+    Delay(Duration),
+    /// Close the connection without a response.
+    Drop,
+}
+
+pub(crate) struct State {
+    pub cfg: SandboxConfig,
+    pub sales_url: String,
+    pub fno_url: String,
+    pub authority_url: String,
+    pub tokens: Mutex<token::TokenStore>,
+    pub dv: Mutex<store::DvStore>,
+    pub fno: Mutex<store::FnoStore>,
+    pub counters: Mutex<BTreeMap<String, u64>>,
+    pub faults: Mutex<faults::FaultQueue>,
+    pub limiter: Mutex<faults::Limiter>,
+}
+
+/// Mutex access that survives a poisoned lock (a panicking test must not wedge the other servers).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+struct Inner {
+    state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// Handle to running emulators. Cheap to clone; the servers stop when the last handle is dropped or on
+/// [`Sandbox::shutdown`].
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sandbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sandbox")
+            .field("sales_url", &self.inner.state.sales_url)
+            .field("fno_url", &self.inner.state.fno_url)
+            .field("authority_url", &self.inner.state.authority_url)
+            .finish()
+    }
+}
+
+fn panic_on<T>(r: Result<T, String>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+impl Sandbox {
+    /// Bind the three listeners on 127.0.0.1 and start serving (needs a running tokio runtime).
+    pub async fn start(cfg: SandboxConfig) -> std::io::Result<Sandbox> {
+        let (ps, pf, pt) = cfg.ports.unwrap_or((0, 0, 0));
+        let ls = TcpListener::bind(("127.0.0.1", ps)).await?;
+        let lf = TcpListener::bind(("127.0.0.1", pf)).await?;
+        let lt = TcpListener::bind(("127.0.0.1", pt)).await?;
+        let url = |l: &TcpListener| l.local_addr().map(|a| format!("http://127.0.0.1:{}", a.port()));
+        let state = Arc::new(State {
+            sales_url: url(&ls)?,
+            fno_url: url(&lf)?,
+            authority_url: url(&lt)?,
+            cfg,
+            tokens: Mutex::new(token::TokenStore::default()),
+            dv: Mutex::new(store::DvStore::new()),
+            fno: Mutex::new(store::FnoStore::new()),
+            counters: Mutex::new(BTreeMap::new()),
+            faults: Mutex::new(faults::FaultQueue::default()),
+            limiter: Mutex::new(faults::Limiter::default()),
+        });
+        seed::base(&state);
+        let (tx, rx) = watch::channel(false);
+        tokio::spawn(server::serve(ls, state.clone(), Service::Sales, rx.clone()));
+        tokio::spawn(server::serve(lf, state.clone(), Service::Fno, rx.clone()));
+        tokio::spawn(server::serve(lt, state.clone(), Service::Token, rx));
+        tracing::debug!(sales = %state.sales_url, fno = %state.fno_url, token = %state.authority_url, "sandbox started");
+        Ok(Sandbox {
+            inner: Arc::new(Inner { state, shutdown: tx }),
+        })
+    }
+
+    fn st(&self) -> &State {
+        &self.inner.state
+    }
+
+    /// Stop the listeners and close open connections (idempotent).
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+    }
+
+    /// `http://127.0.0.1:<port>`; the Web API is under `/api/data/v9.2`.
+    pub fn sales_url(&self) -> String {
+        self.st().sales_url.clone()
+    }
+
+    /// `http://127.0.0.1:<port>`; OData is under `/data`.
+    pub fn fno_url(&self) -> String {
+        self.st().fno_url.clone()
+    }
+
+    /// `http://127.0.0.1:<port>`; tokens at `/{tenant}/oauth2/v2.0/token`.
+    pub fn authority_url(&self) -> String {
+        self.st().authority_url.clone()
+    }
+
+    pub fn config(&self) -> &SandboxConfig {
+        &self.st().cfg
+    }
+
+    // -------------------------------------------------------------------------------------------- Sales data
+
+    fn dv_table(entity_set: &str) -> &'static dv_schema::Table {
+        match dv_schema::table(entity_set) {
+            Some(t) => t,
+            None => panic!("p2c-sandbox: unknown Dataverse entity set '{entity_set}'"),
+        }
+    }
+
+    fn object(row: &Value) -> serde_json::Map<String, Value> {
+        match row.as_object() {
+            Some(m) => m.clone(),
+            None => panic!("p2c-sandbox: a row must be a JSON object, got {row}"),
+        }
+    }
+
+    /// Insert a Sales row (columns by logical name; lookups as `_x_value` or `x@odata.bind`; `statecode` allowed).
+    /// Sets the primary key (unless given), `versionnumber`, `createdon`/`modifiedon`, `statecode` 0 and the
+    /// default `statuscode`, the root business unit as owner when none is given. Returns the id.
+    /// Panics on an unknown entity set or column (test set-up errors).
+    pub fn sales_insert(&self, entity_set: &str, row: Value) -> String {
+        let t = Self::dv_table(entity_set);
+        let mut dv = lock(&self.st().dv);
+        let vals = panic_on(dataverse::direct_values(&dv, t, &Self::object(&row)));
+        panic_on(dataverse::direct_insert(&mut dv, t, vals))
+    }
+
+    /// Merge columns into a row and bump its version (change tracking reports it). Panics when the row is missing.
+    pub fn sales_update(&self, entity_set: &str, id: &str, patch: Value) {
+        let t = Self::dv_table(entity_set);
+        let mut dv = lock(&self.st().dv);
+        let vals = panic_on(dataverse::direct_values(&dv, t, &Self::object(&patch)));
+        panic_on(dataverse::direct_update(&mut dv, t, &id.to_ascii_lowercase(), vals));
+    }
+
+    /// Delete a row (change tracking reports it as deleted). Missing rows are ignored.
+    pub fn sales_delete(&self, entity_set: &str, id: &str) {
+        let t = Self::dv_table(entity_set);
+        lock(&self.st().dv).remove(t.set, id);
+    }
+
+    /// The row as a GET without `$select` returns it (every column, `@odata.etag`).
+    pub fn sales_get(&self, entity_set: &str, id: &str) -> Option<Value> {
+        let t = Self::dv_table(entity_set);
+        let dv = lock(&self.st().dv);
+        dv.get(t.set, id).map(|r| dataverse::wire_row(&dv, t, r))
+    }
+
+    /// Every row of the set, oldest change first.
+    pub fn sales_rows(&self, entity_set: &str) -> Vec<Value> {
+        let t = Self::dv_table(entity_set);
+        let dv = lock(&self.st().dv);
+        let mut rows: Vec<&store::Row> = dv.table(t.set).map(|tb| tb.rows.values().collect()).unwrap_or_default();
+        rows.sort_by_key(|r| r.get("versionnumber").and_then(Value::as_u64).unwrap_or(0));
+        rows.into_iter().map(|r| dataverse::wire_row(&dv, t, r)).collect()
+    }
+
+    // -------------------------------------------------------------------------------------------- F&O data
+
+    fn fno_entity(entity_set: &str) -> &'static fno_schema::Entity {
+        panic_on(fno::entity(entity_set))
+    }
+
+    /// Insert an F&O row (must carry `dataAreaId` and every key field; other properties default). No business
+    /// validation: seed customer groups, customers, products... as needed. Panics on unknown names or a duplicate.
+    pub fn fno_insert(&self, entity_set: &str, row: Value) {
+        let e = Self::fno_entity(entity_set);
+        panic_on(fno::direct_insert(&mut lock(&self.st().fno), e, &row));
+    }
+
+    /// Merge properties into the row with this key (`[("dataAreaId","usmf"),("CustomerAccount","US-001")]`).
+    pub fn fno_update(&self, entity_set: &str, key: &[(&str, &str)], patch: Value) {
+        let e = Self::fno_entity(entity_set);
+        let k = panic_on(fno::direct_key(e, key));
+        panic_on(fno::direct_update(&mut lock(&self.st().fno), e, &k, &patch));
+    }
+
+    /// Delete the row with this key (missing rows are ignored).
+    pub fn fno_delete(&self, entity_set: &str, key: &[(&str, &str)]) {
+        let e = Self::fno_entity(entity_set);
+        let k = panic_on(fno::direct_key(e, key));
+        lock(&self.st().fno).remove(&e.storage, &k);
+    }
+
+    /// One row by key, in wire shape (`None` when missing).
+    pub fn fno_get(&self, entity_set: &str, key: &[(&str, &str)]) -> Option<Value> {
+        let e = Self::fno_entity(entity_set);
+        let k = panic_on(fno::direct_key(e, key));
+        lock(&self.st().fno).get(&e.storage, &k).map(|r| fno::wire_row(r, e))
+    }
+
+    /// All rows of all companies, in key order, in wire shape.
+    pub fn fno_rows(&self, entity_set: &str) -> Vec<Value> {
+        let e = Self::fno_entity(entity_set);
+        fno::wire_rows(&lock(&self.st().fno), e)
+    }
+
+    /// Demo data for company `usmf` (idempotent reference data; each call adds `accounts` more accounts):
+    /// Sales currencies USD/EUR/GBP, business unit `usmf`, unit group "Default unit" with units "Primary Unit",
+    /// "ea", "pcs", "hr", price list "CRM Service USA (sample)"; F&O sellable products D0001..D0005 for usmf
+    /// (customer groups 10/20/30 exist in every company from the start); and realistic Sales accounts owned by BU
+    /// `usmf` with account numbers like `ACC-01000-BVRCPS`.
+    pub fn seed_demo(&self, accounts: usize) {
+        seed::demo(self.st(), accounts);
+    }
+
+    /// Id of the Sales business unit with this name (`"usmf"` after `seed_demo`; the root BU is `"contoso"`).
+    pub fn business_unit_id(&self, name: &str) -> Option<String> {
+        let dv = lock(&self.st().dv);
+        dv.table("businessunits")?.rows.iter().find_map(|(id, r)| {
+            r.get("name")
+                .and_then(Value::as_str)
+                .filter(|n| n.eq_ignore_ascii_case(name))
+                .map(|_| id.clone())
+        })
+    }
+
+    // -------------------------------------------------------------------------------------------- Counters
+
+    /// Requests per endpoint: `"token POST"`, `"sales GET accounts"`, `"sales POST $batch"`,
+    /// `"fno PATCH CustomersV2"`, `"sales GET $metadata"`, `"sales GET /"` (service document). Every request that
+    /// reached a server counts, including rejected and faulted ones; `$batch` counts once.
+    pub fn requests(&self) -> BTreeMap<String, u64> {
+        lock(&self.st().counters).clone()
+    }
+
+    /// Sum of the counters of one service: `"sales"`, `"fno"` or `"token"`.
+    pub fn total_requests(&self, service_prefix: &str) -> u64 {
+        let prefix = format!("{service_prefix} ");
+        lock(&self.st().counters)
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, v)| v)
+            .sum()
+    }
+
+    pub fn reset_counters(&self) {
+        lock(&self.st().counters).clear();
+    }
+
+    // -------------------------------------------------------------------------------------------- Faults
+
+    /// Queue a fault (faults apply in queue order to matching requests).
+    pub fn inject(&self, fault: Fault) {
+        lock(&self.st().faults).push(fault);
+    }
+
+    pub fn clear_faults(&self) {
+        lock(&self.st().faults).clear();
+    }
+
+    /// Every token issued so far becomes expired: the next API call with it gets 401.
+    pub fn expire_all_tokens(&self) {
+        lock(&self.st().tokens).expire_all();
+    }
+
+    /// Every Dataverse delta token issued so far becomes invalid: following such a deltaLink returns
+    /// 400 `0x80044352` "Version stamp associated with the client has expired. Please perform a full sync."
+    pub fn expire_delta_tokens(&self) {
+        let mut dv = lock(&self.st().dv);
+        let v = dv.next_version();
+        dv.delta_floor = v;
+    }
+}

@@ -1,0 +1,258 @@
+//! In-memory data of both services. Each store keeps an undo journal while a `$batch` change set runs, so a
+//! failing change set rolls back exactly its own writes.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde_json::{Map, Value};
+
+pub(crate) type Row = Map<String, Value>;
+
+/// Hidden per-row bookkeeping keys start with this prefix and are never serialized.
+pub(crate) const HIDDEN: &str = "@sb.";
+
+// ------------------------------------------------------------------------------------------------
+// Dataverse
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Default)]
+pub(crate) struct DvTable {
+    /// Rows by lower-case GUID.
+    pub rows: HashMap<String, Row>,
+    /// Deleted ids with the version of their deletion (change tracking reports them as `$deletedEntity`).
+    pub tombstones: HashMap<String, u64>,
+}
+
+enum DvUndo {
+    Row {
+        set: String,
+        id: String,
+        prev: Option<Row>,
+        prev_tomb: Option<u64>,
+    },
+}
+
+pub(crate) struct DvStore {
+    /// Global row version (SQL rowversion): every write takes the next value; ETags and delta tokens use it.
+    pub version: u64,
+    /// Delta tokens below this version were invalidated by `expire_delta_tokens`.
+    pub delta_floor: u64,
+    pub tables: HashMap<String, DvTable>,
+    journal: Option<Vec<DvUndo>>,
+    pub autonumber: u64,
+    /// The organization's root business unit: owner of rows created without one.
+    pub root_bu: String,
+}
+
+impl DvStore {
+    pub fn new() -> DvStore {
+        DvStore {
+            // Real version numbers are large; starting high keeps clients from assuming small values.
+            version: 1_000_000,
+            delta_floor: 0,
+            tables: HashMap::new(),
+            journal: None,
+            autonumber: 1000,
+            root_bu: String::new(),
+        }
+    }
+
+    pub fn next_version(&mut self) -> u64 {
+        self.version += 1;
+        self.version
+    }
+
+    pub fn get(&self, set: &str, id: &str) -> Option<&Row> {
+        self.tables.get(set).and_then(|t| t.rows.get(&id.to_ascii_lowercase()))
+    }
+
+    pub fn table(&self, set: &str) -> Option<&DvTable> {
+        self.tables.get(set)
+    }
+
+    fn record(&mut self, set: &str, id: &str) {
+        if self.journal.is_some() {
+            let t = self.tables.entry(set.to_string()).or_default();
+            let prev = t.rows.get(id).cloned();
+            let prev_tomb = t.tombstones.get(id).copied();
+            if let Some(j) = self.journal.as_mut() {
+                j.push(DvUndo::Row {
+                    set: set.to_string(),
+                    id: id.to_string(),
+                    prev,
+                    prev_tomb,
+                });
+            }
+        }
+    }
+
+    pub fn put(&mut self, set: &str, id: &str, row: Row) {
+        let id = id.to_ascii_lowercase();
+        self.record(set, &id);
+        let t = self.tables.entry(set.to_string()).or_default();
+        t.tombstones.remove(&id);
+        t.rows.insert(id, row);
+    }
+
+    pub fn remove(&mut self, set: &str, id: &str) -> Option<Row> {
+        let id = id.to_ascii_lowercase();
+        self.get(set, &id)?;
+        self.record(set, &id);
+        let v = self.next_version();
+        let t = self.tables.entry(set.to_string()).or_default();
+        t.tombstones.insert(id.clone(), v);
+        t.rows.remove(&id)
+    }
+
+    pub fn begin(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    pub fn rollback(&mut self) {
+        if let Some(j) = self.journal.take() {
+            for u in j.into_iter().rev() {
+                let DvUndo::Row {
+                    set,
+                    id,
+                    prev,
+                    prev_tomb,
+                } = u;
+                let t = self.tables.entry(set).or_default();
+                match prev {
+                    Some(r) => {
+                        t.rows.insert(id.clone(), r);
+                    }
+                    None => {
+                        t.rows.remove(&id);
+                    }
+                }
+                match prev_tomb {
+                    Some(v) => {
+                        t.tombstones.insert(id, v);
+                    }
+                    None => {
+                        t.tombstones.remove(&id);
+                    }
+                }
+            }
+        }
+    }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Finance & Operations
+// ------------------------------------------------------------------------------------------------
+
+/// One component of an F&O primary key, normalised the way SQL Server compares it (strings case-insensitive).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) enum KeyPart {
+    Int(i64),
+    Str(String),
+}
+
+pub(crate) type Key = Vec<KeyPart>;
+
+#[derive(Debug, Clone)]
+pub(crate) struct FRow {
+    /// Properties as stored (wire shape; defaults filled at create under the creating entity's schema).
+    pub data: Row,
+    pub recid: i64,
+    pub recversion: i64,
+}
+
+enum FnoUndo {
+    Row {
+        storage: String,
+        key: Key,
+        prev: Option<FRow>,
+    },
+}
+
+pub(crate) struct FnoStore {
+    /// Rows per storage table (entity sets over one table, like CustomersV2/V3, share one).
+    pub tables: HashMap<String, BTreeMap<Key, FRow>>,
+    journal: Option<Vec<FnoUndo>>,
+    pub next_recid: i64,
+    /// Number sequences per (company, entity set).
+    pub numseq: HashMap<(String, String), u64>,
+    /// Legal entities that exist.
+    pub companies: BTreeSet<String>,
+}
+
+impl FnoStore {
+    pub fn new() -> FnoStore {
+        FnoStore {
+            tables: HashMap::new(),
+            journal: None,
+            // RecIds of a real database are in this range; clients must treat them as opaque anyway.
+            next_recid: 5_637_144_576,
+            numseq: HashMap::new(),
+            companies: BTreeSet::new(),
+        }
+    }
+
+    pub fn get(&self, storage: &str, key: &Key) -> Option<&FRow> {
+        self.tables.get(storage).and_then(|t| t.get(key))
+    }
+
+    pub fn rows(&self, storage: &str) -> impl Iterator<Item = (&Key, &FRow)> {
+        self.tables.get(storage).into_iter().flat_map(|t| t.iter())
+    }
+
+    fn record(&mut self, storage: &str, key: &Key) {
+        if self.journal.is_some() {
+            let prev = self.get(storage, key).cloned();
+            if let Some(j) = self.journal.as_mut() {
+                j.push(FnoUndo::Row {
+                    storage: storage.to_string(),
+                    key: key.clone(),
+                    prev,
+                });
+            }
+        }
+    }
+
+    pub fn put(&mut self, storage: &str, key: Key, row: FRow) {
+        self.record(storage, &key);
+        self.tables.entry(storage.to_string()).or_default().insert(key, row);
+    }
+
+    pub fn remove(&mut self, storage: &str, key: &Key) -> Option<FRow> {
+        self.get(storage, key)?;
+        self.record(storage, key);
+        self.tables.get_mut(storage).and_then(|t| t.remove(key))
+    }
+
+    pub fn alloc_recid(&mut self) -> i64 {
+        self.next_recid += 1;
+        self.next_recid
+    }
+
+    pub fn begin(&mut self) {
+        self.journal = Some(Vec::new());
+    }
+
+    pub fn commit(&mut self) {
+        self.journal = None;
+    }
+
+    pub fn rollback(&mut self) {
+        if let Some(j) = self.journal.take() {
+            for u in j.into_iter().rev() {
+                let FnoUndo::Row { storage, key, prev } = u;
+                let t = self.tables.entry(storage).or_default();
+                match prev {
+                    Some(r) => {
+                        t.insert(key, r);
+                    }
+                    None => {
+                        t.remove(&key);
+                    }
+                }
+            }
+        }
+    }
+}

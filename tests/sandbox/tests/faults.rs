@@ -1,0 +1,147 @@
+//! Injected faults, service protection limits and request counters.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+use p2c_sandbox::{Fault, FaultKind, SandboxConfig, Service, ServiceLimits};
+
+#[tokio::test]
+async fn too_many_requests_fault_carries_retry_after() {
+    let sb = sandbox().await;
+    let sales = Api::sales(&sb).await;
+    let fno = Api::fno(&sb).await;
+    sb.inject(Fault {
+        service: Service::Sales,
+        kind: FaultKind::TooManyRequests { retry_after_secs: 7 },
+        times: 2,
+        path_contains: Some("accounts".into()),
+    });
+    sb.inject(Fault::once(
+        Service::Fno,
+        FaultKind::TooManyRequests { retry_after_secs: 3 },
+    ));
+
+    // Other paths are not affected.
+    assert_eq!(sales.get("contacts").send().await.unwrap().status(), 200);
+    for _ in 0..2 {
+        let r = sales.get("accounts").send().await.unwrap();
+        assert_eq!(r.status(), 429);
+        assert_eq!(r.headers()["retry-after"], "7");
+        assert_eq!(json(r).await["error"]["code"], "0x80072322");
+    }
+    assert_eq!(
+        sales.get("accounts").send().await.unwrap().status(),
+        200,
+        "fault used up"
+    );
+
+    let r = fno.get("CustomersV2").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "3");
+    let msg = json(r).await["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("high resource utilization"), "{msg}");
+
+    // Counters include faulted requests.
+    assert_eq!(sb.requests().get("sales GET accounts"), Some(&3));
+    assert_eq!(sb.total_requests("sales"), 4);
+    assert_eq!(sb.total_requests("fno"), 1);
+    assert_eq!(sb.total_requests("token"), 2);
+    sb.reset_counters();
+    assert_eq!(sb.total_requests("sales"), 0);
+}
+
+#[tokio::test]
+async fn server_error_delay_and_drop() {
+    let sb = sandbox().await;
+    let sales = Api::sales(&sb).await;
+
+    sb.inject(Fault::once(Service::Sales, FaultKind::ServerError));
+    let r = sales.get("accounts").send().await.unwrap();
+    assert_eq!(r.status(), 500);
+    assert!(json(r).await["error"]["message"].is_string());
+
+    sb.inject(Fault::once(
+        Service::Sales,
+        FaultKind::Delay(Duration::from_millis(150)),
+    ));
+    let t = Instant::now();
+    assert_eq!(sales.get("accounts").send().await.unwrap().status(), 200);
+    assert!(t.elapsed() >= Duration::from_millis(150));
+
+    sb.inject(Fault::once(Service::Any, FaultKind::Drop));
+    let e = sales
+        .get("accounts")
+        .send()
+        .await
+        .expect_err("connection closed without a response");
+    assert!(!e.is_status());
+    assert_eq!(
+        sales.get("accounts").send().await.unwrap().status(),
+        200,
+        "next request is served"
+    );
+
+    // Token endpoint faults.
+    sb.inject(Fault::once(Service::Token, FaultKind::ServerError));
+    let r = token_response(&sb, &format!("{}/.default", sb.sales_url()), "p2c-secret").await;
+    assert_eq!(r.status(), 500);
+    sb.inject(Fault::once(Service::Token, FaultKind::Drop));
+    sb.clear_faults();
+    assert_eq!(
+        token_response(&sb, &format!("{}/.default", sb.sales_url()), "p2c-secret")
+            .await
+            .status(),
+        200
+    );
+
+    assert_eq!(
+        sb.requests().get("sales GET accounts"),
+        Some(&4),
+        "faulted and dropped requests count too"
+    );
+}
+
+#[tokio::test]
+async fn service_protection_limits_per_window_and_concurrency() {
+    let sb = sandbox_with(SandboxConfig {
+        limits: Some(ServiceLimits {
+            requests_per_window: 3,
+            window: Duration::from_millis(400),
+            max_concurrent: 2,
+            retry_after_secs: 1,
+        }),
+        latency: Duration::from_millis(60),
+        ..Default::default()
+    })
+    .await;
+    let sales = Api::sales(&sb).await;
+    for _ in 0..3 {
+        assert_eq!(sales.get("accounts").send().await.unwrap().status(), 200);
+    }
+    let r = sales.get("accounts").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v = json(r).await;
+    assert_eq!(v["error"]["code"], "0x80072322");
+    assert_eq!(
+        v["error"]["message"],
+        "Number of requests exceeded the limit of 3 over time window of 0 seconds."
+    );
+
+    // F&O has its own budget.
+    let fno = Api::fno(&sb).await;
+    assert_eq!(fno.get("CustomersV2").send().await.unwrap().status(), 200);
+
+    // After the window the budget is back; three parallel requests trip the concurrency limit of 2.
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let (a, b, c) = tokio::join!(
+        sales.get("accounts").send(),
+        sales.get("accounts").send(),
+        sales.get("accounts").send()
+    );
+    let mut statuses: Vec<u16> = [a, b, c].into_iter().map(|r| r.unwrap().status().as_u16()).collect();
+    statuses.sort_unstable();
+    assert_eq!(statuses, vec![200, 200, 429]);
+}
