@@ -96,7 +96,11 @@ pub(crate) fn redact(e: &reqwest::Error) -> String {
         detail = s.to_string();
         source = s.source();
     }
-    if detail.is_empty() { kind.to_string() } else { format!("{kind} ({detail})") }
+    if detail.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{kind} ({detail})")
+    }
 }
 
 impl Api {
@@ -104,7 +108,15 @@ impl Api {
         let base_url = base_url.trim_end_matches('/').to_string();
         // Scope is the resource root + /.default (F&O: no trailing slash).
         let scope = format!("{base_url}/.default");
-        Api { service, http, tokens, base_url, scope, retry: RetryPolicy::default(), stats: Default::default() }
+        Api {
+            service,
+            http,
+            tokens,
+            base_url,
+            scope,
+            retry: RetryPolicy::default(),
+            stats: Default::default(),
+        }
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
@@ -126,7 +138,9 @@ impl Api {
 
     fn count(&self, method: &Method, endpoint: &str) {
         let mut s = self.stats.lock().unwrap_or_else(|p| p.into_inner());
-        *s.by_endpoint.entry(format!("{} {} {}", self.service, method, endpoint)).or_default() += 1;
+        *s.by_endpoint
+            .entry(format!("{} {} {}", self.service, method, endpoint))
+            .or_default() += 1;
     }
 
     fn note(&self, throttled: bool) {
@@ -198,7 +212,11 @@ impl Api {
                             .map(|d| d.min(self.retry.max_retry_after))
                             .unwrap_or_else(|| self.retry.backoff(throttled));
                         self.note(true);
-                        tracing::info!(service = self.service, wait_ms = wait.as_millis() as u64, "throttled (429)");
+                        tracing::info!(
+                            service = self.service,
+                            wait_ms = wait.as_millis() as u64,
+                            "throttled (429)"
+                        );
                         tokio::time::sleep(wait).await;
                         attempts -= 1; // throttling has its own budget
                         continue;
@@ -216,7 +234,11 @@ impl Api {
                 },
             };
             if attempts >= self.retry.max_attempts {
-                return Err(DynamicsError::Exhausted { service: self.service, attempts, last: Box::new(err) });
+                return Err(DynamicsError::Exhausted {
+                    service: self.service,
+                    attempts,
+                    last: Box::new(err),
+                });
             }
             self.note(false);
             let wait = self.retry.backoff(attempts);
@@ -266,7 +288,14 @@ fn retry_after(resp: &Response) -> Option<Duration> {
 pub(crate) fn error_text(body: &str) -> (String, String) {
     let Ok(v) = serde_json::from_str::<serde_json::Value>(body) else {
         let trimmed: String = body.chars().take(300).collect();
-        return (String::new(), if trimmed.is_empty() { "no error body".into() } else { trimmed });
+        return (
+            String::new(),
+            if trimmed.is_empty() {
+                "no error body".into()
+            } else {
+                trimmed
+            },
+        );
     };
     let err = &v["error"];
     let code = err["code"].as_str().unwrap_or_default().to_string();

@@ -81,7 +81,10 @@ impl TokenCache {
 
     fn cached(&self, scope: &str) -> Option<Secret> {
         let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        cache.get(scope).filter(|c| Instant::now() < c.refresh_at).map(|c| c.token.clone())
+        cache
+            .get(scope)
+            .filter(|c| Instant::now() < c.refresh_at)
+            .map(|c| c.token.clone())
     }
 
     /// A valid token for `scope`, from the cache or the token endpoint.
@@ -145,7 +148,11 @@ impl TokenCache {
                 continue;
             }
             if status != 200 {
-                return Err(DynamicsError::Auth { service, status, message: token_error_message(&body) });
+                return Err(DynamicsError::Auth {
+                    service,
+                    status,
+                    message: token_error_message(&body),
+                });
             }
             let parsed: TokenResponse = serde_json::from_str(&body).map_err(|e| DynamicsError::Auth {
                 service,
@@ -153,7 +160,11 @@ impl TokenCache {
                 message: format!("the token endpoint answered something that is not a token response ({e})"),
             })?;
             if parsed.access_token.is_empty() {
-                return Err(DynamicsError::Auth { service, status, message: "empty access_token".into() });
+                return Err(DynamicsError::Auth {
+                    service,
+                    status,
+                    message: "empty access_token".into(),
+                });
             }
             // Entra sends expires_in as a number; some proxies send it as a string.
             let secs = match &parsed.expires_in {
@@ -165,10 +176,13 @@ impl TokenCache {
             let lifetime = Duration::from_secs(secs);
             let refresh_at = Instant::now() + lifetime.saturating_sub(EARLY_REFRESH.min(lifetime / 2));
             let token = Secret::new(parsed.access_token);
-            self.cache
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(scope.to_string(), Cached { token: token.clone(), refresh_at });
+            self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(
+                scope.to_string(),
+                Cached {
+                    token: token.clone(),
+                    refresh_at,
+                },
+            );
             return Ok(token);
         }
     }
@@ -182,7 +196,10 @@ fn token_error_message(body: &str) -> String {
         error_description: Option<String>,
     }
     match serde_json::from_str::<E>(body) {
-        Ok(E { error, error_description }) => {
+        Ok(E {
+            error,
+            error_description,
+        }) => {
             let mut m = error.unwrap_or_else(|| "unknown_error".into());
             if let Some(d) = error_description {
                 m.push_str(": ");

@@ -25,7 +25,10 @@ impl BatchResult {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Option<serde_json::Value> {
@@ -51,7 +54,9 @@ pub fn build(batch_boundary: &str, ops: &[BatchOp]) -> String {
     let mut out = String::new();
     for (i, op) in ops.iter().enumerate() {
         let cs = format!("changeset_{batch_boundary}_{i}");
-        out.push_str(&format!("--{batch_boundary}\r\nContent-Type: multipart/mixed; boundary={cs}\r\n\r\n"));
+        out.push_str(&format!(
+            "--{batch_boundary}\r\nContent-Type: multipart/mixed; boundary={cs}\r\n\r\n"
+        ));
         out.push_str(&format!(
             "--{cs}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n",
             i + 1
@@ -99,7 +104,10 @@ pub fn parse(content_type: &str, body: &str, expected: usize) -> Result<Vec<Batc
     }
     let missing = out.iter().filter(|r| r.is_none()).count();
     if missing > 0 {
-        return Err(format!("batch response holds {} results for {expected} operations", expected - missing));
+        return Err(format!(
+            "batch response holds {} results for {expected} operations",
+            expected - missing
+        ));
     }
     Ok(out.into_iter().map(|r| r.unwrap_or_default()).collect())
 }
@@ -107,7 +115,9 @@ pub fn parse(content_type: &str, body: &str, expected: usize) -> Result<Vec<Batc
 fn boundary_of(content_type: &str) -> Option<String> {
     content_type.split(';').map(str::trim).find_map(|p| {
         let (k, v) = p.split_once('=')?;
-        k.trim().eq_ignore_ascii_case("boundary").then(|| v.trim().trim_matches('"').to_string())
+        k.trim()
+            .eq_ignore_ascii_case("boundary")
+            .then(|| v.trim().trim_matches('"').to_string())
     })
 }
 
@@ -124,16 +134,14 @@ fn split_head(text: &str) -> (&str, &str) {
 fn headers(block: &str) -> Vec<(String, String)> {
     block
         .lines()
-        .filter_map(|l| l.split_once(':').map(|(k, v)| (k.trim().to_string(), v.trim().to_string())))
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
         .collect()
 }
 
-fn collect(
-    boundary: &str,
-    body: &str,
-    out: &mut Vec<(Option<usize>, BatchResult)>,
-    depth: u8,
-) -> Result<(), String> {
+fn collect(boundary: &str, body: &str, out: &mut Vec<(Option<usize>, BatchResult)>, depth: u8) -> Result<(), String> {
     if depth > 2 {
         return Err("batch response nested too deeply".into());
     }
@@ -145,7 +153,10 @@ fn collect(
         let part = raw.trim_start_matches(['\r', '\n']);
         let (head, content) = split_head(part);
         let hs = headers(head);
-        let ct = hs.iter().find(|(k, _)| k.eq_ignore_ascii_case("content-type")).map(|(_, v)| v.as_str());
+        let ct = hs
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))
+            .map(|(_, v)| v.as_str());
         let cid = hs
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("content-id"))
@@ -173,7 +184,11 @@ fn parse_http_response(text: &str) -> Result<BatchResult, String> {
         .ok_or_else(|| format!("bad status line {status_line:?}"))?;
     let hs = headers(&lines.collect::<Vec<_>>().join("\n"));
     let body = body.trim_end_matches(['\r', '\n']).to_string();
-    Ok(BatchResult { status, headers: hs, body })
+    Ok(BatchResult {
+        status,
+        headers: hs,
+        body,
+    })
 }
 
 #[cfg(test)]

@@ -41,11 +41,17 @@ pub struct ChangePage {
 
 impl Dataverse {
     pub fn new(http: reqwest::Client, tokens: Arc<TokenCache>, base_url: &str) -> Self {
-        Dataverse { api: Api::new("sales", http, tokens, base_url), page_size: MAX_PAGE }
+        Dataverse {
+            api: Api::new("sales", http, tokens, base_url),
+            page_size: MAX_PAGE,
+        }
     }
 
     pub fn from_api(api: Api) -> Self {
-        Dataverse { api, page_size: MAX_PAGE }
+        Dataverse {
+            api,
+            page_size: MAX_PAGE,
+        }
     }
 
     pub fn with_page_size(mut self, n: usize) -> Self {
@@ -74,7 +80,10 @@ impl Dataverse {
     /// followed verbatim (never edited or re-encoded).
     pub async fn change_page(&self, entity_set: &str, url: &str) -> Result<ChangePage, DynamicsError> {
         let prefer = format!("odata.track-changes,{}", self.max_page());
-        let v = self.api.get_json(url, entity_set, &[("Prefer", prefer.as_str())]).await?;
+        let v = self
+            .api
+            .get_json(url, entity_set, &[("Prefer", prefer.as_str())])
+            .await?;
         let mut page = ChangePage {
             next_link: v["@odata.nextLink"].as_str().map(str::to_string),
             delta_link: v["@odata.deltaLink"].as_str().map(str::to_string),
@@ -82,7 +91,10 @@ impl Dataverse {
         };
         for row in rows_of(&v, entity_set, self.api.service)? {
             let deleted = row.get("reason").and_then(Value::as_str) == Some("deleted")
-                || row.get("@odata.context").and_then(Value::as_str).is_some_and(|c| c.ends_with("$deletedEntity"));
+                || row
+                    .get("@odata.context")
+                    .and_then(Value::as_str)
+                    .is_some_and(|c| c.ends_with("$deletedEntity"));
             if deleted {
                 if let Some(id) = row.get("id").and_then(Value::as_str) {
                     page.deleted.push(id.to_string());
@@ -105,8 +117,11 @@ impl Dataverse {
         let mut out = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(IDS_PER_READ) {
             let values: Vec<String> = chunk.iter().map(|id| odata::json_string(id)).collect();
-            let filter =
-                format!("Microsoft.Dynamics.CRM.In(PropertyName={},PropertyValues=[{}])", odata::string_literal(id_field), values.join(","));
+            let filter = format!(
+                "Microsoft.Dynamics.CRM.In(PropertyName={},PropertyValues=[{}])",
+                odata::string_literal(id_field),
+                values.join(",")
+            );
             out.extend(self.list(entity_set, select, Some(&filter)).await?);
         }
         Ok(out)
@@ -127,7 +142,10 @@ impl Dataverse {
         let prefer = self.max_page();
         let mut out = Vec::new();
         loop {
-            let v = self.api.get_json(&url, entity_set, &[("Prefer", prefer.as_str())]).await?;
+            let v = self
+                .api
+                .get_json(&url, entity_set, &[("Prefer", prefer.as_str())])
+                .await?;
             out.extend(rows_of(&v, entity_set, self.api.service)?);
             match v["@odata.nextLink"].as_str() {
                 Some(next) => url = next.to_string(),
@@ -156,7 +174,11 @@ impl Dataverse {
     /// Updates an existing row (`If-Match: *`: never creates by accident).
     pub async fn update(&self, entity_set: &str, id: &str, body: &Value) -> Result<(), DynamicsError> {
         let url = format!("{}({id})", self.set_url(entity_set));
-        self.api.send(Method::PATCH, &url, entity_set, |r| r.header("If-Match", "*").json(body)).await?;
+        self.api
+            .send(Method::PATCH, &url, entity_set, |r| {
+                r.header("If-Match", "*").json(body)
+            })
+            .await?;
         Ok(())
     }
 
@@ -188,7 +210,12 @@ pub(crate) async fn send_batch(
             r
         })
         .await?;
-    let resp_ct = resp.headers().get("Content-Type").and_then(|h| h.to_str().ok()).unwrap_or("").to_string();
+    let resp_ct = resp
+        .headers()
+        .get("Content-Type")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     let text = resp.text().await.map_err(|e| DynamicsError::Transport {
         service: api.service,
         method: "POST".into(),

@@ -8,7 +8,11 @@ pub enum DynamicsError {
     #[error(
         "{service}: the token endpoint refused the client credentials ({status}): {message}. Check P2C_TENANT_ID, P2C_CLIENT_ID and the client secret"
     )]
-    Auth { service: &'static str, status: u16, message: String },
+    Auth {
+        service: &'static str,
+        status: u16,
+        message: String,
+    },
     #[error("{service}: {method} {path} answered {status}{code}: {message}", code = code_suffix(code))]
     Http {
         service: &'static str,
@@ -19,15 +23,32 @@ pub enum DynamicsError {
         message: String,
     },
     #[error("{service}: {method} {path} failed to connect or timed out: {message}")]
-    Transport { service: &'static str, method: String, path: String, message: String },
+    Transport {
+        service: &'static str,
+        method: String,
+        path: String,
+        message: String,
+    },
     #[error("{service}: gave up after {attempts} attempts: {last}")]
-    Exhausted { service: &'static str, attempts: u32, last: Box<DynamicsError> },
+    Exhausted {
+        service: &'static str,
+        attempts: u32,
+        last: Box<DynamicsError>,
+    },
     #[error("{service}: could not read the response of {what}: {message}")]
-    Decode { service: &'static str, what: String, message: String },
+    Decode {
+        service: &'static str,
+        what: String,
+        message: String,
+    },
 }
 
 fn code_suffix(code: &str) -> String {
-    if code.is_empty() { String::new() } else { format!(" ({code})") }
+    if code.is_empty() {
+        String::new()
+    } else {
+        format!(" ({code})")
+    }
 }
 
 impl DynamicsError {

@@ -25,7 +25,9 @@ pub struct Fno {
 
 impl Fno {
     pub fn new(http: reqwest::Client, tokens: Arc<TokenCache>, base_url: &str) -> Self {
-        Fno { api: Api::new("fno", http, tokens, base_url) }
+        Fno {
+            api: Api::new("fno", http, tokens, base_url),
+        }
     }
 
     pub fn from_api(api: Api) -> Self {
@@ -42,7 +44,11 @@ impl Fno {
 
     /// Key URL with every key part; `cross-company=true` because the key's company is rarely the API user's default.
     pub fn key_url(&self, entity_set: &str, key: &[(&str, &str)]) -> String {
-        format!("{}/data/{}?cross-company=true", self.api.base_url, odata::key_predicate(entity_set, key))
+        format!(
+            "{}/data/{}?cross-company=true",
+            self.api.base_url,
+            odata::key_predicate(entity_set, key)
+        )
     }
 
     /// Rows of `company` whose `key_field` is one of `keys`.
@@ -56,8 +62,15 @@ impl Fno {
     ) -> Result<Vec<Record>, DynamicsError> {
         let mut out = Vec::new();
         for chunk in keys.chunks(KEYS_PER_READ) {
-            let ors: Vec<String> = chunk.iter().map(|k| format!("{key_field} eq {}", odata::string_literal(k))).collect();
-            let filter = format!("dataAreaId eq {} and ({})", odata::string_literal(company), ors.join(" or "));
+            let ors: Vec<String> = chunk
+                .iter()
+                .map(|k| format!("{key_field} eq {}", odata::string_literal(k)))
+                .collect();
+            let filter = format!(
+                "dataAreaId eq {} and ({})",
+                odata::string_literal(company),
+                ors.join(" or ")
+            );
             out.extend(self.list(entity_set, select, Some(&filter), None).await?);
         }
         Ok(out)
@@ -104,12 +117,22 @@ impl Fno {
 
     /// The create operation for a `$batch` (or a direct POST).
     pub fn create_op(&self, entity_set: &str, body: Value) -> BatchOp {
-        BatchOp { method: "POST", url: self.set_url(entity_set), body: Some(body), headers: vec![] }
+        BatchOp {
+            method: "POST",
+            url: self.set_url(entity_set),
+            body: Some(body),
+            headers: vec![],
+        }
     }
 
     /// The update operation: F&O has no upsert, PATCH on a missing key is a 404.
     pub fn update_op(&self, entity_set: &str, key: &[(&str, &str)], body: Value) -> BatchOp {
-        BatchOp { method: "PATCH", url: self.key_url(entity_set, key), body: Some(body), headers: vec![] }
+        BatchOp {
+            method: "PATCH",
+            url: self.key_url(entity_set, key),
+            body: Some(body),
+            headers: vec![],
+        }
     }
 
     pub async fn create(&self, entity_set: &str, body: &Value) -> Result<Record, DynamicsError> {

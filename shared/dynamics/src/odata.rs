@@ -32,8 +32,21 @@ const QUERY_VALUE: &AsciiSet = &CONTROLS
     .add(b'\'');
 
 /// Characters escaped inside a path segment such as a key predicate.
-const PATH_SEGMENT: &AsciiSet =
-    &CONTROLS.add(b' ').add(b'"').add(b'#').add(b'%').add(b'/').add(b'?').add(b'<').add(b'>').add(b'\\').add(b'^').add(b'`').add(b'{').add(b'|').add(b'}');
+const PATH_SEGMENT: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'/')
+    .add(b'?')
+    .add(b'<')
+    .add(b'>')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'`')
+    .add(b'{')
+    .add(b'|')
+    .add(b'}');
 
 /// An OData string literal: single-quoted, quotes doubled (`O'Brien` → `'O''Brien'`).
 pub fn string_literal(s: &str) -> String {

@@ -10,7 +10,11 @@ pub enum ConfigError {
     #[error("{0} is not set; see the README, section Configuration")]
     Missing(&'static str),
     #[error("{name} = {value:?} is not valid: {why}")]
-    Invalid { name: &'static str, value: String, why: String },
+    Invalid {
+        name: &'static str,
+        value: String,
+        why: String,
+    },
     #[error("could not read the client secret from Secrets Manager ({arn}): {why}")]
     Secret { arn: String, why: String },
 }
@@ -68,8 +72,11 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let req = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
         let url = |k: &'static str, v: String| -> Result<String, ConfigError> {
-            p2c_dynamics::check_endpoint(k, &v)
-                .map_err(|e| ConfigError::Invalid { name: k, value: v.clone(), why: e.to_string() })?;
+            p2c_dynamics::check_endpoint(k, &v).map_err(|e| ConfigError::Invalid {
+                name: k,
+                value: v.clone(),
+                why: e.to_string(),
+            })?;
             Ok(v.trim_end_matches('/').to_string())
         };
         let client_secret = match (get("P2C_CLIENT_SECRET"), get("P2C_CLIENT_SECRET_ARN")) {
@@ -80,17 +87,25 @@ impl Config {
         let num = |k: &'static str, default: u64| -> Result<u64, ConfigError> {
             match get(k) {
                 None => Ok(default),
-                Some(v) => v.trim().parse::<u64>().ok().filter(|n| *n > 0).ok_or(ConfigError::Invalid {
-                    name: k,
-                    value: v,
-                    why: "expected a positive whole number".into(),
-                }),
+                Some(v) => v
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or(ConfigError::Invalid {
+                        name: k,
+                        value: v,
+                        why: "expected a positive whole number".into(),
+                    }),
             }
         };
         Ok(Config {
             sales_url: url("P2C_SALES_URL", req("P2C_SALES_URL")?)?,
             fno_url: url("P2C_FNO_URL", req("P2C_FNO_URL")?)?,
-            authority_url: url("P2C_AUTHORITY_URL", get("P2C_AUTHORITY_URL").unwrap_or_else(|| DEFAULT_AUTHORITY.into()))?,
+            authority_url: url(
+                "P2C_AUTHORITY_URL",
+                get("P2C_AUTHORITY_URL").unwrap_or_else(|| DEFAULT_AUTHORITY.into()),
+            )?,
             tenant_id: req("P2C_TENANT_ID")?,
             client_id: req("P2C_CLIENT_ID")?,
             client_secret,
@@ -109,16 +124,24 @@ impl Config {
     }
 
     pub fn company(&self, legal_entity: &str) -> Option<&Company> {
-        self.companies.iter().find(|c| c.legal_entity.eq_ignore_ascii_case(legal_entity))
+        self.companies
+            .iter()
+            .find(|c| c.legal_entity.eq_ignore_ascii_case(legal_entity))
     }
 }
 
 /// `usmf=US Sales,usrt=<guid>`: legal entity = business unit (name or GUID), comma separated.
 pub fn parse_companies(s: &str) -> Result<Vec<Company>, ConfigError> {
-    let invalid = |why: &str| ConfigError::Invalid { name: "P2C_COMPANIES", value: s.to_string(), why: why.into() };
+    let invalid = |why: &str| ConfigError::Invalid {
+        name: "P2C_COMPANIES",
+        value: s.to_string(),
+        why: why.into(),
+    };
     let mut out: Vec<Company> = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let (le, bu) = part.split_once('=').ok_or_else(|| invalid("each entry is <legal entity>=<business unit>"))?;
+        let (le, bu) = part
+            .split_once('=')
+            .ok_or_else(|| invalid("each entry is <legal entity>=<business unit>"))?;
         let le = le.trim().to_ascii_lowercase();
         if le.is_empty() || le.len() > 4 || !le.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(invalid("a legal entity id is 1 to 4 letters or digits, like usmf"));
@@ -129,7 +152,10 @@ pub fn parse_companies(s: &str) -> Result<Vec<Company>, ConfigError> {
         if out.iter().any(|c| c.legal_entity == le) {
             return Err(invalid("a legal entity is listed twice"));
         }
-        out.push(Company { legal_entity: le, business_unit: bu.trim().to_string() });
+        out.push(Company {
+            legal_entity: le,
+            business_unit: bu.trim().to_string(),
+        });
     }
     if out.is_empty() {
         return Err(invalid("no companies listed"));
@@ -157,7 +183,13 @@ mod tests {
     fn reads_defaults_and_trims_urls() {
         let c = Config::from_lookup(env(BASE)).unwrap();
         assert_eq!(c.sales_url, "https://org.crm.dynamics.com");
-        assert_eq!(c.companies, vec![Company { legal_entity: "usmf".into(), business_unit: "usmf".into() }]);
+        assert_eq!(
+            c.companies,
+            vec![Company {
+                legal_entity: "usmf".into(),
+                business_unit: "usmf".into()
+            }]
+        );
         assert_eq!(c.authority_url, DEFAULT_AUTHORITY);
         assert!(!format!("{c:?}").contains("s3cr3t"), "the secret must never print");
     }

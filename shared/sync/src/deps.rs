@@ -59,7 +59,12 @@ impl Deps {
         }
         flows.insert(
             FlowName::AccountsToFno,
-            SalesToFno { flow: FlowName::AccountsToFno, link_entity: "account", noun: "account", template: accounts },
+            SalesToFno {
+                flow: FlowName::AccountsToFno,
+                link_entity: "account",
+                noun: "account",
+                template: accounts,
+            },
         );
         Ok(Deps {
             cfg,
@@ -107,19 +112,37 @@ impl Deps {
             return Ok(id.clone());
         }
         let filter = format!("name eq {}", p2c_dynamics::odata::string_literal(&c.business_unit));
-        let rows = self.sales.list("businessunits", &["businessunitid".into(), "name".into()], Some(&filter)).await?;
+        let rows = self
+            .sales
+            .list(
+                "businessunits",
+                &["businessunitid".into(), "name".into()],
+                Some(&filter),
+            )
+            .await?;
         let id = rows
             .first()
             .and_then(|r| r.get("businessunitid"))
             .and_then(|v| v.as_str())
             .map(str::to_ascii_lowercase)
-            .ok_or_else(|| SyncError::BusinessUnit { company: company.into(), bu: c.business_unit.clone() })?;
-        self.business_units.lock().await.insert(c.legal_entity.clone(), id.clone());
+            .ok_or_else(|| SyncError::BusinessUnit {
+                company: company.into(),
+                bu: c.business_unit.clone(),
+            })?;
+        self.business_units
+            .lock()
+            .await
+            .insert(c.legal_entity.clone(), id.clone());
         Ok(id)
     }
 
     pub fn companies_list(&self) -> String {
-        self.cfg.companies.iter().map(|c| c.legal_entity.as_str()).collect::<Vec<_>>().join(", ")
+        self.cfg
+            .companies
+            .iter()
+            .map(|c| c.legal_entity.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// The flow's queue and DLQ: from P2C_QUEUE_URL/P2C_DLQ_URL in Lambda, else found by name.
@@ -128,7 +151,11 @@ impl Deps {
             return Ok(p.clone());
         }
         let pair = match (&self.cfg.queue_url, &self.cfg.dlq_url) {
-            (Some(q), Some(d)) => QueuePair { queue_url: q.clone(), dlq_url: d.clone(), dlq_arn: String::new() },
+            (Some(q), Some(d)) => QueuePair {
+                queue_url: q.clone(),
+                dlq_url: d.clone(),
+                dlq_arn: String::new(),
+            },
             _ => self.queues.urls(flow.as_str()).await?,
         };
         self.queue_urls.lock().await.insert(flow, pair.clone());
@@ -138,11 +165,19 @@ impl Deps {
 
 async fn fetch_secret(aws: &aws_config::SdkConfig, arn: &str) -> Result<Secret, SyncError> {
     let client = aws_sdk_secretsmanager::Client::new(aws);
-    let out = client.get_secret_value().secret_id(arn).send().await.map_err(|e| ConfigError::Secret {
+    let out = client
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| ConfigError::Secret {
+            arn: arn.into(),
+            why: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        })?;
+    let s = out.secret_string().ok_or_else(|| ConfigError::Secret {
         arn: arn.into(),
-        why: aws_sdk_secretsmanager::error::DisplayErrorContext(e).to_string(),
+        why: "the secret has no string value".into(),
     })?;
-    let s = out.secret_string().ok_or_else(|| ConfigError::Secret { arn: arn.into(), why: "the secret has no string value".into() })?;
     // Accept either the bare secret or a JSON object {"client_secret": "..."}.
     let value = serde_json::from_str::<serde_json::Value>(s)
         .ok()

@@ -41,6 +41,9 @@ impl SyncError {
 impl From<SyncError> for lambda_runtime::Diagnostic {
     fn from(e: SyncError) -> Self {
         let kind = if e.is_transient() { "Retryable" } else { "NeedsOperator" };
-        lambda_runtime::Diagnostic { error_type: kind.into(), error_message: e.to_string() }
+        lambda_runtime::Diagnostic {
+            error_type: kind.into(),
+            error_message: e.to_string(),
+        }
     }
 }

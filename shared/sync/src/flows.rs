@@ -67,6 +67,11 @@ impl SalesToFno {
 
     /// The target key field other than `dataAreaId` (e.g. `CustomerAccount`).
     pub fn target_key_field(&self) -> &str {
-        self.template.target_key.iter().find(|k| *k != "dataAreaId").map(String::as_str).unwrap_or("")
+        self.template
+            .target_key
+            .iter()
+            .find(|k| *k != "dataAreaId")
+            .map(String::as_str)
+            .unwrap_or("")
     }
 }

@@ -49,13 +49,19 @@ pub async fn handle_event(deps: &Deps, flow: FlowName, event: Value) -> Result<V
 /// Runs the flow for the requested company, or for each configured company in turn.
 pub async fn handle_schedule(deps: &Deps, flow: FlowName, run: &ScheduledRun) -> Result<Vec<RunReport>, SyncError> {
     if run.flow != flow.as_str() {
-        return Err(SyncError::WrongFlow { expected: flow.as_str().into(), got: run.flow.clone() });
+        return Err(SyncError::WrongFlow {
+            expected: flow.as_str().into(),
+            got: run.flow.clone(),
+        });
     }
     let companies: Vec<String> = match &run.company {
         Some(c) => vec![c.clone()],
         None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
     };
-    let opts = RunOptions { full_resync: run.full_resync, trigger: "schedule".into() };
+    let opts = RunOptions {
+        full_resync: run.full_resync,
+        trigger: "schedule".into(),
+    };
     let mut out = Vec::new();
     for c in companies {
         out.push(run_flow(deps, flow, &c, &opts).await?);
@@ -107,10 +113,17 @@ pub async fn handle_sqs_report(deps: &Deps, flow: FlowName, event: SqsEvent) -> 
 fn validate(deps: &Deps, flow: FlowName, body: Option<&str>) -> Result<Message, String> {
     let m = Message::parse(body).map_err(|e| e.to_string())?;
     if m.flow != flow.as_str() {
-        return Err(format!("the message is for flow {:?}, this function runs {flow}", m.flow));
+        return Err(format!(
+            "the message is for flow {:?}, this function runs {flow}",
+            m.flow
+        ));
     }
     if deps.cfg.company(&m.company).is_none() {
-        return Err(format!("company {:?} is not in P2C_COMPANIES ({})", m.company, deps.companies_list()));
+        return Err(format!(
+            "company {:?} is not in P2C_COMPANIES ({})",
+            m.company,
+            deps.companies_list()
+        ));
     }
     Ok(m)
 }
@@ -124,7 +137,11 @@ async fn process_keys(
     report: &mut RunReport,
 ) -> Result<(), SyncError> {
     let spec = deps.sales_to_fno(flow);
-    let company = deps.cfg.company(company).map(|c| c.legal_entity.clone()).unwrap_or_else(|| company.to_string());
+    let company = deps
+        .cfg
+        .company(company)
+        .map(|c| c.legal_entity.clone())
+        .unwrap_or_else(|| company.to_string());
     let bu = deps.business_unit_id(&company).await?;
     // The same key in two messages (a duplicate delivery) is read and written once.
     let mut keys: Vec<String> = msgs.iter().flat_map(|(_, m)| m.keys.iter().cloned()).collect();
@@ -137,15 +154,25 @@ async fn process_keys(
         .map(|k| crate::sales_to_fno::Failure {
             id: String::new(),
             key: k.clone(),
-            reason: format!("{k:?} is not a {} id (a GUID); the message cannot be processed", spec.noun),
+            reason: format!(
+                "{k:?} is not a {} id (a GUID); the message cannot be processed",
+                spec.noun
+            ),
             transient: false,
         })
         .collect();
     // Re-read the current record: a replay never writes stale data.
-    let rows = deps.sales.get_by_ids(spec.source_set(), spec.source_id(), &good, &spec.select()).await?;
+    let rows = deps
+        .sales
+        .get_by_ids(spec.source_set(), spec.source_id(), &good, &spec.select())
+        .await?;
     let found: HashMap<String, ()> = rows
         .iter()
-        .filter_map(|r| r.get(spec.source_id()).and_then(Value::as_str).map(|s| (s.to_ascii_lowercase(), ())))
+        .filter_map(|r| {
+            r.get(spec.source_id())
+                .and_then(Value::as_str)
+                .map(|s| (s.to_ascii_lowercase(), ()))
+        })
         .collect();
     for k in &good {
         if !found.contains_key(&k.to_ascii_lowercase()) {

@@ -10,7 +10,11 @@ use tokio::sync::Mutex;
 
 /// Navigation property → (entity set, primary key) of the reference tables we resolve by caching them whole.
 const REFERENCE_TABLES: &[(&str, &str, &str)] = &[
-    ("transactioncurrencyid", "transactioncurrencies", "transactioncurrencyid"),
+    (
+        "transactioncurrencyid",
+        "transactioncurrencies",
+        "transactioncurrencyid",
+    ),
     ("defaultuomid", "uoms", "uomid"),
     ("defaultuomscheduleid", "uomschedules", "uomscheduleid"),
     ("pricelevelid", "pricelevels", "pricelevelid"),
@@ -39,7 +43,12 @@ pub fn lookup_paths(t: &Template) -> Vec<(String, String)> {
 
 impl Lookups {
     /// Adds `nav.column` values to each row, fetching a reference table once per process (again on a miss).
-    pub async fn enrich(&self, sales: &Dataverse, paths: &[(String, String)], rows: &mut [Record]) -> Result<(), DynamicsError> {
+    pub async fn enrich(
+        &self,
+        sales: &Dataverse,
+        paths: &[(String, String)],
+        rows: &mut [Record],
+    ) -> Result<(), DynamicsError> {
         for (nav, column) in paths {
             let Some((_, set, pk)) = REFERENCE_TABLES.iter().find(|(n, _, _)| n == nav) else {
                 continue;
@@ -49,7 +58,9 @@ impl Lookups {
             let key = (set.to_string(), column.to_string());
             let mut cache = self.cache.lock().await;
             let missing = rows.iter().any(|r| {
-                r.get(&id_field).and_then(Value::as_str).is_some_and(|id| !cache.get(&key).is_some_and(|m| m.contains_key(id)))
+                r.get(&id_field)
+                    .and_then(Value::as_str)
+                    .is_some_and(|id| !cache.get(&key).is_some_and(|m| m.contains_key(id)))
             });
             if missing {
                 let select = vec![pk.to_string(), column.clone()];
@@ -62,7 +73,11 @@ impl Lookups {
             }
             let table = cache.get(&key);
             for r in rows.iter_mut() {
-                let v = r.get(&id_field).and_then(Value::as_str).and_then(|id| table.and_then(|m| m.get(id))).cloned();
+                let v = r
+                    .get(&id_field)
+                    .and_then(Value::as_str)
+                    .and_then(|id| table.and_then(|m| m.get(id)))
+                    .cloned();
                 if let Some(v) = v {
                     r.insert(path.clone(), v);
                 }

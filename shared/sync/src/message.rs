@@ -55,7 +55,15 @@ pub enum MessageError {
 
 impl Message {
     pub fn new(flow: &str, company: &str, keys: Vec<String>, reason: Reason) -> Self {
-        Message { v: 1, flow: flow.into(), company: company.into(), keys, reason, attempt: 1, last_error: None }
+        Message {
+            v: 1,
+            flow: flow.into(),
+            company: company.into(),
+            keys,
+            reason,
+            attempt: 1,
+            last_error: None,
+        }
     }
 
     /// Parses and validates a body. Flow and company are checked by the handler, which knows its own.
@@ -105,20 +113,32 @@ mod tests {
     #[test]
     fn rejects_bad_bodies_with_reasons() {
         assert_eq!(Message::parse(None), Err(MessageError::Empty));
-        assert!(matches!(Message::parse(Some("{not json")), Err(MessageError::Malformed(_))));
+        assert!(matches!(
+            Message::parse(Some("{not json")),
+            Err(MessageError::Malformed(_))
+        ));
         assert_eq!(
-            Message::parse(Some(r#"{"v":2,"flow":"x","company":"usmf","keys":["a"],"reason":"change"}"#)),
+            Message::parse(Some(
+                r#"{"v":2,"flow":"x","company":"usmf","keys":["a"],"reason":"change"}"#
+            )),
             Err(MessageError::Version(2))
         );
         assert_eq!(
-            Message::parse(Some(r#"{"v":1,"flow":"x","company":"usmf","keys":[],"reason":"change"}"#)),
+            Message::parse(Some(
+                r#"{"v":1,"flow":"x","company":"usmf","keys":[],"reason":"change"}"#
+            )),
             Err(MessageError::NoKeys)
         );
         assert!(matches!(
-            Message::parse(Some(r#"{"v":1,"flow":"x","company":"usmf","keys":["a"],"reason":"change","payload":{}}"#)),
+            Message::parse(Some(
+                r#"{"v":1,"flow":"x","company":"usmf","keys":["a"],"reason":"change","payload":{}}"#
+            )),
             Err(MessageError::Malformed(_))
         ));
-        let big = format!(r#"{{"v":1,"flow":"x","company":"usmf","keys":["{}"],"reason":"change"}}"#, "a".repeat(MAX_BODY));
+        let big = format!(
+            r#"{{"v":1,"flow":"x","company":"usmf","keys":["{}"],"reason":"change"}}"#,
+            "a".repeat(MAX_BODY)
+        );
         assert!(matches!(Message::parse(Some(&big)), Err(MessageError::TooLarge(_))));
     }
 }

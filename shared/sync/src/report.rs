@@ -89,6 +89,10 @@ impl RunReport {
     }
 
     pub fn first_errors(&self, n: usize) -> Vec<String> {
-        self.errors.iter().take(n).map(|e| format!("{}: {}", e.key, e.reason)).collect()
+        self.errors
+            .iter()
+            .take(n)
+            .map(|e| format!("{}: {}", e.key, e.reason))
+            .collect()
     }
 }

@@ -49,7 +49,13 @@ pub async fn route_failures(
     deps.queues.send(&pair.queue_url, &retry).await?;
     deps.queues.send(&pair.dlq_url, &dead).await?;
     for (f, to) in routed {
-        report.fail(RecordFailure { id: f.id, key: f.key, reason: f.reason, transient: f.transient, routed: to.into() });
+        report.fail(RecordFailure {
+            id: f.id,
+            key: f.key,
+            reason: f.reason,
+            transient: f.transient,
+            routed: to.into(),
+        });
     }
     Ok(())
 }

@@ -7,12 +7,7 @@ use p2c_dynamics::DynamicsError;
 use p2c_state::RunRecord;
 
 use crate::{
-    deps::Deps,
-    error::SyncError,
-    flows::FlowName,
-    report::RunReport,
-    route::route_failures,
-    sales_to_fno::sync_rows,
+    deps::Deps, error::SyncError, flows::FlowName, report::RunReport, route::route_failures, sales_to_fno::sync_rows,
 };
 
 #[derive(Clone, Debug, Default)]
@@ -32,14 +27,29 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         .clone();
     let started = Instant::now();
     let run_id = uuid::Uuid::new_v4().to_string();
-    let trigger = if opts.trigger.is_empty() { "schedule" } else { opts.trigger.as_str() };
+    let trigger = if opts.trigger.is_empty() {
+        "schedule"
+    } else {
+        opts.trigger.as_str()
+    };
     let mut report = RunReport::new(&run_id, flow.as_str(), &company, trigger);
     let ddb_before = deps.state.request_count();
     let stats_before = deps.dynamics_stats();
-    let started_at = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default();
+    let started_at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
 
-    let Some(lease) = deps.state.acquire_lease(flow.as_str(), &company, &run_id, deps.cfg.lease_ttl).await? else {
-        let holder = deps.state.lease_holder(flow.as_str(), &company).await?.map(|l| l.owner).unwrap_or_default();
+    let Some(lease) = deps
+        .state
+        .acquire_lease(flow.as_str(), &company, &run_id, deps.cfg.lease_ttl)
+        .await?
+    else {
+        let holder = deps
+            .state
+            .lease_holder(flow.as_str(), &company)
+            .await?
+            .map(|l| l.owner)
+            .unwrap_or_default();
         tracing::info!(flow = %flow, company, holder, "another run holds the lease; nothing to do");
         report.lease_held_by = Some(holder);
         return Ok(report);
@@ -118,7 +128,10 @@ async fn run_locked(
         let failures = sync_rows(deps, spec, company, &bu, page.rows, report).await?;
         route_failures(deps, flow, company, failures, 1, report).await?;
         if !deps.state.renew_lease(lease, deps.cfg.lease_ttl).await? {
-            return Err(SyncError::LeaseLost { flow: flow.as_str().into(), company: company.into() });
+            return Err(SyncError::LeaseLost {
+                flow: flow.as_str().into(),
+                company: company.into(),
+            });
         }
         match (page.next_link, page.delta_link) {
             (Some(next), _) => url = next,
@@ -134,12 +147,15 @@ async fn run_locked(
     };
     // Links are committed page by page above; only now may the watermark move.
     let expected = watermark.map(|w| w.version);
-    deps.state.put_watermark(flow.as_str(), company, &delta, expected).await?;
+    deps.state
+        .put_watermark(flow.as_str(), company, &delta, expected)
+        .await?;
     Ok(())
 }
 
 fn delta_link_refused(e: &DynamicsError) -> bool {
-    matches!(e.status(), Some(400 | 404 | 410 | 422)) || matches!(e, DynamicsError::Http { status: 500, .. } if !e.is_transient())
+    matches!(e.status(), Some(400 | 404 | 410 | 422))
+        || matches!(e, DynamicsError::Http { status: 500, .. } if !e.is_transient())
 }
 
 fn diff(after: &p2c_dynamics::RequestStats, before: &p2c_dynamics::RequestStats) -> p2c_dynamics::RequestStats {

@@ -29,7 +29,9 @@ struct Pending {
 }
 
 fn now() -> String {
-    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+    time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default()
 }
 
 fn str_of<'a>(r: &'a Record, k: &str) -> Option<&'a str> {
@@ -59,7 +61,11 @@ pub async fn sync_rows(
             failures.push(Failure {
                 id: String::new(),
                 key: "(no id)".into(),
-                reason: format!("the {} has no {}; it cannot be synced or retried", spec.noun, spec.source_id()),
+                reason: format!(
+                    "the {} has no {}; it cannot be synced or retried",
+                    spec.noun,
+                    spec.source_id()
+                ),
                 transient: false,
             });
             continue;
@@ -80,7 +86,12 @@ pub async fn sync_rows(
             Ok(v) => v,
             Err(e) => {
                 let key = str_of(&row, &t.source_key).unwrap_or(&id).to_string();
-                failures.push(Failure { id, key, reason: e.to_string(), transient: false });
+                failures.push(Failure {
+                    id,
+                    key,
+                    reason: e.to_string(),
+                    transient: false,
+                });
                 continue;
             }
         };
@@ -100,8 +111,17 @@ pub async fn sync_rows(
         seen_keys.insert(key.clone(), id.clone());
         body.insert("dataAreaId".into(), Value::String(company.to_string()));
         let hash = content_hash(&body);
-        let version = row.get("versionnumber").map(|v| v.to_string().trim_matches('"').to_string());
-        pending.push(Pending { id, key, body, hash, version, linked_same_key: false });
+        let version = row
+            .get("versionnumber")
+            .map(|v| v.to_string().trim_matches('"').to_string());
+        pending.push(Pending {
+            id,
+            key,
+            body,
+            hash,
+            version,
+            linked_same_key: false,
+        });
     }
 
     // Skip unchanged: the mapped content equals what was last written.
@@ -124,12 +144,22 @@ pub async fn sync_rows(
 
     // Not linked yet: a crash after an earlier create must not duplicate, so look the key up first.
     let key_field = spec.target_key_field().to_string();
-    let unknown: Vec<String> = pending.iter().filter(|p| !p.linked_same_key).map(|p| p.key.clone()).collect();
+    let unknown: Vec<String> = pending
+        .iter()
+        .filter(|p| !p.linked_same_key)
+        .map(|p| p.key.clone())
+        .collect();
     let existing: HashSet<String> = if unknown.is_empty() {
         HashSet::new()
     } else {
         deps.fno
-            .find_by_keys(spec.target_set(), company, &key_field, &unknown, std::slice::from_ref(&key_field))
+            .find_by_keys(
+                spec.target_set(),
+                company,
+                &key_field,
+                &unknown,
+                std::slice::from_ref(&key_field),
+            )
             .await?
             .iter()
             .filter_map(|r| str_of(r, &key_field).map(str::to_string))
@@ -140,7 +170,10 @@ pub async fn sync_rows(
     let items: Vec<WriteItem> = pending
         .iter()
         .map(|p| WriteItem {
-            key: vec![("dataAreaId".into(), company.to_string()), (key_field.clone(), p.key.clone())],
+            key: vec![
+                ("dataAreaId".into(), company.to_string()),
+                (key_field.clone(), p.key.clone()),
+            ],
             body: p.body.clone(),
             create: !(p.linked_same_key || existing.contains(&p.key)),
         })
@@ -164,7 +197,12 @@ pub async fn sync_rows(
                     synced_at: synced_at.clone(),
                 });
             }
-            Err((reason, transient)) => failures.push(Failure { id: p.id, key: p.key, reason, transient }),
+            Err((reason, transient)) => failures.push(Failure {
+                id: p.id,
+                key: p.key,
+                reason,
+                transient,
+            }),
         }
     }
     deps.state.put_links(&new_links).await?;
@@ -187,7 +225,10 @@ async fn write_all(deps: &Deps, entity_set: &str, items: Vec<WriteItem>) -> Vec<
     for pass in 0..3 {
         let mut again = Vec::new();
         for chunk in todo.chunks(deps.cfg.batch_size.max(1)) {
-            let ops: Vec<BatchOp> = chunk.iter().map(|&(i, create)| op_for(deps, entity_set, &items[i], create)).collect();
+            let ops: Vec<BatchOp> = chunk
+                .iter()
+                .map(|&(i, create)| op_for(deps, entity_set, &items[i], create))
+                .collect();
             match deps.fno.batch(&ops).await {
                 Ok(parts) => {
                     for ((&(i, create), part), op) in chunk.iter().zip(parts).zip(&ops) {

@@ -22,7 +22,9 @@ impl Env {
     pub async fn start_with(sb_cfg: SandboxConfig, accounts: usize, tweak: impl FnOnce(&mut Config)) -> Env {
         let sb = Sandbox::start(sb_cfg).await.expect("sandbox starts");
         sb.seed_demo(accounts);
-        let moto = LocalAws::start().await.expect("moto_server starts (pip install \"moto[server]\")");
+        let moto = LocalAws::start()
+            .await
+            .expect("moto_server starts (pip install \"moto[server]\")");
         let aws = p2c_state::aws_config(Some(&moto.endpoint)).await;
         let mut cfg = config_for(&sb);
         tweak(&mut cfg);
@@ -41,7 +43,11 @@ impl Env {
 
     /// F&O customers of a company.
     pub fn customers(&self, company: &str) -> Vec<Value> {
-        self.sb.fno_rows("CustomersV2").into_iter().filter(|r| r["dataAreaId"] == company).collect()
+        self.sb
+            .fno_rows("CustomersV2")
+            .into_iter()
+            .filter(|r| r["dataAreaId"] == company)
+            .collect()
     }
 
     /// Bodies waiting in the flow's queue and DLQ (received and left to become visible again).
@@ -80,6 +86,9 @@ pub fn config_for(sb: &Sandbox) -> Config {
     })
     .expect("config");
     cfg.client_secret = SecretSource::Value(p2c_dynamics::Secret::new(c.client_secret.clone()));
-    cfg.companies = vec![Company { legal_entity: "usmf".into(), business_unit: "usmf".into() }];
+    cfg.companies = vec![Company {
+        legal_entity: "usmf".into(),
+        business_unit: "usmf".into(),
+    }];
     cfg
 }

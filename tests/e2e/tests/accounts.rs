@@ -11,7 +11,9 @@ use serde_json::{Value, json};
 const FLOW: FlowName = FlowName::AccountsToFno;
 
 async fn run(env: &Env) -> p2c_sync::RunReport {
-    let r = run_flow(&env.deps, FLOW, "usmf", &RunOptions::default()).await.expect("run");
+    let r = run_flow(&env.deps, FLOW, "usmf", &RunOptions::default())
+        .await
+        .expect("run");
     assert!(r.balanced(), "read = written + skipped + failed: {r:?}");
     r
 }
@@ -52,7 +54,12 @@ async fn thousand_accounts_then_ten_changes_then_nothing_then_duplicate_message(
 
     // First run: every account becomes a customer with the mapped fields.
     let r = run(&env).await;
-    assert_eq!((r.read, r.written, r.created, r.failed), (1000, 1000, 1000, 0), "{:?}", r.errors);
+    assert_eq!(
+        (r.read, r.written, r.created, r.failed),
+        (1000, 1000, 1000, 0),
+        "{:?}",
+        r.errors
+    );
     let customers = env.customers("usmf");
     assert_eq!(customers.len(), 1000);
     for a in &accounts {
@@ -81,17 +88,31 @@ async fn thousand_accounts_then_ten_changes_then_nothing_then_duplicate_message(
     let changed: Vec<&Value> = accounts.iter().step_by(97).take(10).collect();
     for (i, a) in changed.iter().enumerate() {
         let id = a["accountid"].as_str().unwrap();
-        env.sb.sales_update("accounts", id, json!({"telephone1": format!("+1 555 01{i:02}"), "address1_city": "Fargo"}));
+        env.sb.sales_update(
+            "accounts",
+            id,
+            json!({"telephone1": format!("+1 555 01{i:02}"), "address1_city": "Fargo"}),
+        );
     }
     env.sb.reset_counters();
     let r = run(&env).await;
     assert_eq!((r.read, r.written, r.updated, r.created), (10, 10, 10, 0), "{r:?}");
     for (i, a) in changed.iter().enumerate() {
-        let c = env.customers("usmf").into_iter().find(|c| c["CustomerAccount"] == a["accountnumber"]).unwrap();
+        let c = env
+            .customers("usmf")
+            .into_iter()
+            .find(|c| c["CustomerAccount"] == a["accountnumber"])
+            .unwrap();
         assert_eq!(c["PrimaryContactPhone"], format!("+1 555 01{i:02}"));
         assert_eq!(c["AddressCity"], "Fargo");
     }
-    let writes = env.sb.requests().iter().filter(|(k, _)| k.starts_with("fno") && !k.contains("GET")).map(|(_, v)| v).sum::<u64>();
+    let writes = env
+        .sb
+        .requests()
+        .iter()
+        .filter(|(k, _)| k.starts_with("fno") && !k.contains("GET"))
+        .map(|(_, v)| v)
+        .sum::<u64>();
     assert_eq!(writes, 1, "ten changes fit in one $batch: {:?}", env.sb.requests());
 
     // No changes: nothing read, nothing written.
@@ -109,22 +130,46 @@ async fn thousand_accounts_then_ten_changes_then_nothing_then_duplicate_message(
 
     // The same SQS message delivered twice creates no duplicate.
     let a = &accounts[5];
-    env.sb.sales_update("accounts", a["accountid"].as_str().unwrap(), json!({"name": "Renamed Ltd"}));
-    let body = Message::new(FLOW.as_str(), "usmf", vec![a["accountid"].as_str().unwrap().into()], Reason::Change).to_body();
+    env.sb.sales_update(
+        "accounts",
+        a["accountid"].as_str().unwrap(),
+        json!({"name": "Renamed Ltd"}),
+    );
+    let body = Message::new(
+        FLOW.as_str(),
+        "usmf",
+        vec![a["accountid"].as_str().unwrap().into()],
+        Reason::Change,
+    )
+    .to_body();
     let resp = handle_sqs(&env.deps, FLOW, sqs_event(&[body.clone(), body.clone()])).await;
     assert!(resp.batch_item_failures.is_empty());
     let resp = handle_sqs(&env.deps, FLOW, sqs_event(&[body])).await;
     assert!(resp.batch_item_failures.is_empty());
     let customers = env.customers("usmf");
     assert_eq!(customers.len(), 1000);
-    let matching: Vec<&Value> = customers.iter().filter(|c| c["CustomerAccount"] == a["accountnumber"]).collect();
+    let matching: Vec<&Value> = customers
+        .iter()
+        .filter(|c| c["CustomerAccount"] == a["accountnumber"])
+        .collect();
     assert_eq!(matching.len(), 1);
     assert_eq!(matching[0]["OrganizationName"], "Renamed Ltd");
     // The links table holds one link per account.
-    let ids: Vec<String> = accounts.iter().map(|a| a["accountid"].as_str().unwrap().to_string()).collect();
-    let links = env.deps.state.get_links("account", "usmf", "sales", &ids).await.unwrap();
+    let ids: Vec<String> = accounts
+        .iter()
+        .map(|a| a["accountid"].as_str().unwrap().to_string())
+        .collect();
+    let links = env
+        .deps
+        .state
+        .get_links("account", "usmf", "sales", &ids)
+        .await
+        .unwrap();
     assert_eq!(links.len(), 1000);
-    assert_eq!(links[a["accountid"].as_str().unwrap()].target_key, a["accountnumber"].as_str().unwrap());
+    assert_eq!(
+        links[a["accountid"].as_str().unwrap()].target_key,
+        a["accountnumber"].as_str().unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,23 +187,41 @@ async fn throttling_storm_and_expired_token_lose_nothing() {
         times: 2,
         path_contains: None,
     });
-    env.sb.inject(Fault { service: Service::Fno, kind: FaultKind::ServerError, times: 2, path_contains: None });
+    env.sb.inject(Fault {
+        service: Service::Fno,
+        kind: FaultKind::ServerError,
+        times: 2,
+        path_contains: None,
+    });
     let r = run(&env).await;
     assert_eq!((r.written, r.failed), (300, 0), "{:?}", r.errors);
     assert!(r.dynamics_requests.throttled >= 5, "{:?}", r.dynamics_requests);
 
     // Tokens the client still believes valid are refused: it fetches new ones and carries on.
     for a in env.sb.sales_rows("accounts").iter().take(20) {
-        env.sb.sales_update("accounts", a["accountid"].as_str().unwrap(), json!({"fax": "+1 555 0199"}));
+        env.sb.sales_update(
+            "accounts",
+            a["accountid"].as_str().unwrap(),
+            json!({"fax": "+1 555 0199"}),
+        );
     }
     env.sb.expire_all_tokens();
     let before = env.sb.requests().get("token POST").copied().unwrap_or(0);
     let r = run(&env).await;
     assert_eq!((r.written, r.failed), (20, 0), "{:?}", r.errors);
-    assert!(env.sb.requests().get("token POST").copied().unwrap_or(0) >= before + 2, "a new token per service");
+    assert!(
+        env.sb.requests().get("token POST").copied().unwrap_or(0) >= before + 2,
+        "a new token per service"
+    );
     let customers = env.customers("usmf");
     assert_eq!(customers.len(), 300);
-    assert_eq!(customers.iter().filter(|c| c["PrimaryContactFax"] == "+1 555 0199").count(), 20);
+    assert_eq!(
+        customers
+            .iter()
+            .filter(|c| c["PrimaryContactFax"] == "+1 555 0199")
+            .count(),
+        20
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -170,10 +233,19 @@ async fn malformed_message_and_account_without_number_fail_alone() {
         json!({"name": "No Number Inc", "_owningbusinessunit_value": bu, "address1_city": "Oslo"}),
     );
     let r = run(&env).await;
-    assert_eq!((r.read, r.written, r.failed, r.dead_lettered), (51, 50, 1, 1), "{:?}", r.errors);
+    assert_eq!(
+        (r.read, r.written, r.failed, r.dead_lettered),
+        (51, 50, 1, 1),
+        "{:?}",
+        r.errors
+    );
     let e = &r.errors[0];
     assert_eq!(e.id, orphan);
-    assert!(e.reason.contains(&orphan) && e.reason.contains("accountnumber"), "{}", e.reason);
+    assert!(
+        e.reason.contains(&orphan) && e.reason.contains("accountnumber"),
+        "{}",
+        e.reason
+    );
     assert_eq!(env.customers("usmf").len(), 50);
     let (queued, dead) = env.queued(FLOW).await;
     assert!(queued.is_empty());
@@ -185,24 +257,48 @@ async fn malformed_message_and_account_without_number_fail_alone() {
     // An SQS batch: garbage, a wrong version, a wrong flow, and one good message. Only the bad ones fail.
     let accounts = env.sb.sales_rows("accounts");
     let good = accounts.iter().find(|a| a["accountnumber"].is_string()).unwrap();
-    env.sb.sales_update("accounts", good["accountid"].as_str().unwrap(), json!({"name": "Good Message Co"}));
-    let good_body = Message::new(FLOW.as_str(), "usmf", vec![good["accountid"].as_str().unwrap().into()], Reason::Change).to_body();
+    env.sb.sales_update(
+        "accounts",
+        good["accountid"].as_str().unwrap(),
+        json!({"name": "Good Message Co"}),
+    );
+    let good_body = Message::new(
+        FLOW.as_str(),
+        "usmf",
+        vec![good["accountid"].as_str().unwrap().into()],
+        Reason::Change,
+    )
+    .to_body();
     let bodies = vec![
         "{not json".to_string(),
         r#"{"v":9,"flow":"accounts-to-fno","company":"usmf","keys":["x"],"reason":"change"}"#.to_string(),
         r#"{"v":1,"flow":"orders-to-sales","company":"usmf","keys":["x"],"reason":"change"}"#.to_string(),
         good_body,
     ];
-    let out = handle_event(&env.deps, FLOW, serde_json::to_value(sqs_event(&bodies)).unwrap()).await.unwrap();
-    let failed: Vec<&str> = out["batchItemFailures"].as_array().unwrap().iter().map(|f| f["itemIdentifier"].as_str().unwrap()).collect();
+    let out = handle_event(&env.deps, FLOW, serde_json::to_value(sqs_event(&bodies)).unwrap())
+        .await
+        .unwrap();
+    let failed: Vec<&str> = out["batchItemFailures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap())
+        .collect();
     assert_eq!(failed, vec!["m0", "m1", "m2"]);
-    let c = env.customers("usmf").into_iter().find(|c| c["CustomerAccount"] == good["accountnumber"]).unwrap();
+    let c = env
+        .customers("usmf")
+        .into_iter()
+        .find(|c| c["CustomerAccount"] == good["accountnumber"])
+        .unwrap();
     assert_eq!(c["OrganizationName"], "Good Message Co");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn overlapping_scheduled_runs_write_each_record_once() {
-    let cfg = SandboxConfig { latency: Duration::from_millis(30), ..Default::default() };
+    let cfg = SandboxConfig {
+        latency: Duration::from_millis(30),
+        ..Default::default()
+    };
     let env = Env::start_with(cfg, 400, |_| {}).await;
     let other = env.another_instance().await;
     let event = json!({"flow": "accounts-to-fno", "company": "usmf"});
@@ -217,7 +313,13 @@ async fn overlapping_scheduled_runs_write_each_record_once() {
     let written: u64 = runs.iter().map(|r| r["written"].as_u64().unwrap()).sum();
     assert_eq!(written, 400);
     assert_eq!(env.customers("usmf").len(), 400);
-    let posts: u64 = env.sb.requests().iter().filter(|(k, _)| k.as_str() == "fno POST $batch").map(|(_, v)| *v).sum();
+    let posts: u64 = env
+        .sb
+        .requests()
+        .iter()
+        .filter(|(k, _)| k.as_str() == "fno POST $batch")
+        .map(|(_, v)| *v)
+        .sum();
     assert!(posts >= 1);
     // And a third run afterwards finds nothing left to do.
     let r = run(&env).await;

@@ -17,7 +17,10 @@ fn flow(name: &str) -> Result<FlowName> {
 }
 
 fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_string())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_string())
 }
 
 pub async fn sandbox(port: u16, accounts: usize) -> Result<bool> {
@@ -26,10 +29,22 @@ pub async fn sandbox(port: u16, accounts: usize) -> Result<bool> {
     let c = sb.config();
     println!("Sales (Dataverse)  {}/api/data/v9.2", sb.sales_url());
     println!("F&O                {}/data", sb.fno_url());
-    println!("Token endpoint     {}/{}/oauth2/v2.0/token", sb.authority_url(), c.tenant);
+    println!(
+        "Token endpoint     {}/{}/oauth2/v2.0/token",
+        sb.authority_url(),
+        c.tenant
+    );
     println!();
-    println!("export P2C_SALES_URL={} P2C_FNO_URL={} P2C_AUTHORITY_URL={}", sb.sales_url(), sb.fno_url(), sb.authority_url());
-    println!("export P2C_TENANT_ID={} P2C_CLIENT_ID={} P2C_CLIENT_SECRET={} P2C_COMPANIES=usmf=usmf", c.tenant, c.client_id, c.client_secret);
+    println!(
+        "export P2C_SALES_URL={} P2C_FNO_URL={} P2C_AUTHORITY_URL={}",
+        sb.sales_url(),
+        sb.fno_url(),
+        sb.authority_url()
+    );
+    println!(
+        "export P2C_TENANT_ID={} P2C_CLIENT_ID={} P2C_CLIENT_SECRET={} P2C_COMPANIES=usmf=usmf",
+        c.tenant, c.client_id, c.client_secret
+    );
     println!();
     println!("Serving until Ctrl-C.");
     tokio::signal::ctrl_c().await?;
@@ -57,7 +72,12 @@ pub async fn init(as_json: bool) -> Result<bool> {
     } else {
         println!("table {table}: ready");
         for q in created {
-            println!("{}: {} (DLQ {})", q["flow"].as_str().unwrap_or(""), q["queue_url"].as_str().unwrap_or(""), q["dlq_url"].as_str().unwrap_or(""));
+            println!(
+                "{}: {} (DLQ {})",
+                q["flow"].as_str().unwrap_or(""),
+                q["queue_url"].as_str().unwrap_or(""),
+                q["dlq_url"].as_str().unwrap_or("")
+            );
         }
     }
     Ok(true)
@@ -76,7 +96,10 @@ pub async fn run(flow_name: &str, company: Option<&str>, full_resync: bool, as_j
         Some(c) => vec![c.to_string()],
         None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
     };
-    let opts = RunOptions { full_resync, trigger: "cli".into() };
+    let opts = RunOptions {
+        full_resync,
+        trigger: "cli".into(),
+    };
     let mut reports = Vec::new();
     for c in companies {
         reports.push(run_flow(&deps, f, &c, &opts).await?);
@@ -101,14 +124,21 @@ pub async fn drain_queue(deps: &Deps, f: FlowName) -> Result<Vec<RunReport>> {
             msg.message_id = Some(m.message_id.clone());
             msg.receipt_handle = Some(m.receipt_handle.clone());
             msg.body = Some(m.body.clone());
-            msg.attributes.insert("ApproximateReceiveCount".into(), m.receive_count.to_string());
+            msg.attributes
+                .insert("ApproximateReceiveCount".into(), m.receive_count.to_string());
             event.records.push(msg);
         }
         let (resp, mut r) = handle_sqs_report(deps, f, event).await;
-        let failed: std::collections::HashSet<String> =
-            resp.batch_item_failures.iter().map(|b| b.item_identifier.clone()).collect();
-        let done: Vec<String> =
-            got.iter().filter(|m| !failed.contains(&m.message_id)).map(|m| m.receipt_handle.clone()).collect();
+        let failed: std::collections::HashSet<String> = resp
+            .batch_item_failures
+            .iter()
+            .map(|b| b.item_identifier.clone())
+            .collect();
+        let done: Vec<String> = got
+            .iter()
+            .filter(|m| !failed.contains(&m.message_id))
+            .map(|m| m.receipt_handle.clone())
+            .collect();
         deps.queues.delete(&pair.queue_url, &done).await?;
         reports.append(&mut r);
     }
@@ -128,12 +158,21 @@ pub async fn replay(flow_name: &str, limit: Option<usize>, dry_run: bool, as_jso
     let aws = p2c_state::aws_config(None).await;
     let queues = Queues::new(aws_sdk_sqs::Client::new(&aws), env_or("P2C_QUEUE_PREFIX", "p2c-"));
     let pair = queues.urls(f.as_str()).await?;
-    let moved = queues.move_messages(&pair.dlq_url, &pair.queue_url, limit, dry_run).await?;
+    let moved = queues
+        .move_messages(&pair.dlq_url, &pair.queue_url, limit, dry_run)
+        .await?;
     if as_json {
-        println!("{}", json!({"flow": f.as_str(), "dry_run": dry_run, "moved": moved.len(), "messages": moved}));
+        println!(
+            "{}",
+            json!({"flow": f.as_str(), "dry_run": dry_run, "moved": moved.len(), "messages": moved})
+        );
     } else {
         let verb = if dry_run { "would move" } else { "moved" };
-        println!("{}: {verb} {} message(s) from the DLQ back to the queue", f, moved.len());
+        println!(
+            "{}: {verb} {} message(s) from the DLQ back to the queue",
+            f,
+            moved.len()
+        );
         for m in &moved {
             println!("  {m}");
         }
@@ -150,7 +189,18 @@ pub async fn demo(accounts: usize, as_json: bool) -> Result<bool> {
     let mut reports = Vec::new();
     for f in FlowName::ALL {
         for c in deps.cfg.companies.clone() {
-            reports.push(run_flow(&deps, f, &c.legal_entity, &RunOptions { trigger: "demo".into(), ..Default::default() }).await?);
+            reports.push(
+                run_flow(
+                    &deps,
+                    f,
+                    &c.legal_entity,
+                    &RunOptions {
+                        trigger: "demo".into(),
+                        ..Default::default()
+                    },
+                )
+                .await?,
+            );
         }
     }
     print_reports(&reports, as_json);
@@ -165,11 +215,20 @@ fn print_reports(reports: &[RunReport], as_json: bool) {
         println!("{}", json!({ "runs": reports }));
         return;
     }
-    println!("{:<18} {:<7} {:>7} {:>8} {:>8} {:>7} {:>10}", "flow", "company", "read", "written", "skipped", "failed", "requests");
+    println!(
+        "{:<18} {:<7} {:>7} {:>8} {:>8} {:>7} {:>10}",
+        "flow", "company", "read", "written", "skipped", "failed", "requests"
+    );
     for r in reports {
         println!(
             "{:<18} {:<7} {:>7} {:>8} {:>8} {:>7} {:>10}",
-            r.flow, r.company, r.read, r.written, r.skipped, r.failed, r.dynamics_requests.total()
+            r.flow,
+            r.company,
+            r.read,
+            r.written,
+            r.skipped,
+            r.failed,
+            r.dynamics_requests.total()
         );
         if let Some(h) = &r.lease_held_by {
             println!("  another run holds the lease ({h}); nothing done");

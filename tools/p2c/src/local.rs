@@ -10,7 +10,9 @@ pub async fn aws() -> Result<(aws_config::SdkConfig, Option<LocalAws>)> {
     if std::env::var("AWS_ENDPOINT_URL").is_ok_and(|v| !v.is_empty()) {
         return Ok((p2c_state::aws_config(None).await, None));
     }
-    let moto = LocalAws::start().await.context("starting moto_server for the local DynamoDB and SQS")?;
+    let moto = LocalAws::start()
+        .await
+        .context("starting moto_server for the local DynamoDB and SQS")?;
     let cfg = p2c_state::aws_config(Some(&moto.endpoint)).await;
     Ok((cfg, Some(moto)))
 }
@@ -31,12 +33,20 @@ pub fn sandbox_config(sb: &Sandbox, table: &str, queue_prefix: &str) -> Result<C
         _ => None,
     })?;
     cfg.client_secret = SecretSource::Value(p2c_dynamics::Secret::new(c.client_secret.clone()));
-    cfg.companies = vec![Company { legal_entity: "usmf".into(), business_unit: "usmf".into() }];
+    cfg.companies = vec![Company {
+        legal_entity: "usmf".into(),
+        business_unit: "usmf".into(),
+    }];
     Ok(cfg)
 }
 
 pub async fn start_sandbox(ports: Option<(u16, u16, u16)>, accounts: usize) -> Result<Sandbox> {
-    let sb = Sandbox::start(SandboxConfig { ports, ..Default::default() }).await.context("starting the sandbox")?;
+    let sb = Sandbox::start(SandboxConfig {
+        ports,
+        ..Default::default()
+    })
+    .await
+    .context("starting the sandbox")?;
     sb.seed_demo(accounts);
     Ok(sb)
 }

@@ -6,7 +6,11 @@ mod local;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "p2c", version, about = "Prospect-to-cash sync between Dynamics 365 Sales and F&O")]
+#[command(
+    name = "p2c",
+    version,
+    about = "Prospect-to-cash sync between Dynamics 365 Sales and F&O"
+)]
 struct Cli {
     /// Print one JSON document on stdout instead of a table.
     #[arg(long, global = true)]
@@ -38,9 +42,7 @@ enum Cmd {
         full_resync: bool,
     },
     /// Process the flow's queue until it is empty, as the SQS trigger would.
-    Drain {
-        flow: String,
-    },
+    Drain { flow: String },
     /// Move dead-lettered messages back to the flow's queue.
     Replay {
         flow: String,
@@ -61,15 +63,17 @@ enum Cmd {
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("P2C_LOG").unwrap_or_else(|_| "warn".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("P2C_LOG").unwrap_or_else(|_| "warn".into()))
         .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
         Cmd::Sandbox { port, accounts } => commands::sandbox(port, accounts).await,
         Cmd::Init => commands::init(cli.json).await,
-        Cmd::Run { flow, company, full_resync } => commands::run(&flow, company.as_deref(), full_resync, cli.json).await,
+        Cmd::Run {
+            flow,
+            company,
+            full_resync,
+        } => commands::run(&flow, company.as_deref(), full_resync, cli.json).await,
         Cmd::Drain { flow } => commands::drain(&flow, cli.json).await,
         Cmd::Replay { flow, limit, dry_run } => commands::replay(&flow, limit, dry_run, cli.json).await,
         Cmd::Demo { accounts } => commands::demo(accounts, cli.json).await,
