@@ -1,6 +1,6 @@
 //! Lambda event handling: one handler for a schedule input and for an SQS batch.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
@@ -14,7 +14,6 @@ use crate::{
     report::RunReport,
     route::route_failures,
     run::{RunOptions, run_flow},
-    sales_to_fno::sync_rows,
 };
 
 /// The schedule's `Input` (EventBridge Scheduler delivers it as-is).
@@ -96,7 +95,7 @@ pub async fn handle_sqs_report(deps: &Deps, flow: FlowName, event: SqsEvent) -> 
     for ((company, attempt), msgs) in groups {
         let mut report = RunReport::new(&uuid::Uuid::new_v4().to_string(), flow.as_str(), &company, "sqs");
         let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();
-        match process_keys(deps, flow, &company, attempt, &msgs, &mut report).await {
+        match process_messages(deps, flow, &company, attempt, &msgs, &mut report).await {
             Ok(()) => {}
             Err(e) => {
                 tracing::error!(flow = %flow, company, error = %e, messages = ids.len(), "messages failed; SQS will redeliver them");
@@ -128,7 +127,7 @@ fn validate(deps: &Deps, flow: FlowName, body: Option<&str>) -> Result<Message, 
     Ok(m)
 }
 
-async fn process_keys(
+async fn process_messages(
     deps: &Deps,
     flow: FlowName,
     company: &str,
@@ -136,50 +135,15 @@ async fn process_keys(
     msgs: &[(String, Message)],
     report: &mut RunReport,
 ) -> Result<(), SyncError> {
-    let spec = deps.sales_to_fno(flow);
     let company = deps
         .cfg
         .company(company)
         .map(|c| c.legal_entity.clone())
         .unwrap_or_else(|| company.to_string());
-    let bu = deps.business_unit_id(&company).await?;
     // The same key in two messages (a duplicate delivery) is read and written once.
     let mut keys: Vec<String> = msgs.iter().flat_map(|(_, m)| m.keys.iter().cloned()).collect();
     keys.sort();
     keys.dedup();
-    // Non-GUID keys would never match a Dataverse id; they fail as bad records, not as a bad batch.
-    let (good, bad): (Vec<String>, Vec<String>) = keys.into_iter().partition(|k| p2c_dynamics::odata::is_guid(k));
-    let mut failures: Vec<crate::sales_to_fno::Failure> = bad
-        .into_iter()
-        .map(|k| crate::sales_to_fno::Failure {
-            id: String::new(),
-            key: k.clone(),
-            reason: format!(
-                "{k:?} is not a {} id (a GUID); the message cannot be processed",
-                spec.noun
-            ),
-            transient: false,
-        })
-        .collect();
-    // Re-read the current record: a replay never writes stale data.
-    let rows = deps
-        .sales
-        .get_by_ids(spec.source_set(), spec.source_id(), &good, &spec.select())
-        .await?;
-    let found: HashMap<String, ()> = rows
-        .iter()
-        .filter_map(|r| {
-            r.get(spec.source_id())
-                .and_then(Value::as_str)
-                .map(|s| (s.to_ascii_lowercase(), ()))
-        })
-        .collect();
-    for k in &good {
-        if !found.contains_key(&k.to_ascii_lowercase()) {
-            report.read += 1;
-            report.skip("no longer in Sales");
-        }
-    }
-    failures.extend(sync_rows(deps, spec, &company, &bu, rows, report).await?);
+    let failures = crate::dispatch::process_keys(deps, flow, &company, keys, report).await?;
     route_failures(deps, flow, &company, failures, attempt, report).await
 }

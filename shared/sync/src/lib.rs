@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod deps;
+mod dispatch;
 pub mod error;
 pub mod flows;
 pub mod handler;

@@ -3,12 +3,9 @@
 
 use std::time::Instant;
 
-use p2c_dynamics::DynamicsError;
 use p2c_state::RunRecord;
 
-use crate::{
-    deps::Deps, error::SyncError, flows::FlowName, report::RunReport, route::route_failures, sales_to_fno::sync_rows,
-};
+use crate::{deps::Deps, error::SyncError, flows::FlowName, report::RunReport};
 
 #[derive(Clone, Debug, Default)]
 pub struct RunOptions {
@@ -54,7 +51,7 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         report.lease_held_by = Some(holder);
         return Ok(report);
     };
-    let result = run_locked(deps, flow, &company, opts, &mut report, &lease).await;
+    let result = crate::dispatch::run_changes(deps, flow, &company, opts, &mut report, &lease).await;
     if let Err(e) = deps.state.release_lease(&lease).await {
         tracing::warn!(flow = %flow, company, error = %e, "could not release the lease; it will expire");
     }
@@ -86,76 +83,6 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         failed = report.failed, duration_ms = report.duration_ms, "run finished"
     );
     Ok(report)
-}
-
-async fn run_locked(
-    deps: &Deps,
-    flow: FlowName,
-    company: &str,
-    opts: &RunOptions,
-    report: &mut RunReport,
-    lease: &p2c_state::Lease,
-) -> Result<(), SyncError> {
-    let spec = deps.sales_to_fno(flow);
-    let bu = deps.business_unit_id(company).await?;
-    let watermark = deps.state.watermark(flow.as_str(), company).await?;
-    let initial = deps.sales.initial_changes_url(spec.source_set(), &spec.select());
-    let mut url = match &watermark {
-        Some(w) if !opts.full_resync && !w.value.is_empty() => w.value.clone(),
-        _ => {
-            report.full_resync = watermark.is_some();
-            initial.clone()
-        }
-    };
-    let mut first_page = true;
-    let delta = loop {
-        let page = match deps.sales.change_page(spec.source_set(), &url).await {
-            Ok(p) => p,
-            // An expired or refused delta link: start over with a full read; links keep it duplicate-free.
-            Err(e) if first_page && url != initial && delta_link_refused(&e) => {
-                tracing::warn!(flow = %flow, company, error = %e, "delta link refused; falling back to a full resync");
-                report.full_resync = true;
-                url = initial.clone();
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        first_page = false;
-        for _ in &page.deleted {
-            report.read += 1;
-            report.skip("deleted in Sales (F&O records are never deleted by p2c)");
-        }
-        let failures = sync_rows(deps, spec, company, &bu, page.rows, report).await?;
-        route_failures(deps, flow, company, failures, 1, report).await?;
-        if !deps.state.renew_lease(lease, deps.cfg.lease_ttl).await? {
-            return Err(SyncError::LeaseLost {
-                flow: flow.as_str().into(),
-                company: company.into(),
-            });
-        }
-        match (page.next_link, page.delta_link) {
-            (Some(next), _) => url = next,
-            (None, Some(delta)) => break delta,
-            (None, None) => {
-                return Err(SyncError::Dynamics(DynamicsError::Decode {
-                    service: "sales",
-                    what: format!("change tracking of {}", spec.source_set()),
-                    message: "the last page carries neither a next link nor a delta link".into(),
-                }));
-            }
-        }
-    };
-    // Links are committed page by page above; only now may the watermark move.
-    let expected = watermark.map(|w| w.version);
-    deps.state
-        .put_watermark(flow.as_str(), company, &delta, expected)
-        .await?;
-    Ok(())
-}
-
-fn delta_link_refused(e: &DynamicsError) -> bool {
-    matches!(e.status(), Some(400 | 404 | 410 | 422))
-        || matches!(e, DynamicsError::Http { status: 500, .. } if !e.is_transient())
 }
 
 fn diff(after: &p2c_dynamics::RequestStats, before: &p2c_dynamics::RequestStats) -> p2c_dynamics::RequestStats {

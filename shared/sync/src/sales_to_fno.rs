@@ -5,10 +5,19 @@ use std::collections::{HashMap, HashSet};
 
 use p2c_dynamics::{BatchOp, DynamicsError, Record};
 use p2c_mapping::content_hash;
+use p2c_state::Lease;
 use p2c_state::Link;
 use serde_json::Value;
 
-use crate::{deps::Deps, error::SyncError, flows::SalesToFno, lookups::lookup_paths, report::RunReport};
+use crate::{
+    deps::Deps,
+    error::SyncError,
+    flows::{FlowName, SalesToFno},
+    lookups::lookup_paths,
+    report::RunReport,
+    route::route_failures,
+    run::RunOptions,
+};
 
 /// A record that did not make it, and whether trying again later can help.
 #[derive(Clone, Debug)]
@@ -280,4 +289,118 @@ fn op_for(deps: &Deps, entity_set: &str, item: &WriteItem, create: bool) -> Batc
 
 fn is_already_exists(e: &DynamicsError) -> bool {
     matches!(e, DynamicsError::Http { message, .. } if message.contains("already exists"))
+}
+
+/// A scheduled run's work: read changes since the watermark page by page, sync, then advance the watermark.
+pub async fn run_changes(
+    deps: &Deps,
+    flow: FlowName,
+    company: &str,
+    opts: &RunOptions,
+    report: &mut RunReport,
+    lease: &Lease,
+) -> Result<(), SyncError> {
+    let spec = deps.sales_to_fno(flow);
+    let bu = deps.business_unit_id(company).await?;
+    let watermark = deps.state.watermark(flow.as_str(), company).await?;
+    let initial = deps.sales.initial_changes_url(spec.source_set(), &spec.select());
+    let mut url = match &watermark {
+        Some(w) if !opts.full_resync && !w.value.is_empty() => w.value.clone(),
+        _ => {
+            report.full_resync = watermark.is_some();
+            initial.clone()
+        }
+    };
+    let mut first_page = true;
+    let delta = loop {
+        let page = match deps.sales.change_page(spec.source_set(), &url).await {
+            Ok(p) => p,
+            // An expired or refused delta link: start over with a full read; links keep it duplicate-free.
+            Err(e) if first_page && url != initial && delta_link_refused(&e) => {
+                tracing::warn!(flow = %flow, company, error = %e, "delta link refused; falling back to a full resync");
+                report.full_resync = true;
+                url = initial.clone();
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        first_page = false;
+        for _ in &page.deleted {
+            report.read += 1;
+            report.skip("deleted in Sales (F&O records are never deleted by p2c)");
+        }
+        let failures = sync_rows(deps, spec, company, &bu, page.rows, report).await?;
+        route_failures(deps, flow, company, failures, 1, report).await?;
+        if !deps.state.renew_lease(lease, deps.cfg.lease_ttl).await? {
+            return Err(SyncError::LeaseLost {
+                flow: flow.as_str().into(),
+                company: company.into(),
+            });
+        }
+        match (page.next_link, page.delta_link) {
+            (Some(next), _) => url = next,
+            (None, Some(delta)) => break delta,
+            (None, None) => {
+                return Err(SyncError::Dynamics(DynamicsError::Decode {
+                    service: "sales",
+                    what: format!("change tracking of {}", spec.source_set()),
+                    message: "the last page carries neither a next link nor a delta link".into(),
+                }));
+            }
+        }
+    };
+    // Links are committed page by page above; only now may the watermark move.
+    let expected = watermark.map(|w| w.version);
+    deps.state
+        .put_watermark(flow.as_str(), company, &delta, expected)
+        .await?;
+    Ok(())
+}
+
+fn delta_link_refused(e: &DynamicsError) -> bool {
+    matches!(e.status(), Some(400 | 404 | 410 | 422))
+        || matches!(e, DynamicsError::Http { status: 500, .. } if !e.is_transient())
+}
+
+/// Syncs records named by id (SQS: changes, retries, replays). Re-reads each record: a replay never writes
+/// stale data. Returns the failures for the caller to route.
+pub async fn process_keys(
+    deps: &Deps,
+    flow: FlowName,
+    company: &str,
+    keys: Vec<String>,
+    report: &mut RunReport,
+) -> Result<Vec<Failure>, SyncError> {
+    let spec = deps.sales_to_fno(flow);
+    let bu = deps.business_unit_id(company).await?;
+    // Non-GUID keys would never match a Dataverse id; they fail as bad records, not as a bad batch.
+    let (good, bad): (Vec<String>, Vec<String>) = keys.into_iter().partition(|k| p2c_dynamics::odata::is_guid(k));
+    let mut failures: Vec<Failure> = bad
+        .into_iter()
+        .map(|k| Failure {
+            id: String::new(),
+            reason: format!(
+                "{k:?} is not a {} id (a GUID); the message cannot be processed",
+                spec.noun
+            ),
+            key: k,
+            transient: false,
+        })
+        .collect();
+    let rows = deps
+        .sales
+        .get_by_ids(spec.source_set(), spec.source_id(), &good, &spec.select())
+        .await?;
+    let found: HashSet<String> = rows
+        .iter()
+        .filter_map(|r| str_of(r, spec.source_id()).map(str::to_ascii_lowercase))
+        .collect();
+    for k in &good {
+        if !found.contains(&k.to_ascii_lowercase()) {
+            report.read += 1;
+            report.skip("no longer in Sales");
+        }
+    }
+    failures.extend(sync_rows(deps, spec, company, &bu, rows, report).await?);
+    Ok(failures)
 }

@@ -9,8 +9,9 @@
 //! * An invalidated or expired `$deltatoken`: 400 `0x80044352` ExpiredVersionStamp, "Version stamp associated with
 //!   the client has expired. Please perform a full sync." (the SDK's error for the same condition).
 //! * Change tracking is enabled on every table the sandbox serves.
-//! * The paging cookie is keyset-based like the real one (last key values), so inserts during paging neither
-//!   skip nor repeat rows; with track-changes the cookie also pins the snapshot version.
+//! * The paging cookie is keyset-based like the real one (it carries the last row's sort values), so writes
+//!   during paging never shift pages or repeat rows; with track-changes it also pins the snapshot version, so
+//!   anything written meanwhile shows up in the next delta.
 //! * Delta paging: changed rows (by version) then deletions, at most maxpagesize per page; the deltaLink comes on
 //!   the last page only.
 
@@ -253,7 +254,7 @@ pub(crate) fn execute(state: &State, store: &mut DvStore, req: &Req) -> Resp {
     match (m, target.sub.as_slice()) {
         ("GET", []) => get_single(state, store, t, req, &spec, id),
         ("PATCH", []) => upsert(state, store, t, req, &spec, id),
-        ("DELETE", []) => delete(state, store, t, req, &spec, id),
+        ("DELETE", []) => delete(store, t, req, &spec, id),
         ("GET", [prop]) => get_property(state, store, t, &spec, id, prop),
         ("PUT", [prop]) => put_property(store, t, req, &spec, id, prop),
         ("DELETE", [prop]) => delete_property(store, t, &spec, id, prop),
@@ -1521,8 +1522,7 @@ fn upsert(
     }
 }
 
-fn delete(state: &State, store: &mut DvStore, t: &Table, req: &Req, spec: &KeySpec, id: Option<String>) -> Resp {
-    let _ = state;
+fn delete(store: &mut DvStore, t: &Table, req: &Req, spec: &KeySpec, id: Option<String>) -> Resp {
     let Some(id) = id else { return key_missing(t, spec) };
     match if_match_ok(req, store.get(t.set, &id)) {
         Ok(()) => {}

@@ -29,6 +29,8 @@ pub(crate) const ROOT: &str = "/data";
 const PAGE: usize = 10_000;
 const EMPTY_DATE: &str = "1900-01-01T12:00:00Z";
 const NAME_MAX: usize = 60;
+/// Party names (EDT DirPartyName) are longer than other names.
+const PARTY_NAME_MAX: usize = 100;
 const ACCOUNT_MAX: usize = 20;
 
 fn odata_err(status: u16, message: &str) -> Resp {
@@ -698,11 +700,12 @@ fn validate(store: &FnoStore, e: &Entity, data: &Row) -> Result<(), String> {
         }
     }
     for p in &e.props {
-        if p.ty == FType::Str && (p.name.ends_with("Name") || p.name == "OrganizationName") {
+        if p.ty == FType::Str && p.name.ends_with("Name") {
+            let max = if p.name == "OrganizationName" { PARTY_NAME_MAX } else { NAME_MAX };
             let n = s(data, &p.name).chars().count();
-            if n > NAME_MAX {
+            if n > max {
                 return Err(format!(
-                    "Warning: The value of field '{}' ({}) is too long: {n} characters; the maximum is {NAME_MAX}.; \
+                    "Warning: The value of field '{}' ({}) is too long: {n} characters; the maximum is {max}.; \
                      Warning: validateField failed on field '{}.{}'.",
                     label(&p.name),
                     p.name,
