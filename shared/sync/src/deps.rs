@@ -23,6 +23,8 @@ pub struct Deps {
     pub queues: Queues,
     pub lookups: Lookups,
     flows: HashMap<FlowName, SalesToFno>,
+    /// Every flow's templates in run order, with the P2C_MAPPING overrides applied.
+    templates: HashMap<FlowName, Vec<p2c_mapping::Template>>,
     business_units: Mutex<HashMap<String, String>>,
     queue_urls: Mutex<HashMap<FlowName, QueuePair>>,
 }
@@ -52,6 +54,16 @@ impl Deps {
             Some(path) => Some(MappingOverrides::load(path).map_err(|e| SyncError::Mapping(e.to_string()))?),
             None => None,
         };
+        let mut templates = HashMap::new();
+        for f in FlowName::ALL {
+            let mut ts = p2c_mapping::templates_for(f.as_str());
+            if let Some(o) = &overrides {
+                for t in &mut ts {
+                    o.apply(t).map_err(|e| SyncError::Mapping(e.to_string()))?;
+                }
+            }
+            templates.insert(f, ts);
+        }
         let mut flows = HashMap::new();
         let mut accounts = p2c_mapping::accounts_to_customers();
         if let Some(o) = &overrides {
@@ -75,6 +87,7 @@ impl Deps {
             queues,
             lookups: Lookups::default(),
             flows,
+            templates,
             business_units: Default::default(),
             queue_urls: Default::default(),
         })
@@ -89,6 +102,16 @@ impl Deps {
 
     pub fn sales_to_fno(&self, flow: FlowName) -> &SalesToFno {
         &self.flows[&flow]
+    }
+
+    /// The flow's templates in run order (headers before lines), overrides applied.
+    pub fn templates(&self, flow: FlowName) -> &[p2c_mapping::Template] {
+        self.templates.get(&flow).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The flow's template with this task name (e.g. "QuoteLine").
+    pub fn template(&self, flow: FlowName, task: &str) -> Option<&p2c_mapping::Template> {
+        self.templates(flow).iter().find(|t| t.name == task)
     }
 
     /// Requests made to both Dynamics services since the last reset.

@@ -18,6 +18,12 @@ pub(crate) async fn run_changes(
 ) -> Result<(), SyncError> {
     match flow {
         FlowName::AccountsToFno => sales_to_fno::run_changes(deps, flow, company, opts, report, lease).await,
+        FlowName::ContactsToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::ProductsToSales => Err(SyncError::NotBuilt(flow)),
+        FlowName::QuotesToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::OrdersToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::OrdersToSales => Err(SyncError::NotBuilt(flow)),
+        FlowName::InvoicesToSales => Err(SyncError::NotBuilt(flow)),
     }
 }
 
@@ -30,5 +36,11 @@ pub(crate) async fn process_keys(
 ) -> Result<Vec<Failure>, SyncError> {
     match flow {
         FlowName::AccountsToFno => sales_to_fno::process_keys(deps, flow, company, keys, report).await,
+        FlowName::ContactsToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::ProductsToSales => Err(SyncError::NotBuilt(flow)),
+        FlowName::QuotesToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::OrdersToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::OrdersToSales => Err(SyncError::NotBuilt(flow)),
+        FlowName::InvoicesToSales => Err(SyncError::NotBuilt(flow)),
     }
 }

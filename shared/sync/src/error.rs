@@ -20,6 +20,8 @@ pub enum SyncError {
     BusinessUnit { company: String, bu: String },
     #[error("this function runs flow {expected}, but the event asks for {got}")]
     WrongFlow { expected: String, got: String },
+    #[error("flow {0} is not built yet")]
+    NotBuilt(crate::flows::FlowName),
     #[error("the lease of {flow}/{company} was lost mid-run (it expired or was taken); the next run redoes the rest")]
     LeaseLost { flow: String, company: String },
     #[error("the event is neither an SQS batch nor a schedule input: {0}")]

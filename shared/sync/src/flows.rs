@@ -7,14 +7,35 @@ use p2c_mapping::Template;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 pub enum FlowName {
     AccountsToFno,
+    ContactsToFno,
+    ProductsToSales,
+    QuotesToFno,
+    OrdersToFno,
+    OrdersToSales,
+    InvoicesToSales,
 }
 
 impl FlowName {
-    pub const ALL: [FlowName; 1] = [FlowName::AccountsToFno];
+    /// Every flow, parents first: a run of all flows in this order meets no missing parent.
+    pub const ALL: [FlowName; 7] = [
+        FlowName::AccountsToFno,
+        FlowName::ProductsToSales,
+        FlowName::ContactsToFno,
+        FlowName::QuotesToFno,
+        FlowName::OrdersToFno,
+        FlowName::OrdersToSales,
+        FlowName::InvoicesToSales,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             FlowName::AccountsToFno => "accounts-to-fno",
+            FlowName::ContactsToFno => "contacts-to-fno",
+            FlowName::ProductsToSales => "products-to-sales",
+            FlowName::QuotesToFno => "quotes-to-fno",
+            FlowName::OrdersToFno => "orders-to-fno",
+            FlowName::OrdersToSales => "orders-to-sales",
+            FlowName::InvoicesToSales => "invoices-to-sales",
         }
     }
 

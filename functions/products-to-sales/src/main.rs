@@ -1,0 +1,16 @@
+//! F&O sellable released products → Sales products and price list items. Thin by design: build the clients once, hand every event to the shared handler.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use p2c_sync::{Deps, FlowName, handle_event};
+use serde_json::Value;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    lambda_runtime::tracing::init_default_subscriber();
+    let deps = Deps::from_env().await?;
+    let deps = &deps;
+    lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
+        handle_event(deps, FlowName::ProductsToSales, ev.payload).await
+    }))
+    .await
+}
