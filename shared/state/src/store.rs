@@ -31,6 +31,8 @@ type Item = HashMap<String, AV>;
 pub const TTL_ATTRIBUTE: &str = "ttl";
 /// How long run records are kept before TTL may delete them.
 pub const RUN_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long the audit trail of a record's syncs is kept.
+pub const HISTORY_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// BatchGetItem accepts at most 100 keys per call.
 const GET_CHUNK: usize = 100;
 /// BatchWriteItem accepts at most 25 requests per call.
@@ -104,6 +106,11 @@ pub fn watermark_pk(flow: &str, company: &str) -> String {
     format!("WM#{flow}#{company}")
 }
 /// Key of a link item.
+/// Partition of a record's sync history: `HIST#<entity>#<company>#<system>#<source_key>`.
+pub fn history_pk(entity: &str, company: &str, system: &str, source_key: &str) -> String {
+    format!("HIST#{entity}#{company}#{system}#{source_key}")
+}
+
 pub fn link_pk(entity: &str, company: &str, system: &str, source_key: &str) -> String {
     format!("LINK#{entity}#{company}#{system}#{source_key}")
 }
@@ -464,12 +471,18 @@ impl StateStore {
                 }
             }
         }
-        for chunk in unique.chunks(WRITE_CHUNK) {
+        // Each link write also leaves an audit entry (history), in the same batch requests.
+        let items: Vec<Item> = unique
+            .iter()
+            .map(|(pk, link)| link_item(pk, link))
+            .chain(unique.iter().map(|(_, link)| history_item(link)))
+            .collect();
+        for chunk in items.chunks(WRITE_CHUNK) {
             let mut pending = chunk
                 .iter()
-                .map(|(pk, link)| {
+                .map(|item| {
                     PutRequest::builder()
-                        .set_item(Some(link_item(pk, link)))
+                        .set_item(Some(item.clone()))
                         .build()
                         .map(|p| WriteRequest::builder().put_request(p).build())
                         .map_err(|e| invalid("BatchWriteItem request", e))
@@ -748,6 +761,34 @@ impl StateStore {
         Ok(())
     }
 
+    /// The audit trail of one record's syncs, newest first (at most `limit` entries).
+    pub async fn history(
+        &self,
+        entity: &str,
+        company: &str,
+        system: &str,
+        source_key: &str,
+        limit: i32,
+    ) -> Result<Vec<Link>, StateError> {
+        check_part("entity", entity)?;
+        check_part("company", company)?;
+        check_part("system", system)?;
+        let pk = history_pk(entity, company, system, source_key);
+        self.bump();
+        let resp = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(&pk))
+            .scan_index_forward(false)
+            .limit(limit.max(1))
+            .send()
+            .await
+            .map_err(|e| dynamo_err("Query (history)", &self.table, pk.clone(), e))?;
+        resp.items().iter().map(|item| self.link_from_item(item)).collect()
+    }
+
     /// The newest `limit` run records of a flow and company, newest first. Records past their TTL are
     /// skipped even if DynamoDB has not deleted them yet (it does so lazily; moto never does).
     pub async fn recent_runs(&self, flow: &str, company: &str, limit: i32) -> Result<Vec<RunRecord>, StateError> {
@@ -921,6 +962,27 @@ fn link_item(pk: &str, link: &Link) -> Item {
             item.insert(name.into(), s(v));
         }
     }
+    item
+}
+
+/// An audit entry: what a link said at one sync. Kept for [`HISTORY_RETENTION`].
+fn history_item(link: &Link) -> Item {
+    let mut item = link_item(
+        &history_pk(&link.entity, &link.company, &link.system, &link.source_key),
+        link,
+    );
+    item.insert(
+        "sk".into(),
+        s(&format!(
+            "{}#{}",
+            link.synced_at,
+            link.target_hash.as_deref().unwrap_or("-")
+        )),
+    );
+    item.insert(
+        TTL_ATTRIBUTE.into(),
+        AV::N((now_epoch() + HISTORY_RETENTION.as_secs() as i64).to_string()),
+    );
     item
 }
 

@@ -150,8 +150,11 @@ async fn links_round_trip_in_batches_and_count_requests() {
 
     let before = store.request_count();
     store.put_links(&links).await.unwrap();
-    // 250 links = 10 BatchWriteItem calls of 25 (moto never returns unprocessed items here).
-    assert_eq!(store.request_count() - before, 10);
+    // 250 links + their 250 history entries = 20 BatchWriteItem calls of 25 (moto never returns unprocessed items).
+    assert_eq!(store.request_count() - before, 20);
+    // Each link write left an audit entry with the link's content.
+    let hist = store.history("account", "usmf", "sales", &links[4].source_key, 10).await.unwrap();
+    assert_eq!(hist, vec![links[4].clone()]);
     store.put_links(&[decoy.clone(), decoy2.clone()]).await.unwrap();
 
     let mut keys: Vec<String> = links.iter().map(|l| l.source_key.clone()).collect();

@@ -12,6 +12,7 @@ pub mod flows;
 pub mod handler;
 pub mod lookups;
 pub mod message;
+pub mod metrics;
 pub mod report;
 pub mod route;
 pub mod run;

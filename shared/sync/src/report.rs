@@ -42,6 +42,9 @@ pub struct RunReport {
     /// The delta link had expired or was refused: this run re-read everything.
     pub full_resync: bool,
     pub duration_ms: u64,
+    /// Age of the watermark when the run started (how far behind the source this run began).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lag_seconds: Option<u64>,
     pub dynamics_requests: RequestStats,
     pub dynamodb_requests: u64,
 }

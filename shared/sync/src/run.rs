@@ -51,6 +51,11 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         report.lease_held_by = Some(holder);
         return Ok(report);
     };
+    // Lag: how old the data this run starts from is (the watermark's last move).
+    report.lag_seconds = match deps.state.watermark(flow.as_str(), &company).await {
+        Ok(Some(w)) => age_seconds(&w.updated_at),
+        _ => None,
+    };
     let result = crate::dispatch::run_changes(deps, flow, &company, opts, &mut report, &lease).await;
     if let Err(e) = deps.state.release_lease(&lease).await {
         tracing::warn!(flow = %flow, company, error = %e, "could not release the lease; it will expire");
@@ -77,6 +82,10 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
     if let Err(e) = deps.state.put_run(&record).await {
         tracing::warn!(flow = %flow, company, error = %e, "could not record the run");
     }
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() || std::env::var_os("P2C_EMF").is_some() {
+        // One CloudWatch Embedded Metric Format line per run; the dashboard and alarms read these.
+        println!("{}", crate::metrics::emf_line(&report, result.is_err()));
+    }
     result?;
     tracing::info!(
         flow = %flow, company, read = report.read, written = report.written, skipped = report.skipped,
@@ -98,4 +107,10 @@ fn diff(after: &p2c_dynamics::RequestStats, before: &p2c_dynamics::RequestStats)
         }
     }
     out
+}
+
+fn age_seconds(rfc3339: &str) -> Option<u64> {
+    let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok()?;
+    let age = time::OffsetDateTime::now_utc() - t;
+    Some(age.whole_seconds().max(0) as u64)
 }

@@ -236,3 +236,29 @@ fn print_reports(reports: &[RunReport], as_json: bool) {
         }
     }
 }
+
+pub async fn status(flow_name: Option<&str>, as_json: bool) -> Result<bool> {
+    let flows = match flow_name {
+        Some(f) => vec![flow(f)?],
+        None => FlowName::ALL.to_vec(),
+    };
+    let ops = crate::ops::Ops::from_env().await?;
+    let v = crate::ops::status(&ops, &flows).await?;
+    if as_json {
+        println!("{v}");
+    } else {
+        crate::ops::print_status(&v);
+    }
+    Ok(true)
+}
+
+pub async fn links(entity: &str, key: &str, company: &str, system: &str, as_json: bool) -> Result<bool> {
+    let ops = crate::ops::Ops::from_env().await?;
+    let v = crate::ops::links(&ops, entity, key, company, system).await?;
+    if as_json {
+        println!("{v}");
+    } else {
+        crate::ops::print_links(&v);
+    }
+    Ok(!v["link"].is_null())
+}

@@ -2,6 +2,7 @@
 
 mod commands;
 mod local;
+mod ops;
 
 use clap::{Parser, Subcommand};
 
@@ -52,6 +53,23 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Per flow and company: watermark and lag, last runs, queue and DLQ depth, lease holder.
+    Status {
+        /// Only this flow.
+        flow: Option<String>,
+    },
+    /// One record's link (both systems' keys, hash, last sync) and its recent sync history.
+    Links {
+        /// Link entity: account, contact, product, quote, order, invoice.
+        entity: String,
+        /// The source key (for Sales → F&O flows the Sales id, for F&O → Sales the F&O key).
+        key: String,
+        #[arg(long, default_value = "usmf")]
+        company: String,
+        /// The system the key belongs to.
+        #[arg(long, default_value = "sales")]
+        system: String,
+    },
     /// Sandbox + local DynamoDB/SQS + demo data; runs every flow and prints read/written/skipped/failed.
     Demo {
         #[arg(long, default_value_t = 25)]
@@ -76,6 +94,13 @@ async fn main() -> std::process::ExitCode {
         } => commands::run(&flow, company.as_deref(), full_resync, cli.json).await,
         Cmd::Drain { flow } => commands::drain(&flow, cli.json).await,
         Cmd::Replay { flow, limit, dry_run } => commands::replay(&flow, limit, dry_run, cli.json).await,
+        Cmd::Status { flow } => commands::status(flow.as_deref(), cli.json).await,
+        Cmd::Links {
+            entity,
+            key,
+            company,
+            system,
+        } => commands::links(&entity, &key, &company, &system, cli.json).await,
         Cmd::Demo { accounts } => commands::demo(accounts, cli.json).await,
     };
     match result {
