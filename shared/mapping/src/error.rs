@@ -5,10 +5,11 @@
 /// record gives the same error until the data or the P2C_MAPPING file changes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum MapError {
-    /// The source key (e.g. `accountnumber`) is absent, blank or not text. `id` is the source primary key
-    /// (e.g. `accountid`), since there is no business key to name the record by.
+    /// A key field is absent, blank or not a valid key: the source key (e.g. `accountnumber`; `id` is then the
+    /// source primary key, e.g. `accountid`, since there is no business key to name the record by), a line's
+    /// header key (e.g. `quoteid.quotenumber`), or the source of a target key field (`id` is then the key).
     #[error(
-        "{entity} {id}: {field} is missing, blank or not text, so the record has no key in F&O; \
+        "{entity} {id}: {field} is missing, blank or not a valid key, so the record has no key to sync by; \
          set {field} on the {entity} (records without one are not synced)"
     )]
     MissingKey { entity: String, id: String, field: String },
@@ -92,5 +93,43 @@ impl MapError {
                 key
             }
         }
+    }
+}
+
+/// A Sales lookup target whose value matches no record in Sales (see `Template::bind`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{entity} {key}: {field} '{value}' matches no record in Sales (looked in {}); {}",
+    .looked_in.join(", "),
+    unresolved_fix(*.synced_data, .field)
+)]
+pub struct Unresolved {
+    /// The source record's noun and key, as in `MapError`.
+    pub entity: String,
+    pub key: String,
+    /// The dotted target, e.g. "defaultuomid.name".
+    pub field: String,
+    /// The value looked for, e.g. "ea".
+    pub value: String,
+    /// Where it was looked for, e.g. ["uoms by name"].
+    pub looked_in: Vec<String>,
+    /// The related record is data a p2c flow syncs (customer, product, order, invoice): it is probably not
+    /// synced yet, so the record is worth retrying. Otherwise it is reference data (unit, unit group, price
+    /// list, currency) that Sales lacks, or a value map is missing: retrying will not help.
+    pub synced_data: bool,
+}
+
+impl Unresolved {
+    /// Whether retrying later can succeed without anyone changing data or configuration.
+    pub fn is_transient(&self) -> bool {
+        self.synced_data
+    }
+}
+
+fn unresolved_fix(synced_data: bool, field: &str) -> String {
+    if synced_data {
+        "sync that record to Sales first (the record is retried)".to_string()
+    } else {
+        format!("create it in Sales, or add a value-map entry for {field} in P2C_MAPPING that names one that exists")
     }
 }

@@ -5,6 +5,10 @@
 //! line. [`Template::map`] turns one source record into the target payload; [`MappingOverrides`] applies a site's
 //! P2C_MAPPING file (defaults, value maps, extra and disabled fields) to the built-in templates.
 //!
+//! Sales lookups are read and written under their Data Integrator paths (`productid.productnumber`); see
+//! [`Template`] for how the pipeline resolves them ([`Template::lookups`], [`Template::binds`],
+//! [`Template::bind`]). [`money`] holds the discount rounding rule.
+//!
 //! No I/O, except [`MappingOverrides::load`] reading the override file.
 
 #![allow(
@@ -17,18 +21,29 @@ mod country;
 mod country_table;
 mod error;
 mod hash;
+pub mod money;
 mod overrides;
+mod sales;
 mod schema;
 mod template;
 mod templates;
 
 pub use country::{builtin_country_code, normalize_country};
-pub use error::MapError;
+pub use error::{MapError, Unresolved};
 pub use hash::{canonical_json, content_hash};
 pub use overrides::{
     ExtraField, FlowOverrides, Format, MapMode, MappingOverrides, OverrideError, TransformKind, UnmappedMode,
     ValueMapOverride,
 };
+pub use sales::{LookupTarget, bind_value, lookup_targets, sales_lookup_names, sales_lookup_tables, split_state};
 pub use schema::{FnoProperty, FnoType, fno_entity_keys, fno_enum_members, fno_has_entity, fno_max_len, fno_property};
-pub use template::{FieldMap, Filter, Lookup, Record, Source, Template, Transform, Unmapped, build, select_column};
-pub use templates::{KNOWN_FLOWS, accounts_to_customers, builtin_templates, templates_for};
+pub use template::{
+    Bind, Direction, FieldMap, Filter, Lookup, Record, Role, Source, Template, Transform, Unmapped, build,
+    select_column,
+};
+pub use templates::{
+    KNOWN_FLOWS, PRICE_LISTS, PROCESSING_STATUS, UNIT_NAMES, accounts_to_customers, builtin_templates,
+    contacts_to_contact_persons, contacts_to_customers, invoice_headers_to_sales, invoice_lines_to_sales,
+    order_headers_to_fno, order_headers_to_sales, order_lines_to_fno, order_lines_to_sales,
+    products_to_price_list_items, products_to_sales, quote_headers_to_fno, quote_lines_to_fno, template, templates_for,
+};

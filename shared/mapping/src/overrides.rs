@@ -1,16 +1,19 @@
 //! Site-specific changes to the built-in templates: the file named by `P2C_MAPPING` (TOML or JSON).
 //!
-//! One section per flow; in each: `defaults`, `value_maps`, extra `fields`, `disabled` fields. The format is
-//! documented on [`MappingOverrides`]. Everything is checked when the file is loaded, against the built-in
-//! templates and F&O's `$metadata`, so a typo stops the run at start-up with the file, section and field named.
+//! One section per flow; in each: `defaults`, `value_maps`, extra `fields`, `disabled` fields, and optionally
+//! the same per task (`[quotes-to-fno.QuoteLine]`) for flows with several templates. The format is documented on
+//! [`MappingOverrides`]. Everything is checked when the file is loaded, against the built-in templates and F&O's
+//! `$metadata`, so a typo stops the run at start-up with the file, section and field named.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::Value;
 
 use crate::country::normalize_country;
+use crate::sales::{lookup_targets, sales_lookup_names};
 use crate::schema::{self, Misfit, fno_has_entity, fno_max_len, fno_property, fno_property_ignore_case};
 use crate::template::{FieldMap, Source, Template, Transform, Unmapped};
 use crate::templates::{KNOWN_FLOWS, templates_for};
@@ -76,8 +79,16 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
 
 /// Changes to the built-in templates, per flow: the P2C_MAPPING file.
 ///
-/// TOML, or JSON of the same shape (an object per flow). `p2c_mapping.example.toml` beside this crate's
-/// `Cargo.toml` (tested to load):
+/// TOML, or JSON of the same shape (an object per flow). A flow's table holds `defaults`, `value_maps`,
+/// `fields` and `disabled`; so may a table per task inside it, named like the task (`[quotes-to-fno.QuoteLine]`,
+/// `[[orders-to-sales.OrderHeader.fields]]`; task names start with a capital, section names do not).
+///
+/// - Flow-level `defaults`, `value_maps` and `disabled` apply to every template of the flow that maps the target
+///   (e.g. a currency map on both an order header and its lines); a target no template of the flow maps is an
+///   error. Flow-level `fields` are only for flows with one template; elsewhere name the task.
+/// - Task-level entries apply to that template only, after the flow-level ones.
+///
+/// `p2c_mapping.example.toml` beside this crate's `Cargo.toml` (tested to load):
 ///
 /// ```toml
 #[doc = include_str!("../p2c_mapping.example.toml")]
@@ -90,22 +101,81 @@ pub struct MappingOverrides {
     pub origin: String,
 }
 
-/// The changes to one flow's template.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The changes to one flow's templates (or, inside `tasks`, to one task's template).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct FlowOverrides {
     /// Target field -> value written when the source is blank (rows without a source: always).
-    #[serde(default)]
     pub defaults: BTreeMap<String, Value>,
     /// Target field -> value-map changes.
-    #[serde(default)]
     pub value_maps: BTreeMap<String, ValueMapOverride>,
     /// Extra rows (or replacements of template rows).
-    #[serde(default)]
     pub fields: Vec<ExtraField>,
     /// Target fields to stop writing.
-    #[serde(default)]
     pub disabled: Vec<String>,
+    /// Task name (e.g. "QuoteLine") -> changes to that template only. Always empty inside a task.
+    pub tasks: BTreeMap<String, FlowOverrides>,
+}
+
+const SECTIONS: &str = "defaults, value_maps, fields, disabled";
+
+/// Reads a flow's table: the four sections, and task tables (keys starting with a capital letter) when
+/// `tasks` is allowed. Unknown keys are refused with the list of what is allowed, like `deny_unknown_fields`.
+struct FlowVisitor {
+    tasks: bool,
+}
+
+impl<'de> Visitor<'de> for FlowVisitor {
+    type Value = FlowOverrides;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a table of defaults, value_maps, fields, disabled")?;
+        if self.tasks {
+            f.write_str(" and task tables")?;
+        }
+        Ok(())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<FlowOverrides, A::Error> {
+        let mut out = FlowOverrides::default();
+        while let Some(key) = map.next_key::<String>()? {
+            match key.as_str() {
+                "defaults" => out.defaults = map.next_value()?,
+                "value_maps" => out.value_maps = map.next_value()?,
+                "fields" => out.fields = map.next_value()?,
+                "disabled" => out.disabled = map.next_value()?,
+                k if self.tasks && k.starts_with(|c: char| c.is_uppercase()) => {
+                    let task = map.next_value_seed(TaskSeed)?;
+                    out.tasks.insert(key, task);
+                }
+                k => {
+                    let tail = if self.tasks {
+                        ", or a task name such as QuoteLine"
+                    } else {
+                        " (tasks do not nest)"
+                    };
+                    return Err(de::Error::custom(format!(
+                        "unknown key `{k}`, expected one of {SECTIONS}{tail}"
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+struct TaskSeed;
+
+impl<'de> de::DeserializeSeed<'de> for TaskSeed {
+    type Value = FlowOverrides;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<FlowOverrides, D::Error> {
+        d.deserialize_map(FlowVisitor { tasks: false })
+    }
+}
+
+impl<'de> Deserialize<'de> for FlowOverrides {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FlowOverrides, D::Error> {
+        d.deserialize_map(FlowVisitor { tasks: true })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -263,41 +333,111 @@ impl MappingOverrides {
         }
     }
 
-    /// Apply this flow's section (if any) to `t`, in this order: extra fields, defaults, value maps, disabled.
+    /// Task tables must name templates of the flow; flow-level extra fields need a flow with one template.
+    fn check_tasks(&self, flow: &str, fo: &FlowOverrides, siblings: &[Template]) -> Result<(), OverrideError> {
+        let task_names = || siblings.iter().map(|t| t.name.as_str()).collect::<Vec<_>>().join(", ");
+        for task in fo.tasks.keys() {
+            if siblings.iter().any(|t| &t.name == task) {
+                continue;
+            }
+            let hint = match siblings.iter().find(|t| t.name.eq_ignore_ascii_case(task)) {
+                Some(right) => format!(" (names are case-sensitive: did you mean {}?)", right.name),
+                None => String::new(),
+            };
+            return Err(self.unknown(
+                flow,
+                task,
+                format!("{flow} has no task {task}{hint}; its tasks are {}", task_names()),
+            ));
+        }
+        if siblings.len() > 1
+            && let Some(xf) = fo.fields.first()
+        {
+            let example = siblings.first().map_or("", |t| t.name.as_str());
+            return Err(OverrideError::Invalid {
+                origin: self.origin.clone(),
+                section: format!("{flow}.fields"),
+                field: xf.target.clone(),
+                problem: format!(
+                    "{flow} has several templates ({}): put extra fields under the task, e.g. [[{flow}.{example}.fields]]",
+                    task_names()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Apply this flow's sections (if any) to `t`: the flow-level section, then `t`'s task section; each in
+    /// this order: extra fields, defaults, value maps, disabled.
     pub fn apply(&self, t: &mut Template) -> Result<(), OverrideError> {
         self.check_flows()?;
         let Some(fo) = self.flows.get(&t.flow) else {
             return Ok(());
         };
         let flow = t.flow.clone();
+        let siblings = templates_for(&flow);
+        self.check_tasks(&flow, fo, &siblings)?;
+        let others: Vec<&Template> = siblings.iter().filter(|s| s.name != t.name).collect();
+        self.apply_section(t, fo, &flow, &others)?;
+        if let Some(task) = fo.tasks.get(&t.name) {
+            let section = format!("{flow}.{}", t.name);
+            self.apply_section(t, task, &section, &[])?;
+        }
+        Ok(())
+    }
+
+    /// Apply one section. `others`: the flow's other templates, for a flow-level section (a target one of them
+    /// maps is theirs, not an error); empty for a task section.
+    fn apply_section(
+        &self,
+        t: &mut Template,
+        fo: &FlowOverrides,
+        prefix: &str,
+        others: &[&Template],
+    ) -> Result<(), OverrideError> {
         let err = |section: &str, (field, problem): Problem| OverrideError::Invalid {
             origin: self.origin.clone(),
-            section: format!("{flow}{section}"),
+            section: format!("{prefix}{section}"),
             field,
             problem,
         };
         for (i, xf) in fo.fields.iter().enumerate() {
             let section = format!(".fields #{}", i + 1);
             if let Some(p) = extra_target_problem(t, &xf.target) {
-                return Err(self.unknown(&format!("{flow}{section}"), &xf.target, p));
+                return Err(self.unknown(&format!("{prefix}{section}"), &xf.target, p));
             }
             apply_extra(t, xf).map_err(|p| err(&section, p))?;
         }
+        let row = |t: &Template, section: &str, target: &str| -> Result<Option<usize>, OverrideError> {
+            if let Some(i) = t.fields.iter().position(|f| f.target == target) {
+                return Ok(Some(i));
+            }
+            if others.iter().any(|o| o.fields.iter().any(|f| f.target == target)) {
+                return Ok(None); // another template of the flow maps it
+            }
+            let problem = missing_row_problem(t, others, prefix, target);
+            Err(self.unknown(&format!("{prefix}{section}"), target, problem))
+        };
         for (target, v) in &fo.defaults {
-            let idx = self.find_row(t, ".defaults", target)?;
-            apply_default(t, idx, v).map_err(|p| err(".defaults", p))?;
+            if let Some(idx) = row(t, ".defaults", target)? {
+                apply_default(t, idx, v).map_err(|p| err(".defaults", p))?;
+            }
         }
         for (target, vm) in &fo.value_maps {
-            let idx = self.find_row(t, ".value_maps", target)?;
-            apply_value_map(t, idx, vm).map_err(|p| err(".value_maps", p))?;
+            if let Some(idx) = row(t, ".value_maps", target)? {
+                apply_value_map(t, idx, vm).map_err(|p| err(".value_maps", p))?;
+            }
         }
         for target in &fo.disabled {
-            let idx = self.find_row(t, ".disabled", target)?;
-            if t.target_key.contains(target) {
-                let p = problem(target, "is part of the F&O key and cannot be disabled");
+            let key_elsewhere = others.iter().any(|o| o.target_key.contains(target));
+            if t.target_key.contains(target) || key_elsewhere {
+                let side = if t.writes_fno() { "F&O" } else { "Sales" };
+                let p = problem(target, format!("is part of the {side} key and cannot be disabled"));
                 return Err(err(".disabled", p));
             }
-            t.fields[idx].enabled = false;
+            if let Some(idx) = row(t, ".disabled", target)? {
+                t.fields[idx].enabled = false;
+            }
         }
         Ok(())
     }
@@ -310,21 +450,19 @@ impl MappingOverrides {
             problem,
         }
     }
-
-    /// The index of the template row writing `target`, or an UnknownField error with a hint.
-    fn find_row(&self, t: &Template, section: &str, target: &str) -> Result<usize, OverrideError> {
-        if let Some(i) = t.fields.iter().position(|f| f.target == target) {
-            return Ok(i);
-        }
-        Err(self.unknown(&format!("{}{section}", t.flow), target, missing_row_problem(t, target)))
-    }
 }
 
-/// Why an extra row may not write `target`: not a property of the (known) target entity.
+/// Why an extra row may not write `target`: not a property of the (known) F&O target entity, or not a Sales
+/// column or lookup p2c can write.
 fn extra_target_problem(t: &Template, target: &str) -> Option<String> {
     let entity = &t.target_entity;
-    if t.fields.iter().any(|f| f.target == target) || !fno_has_entity(entity) || fno_property(entity, target).is_some()
-    {
+    if t.fields.iter().any(|f| f.target == target) {
+        return None;
+    }
+    if !t.writes_fno() {
+        return sales_target_problem(entity, target);
+    }
+    if !fno_has_entity(entity) || fno_property(entity, target).is_some() {
         return None;
     }
     let hint = match fno_property_ignore_case(entity, target) {
@@ -334,21 +472,95 @@ fn extra_target_problem(t: &Template, target: &str) -> Option<String> {
     Some(format!("{entity} has no field {target}{hint}"))
 }
 
-/// Why `target` names no row of the template, with a hint.
-fn missing_row_problem(t: &Template, target: &str) -> String {
-    if let Some(right) = t.fields.iter().find(|f| f.target.eq_ignore_ascii_case(target)) {
+/// Why `target` is not something p2c can write to Sales table `entity`.
+fn sales_target_problem(entity: &str, target: &str) -> Option<String> {
+    if target.ends_with("@odata.bind") {
+        let nav = target.trim_end_matches("@odata.bind");
+        return Some(format!(
+            "write a lookup as its path, e.g. {nav}.name, and p2c binds it (@odata.bind) to the record it finds"
+        ));
+    }
+    match lookup_targets(target) {
+        Some((nav, targets)) if targets.is_empty() => Some(format!(
+            "p2c cannot bind the lookup {nav} of {entity}: use one of {} with a column of the related table, \
+             e.g. {nav}.name",
+            sales_lookup_names().collect::<Vec<_>>().join(", ")
+        )),
+        Some(_) => None,
+        None if target
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_') =>
+        {
+            None
+        }
+        None => Some(format!(
+            "{target} is not a Sales column name: {entity} columns are lower-case logical names, e.g. {}",
+            target.to_ascii_lowercase()
+        )),
+    }
+}
+
+/// Why an extra row may not read `source`: on an F&O source, not a property of the entity; on a Sales source,
+/// a lookup path p2c cannot resolve.
+fn source_problem(t: &Template, source: &str) -> Option<String> {
+    let entity = &t.source_entity;
+    if fno_has_entity(entity) {
+        if fno_property(entity, source).is_some() {
+            return None;
+        }
+        let hint = match fno_property_ignore_case(entity, source) {
+            Some(right) => format!(" (names are case-sensitive: did you mean {right}?)"),
+            None => String::new(),
+        };
+        return Some(format!("{entity} has no field {source}{hint}"));
+    }
+    match lookup_targets(source) {
+        Some((nav, targets)) if targets.is_empty() => Some(format!(
+            "p2c cannot resolve the lookup {nav}: use one of {} with a column of the related table",
+            sales_lookup_names().collect::<Vec<_>>().join(", ")
+        )),
+        _ => None,
+    }
+}
+
+/// Why `target` names no row of the template, with a hint. `others` are the flow's other templates for a
+/// flow-level section (none of which maps it either).
+fn missing_row_problem(t: &Template, others: &[&Template], prefix: &str, target: &str) -> String {
+    let all = || std::iter::once(t).chain(others.iter().copied());
+    for tt in all() {
+        if let Some(right) = tt.fields.iter().find(|f| f.target.eq_ignore_ascii_case(target)) {
+            return format!(
+                "the {} template does not map {target} (names are case-sensitive: did you mean {}?)",
+                describe(tt, others),
+                right.target
+            );
+        }
+    }
+    if others.is_empty() {
+        if let Some(p) = extra_target_problem(t, target) {
+            return p;
+        }
         return format!(
-            "the {} template does not map {target} (names are case-sensitive: did you mean {}?)",
-            t.flow, right.target
+            "the {} template does not map {target}; to add it, use a [[{prefix}.fields]] entry",
+            describe(t, others)
         );
     }
-    if let Some(p) = extra_target_problem(t, target) {
-        return p;
-    }
+    let names: Vec<&str> = all().map(|tt| tt.name.as_str()).collect();
     format!(
-        "the {} template does not map {target}; to add it, use a [[{}.fields]] entry",
-        t.flow, t.flow
+        "no template of {} ({}) maps {target}; to add it, use a [[{}.<task>.fields]] entry",
+        t.flow,
+        names.join(", "),
+        t.flow
     )
+}
+
+/// How messages name a template: by its flow when it is the flow's only one, else by task and flow.
+fn describe(t: &Template, others: &[&Template]) -> String {
+    if others.is_empty() && templates_for(&t.flow).len() <= 1 {
+        t.flow.clone()
+    } else {
+        format!("{} ({})", t.name, t.flow)
+    }
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
@@ -421,7 +633,12 @@ fn apply_extra(t: &mut Template, xf: &ExtraField) -> Result<(), Problem> {
                 format!("source '{s}' contains spaces; use the column's logical name"),
             ));
         }
-        Some(s) => Source::Field(s.to_string()),
+        Some(s) => {
+            if let Some(p) = source_problem(t, s) {
+                return Err(problem(target, p));
+            }
+            Source::Field(s.to_string())
+        }
         None => Source::None,
     };
     let kind = xf.transform;
@@ -521,7 +738,11 @@ fn apply_extra(t: &mut Template, xf: &ExtraField) -> Result<(), Problem> {
     };
     match t.fields.iter().position(|f| f.target == target) {
         Some(_) if t.target_key.iter().any(|k| k == target) => {
-            Err(problem(target, "is part of the F&O key; its row cannot be replaced"))
+            let side = if t.writes_fno() { "F&O" } else { "Sales" };
+            Err(problem(
+                target,
+                format!("is part of the {side} key; its row cannot be replaced"),
+            ))
         }
         Some(i) if xf.replace => {
             t.fields[i] = row;

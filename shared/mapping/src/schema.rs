@@ -139,16 +139,128 @@ pub(crate) fn fno_property_ignore_case(entity: &str, field: &str) -> Option<&'st
 
 /// Known maximum string length (in UTF-16 code units, as SQL Server `nvarchar` counts) of an F&O field.
 ///
-/// The lengths are those of the standard F&O extended data types behind the `CustomersV2` / `CustomersV3`
-/// fields. Where the EDT is not certain the comment says "assumed" and the value errs on the long side, so
-/// a real value is never refused by us that F&O would take (F&O still rejects what is too long for it).
+/// The lengths are those of the standard F&O extended data types (EDTs) behind the string fields the templates
+/// write (and a few an override is likely to add). Where the EDT is not certain the comment says "assumed" and
+/// the value errs on the long side, so a real value is never refused by us that F&O would take (F&O still
+/// rejects what is too long for it). A field not listed is not length-checked (memo fields, for one, have none).
 pub fn fno_max_len(entity: &str, field: &str) -> Option<usize> {
     let table: &[(&str, usize)] = match entity {
         "CustomersV2" | "CustomersV3" => CUSTOMER_LENGTHS,
+        "CDSContactPersons" | "CDSContactPersonsV2" => CONTACT_PERSON_LENGTHS,
+        "CDSSalesQuotationHeaders" => QUOTATION_HEADER_LENGTHS,
+        "CDSSalesQuotationLines" => QUOTATION_LINE_LENGTHS,
+        "CDSSalesOrderHeaders" => ORDER_HEADER_LENGTHS,
+        "CDSSalesOrderLines" | "CDSSalesOrderLinesV2" => ORDER_LINE_LENGTHS,
         _ => return None,
     };
     table.iter().find(|(f, _)| *f == field).map(|(_, n)| *n)
 }
+
+/// The entity sets `fno_max_len` has lengths for, with their tables (for tests).
+#[cfg(test)]
+pub(crate) const LENGTH_TABLES: &[(&str, &[(&str, usize)])] = &[
+    ("CustomersV2", CUSTOMER_LENGTHS),
+    ("CDSContactPersons", CONTACT_PERSON_LENGTHS),
+    ("CDSSalesQuotationHeaders", QUOTATION_HEADER_LENGTHS),
+    ("CDSSalesQuotationLines", QUOTATION_LINE_LENGTHS),
+    ("CDSSalesOrderHeaders", ORDER_HEADER_LENGTHS),
+    ("CDSSalesOrderLines", ORDER_LINE_LENGTHS),
+    ("CDSSalesOrderLinesV2", ORDER_LINE_LENGTHS),
+];
+
+#[rustfmt::skip]
+const CONTACT_PERSON_LENGTHS: &[(&str, usize)] = &[
+    ("ContactPersonPartyNumber", 40),            // DirPartyNumber
+    ("AssociatedPartyNumber", 40),               // DirPartyNumber
+    ("FirstName", 25),                           // FirstName
+    ("MiddleName", 25),                          // MiddleName
+    ("LastName", 25),                            // LastName
+    ("ContactPersonPartyType", 20),              // assumed: "Person" / "Organization", as PartyType
+    ("EmploymentDepartment", 60),                // assumed: Name-based department text
+    ("EmploymentProfession", 60),                // assumed: Name-based job title text
+    ("GovernmentIdentificationNumber", 50),      // assumed: errs long (Sales governmentid is 50)
+    ("PrimaryEmailAddress", 255),                // LogisticsElectronicAddressLocator
+    ("PrimaryPhoneNumber", 255),                 // LogisticsElectronicAddressLocator
+    ("PrimaryURL", 255),                         // LogisticsElectronicAddressLocator
+    ("PrimaryAddressStreet", 250),               // LogisticsAddressStreet
+    ("PrimaryAddressCity", 60),                  // LogisticsAddressCityName
+    ("PrimaryAddressZipCode", 10),               // LogisticsAddressZipCodeId
+    ("PrimaryAddressStateId", 10),               // LogisticsAddressStateId
+    ("PrimaryAddressCountryRegionISOCode", 10),  // assumed: as LogisticsAddressCountryRegionId (ISO codes are 2)
+    ("PrimaryAddressDescription", 60),           // LogisticsDescription
+];
+
+/// The delivery address fields shared by quotation and order headers and lines.
+macro_rules! delivery_address_lengths {
+    () => {
+        [
+            ("DeliveryAddressStreet", 250),              // LogisticsAddressStreet
+            ("DeliveryAddressStreetNumber", 20),         // assumed: LogisticsAddressStreetNumber
+            ("DeliveryAddressCity", 60),                 // LogisticsAddressCityName
+            ("DeliveryAddressZipCode", 10),              // LogisticsAddressZipCodeId
+            ("DeliveryAddressStateId", 10),              // LogisticsAddressStateId
+            ("DeliveryAddressCountryRegionISOCode", 10), // assumed, as the customer's
+            ("DeliveryAddressDescription", 60),          // LogisticsDescription
+            ("DeliveryAddressName", 100),                // assumed: errs long (delivery name, a party name)
+        ]
+    };
+}
+
+#[rustfmt::skip]
+const QUOTATION_HEADER_LENGTHS: &[(&str, usize)] = &{
+    let a = delivery_address_lengths!();
+    [
+        ("SalesQuotationNumber", 20),            // QuotationIdBase
+        ("RequestingCustomerAccountNumber", 20), // CustAccount
+        ("InvoiceCustomerAccountNumber", 20),    // CustInvoiceAccount
+        ("CurrencyCode", 3),                     // CurrencyCode (ISO 4217)
+        ("SalesQuotationName", 60),              // assumed: Name (60); the sandbox allows 60 for *Name
+        ("CustomersReference", 60),              // CustRef
+        ("CustomerRequisitionNumber", 20),       // CustPurchaseOrder
+        ("LanguageId", 7),                       // LanguageIdAll
+        ("DefaultShippingSiteId", 10),           // InventSiteId
+        ("DefaultShippingWarehouseId", 10),      // InventLocationId
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
+    ]
+};
+
+#[rustfmt::skip]
+const ORDER_HEADER_LENGTHS: &[(&str, usize)] = &{
+    let a = delivery_address_lengths!();
+    [
+        ("SalesOrderNumber", 20),                // SalesIdBase
+        ("OrderingCustomerAccountNumber", 20),   // CustAccount
+        ("InvoiceCustomerAccountNumber", 20),    // CustInvoiceAccount
+        ("CurrencyCode", 3),                     // CurrencyCode (ISO 4217)
+        ("SalesOrderName", 60),                  // assumed: Name (60)
+        ("CustomersOrderReference", 60),         // CustRef
+        ("CustomerRequisitionNumber", 20),       // CustPurchaseOrder
+        ("LanguageId", 7),                       // LanguageIdAll
+        ("DefaultShippingSiteId", 10),           // InventSiteId
+        ("DefaultShippingWarehouseId", 10),      // InventLocationId
+        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
+    ]
+};
+
+#[rustfmt::skip]
+const QUOTATION_LINE_LENGTHS: &[(&str, usize)] = &[
+    ("SalesQuotationNumber", 20),                // QuotationIdBase
+    ("ProductNumber", 70),                       // assumed: EcoResProductDisplayProductNumber (variants add dimensions)
+    ("SalesUnitSymbol", 10),                     // UnitOfMeasureSymbol
+    ("CurrencyCode", 3),                         // CurrencyCode (ISO 4217)
+    ("ShippingSiteId", 10),                      // InventSiteId
+    ("ShippingWarehouseId", 10),                 // InventLocationId
+];
+
+#[rustfmt::skip]
+const ORDER_LINE_LENGTHS: &[(&str, usize)] = &[
+    ("SalesOrderNumber", 20),                    // SalesIdBase
+    ("ProductNumber", 70),                       // assumed: EcoResProductDisplayProductNumber
+    ("SalesUnitSymbol", 10),                     // UnitOfMeasureSymbol
+    ("CurrencyCode", 3),                         // CurrencyCode (ISO 4217)
+    ("ShippingSiteId", 10),                      // InventSiteId
+    ("ShippingWarehouseId", 10),                 // InventLocationId
+];
 
 #[rustfmt::skip]
 const CUSTOMER_LENGTHS: &[(&str, usize)] = &[
@@ -317,10 +429,20 @@ mod tests {
 
     #[test]
     fn every_length_names_a_real_string_field() {
-        for (f, _) in CUSTOMER_LENGTHS {
-            let p = fno_property("CustomersV2", f).unwrap_or_else(|| panic!("{f} not in CustomersV2"));
-            assert_eq!(p.ty, FnoType::String, "{f}");
+        for (entity, table) in LENGTH_TABLES {
+            for (f, n) in *table {
+                let p = fno_property(entity, f).unwrap_or_else(|| panic!("{f} not in {entity}"));
+                assert_eq!(p.ty, FnoType::String, "{entity}.{f}");
+                assert!(*n > 0);
+                assert_eq!(fno_max_len(entity, f), Some(*n));
+            }
+            let mut names: Vec<_> = table.iter().map(|(f, _)| f).collect();
+            names.sort();
+            names.dedup();
+            assert_eq!(names.len(), table.len(), "{entity}: a field is listed twice");
         }
+        assert_eq!(fno_max_len("CDSContactPersonsV2", "FirstName"), Some(25));
+        assert_eq!(fno_max_len("SellableReleasedProducts", "ProductName"), None);
     }
 
     #[test]

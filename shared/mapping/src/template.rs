@@ -7,16 +7,44 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::country::{builtin_country_code, normalize_country};
-use crate::error::{CONSTANT, MapError};
-use crate::schema::{self, Misfit, fno_max_len};
+use crate::error::{CONSTANT, MapError, Unresolved};
+use crate::sales::{LookupTarget, bind_value, lookup_targets};
+use crate::schema::{self, Misfit, fno_has_entity, fno_max_len};
 
 /// One record as JSON: a Dataverse row or an F&O entity, keyed by wire names.
 pub type Record = serde_json::Map<String, Value>;
 
 /// A mapping from one source entity to one target entity (one Data Integrator task).
+///
+/// # Names and keys
+///
+/// Source and target fields are wire names: F&O properties case-sensitive (`SalesOrderNumber`), Sales columns
+/// lower-case logical names (`ordernumber`). A header or single record is keyed by one source field
+/// (`source_key`). A line is keyed under its header: `parent_key` names the source field holding the header's key
+/// and `source_key` the line number (`LineCreationSequenceNumber` <-> `sequencenumber`), and [`Template::key_of`]
+/// gives `"<header key>/<line number>"`, e.g. `"QUO-01000-BVRCPS/2"`.
+///
+/// # Sales lookups
+///
+/// - **As a source** (Sales -> F&O), a lookup is read by its Data Integrator path, `Source::Field("nav.column")`,
+///   e.g. `productid.productnumber`, or `customerid.Account(accountnumber).Contact(msdynce_contactnumber)` for a
+///   Customer lookup. [`Template::lookups`] lists the paths (rows and filter); the pipeline reads `_nav_value`
+///   (see [`Template::source_select`]) and puts the related record's value into the record under the dotted
+///   name before [`Template::map`].
+/// - **As a target** (F&O -> Sales), a row writes the business value under the dotted path, e.g.
+///   `"defaultuomid.name": "ea"`, `"customerid.Account(accountnumber).Contact(msdynce_contactnumber)": "ACC-1"`.
+///   So `map` stays pure, its output is what the content hash is taken of, and GUIDs never enter the hash.
+///   [`Template::binds`] lists those targets with the tables and columns to look the value up in;
+///   [`Template::bind`] then turns the mapped payload into the wire body with a resolver the pipeline supplies
+///   (a cache or a query; in tests a map), replacing each dotted key in place by `<nav>@odata.bind:
+///   "/<set>(<guid>)"` (`customerid_account@odata.bind` for a Customer that is an account). A value that
+///   matches no record is an [`Unresolved`] error naming the record, field and value.
+/// - The target key of a Sales template may contain such paths (`["salesorderid.ordernumber",
+///   "sequencenumber"]`): the pipeline finds the existing record by the resolved ids.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Template {
-    /// The Data Integrator task name, e.g. "Accounts - Customers".
+    /// The Data Integrator task name, e.g. "Accounts - Customers", "QuoteHeader", "QuoteLine"; unique within its
+    /// flow, and the name of its section in the P2C_MAPPING file (`[quotes-to-fno.QuoteLine]`).
     pub name: String,
     /// The p2c flow that runs it, e.g. "accounts-to-fno"; also its section name in the P2C_MAPPING file.
     pub flow: String,
@@ -24,16 +52,48 @@ pub struct Template {
     pub source_entity: String,
     /// Target entity set, e.g. "CustomersV2".
     pub target_entity: String,
-    /// Source field holding the business key, e.g. "accountnumber".
+    /// Source field holding the business key, e.g. "accountnumber"; for a line, its line number, e.g.
+    /// "sequencenumber" (the full key adds `parent_key`).
     pub source_key: String,
     /// Source primary key used for links and for naming records that have no business key, e.g. "accountid".
+    /// F&O entities have no such id: there it is the business key field (for lines, the header's key field).
     pub source_id: String,
-    /// Target key fields, e.g. ["dataAreaId", "CustomerAccount"]. `dataAreaId` is added by the pipeline.
+    /// Target key fields, e.g. ["dataAreaId", "CustomerAccount"]. `dataAreaId` is added by the pipeline; every
+    /// other key field is written by `map` (or `map` fails with `MissingKey`).
     pub target_key: Vec<String>,
+    /// What the record is in its flow: a single record, a document header, one of its lines, or a companion.
+    pub role: Role,
+    /// For a line: the source field (or lookup path) holding its header's key, e.g. "quoteid.quotenumber" or
+    /// "SalesOrderNumber". `None` for every other role.
+    pub parent_key: Option<String>,
     /// Source filter; `None` syncs every record (that has a key).
     pub filter: Option<Filter>,
     /// Field maps, in the order of the template's table.
     pub fields: Vec<FieldMap>,
+}
+
+/// What a template's records are in its flow; [`crate::templates_for`] lists a flow's templates in run order
+/// (single or header first, then lines or companions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A record on its own: an account, a contact, a product.
+    Single,
+    /// A document header (quote, order, invoice); its lines are written after it.
+    Header,
+    /// A document line, synced under its header: keyed by the header's key (`parent_key`) and its line number.
+    Line,
+    /// A second target record made from the same source record as the flow's `Single` template, written after
+    /// it: the price list item of a product. Keyed like the single record.
+    Companion,
+}
+
+/// Which way a template moves data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    SalesToFno,
+    FnoToSales,
 }
 
 /// One row of a template table: source field, transform, target field.
@@ -117,11 +177,28 @@ pub enum Unmapped {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Filter {
-    Eq { field: String, value: Value },
-    Ne { field: String, value: Value },
-    In { field: String, values: Vec<Value> },
-    NotNull { field: String },
-    IsNull { field: String },
+    Eq {
+        field: String,
+        value: Value,
+    },
+    Ne {
+        field: String,
+        value: Value,
+    },
+    In {
+        field: String,
+        values: Vec<Value>,
+    },
+    NotNull {
+        field: String,
+    },
+    IsNull {
+        field: String,
+    },
+    /// Present and not blank: not null, and not text that is empty or only spaces (F&O sends "" for no value).
+    NotBlank {
+        field: String,
+    },
     And(Vec<Filter>),
     Or(Vec<Filter>),
     Not(Box<Filter>),
@@ -156,6 +233,11 @@ impl Filter {
             field: field.to_string(),
         }
     }
+    pub fn not_blank(field: &str) -> Filter {
+        Filter::NotBlank {
+            field: field.to_string(),
+        }
+    }
 
     /// Whether a source record passes.
     pub fn matches(&self, src: &Record) -> bool {
@@ -166,6 +248,7 @@ impl Filter {
             Filter::In { field, values } => values.iter().any(|v| json_eq(get(field), v)),
             Filter::NotNull { field } => !get(field).is_null(),
             Filter::IsNull { field } => get(field).is_null(),
+            Filter::NotBlank { field } => !is_blank(src.get(field)),
             Filter::And(fs) => fs.iter().all(|f| f.matches(src)),
             Filter::Or(fs) => fs.iter().any(|f| f.matches(src)),
             Filter::Not(f) => !f.matches(src),
@@ -185,7 +268,8 @@ impl Filter {
             | Filter::Ne { field, .. }
             | Filter::In { field, .. }
             | Filter::NotNull { field }
-            | Filter::IsNull { field } => out.push(field),
+            | Filter::IsNull { field }
+            | Filter::NotBlank { field } => out.push(field),
             Filter::And(fs) | Filter::Or(fs) => fs.iter().for_each(|f| f.collect_fields(out)),
             Filter::Not(f) => f.collect_fields(out),
         }
@@ -212,8 +296,25 @@ pub struct Lookup {
     pub navigation: String,
     /// The `$select` column holding the related record's id, e.g. "_transactioncurrencyid_value".
     pub column: String,
-    /// The rest of the path on the related record, e.g. "isocurrencycode".
+    /// The rest of the path on the related record, e.g. "isocurrencycode", or
+    /// "Account(accountnumber).Contact(msdynce_contactnumber)" for a Customer lookup.
     pub field: String,
+    /// The tables the lookup can point to and the column to read on each (for a Customer: the account's
+    /// `accountnumber`, the contact's `msdynce_contactnumber`; pick by the `_x_value` column's
+    /// `@Microsoft.Dynamics.CRM.lookuplogicalname` annotation). Empty for a lookup p2c does not know.
+    pub targets: Vec<LookupTarget>,
+}
+
+/// A Sales lookup a template writes (see [`Template`], "Sales lookups"): the dotted target in `map`'s output and
+/// where its value is looked up, tried in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Bind {
+    /// The dotted target in the mapped payload, e.g. "defaultuomid.name".
+    pub target: String,
+    /// The lookup (navigation property), e.g. "defaultuomid".
+    pub navigation: String,
+    /// Where to look the value up, and the `@odata.bind` property each hit is written as.
+    pub targets: Vec<LookupTarget>,
 }
 
 /// The `$select` column for a source path: the path itself, or `_<lookup>_value` for a lookup path.
@@ -231,6 +332,15 @@ fn is_blank(v: Option<&Value>) -> bool {
         Some(Value::String(s)) => s.trim().is_empty(),
         Some(_) => false,
     }
+}
+
+/// A JSON number that is a whole number (1 or 1.0), as i64.
+fn whole_number(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e15)
+            .map(|f| f as i64)
+    })
 }
 
 /// Who a record is, for error messages.
@@ -379,9 +489,33 @@ impl Transform {
 }
 
 impl Template {
-    /// The record's noun in messages: the source entity set without its plural "s" ("accounts" -> "account").
+    /// The record's noun in messages: a Sales entity set without its plural "s" ("accounts" -> "account"), or
+    /// a short name for an F&O entity ("F&O sales order").
     pub fn record_noun(&self) -> &str {
-        self.source_entity.strip_suffix('s').unwrap_or(&self.source_entity)
+        match self.source_entity.as_str() {
+            "SellableReleasedProducts" => "F&O product",
+            "CDSSalesOrderHeaders" => "F&O sales order",
+            "CDSSalesOrderLines" | "CDSSalesOrderLinesV2" => "F&O sales order line",
+            "ExternallyMaintainedCustomerSalesInvoiceHeaders" => "F&O invoice",
+            "ExternallyMaintainedCustomerSalesInvoiceLines" | "ExternallyMaintainedCustomerSalesInvoiceLinesV2" => {
+                "F&O invoice line"
+            }
+            s => s.strip_suffix('s').unwrap_or(s),
+        }
+    }
+
+    /// Which way the template moves data: into F&O when its target is an F&O entity set.
+    pub fn direction(&self) -> Direction {
+        if fno_has_entity(&self.target_entity) {
+            Direction::SalesToFno
+        } else {
+            Direction::FnoToSales
+        }
+    }
+
+    /// Whether the template writes F&O (its target is an F&O entity set, checked against `$metadata`).
+    pub fn writes_fno(&self) -> bool {
+        self.direction() == Direction::SalesToFno
     }
 
     /// The source id (e.g. `accountid`) as text, for messages about records without a key.
@@ -393,15 +527,40 @@ impl Template {
         }
     }
 
-    /// The record's business key (e.g. `accountnumber`), exactly as in the source.
+    fn missing_key(&self, id: String, field: &str) -> MapError {
+        MapError::MissingKey {
+            entity: self.record_noun().to_string(),
+            id,
+            field: field.to_string(),
+        }
+    }
+
+    /// The record's business key, exactly as in the source: e.g. its `accountnumber`. For a line,
+    /// `"<header key>/<line number>"`, e.g. `"QUO-01000-BVRCPS/2"`; a line number may be text or a whole number.
     pub fn key_of(&self, src: &Record) -> Result<String, MapError> {
-        match src.get(&self.source_key) {
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-            _ => Err(MapError::MissingKey {
-                entity: self.record_noun().to_string(),
-                id: self.id_of(src),
-                field: self.source_key.clone(),
-            }),
+        let own = match src.get(&self.source_key) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+            Some(Value::Number(n)) if self.role == Role::Line => whole_number(n).map(|i| i.to_string()),
+            _ => None,
+        };
+        let Some(own) = own else {
+            return Err(self.missing_key(self.id_of(src), &self.source_key));
+        };
+        match self.parent_key_of(src)? {
+            Some(parent) => Ok(format!("{parent}/{own}")),
+            None => Ok(own),
+        }
+    }
+
+    /// For a line, its header's key (from `parent_key`): what the pipeline looks the header's link up by, and
+    /// defers the line on while the header is not synced. `Ok(None)` for other roles.
+    pub fn parent_key_of(&self, src: &Record) -> Result<Option<String>, MapError> {
+        let Some(field) = &self.parent_key else {
+            return Ok(None);
+        };
+        match src.get(field) {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.clone())),
+            _ => Err(self.missing_key(self.id_of(src), field)),
         }
     }
 
@@ -419,6 +578,10 @@ impl Template {
     /// - Every value is checked against the target's `$metadata` type and, for text, its known length
     ///   (`fno_max_len`): too long is `TooLong`, never silently cut, unless the row's transform is Truncate.
     ///   Numbers stay JSON numbers; text where a number is expected is `BadType`.
+    /// - Every target key field except `dataAreaId` must be written; a blank one (e.g. an unresolved header
+    ///   lookup on a line) is `MissingKey` naming its source field.
+    /// - For Sales targets lookups are written under their dotted path (see the type's docs); `bind` turns them
+    ///   into `@odata.bind` properties.
     /// - Never panics, whatever the input.
     pub fn map(&self, src: &Record) -> Result<Record, MapError> {
         let key = self.key_of(src)?;
@@ -460,10 +623,18 @@ impl Template {
                 }
             }
         }
+        // Every key field but the company must be written, or the target record cannot be found or created.
+        for k in self.target_key.iter().filter(|k| *k != "dataAreaId") {
+            if !out.contains_key(k) {
+                let field = self.field(k).and_then(|f| f.source.path()).unwrap_or(k.as_str());
+                return Err(self.missing_key(key, field));
+            }
+        }
         Ok(out)
     }
 
-    /// The source columns to `$select`: the id and key first, then each enabled row's source (a lookup path
+    /// The source columns to `$select`: the id, the header key of a line, and the key first, then each enabled
+    /// row's source (a lookup path
     /// `x.y` as `_x_value`), then the filter's fields; without duplicates, in that stable order. The pipeline
     /// adds its own bookkeeping columns (version, owner) itself.
     pub fn source_select(&self) -> Vec<String> {
@@ -474,7 +645,10 @@ impl Template {
             }
         };
         push(self.source_id.clone());
-        push(self.source_key.clone());
+        if let Some(p) = &self.parent_key {
+            push(select_column(p));
+        }
+        push(select_column(&self.source_key));
         for fm in self.fields.iter().filter(|f| f.enabled) {
             if let Source::Field(p) = &fm.source {
                 push(select_column(p));
@@ -488,24 +662,105 @@ impl Template {
         cols
     }
 
-    /// The lookup paths enabled rows read, each once, in row order: what the pipeline must resolve into the
-    /// record (under `path`) before calling `map`.
+    /// The lookup paths the template reads, each once: enabled rows' sources in row order, then the filter's
+    /// (a line's filter may look at its header, e.g. `quoteid.statecode`). What the pipeline must resolve into
+    /// the record (under `path`) before calling `passes_filter` and `map`.
     pub fn lookups(&self) -> Vec<Lookup> {
+        let mut paths: Vec<&str> = self
+            .fields
+            .iter()
+            .filter(|f| f.enabled)
+            .filter_map(|f| f.source.path())
+            .collect();
+        if let Some(p) = &self.parent_key {
+            paths.push(p);
+        }
+        if let Some(f) = &self.filter {
+            paths.extend(f.fields());
+        }
         let mut out: Vec<Lookup> = Vec::new();
-        for fm in self.fields.iter().filter(|f| f.enabled) {
-            let Source::Field(p) = &fm.source else { continue };
+        for p in paths {
             let Some((nav, rest)) = p.split_once('.') else { continue };
-            if out.iter().any(|l| &l.path == p) {
+            if out.iter().any(|l| l.path == p) {
                 continue;
             }
             out.push(Lookup {
-                path: p.clone(),
+                path: p.to_string(),
                 navigation: nav.to_string(),
                 column: select_column(p),
                 field: rest.to_string(),
+                targets: lookup_targets(p).map(|(_, t)| t).unwrap_or_default(),
             });
         }
         out
+    }
+
+    /// The Sales lookups the template writes (Sales targets only): each enabled row whose target is a dotted
+    /// lookup path, in row order. [`Template::bind`] resolves them.
+    pub fn binds(&self) -> Vec<Bind> {
+        if self.writes_fno() {
+            return Vec::new();
+        }
+        self.fields
+            .iter()
+            .filter(|f| f.enabled)
+            .filter_map(|f| {
+                let (navigation, targets) = lookup_targets(&f.target)?;
+                Some(Bind {
+                    target: f.target.clone(),
+                    navigation,
+                    targets,
+                })
+            })
+            .collect()
+    }
+
+    /// Turn `map`'s output into the Sales wire body: each dotted lookup target (see [`Template::binds`]) is
+    /// replaced, in place, by `<bind_property>: "/<entity_set>(<id>)"` for the first lookup target where
+    /// `resolve(target, value)` finds a record id. Everything else is copied as is. `key` names the record in
+    /// errors (from `key_of`).
+    ///
+    /// A value that matches nothing is [`Unresolved`]: for synced data (customer, product, order, invoice) the
+    /// related record is probably not synced yet, so retry later; for reference data (unit, unit group, price
+    /// list, currency) Sales lacks it or a value map is missing.
+    pub fn bind(
+        &self,
+        key: &str,
+        mapped: &Record,
+        mut resolve: impl FnMut(&LookupTarget, &str) -> Option<String>,
+    ) -> Result<Record, Unresolved> {
+        let binds = self.binds();
+        let mut out = Record::new();
+        for (k, v) in mapped {
+            let Some(b) = binds.iter().find(|b| &b.target == k) else {
+                out.insert(k.clone(), v.clone());
+                continue;
+            };
+            let text = lookup_text(v).filter(|t| !t.is_empty());
+            let hit = text
+                .as_deref()
+                .and_then(|text| b.targets.iter().find_map(|t| resolve(t, text).map(|id| (t, id))));
+            match hit {
+                Some((t, id)) => {
+                    out.insert(t.bind_property.clone(), bind_value(&t.entity_set, &id));
+                }
+                None => {
+                    return Err(Unresolved {
+                        entity: self.record_noun().to_string(),
+                        key: key.to_string(),
+                        field: k.clone(),
+                        value: text.unwrap_or_else(|| schema::describe(v)),
+                        looked_in: b
+                            .targets
+                            .iter()
+                            .map(|t| format!("{} by {}", t.entity_set, t.column))
+                            .collect(),
+                        synced_data: b.targets.iter().any(LookupTarget::is_synced_data),
+                    });
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The row writing `target`, if any.
@@ -561,9 +816,22 @@ pub mod build {
         row(Source::Field(source.to_string()), target, t)
     }
 
-    /// `source Fn target` with a ValueMap (exact match; values not listed are errors).
-    pub fn value_map(source: &str, target: &str, entries: &[(&str, Value)]) -> FieldMap {
-        let map = entries.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+    /// `source Fn target` with a Country region code transform; blank writes nothing (F&O -> Sales, where
+    /// p2c does not invent an address).
+    pub fn country_code(source: &str, target: &str) -> FieldMap {
+        let t = Transform::Country {
+            default: None,
+            extra: BTreeMap::new(),
+            builtin: true,
+        };
+        row(Source::Field(source.to_string()), target, t)
+    }
+
+    /// `source Fn target` with a ValueMap (exact match; values not listed are errors). Option-set and other
+    /// numeric sources match by their JSON text ("1"). See [`FieldMap::ignore_case`] and
+    /// [`FieldMap::keep_unmapped`] for the other flavours.
+    pub fn value_map<V: Clone + Into<Value>>(source: &str, target: &str, entries: &[(&str, V)]) -> FieldMap {
+        let map = entries.iter().map(|(k, v)| (k.to_string(), v.clone().into())).collect();
         let t = Transform::ValueMap {
             map,
             default: None,
@@ -580,13 +848,38 @@ pub mod build {
 
     /// `source Fn target`: a boolean to the F&O NoYes enum.
     pub fn no_yes(source: &str, target: &str) -> FieldMap {
+        bool_map(source, target, "Yes", "No")
+    }
+
+    /// `source Fn target`: a boolean to `if_true` / `if_false` (e.g. inverted: `donotemail` true -> "No").
+    pub fn bool_map(source: &str, target: &str, if_true: impl Into<Value>, if_false: impl Into<Value>) -> FieldMap {
         row(
             Source::Field(source.to_string()),
             target,
             Transform::Bool {
-                yes: "Yes".into(),
-                no: "No".into(),
+                yes: if_true.into(),
+                no: if_false.into(),
             },
         )
+    }
+}
+
+impl FieldMap {
+    /// A value-map row that matches source values ignoring case (unit names, unit symbols). No effect on other
+    /// transforms.
+    pub fn ignore_case(mut self) -> FieldMap {
+        if let Transform::ValueMap { case_insensitive, .. } = &mut self.transform {
+            *case_insensitive = true;
+        }
+        self
+    }
+
+    /// A value-map row that passes values it does not list through unchanged (a map that only renames some
+    /// values). No effect on other transforms.
+    pub fn keep_unmapped(mut self) -> FieldMap {
+        if let Transform::ValueMap { unmapped, .. } = &mut self.transform {
+            *unmapped = Unmapped::Keep;
+        }
+        self
     }
 }

@@ -93,30 +93,51 @@ proptest! {
     }
 
     #[test]
-    fn a_keyed_record_maps_or_names_the_field(src in arb_record(), key in "[A-Z0-9-]{1,20}") {
+    fn a_keyed_record_maps_or_names_the_field(src in arb_record(), key in "[A-Z0-9-]{1,20}", line in 1u32..9999) {
         for t in builtin_templates() {
             let mut src = src.clone();
-            src.insert(t.source_key.clone(), Value::from(key.clone()));
-            prop_assert_eq!(t.key_of(&src).unwrap(), key.clone());
+            let want = match &t.parent_key {
+                Some(parent) => {
+                    src.insert(parent.clone(), Value::from(key.clone()));
+                    src.insert(t.source_key.clone(), Value::from(line));
+                    format!("{key}/{line}")
+                }
+                None => {
+                    src.insert(t.source_key.clone(), Value::from(key.clone()));
+                    key.clone()
+                }
+            };
+            prop_assert_eq!(t.key_of(&src).unwrap(), want.clone());
             if let Err(e) = t.map(&src) {
-                prop_assert!(t.fields.iter().any(|f| f.target == e.field()), "{}", e);
-                prop_assert_eq!(e.record(), key.as_str());
+                // A target field, or (MissingKey) the source of a target key row.
+                let named = t.fields.iter().any(|f| f.target == e.field() || f.source.path() == Some(e.field()));
+                prop_assert!(named, "{}", e);
+                prop_assert_eq!(e.record(), want.as_str());
             }
         }
     }
 
-    /// A real account with a few fields swapped for anything: reaches every row, not just the first.
+    /// Each template's golden record with a few fields swapped for anything: reaches every row, not just the
+    /// first; binding the result never panics either.
     #[test]
-    fn a_mostly_valid_account_maps_or_fails_cleanly(
+    fn a_mostly_valid_record_maps_or_fails_cleanly(
         changes in prop::collection::vec((arb_key(&builtin_templates()), arb_json()), 0..5),
     ) {
-        let mut src = golden_account();
-        for (k, v) in changes {
-            src.insert(k, v);
-        }
         for t in builtin_templates() {
+            let mut src = golden_input(&t);
+            for (k, v) in &changes {
+                src.insert(k.clone(), v.clone());
+            }
+            let _ = t.passes_filter(&src);
             match t.map(&src) {
-                Ok(out) => prop_assert!(out.len() <= t.fields.len()),
+                Ok(out) => {
+                    prop_assert!(out.len() <= t.fields.len());
+                    let key = t.key_of(&src).unwrap();
+                    match t.bind(&key, &out, |lt, v| (v.len() % 2 == 0).then(|| lt.entity_set.clone())) {
+                        Ok(wire) => prop_assert!(wire.len() <= out.len()),
+                        Err(e) => prop_assert!(e.to_string().contains(&key)),
+                    }
+                }
                 Err(e) => prop_assert!(!e.to_string().is_empty()),
             }
         }
@@ -173,7 +194,70 @@ proptest! {
     }
 }
 
-fn golden_account() -> Record {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden/accounts-to-fno/account_full.json");
+fn golden_file(rel: &str) -> Record {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/golden").join(rel);
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn golden_account() -> Record {
+    golden_file("accounts-to-fno/account_full.json")
+}
+
+/// The golden source record of a template.
+fn golden_input(t: &Template) -> Record {
+    if t.flow == "accounts-to-fno" {
+        return golden_account();
+    }
+    golden_file(&format!("{}/{}.input.json", t.flow, t.name))
+}
+
+/// (flow, task, target) of every row of every template.
+fn all_rows() -> Vec<(String, String, String)> {
+    builtin_templates()
+        .into_iter()
+        .flat_map(|t| {
+            t.fields
+                .iter()
+                .map(|f| (t.flow.clone(), t.name.clone(), f.target.clone()))
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// The same on every template, through flow-level and task-level sections.
+    #[test]
+    fn arbitrary_task_overrides_apply_safely(
+        row in prop::sample::select(all_rows()),
+        task_level in any::<bool>(),
+        section in prop::sample::select(vec!["defaults", "value_maps", "disabled", "fields"]),
+        key in "[A-Za-z ]{0,8}",
+        value in arb_toml_value(),
+        mode in prop::sample::select(vec!["extend", "replace"]),
+        transform in prop::sample::select(vec!["copy", "default", "value_map", "country", "truncate", "bool"]),
+    ) {
+        let (flow, task, target) = row;
+        let table = if task_level { format!("{flow}.\"{task}\"") } else { flow.clone() };
+        let target_key = format!("{target:?}");
+        let text = match section {
+            "defaults" => format!("[{table}.defaults]\n{target_key} = {value}\n"),
+            "value_maps" => format!("[{table}.value_maps.{target_key}]\nmode = \"{mode}\"\nentries = {{ {key:?} = {value} }}\n"),
+            "disabled" => format!("[{table}]\ndisabled = [{target_key}]\n"),
+            _ => format!("[[{table}.fields]]\nsource = \"name\"\ntarget = {target_key}\ntransform = \"{transform}\"\nreplace = true\ndefault = {value}\n"),
+        };
+        match MappingOverrides::parse(&text, Format::Toml) {
+            Ok(o) => {
+                for mut t in builtin_templates() {
+                    prop_assert!(o.apply(&mut t).is_ok());
+                    let src = golden_input(&t);
+                    if let Ok(out) = t.map(&src) {
+                        let _ = t.bind("k", &out, |_, _| None);
+                    }
+                }
+            }
+            Err(e) => prop_assert!(e.to_string().contains("mapping overrides"), "{}", e),
+        }
+    }
 }

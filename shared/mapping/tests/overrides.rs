@@ -417,7 +417,318 @@ fn the_documented_example_file_loads_and_applies() {
     assert_eq!(out["DeliveryMode"], "UPS");
     assert!(!out.contains_key("PrimaryContactFax"));
     // A long name is cut where the template and the example say so.
-    let out = t.map(&account_with(json!({"paymenttermscode": 1, "name": long}))).unwrap();
+    let out = t
+        .map(&account_with(json!({"paymenttermscode": 1, "name": long})))
+        .unwrap();
     assert_eq!(out["NameAlias"], json!("N".repeat(20)));
     assert_eq!(out["DeliveryAddressDescription"], json!("N".repeat(60)));
+}
+
+// ---------------------------------------------------------------- flows with several templates
+
+fn applied_to(flow: &str, task: &str, text: &str) -> Template {
+    let mut t = p2c_mapping::template(flow, task).unwrap();
+    toml(text).apply(&mut t).unwrap_or_else(|e| panic!("{e}"));
+    t
+}
+
+fn input(flow: &str, task: &str) -> p2c_mapping::Record {
+    golden(&format!("{flow}/{task}.input.json"))
+}
+
+#[test]
+fn a_task_section_changes_only_its_template() {
+    let text = r#"
+        [quotes-to-fno.QuoteHeader.defaults]
+        DeliveryAddressDescription = "Ship to"
+
+        [quotes-to-fno.QuoteLine]
+        disabled = ["TotalDiscountAmount"]
+    "#;
+    let h = applied_to("quotes-to-fno", "QuoteHeader", text);
+    let l = applied_to("quotes-to-fno", "QuoteLine", text);
+    let out = h.map(&input("quotes-to-fno", "QuoteHeader")).unwrap();
+    assert_eq!(out["DeliveryAddressDescription"], "Ship to");
+    let out = l.map(&input("quotes-to-fno", "QuoteLine")).unwrap();
+    assert!(!out.contains_key("TotalDiscountAmount"));
+    assert_eq!(out["SalesPrice"], 250.0);
+    // The other flows are untouched.
+    let oh = applied_to("orders-to-fno", "OrderHeader", text);
+    assert_eq!(oh, p2c_mapping::template("orders-to-fno", "OrderHeader").unwrap());
+}
+
+#[test]
+fn a_flow_section_applies_wherever_the_target_is_mapped() {
+    // Units are mapped on the line only; currencies on both the header and the line.
+    let text = r#"
+        [quotes-to-fno.value_maps.SalesUnitSymbol]
+        entries = { "Each" = "ea" }
+
+        [orders-to-sales.value_maps."transactioncurrencyid.isocurrencycode"]
+        entries = { "USD" = "usd" }
+    "#;
+    let l = applied_to("quotes-to-fno", "QuoteLine", text);
+    let mut src = input("quotes-to-fno", "QuoteLine");
+    src.insert("uomid.name".into(), json!("EACH"));
+    assert_eq!(l.map(&src).unwrap()["SalesUnitSymbol"], "ea");
+    let h = applied_to("quotes-to-fno", "QuoteHeader", text);
+    assert_eq!(h, p2c_mapping::template("quotes-to-fno", "QuoteHeader").unwrap());
+    for task in ["OrderHeader", "OrderLine"] {
+        let t = applied_to("orders-to-sales", task, text);
+        let out = t.map(&input("orders-to-sales", task)).unwrap();
+        assert_eq!(out["transactioncurrencyid.isocurrencycode"], "usd", "{task}");
+    }
+}
+
+#[test]
+fn task_fields_add_the_optional_site_and_warehouse() {
+    let text = r#"
+        [[orders-to-fno.OrderLine.fields]]
+        target = "ShippingSiteId"
+        default = "1"
+
+        [[orders-to-fno.OrderLine.fields]]
+        target = "ShippingWarehouseId"
+        default = "13"
+    "#;
+    let l = applied_to("orders-to-fno", "OrderLine", text);
+    let out = l.map(&input("orders-to-fno", "OrderLine")).unwrap();
+    assert_eq!(
+        (&out["ShippingSiteId"], &out["ShippingWarehouseId"]),
+        (&json!("1"), &json!("13"))
+    );
+    assert_eq!(l.fields.len(), 9);
+}
+
+#[test]
+fn the_quote_header_quirk_can_be_replaced() {
+    let text = r#"
+        [[quotes-to-fno.QuoteHeader.fields]]
+        source = "shipto_line2"
+        target = "DeliveryAddressStreetNumber"
+        replace = true
+
+        [[quotes-to-fno.QuoteHeader.fields]]
+        source = "shipto_postalcode"
+        target = "DeliveryAddressZipCode"
+        replace = true
+    "#;
+    let h = applied_to("quotes-to-fno", "QuoteHeader", text);
+    let mut src = input("quotes-to-fno", "QuoteHeader");
+    src.insert("shipto_line2".into(), json!("Floor 3"));
+    let out = h.map(&src).unwrap();
+    assert_eq!(out["DeliveryAddressStreetNumber"], "Floor 3");
+    assert_eq!(out["DeliveryAddressZipCode"], "98101");
+    assert_eq!(h.fields[5].target, "DeliveryAddressStreetNumber", "replaced in place");
+}
+
+#[test]
+fn a_price_list_per_currency_for_orders_from_fno() {
+    let text = r#"
+        [[orders-to-sales.OrderHeader.fields]]
+        source = "CurrencyCode"
+        target = "pricelevelid.name"
+        transform = "value_map"
+        map = { "USD" = "CRM Service USA (sample)", "EUR" = "Price list EUR" }
+        replace = true
+    "#;
+    let h = applied_to("orders-to-sales", "OrderHeader", text);
+    let mut src = input("orders-to-sales", "OrderHeader");
+    src.insert("CurrencyCode".into(), json!("EUR"));
+    assert_eq!(h.map(&src).unwrap()["pricelevelid.name"], "Price list EUR");
+    src.insert("CurrencyCode".into(), json!("GBP"));
+    let err = h.map(&src).unwrap_err();
+    assert_eq!((err.record(), err.field()), ("ORD-01000-QWERTY", "pricelevelid.name"));
+}
+
+#[test]
+fn units_named_differently_in_sales() {
+    // Both directions: F&O symbol -> Sales name on products, Sales name -> symbol on quote lines.
+    let text = r#"
+        [products-to-sales.value_maps."defaultuomid.name"]
+        entries = { "ea" = "Each" }
+
+        [products-to-sales.ProductPriceListItem.value_maps."uomid.name"]
+        entries = { "hr" = "Hour" }
+
+        [quotes-to-fno.value_maps.SalesUnitSymbol]
+        entries = { "Each" = "ea" }
+    "#;
+    let p = applied_to("products-to-sales", "Products", text);
+    assert_eq!(
+        p.map(&input("products-to-sales", "Products")).unwrap()["defaultuomid.name"],
+        "Each"
+    );
+    let i = applied_to("products-to-sales", "ProductPriceListItem", text);
+    assert_eq!(
+        i.map(&input("products-to-sales", "ProductPriceListItem")).unwrap()["uomid.name"],
+        "Hour"
+    );
+    let l = applied_to("quotes-to-fno", "QuoteLine", text);
+    let mut src = input("quotes-to-fno", "QuoteLine");
+    src.insert("uomid.name".into(), json!("Each"));
+    assert_eq!(l.map(&src).unwrap()["SalesUnitSymbol"], "ea");
+}
+
+#[test]
+fn task_sections_in_json() {
+    let text = r#"{
+        "quotes-to-fno": {
+            "defaults": {"DeliveryAddressDescription": "Ship to"},
+            "QuoteLine": {
+                "fields": [{"target": "ShippingSiteId", "default": "2"}],
+                "disabled": ["TotalDiscountAmount"]
+            }
+        }
+    }"#;
+    let o = MappingOverrides::parse(text, Format::Json).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        o.flows["quotes-to-fno"].tasks["QuoteLine"].disabled,
+        ["TotalDiscountAmount"]
+    );
+    let mut l = p2c_mapping::template("quotes-to-fno", "QuoteLine").unwrap();
+    o.apply(&mut l).unwrap();
+    let out = l.map(&input("quotes-to-fno", "QuoteLine")).unwrap();
+    assert_eq!(out["ShippingSiteId"], "2");
+    let mut h = p2c_mapping::template("quotes-to-fno", "QuoteHeader").unwrap();
+    o.apply(&mut h).unwrap();
+    assert_eq!(
+        h.map(&input("quotes-to-fno", "QuoteHeader")).unwrap()["DeliveryAddressDescription"],
+        "Ship to"
+    );
+}
+
+#[test]
+fn the_accounts_task_can_be_named_too() {
+    let t = applied("[accounts-to-fno.\"Accounts - Customers\".defaults]\nCustomerGroupId = \"20\"\n");
+    assert_eq!(
+        t.map(&golden("accounts-to-fno/account_full.json")).unwrap()["CustomerGroupId"],
+        "20"
+    );
+}
+
+#[test]
+fn bad_task_sections_are_named() {
+    let err = toml_err("[quotes-to-fno.QuoteHedaer.defaults]\nDeliveryAddressDescription = \"x\"\n");
+    let msg = err.to_string();
+    assert!(
+        matches!(&err, OverrideError::UnknownField { field, .. } if field == "QuoteHedaer"),
+        "{msg}"
+    );
+    assert!(msg.contains("its tasks are QuoteHeader, QuoteLine"), "{msg}");
+    let msg = toml_err("[quotes-to-fno.quoteline]\ndisabled = []\n").to_string();
+    assert!(
+        msg.contains("unknown key `quoteline`") && msg.contains("line 1"),
+        "{msg}"
+    );
+    let msg = toml_err("[quotes-to-fno.Quoteline]\ndisabled = []\n").to_string();
+    assert!(msg.contains("did you mean QuoteLine"), "{msg}");
+    let msg = toml_err("[quotes-to-fno]\ndefualts = { SalesPrice = 1 }\n").to_string();
+    assert!(
+        msg.contains("unknown key `defualts`") && msg.contains(", line "),
+        "{msg}"
+    );
+    let msg = toml_err("[quotes-to-fno.QuoteLine.Extra]\ndisabled = []\n").to_string();
+    assert!(msg.contains("tasks do not nest"), "{msg}");
+
+    // Flow-level extra fields are ambiguous when a flow has several templates.
+    let msg = toml_err("[[quotes-to-fno.fields]]\ntarget = \"ShippingSiteId\"\ndefault = \"1\"\n").to_string();
+    assert!(
+        msg.contains("[quotes-to-fno.fields] ShippingSiteId")
+            && msg.contains("several templates (QuoteHeader, QuoteLine)")
+            && msg.contains("[[quotes-to-fno.QuoteHeader.fields]]"),
+        "{msg}"
+    );
+    // A flow-level target no template maps.
+    let msg = toml_err("[quotes-to-fno.defaults]\nShippingSiteId = \"1\"\n").to_string();
+    assert!(
+        msg.contains("no template of quotes-to-fno (QuoteHeader, QuoteLine) maps ShippingSiteId")
+            && msg.contains("[[quotes-to-fno.<task>.fields]]"),
+        "{msg}"
+    );
+    let msg = toml_err("[quotes-to-fno.defaults]\nsalesprice = 1\n").to_string();
+    assert!(msg.contains("did you mean SalesPrice"), "{msg}");
+    // A task-level target that task does not map.
+    let msg = toml_err("[quotes-to-fno.QuoteHeader.defaults]\nSalesPrice = 1\n").to_string();
+    assert!(
+        msg.contains("[quotes-to-fno.QuoteHeader.defaults] SalesPrice")
+            && msg.contains("CDSSalesQuotationHeaders has no field SalesPrice"),
+        "{msg}"
+    );
+    // Key fields of any template stay.
+    let msg = toml_err("[orders-to-fno]\ndisabled = [\"LineCreationSequenceNumber\"]\n").to_string();
+    assert!(msg.contains("part of the F&O key"), "{msg}");
+    let msg = toml_err("[orders-to-sales.OrderLine]\ndisabled = [\"salesorderid.ordernumber\"]\n").to_string();
+    assert!(msg.contains("part of the Sales key"), "{msg}");
+}
+
+#[test]
+fn sales_targets_and_fno_sources_are_checked() {
+    let msg = toml_err(
+        "[[orders-to-sales.OrderHeader.fields]]\ntarget = \"ownerid.fullname\"\nsource = \"SalesOrderName\"\n",
+    )
+    .to_string();
+    assert!(msg.contains("p2c cannot bind the lookup ownerid"), "{msg}");
+    let msg = toml_err(
+        "[[orders-to-sales.OrderHeader.fields]]\ntarget = \"pricelevelid@odata.bind\"\ndefault = \"x\"\nreplace = true\n",
+    )
+    .to_string();
+    assert!(
+        msg.contains("write a lookup as its path, e.g. pricelevelid.name"),
+        "{msg}"
+    );
+    let msg = toml_err(
+        "[[orders-to-sales.OrderHeader.fields]]\ntarget = \"RequestDeliveryBy\"\nsource = \"RequestedShippingDate\"\n",
+    )
+    .to_string();
+    assert!(
+        msg.contains("lower-case logical names, e.g. requestdeliveryby"),
+        "{msg}"
+    );
+    let msg = toml_err(
+        "[[orders-to-sales.OrderHeader.fields]]\ntarget = \"requestdeliveryby\"\nsource = \"RequestedShippingdate\"\n",
+    )
+    .to_string();
+    assert!(
+        msg.contains("CDSSalesOrderHeaders has no field RequestedShippingdate")
+            && msg.contains("did you mean RequestedShippingDate"),
+        "{msg}"
+    );
+    let msg =
+        toml_err("[[quotes-to-fno.QuoteHeader.fields]]\ntarget = \"OpportunityId\"\nsource = \"opportunityid.name\"\n")
+            .to_string();
+    assert!(msg.contains("p2c cannot resolve the lookup opportunityid"), "{msg}");
+    // A good one: the requested date from F&O.
+    let t = applied_to(
+        "orders-to-sales",
+        "OrderHeader",
+        "[[orders-to-sales.OrderHeader.fields]]\ntarget = \"requestdeliveryby\"\nsource = \"RequestedShippingDate\"\n",
+    );
+    let mut src = input("orders-to-sales", "OrderHeader");
+    src.insert("RequestedShippingDate".into(), json!("2026-03-10T12:00:00Z"));
+    assert_eq!(t.map(&src).unwrap()["requestdeliveryby"], "2026-03-10T12:00:00Z");
+}
+
+#[test]
+fn the_documented_example_file_applies_to_quotes_and_orders() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("p2c_mapping.example.toml");
+    let o = MappingOverrides::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let mut h = p2c_mapping::template("quotes-to-fno", "QuoteHeader").unwrap();
+    o.apply(&mut h).unwrap();
+    let mut src = input("quotes-to-fno", "QuoteHeader");
+    src.insert("shipto_line2".into(), json!("Floor 3"));
+    let out = h.map(&src).unwrap();
+    assert_eq!(out["DeliveryAddressStreetNumber"], "Floor 3");
+    assert_eq!(out["DeliveryAddressZipCode"], "98101");
+    let mut l = p2c_mapping::template("quotes-to-fno", "QuoteLine").unwrap();
+    o.apply(&mut l).unwrap();
+    let out = l.map(&input("quotes-to-fno", "QuoteLine")).unwrap();
+    assert_eq!(
+        (&out["ShippingSiteId"], &out["ShippingWarehouseId"]),
+        (&json!("1"), &json!("13"))
+    );
+    for t in p2c_mapping::builtin_templates() {
+        let mut t = t;
+        o.apply(&mut t).unwrap_or_else(|e| panic!("{}: {e}", t.name));
+    }
 }
