@@ -77,6 +77,31 @@ pub struct Api {
     pub(crate) scope: String,
     pub(crate) retry: RetryPolicy,
     pub(crate) stats: Arc<Mutex<RequestStats>>,
+    pub(crate) dry_run: Option<Arc<DryRun>>,
+}
+
+/// A write that a dry run recorded instead of sending.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PlannedWrite {
+    pub service: &'static str,
+    pub method: String,
+    pub url: String,
+    pub body: Option<serde_json::Value>,
+}
+
+/// Dry-run mode: reads go to the service, writes are recorded here and answered as if they succeeded.
+#[derive(Default, Debug)]
+pub struct DryRun {
+    planned: Mutex<Vec<PlannedWrite>>,
+}
+
+impl DryRun {
+    pub fn record(&self, w: PlannedWrite) {
+        self.planned.lock().unwrap_or_else(|p| p.into_inner()).push(w);
+    }
+    pub fn planned(&self) -> Vec<PlannedWrite> {
+        self.planned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 /// reqwest errors print the URL; our URLs carry no secrets, but keep the text short and stable.
@@ -116,12 +141,23 @@ impl Api {
             scope,
             retry: RetryPolicy::default(),
             stats: Default::default(),
+            dry_run: None,
         }
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
         self
+    }
+
+    /// Records writes in `dry` instead of sending them.
+    pub fn with_dry_run(mut self, dry: Arc<DryRun>) -> Self {
+        self.dry_run = Some(dry);
+        self
+    }
+
+    pub fn dry_run(&self) -> Option<&Arc<DryRun>> {
+        self.dry_run.as_ref()
     }
 
     pub fn base_url(&self) -> &str {
@@ -162,6 +198,9 @@ impl Api {
         build: impl Fn(RequestBuilder) -> RequestBuilder,
     ) -> Result<Response, DynamicsError> {
         let path = url.strip_prefix(&self.base_url).unwrap_or(url).to_string();
+        if let (Some(dry), true) = (&self.dry_run, method != Method::GET) {
+            return Ok(self.plan(dry, method, url, build));
+        }
         let mut attempts = 0u32;
         let mut throttled = 0u32;
         let mut refreshed = false;
@@ -245,6 +284,37 @@ impl Api {
             tracing::info!(service = self.service, attempt = attempts, wait_ms = wait.as_millis() as u64, error = %err, "transient failure; retrying");
             tokio::time::sleep(wait).await;
         }
+    }
+
+    /// Records a write and answers it as the service would on success (a new id for a Dataverse create).
+    fn plan(
+        &self,
+        dry: &DryRun,
+        method: Method,
+        url: &str,
+        build: impl Fn(RequestBuilder) -> RequestBuilder,
+    ) -> Response {
+        let body = build(self.http.request(method.clone(), url))
+            .build()
+            .ok()
+            .and_then(|r| r.body().and_then(|b| b.as_bytes()).map(<[u8]>::to_vec))
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        dry.record(PlannedWrite {
+            service: self.service,
+            method: method.to_string(),
+            url: url.to_string(),
+            body: body.clone(),
+        });
+        let mut resp = http::Response::builder().status(if method == Method::POST { 201 } else { 204 });
+        if method == Method::POST {
+            resp = resp.header("OData-EntityId", format!("{url}({})", uuid::Uuid::new_v4()));
+        }
+        let text = if method == Method::POST {
+            body.map(|b| b.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Response::from(resp.body(text).unwrap_or_default())
     }
 
     /// GET returning JSON.

@@ -1,5 +1,6 @@
-//! OData `$batch` (multipart/mixed) for both services. Each operation goes in its own change set: atomic per
-//! record, and one bad record cannot roll back its neighbours.
+//! OData `$batch` (multipart/mixed) for both services. [`build`] puts each operation in its own change set:
+//! atomic per record, and one bad record cannot roll back its neighbours. [`build_sets`] puts several operations
+//! in one change set (a document header and its lines): all of them are written, or none.
 
 use crate::{api::error_text, error::DynamicsError};
 
@@ -51,33 +52,114 @@ impl BatchResult {
 
 /// Serialises the operations, one change set each (Content-ID = position + 1).
 pub fn build(batch_boundary: &str, ops: &[BatchOp]) -> String {
+    let sets: Vec<&[BatchOp]> = ops.chunks(1).collect();
+    build_sets(batch_boundary, &sets)
+}
+
+/// Serialises change sets: the operations of one set are atomic (the service rolls all of them back when one
+/// fails) and run in order, so a header created first is there for its lines. Content-IDs number the operations
+/// across the whole batch (1, 2, ...), in order.
+pub fn build_sets<S: AsRef<[BatchOp]>>(batch_boundary: &str, sets: &[S]) -> String {
     let mut out = String::new();
-    for (i, op) in ops.iter().enumerate() {
+    let mut content_id = 0usize;
+    for (i, set) in sets.iter().enumerate() {
         let cs = format!("changeset_{batch_boundary}_{i}");
         out.push_str(&format!(
             "--{batch_boundary}\r\nContent-Type: multipart/mixed; boundary={cs}\r\n\r\n"
         ));
-        out.push_str(&format!(
-            "--{cs}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {}\r\n\r\n",
-            i + 1
-        ));
-        out.push_str(&format!("{} {} HTTP/1.1\r\n", op.method, op.url));
-        out.push_str("OData-Version: 4.0\r\nOData-MaxVersion: 4.0\r\nAccept: application/json\r\n");
-        for (k, v) in &op.headers {
-            out.push_str(&format!("{k}: {v}\r\n"));
-        }
-        match &op.body {
-            Some(body) => {
-                out.push_str("Content-Type: application/json; type=entry\r\n\r\n");
-                out.push_str(&body.to_string());
-                out.push_str("\r\n");
+        for op in set.as_ref() {
+            content_id += 1;
+            out.push_str(&format!(
+                "--{cs}\r\nContent-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {content_id}\r\n\r\n"
+            ));
+            out.push_str(&format!("{} {} HTTP/1.1\r\n", op.method, op.url));
+            out.push_str("OData-Version: 4.0\r\nOData-MaxVersion: 4.0\r\nAccept: application/json\r\n");
+            for (k, v) in &op.headers {
+                out.push_str(&format!("{k}: {v}\r\n"));
             }
-            None => out.push_str("\r\n"),
+            match &op.body {
+                Some(body) => {
+                    out.push_str("Content-Type: application/json; type=entry\r\n\r\n");
+                    out.push_str(&body.to_string());
+                    out.push_str("\r\n");
+                }
+                None => out.push_str("\r\n"),
+            }
         }
         out.push_str(&format!("--{cs}--\r\n"));
     }
     out.push_str(&format!("--{batch_boundary}--\r\n"));
     out
+}
+
+/// What became of one change set of [`build_sets`].
+#[derive(Clone, Debug)]
+pub enum SetResult {
+    /// Every operation succeeded: one result per operation, in order.
+    Done(Vec<BatchResult>),
+    /// The set was rolled back. `op` is the position (in the set) of the operation that failed, when the
+    /// service said which (by Content-ID); `result` is its answer.
+    Failed { op: Option<usize>, result: BatchResult },
+    /// The service answered nothing for this set (it stopped processing the batch earlier): nothing was written.
+    NotRun,
+}
+
+/// Parses the answer to [`build_sets`]: one [`SetResult`] per change set, in request order. Each top-level part
+/// of the answer belongs to one change set; a failed set collapses to a single error response (F&O, and
+/// Dataverse without continue-on-error), so a set is done only when every operation has a success.
+pub fn parse_sets(content_type: &str, body: &str, sizes: &[usize]) -> Result<Vec<SetResult>, String> {
+    let boundary = boundary_of(content_type).ok_or_else(|| format!("no boundary in content type {content_type:?}"))?;
+    let mut top: Vec<Vec<(Option<usize>, BatchResult)>> = Vec::new();
+    let delim = format!("--{boundary}");
+    for raw in body.split(&delim).skip(1) {
+        if raw.starts_with("--") {
+            break;
+        }
+        let mut part = Vec::new();
+        collect(&boundary, &format!("{delim}{raw}{delim}--"), &mut part, 0)?;
+        top.push(part);
+    }
+    if top.len() > sizes.len() {
+        return Err(format!(
+            "batch response holds {} parts for {} change sets",
+            top.len(),
+            sizes.len()
+        ));
+    }
+    let mut first_id = 1usize;
+    let mut out = Vec::with_capacity(sizes.len());
+    for (i, &n) in sizes.iter().enumerate() {
+        let ids = first_id..first_id + n;
+        first_id += n;
+        let Some(part) = top.get(i) else {
+            out.push(SetResult::NotRun);
+            continue;
+        };
+        if let Some((cid, r)) = part.iter().find(|(_, r)| !r.is_success()) {
+            let op = cid.filter(|c| ids.contains(c)).map(|c| c - ids.start);
+            out.push(SetResult::Failed {
+                op,
+                result: r.clone(),
+            });
+            continue;
+        }
+        if part.len() != n {
+            return Err(format!(
+                "change set {} of the batch has {} results for {n} operations",
+                i + 1,
+                part.len()
+            ));
+        }
+        // Content-IDs, when echoed, put the results in operation order.
+        let mut results: Vec<(usize, BatchResult)> = part
+            .iter()
+            .enumerate()
+            .map(|(pos, (cid, r))| (cid.filter(|c| ids.contains(c)).map_or(pos, |c| c - ids.start), r.clone()))
+            .collect();
+        results.sort_by_key(|(pos, _)| *pos);
+        out.push(SetResult::Done(results.into_iter().map(|(_, r)| r).collect()));
+    }
+    Ok(out)
 }
 
 /// Parses a batch response into one result per operation, in request order.
@@ -208,6 +290,38 @@ HTTP/1.1 204 No Content\r\nOData-Version: 4.0\r\n\r\n\r\n--changesetresponse_b--
         assert_eq!(r[0].status, 204);
         assert_eq!(r[1].status, 500);
         assert!(r[1].body.contains("Write failed"));
+    }
+
+    #[test]
+    fn change_sets_number_operations_across_the_batch() {
+        let op = |m: &'static str| BatchOp {
+            method: m,
+            url: "https://x/data/E".into(),
+            body: None,
+            headers: vec![],
+        };
+        let text = build_sets("b", &[vec![op("POST"), op("POST")], vec![op("DELETE")]]);
+        assert_eq!(text.matches("Content-Type: multipart/mixed; boundary=changeset_b_").count(), 2);
+        assert!(text.contains("Content-ID: 1\r\n") && text.contains("Content-ID: 3\r\n"));
+        assert_eq!(build("b", &[op("POST")]), build_sets("b", &[vec![op("POST")]]));
+    }
+
+    #[test]
+    fn parses_change_set_results() {
+        // Set 1 (ops 1-2) succeeded, set 2 (ops 3-4) failed at op 4, set 3 never ran.
+        let body = "--r\r\nContent-Type: multipart/mixed; boundary=c1\r\n\r\n\
+--c1\r\nContent-Type: application/http\r\nContent-ID: 2\r\n\r\nHTTP/1.1 201 Created\r\n\r\n{\"n\":2}\r\n\
+--c1\r\nContent-Type: application/http\r\nContent-ID: 1\r\n\r\nHTTP/1.1 201 Created\r\n\r\n{\"n\":1}\r\n--c1--\r\n\
+--r\r\nContent-Type: multipart/mixed; boundary=c2\r\n\r\n\
+--c2\r\nContent-Type: application/http\r\nContent-ID: 4\r\n\r\nHTTP/1.1 500 Internal Server Error\r\n\r\n{\"error\":{}}\r\n--c2--\r\n\
+--r--\r\n";
+        let r = parse_sets("multipart/mixed; boundary=r", body, &[2, 2, 1]).unwrap();
+        match &r[0] {
+            SetResult::Done(v) => assert_eq!((v[0].body.as_str(), v[1].body.as_str()), ("{\"n\":1}", "{\"n\":2}")),
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(&r[1], SetResult::Failed { op: Some(1), result } if result.status == 500));
+        assert!(matches!(r[2], SetResult::NotRun));
     }
 
     #[test]

@@ -198,6 +198,9 @@ pub(crate) async fn send_batch(
     if ops.is_empty() {
         return Ok(Vec::new());
     }
+    if let Some(dry) = &api.dry_run {
+        return Ok(ops.iter().map(|op| planned_result(api.service, dry, op)).collect());
+    }
     let boundary = format!("batch_{}", uuid::Uuid::new_v4());
     let body = batch::build(&boundary, ops);
     let ct = format!("multipart/mixed; boundary={boundary}");
@@ -227,6 +230,30 @@ pub(crate) async fn send_batch(
         what: "$batch".into(),
         message,
     })
+}
+
+/// A batch operation recorded by a dry run, answered as a success.
+fn planned_result(service: &'static str, dry: &crate::api::DryRun, op: &BatchOp) -> BatchResult {
+    dry.record(crate::api::PlannedWrite {
+        service,
+        method: op.method.to_string(),
+        url: op.url.clone(),
+        body: op.body.clone(),
+    });
+    let create = op.method == "POST";
+    BatchResult {
+        status: if create { 201 } else { 204 },
+        headers: if create {
+            vec![("OData-EntityId".into(), format!("{}({})", op.url, uuid::Uuid::new_v4()))]
+        } else {
+            vec![]
+        },
+        body: if create {
+            op.body.as_ref().map(|b| b.to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        },
+    }
 }
 
 pub(crate) fn rows_of(v: &Value, what: &str, service: &'static str) -> Result<Vec<Record>, DynamicsError> {

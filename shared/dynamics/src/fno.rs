@@ -9,7 +9,7 @@ use crate::{
     Record,
     api::Api,
     auth::TokenCache,
-    batch::{BatchOp, BatchResult},
+    batch::{self, BatchOp, BatchResult, SetResult},
     dataverse::{rows_of, send_batch},
     error::DynamicsError,
     odata,
@@ -135,6 +135,35 @@ impl Fno {
         }
     }
 
+    /// Key URL for typed key values (see [`odata::key_predicate_json`]): needed where a key part is a number.
+    pub fn key_url_json(&self, entity_set: &str, key: &[(&str, &Value)]) -> String {
+        format!(
+            "{}/data/{}?cross-company=true",
+            self.api.base_url,
+            odata::key_predicate_json(entity_set, key)
+        )
+    }
+
+    /// The update operation on a key with typed values.
+    pub fn update_op_json(&self, entity_set: &str, key: &[(&str, &Value)], body: Value) -> BatchOp {
+        BatchOp {
+            method: "PATCH",
+            url: self.key_url_json(entity_set, key),
+            body: Some(body),
+            headers: vec![],
+        }
+    }
+
+    /// The delete operation on a key with typed values (404 when the row is already gone).
+    pub fn delete_op_json(&self, entity_set: &str, key: &[(&str, &Value)]) -> BatchOp {
+        BatchOp {
+            method: "DELETE",
+            url: self.key_url_json(entity_set, key),
+            body: None,
+            headers: vec![],
+        }
+    }
+
     pub async fn create(&self, entity_set: &str, body: &Value) -> Result<Record, DynamicsError> {
         let url = self.set_url(entity_set);
         let resp = self.api.send(Method::POST, &url, entity_set, |r| r.json(body)).await?;
@@ -151,5 +180,67 @@ impl Fno {
     /// One `$batch` with each operation in its own change set; F&O answers 200 with a result per part.
     pub async fn batch(&self, ops: &[BatchOp]) -> Result<Vec<BatchResult>, DynamicsError> {
         send_batch(&self.api, &format!("{}/data/$batch", self.api.base_url), ops, true).await
+    }
+
+    /// One `$batch` of change sets: the operations of a set are written all or none (a document header with its
+    /// lines), in order. Sent with `Prefer: odata.continue-on-error` so one failed set does not stop the rest.
+    pub async fn batch_sets(&self, sets: &[Vec<BatchOp>]) -> Result<Vec<SetResult>, DynamicsError> {
+        let sets: Vec<&Vec<BatchOp>> = sets.iter().filter(|s| !s.is_empty()).collect();
+        if sets.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(dry) = &self.api.dry_run {
+            // A dry run records the writes and answers them as done.
+            let mut out = Vec::new();
+            for set in &sets {
+                for op in set.iter() {
+                    dry.record(crate::api::PlannedWrite {
+                        service: self.api.service,
+                        method: op.method.to_string(),
+                        url: op.url.clone(),
+                        body: op.body.clone(),
+                    });
+                }
+                let done = set
+                    .iter()
+                    .map(|op| BatchResult {
+                        status: if op.method == "POST" { 201 } else { 204 },
+                        ..Default::default()
+                    })
+                    .collect();
+                out.push(SetResult::Done(done));
+            }
+            return Ok(out);
+        }
+        let boundary = format!("batch_{}", uuid::Uuid::new_v4());
+        let body = batch::build_sets(&boundary, &sets);
+        let ct = format!("multipart/mixed; boundary={boundary}");
+        let url = format!("{}/data/$batch", self.api.base_url);
+        let resp = self
+            .api
+            .send(Method::POST, &url, "$batch", |r| {
+                r.header("Content-Type", ct.as_str())
+                    .header("Prefer", "odata.continue-on-error")
+                    .body(body.clone())
+            })
+            .await?;
+        let resp_ct = resp
+            .headers()
+            .get("Content-Type")
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let text = resp.text().await.map_err(|e| DynamicsError::Transport {
+            service: self.api.service,
+            method: "POST".into(),
+            path: "$batch".into(),
+            message: crate::api::redact(&e),
+        })?;
+        let sizes: Vec<usize> = sets.iter().map(|s| s.len()).collect();
+        batch::parse_sets(&resp_ct, &text, &sizes).map_err(|message| DynamicsError::Decode {
+            service: self.api.service,
+            what: "$batch".into(),
+            message,
+        })
     }
 }

@@ -12,9 +12,9 @@ pub mod error;
 pub mod fno;
 pub mod odata;
 
-pub use api::{Api, RequestStats, RetryPolicy};
+pub use api::{Api, DryRun, PlannedWrite, RequestStats, RetryPolicy};
 pub use auth::{Credentials, Secret, TokenCache};
-pub use batch::{BatchOp, BatchResult};
+pub use batch::{BatchOp, BatchResult, SetResult};
 pub use dataverse::{ChangePage, Dataverse};
 pub use error::DynamicsError;
 pub use fno::Fno;

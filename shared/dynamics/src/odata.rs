@@ -72,6 +72,23 @@ pub fn key_predicate(entity_set: &str, key: &[(&str, &str)]) -> String {
     format!("{entity_set}({})", parts.join(","))
 }
 
+/// Like [`key_predicate`] for typed key values: text single-quoted (escaped), numbers bare
+/// (`LineCreationSequenceNumber=3`, an `Edm.Int32` key that F&O refuses as `'3'`). Anything else is written as text.
+pub fn key_predicate_json(entity_set: &str, key: &[(&str, &serde_json::Value)]) -> String {
+    let parts: Vec<String> = key
+        .iter()
+        .map(|(k, v)| {
+            let lit = match v {
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::String(s) => string_literal(s),
+                other => string_literal(&other.to_string()),
+            };
+            format!("{k}={}", utf8_percent_encode(&lit, PATH_SEGMENT))
+        })
+        .collect();
+    format!("{entity_set}({})", parts.join(","))
+}
+
 /// Builds `?a=b&c=d` with the option names left as `$name` and values encoded.
 pub fn query(options: &[(&str, String)]) -> String {
     let mut out = String::new();
@@ -115,6 +132,22 @@ mod tests {
         assert_eq!(
             key_predicate("CustomersV2", &[("dataAreaId", "usmf"), ("CustomerAccount", "A'B/C é")]),
             "CustomersV2(dataAreaId='usmf',CustomerAccount='A''B%2FC%20%C3%A9')"
+        );
+    }
+
+    #[test]
+    fn typed_key_predicate() {
+        let (c, n, q) = (
+            serde_json::json!("usmf"),
+            serde_json::json!(3),
+            serde_json::json!("QUO'1"),
+        );
+        assert_eq!(
+            key_predicate_json(
+                "CDSSalesQuotationLines",
+                &[("dataAreaId", &c), ("LineCreationSequenceNumber", &n), ("SalesQuotationNumber", &q)]
+            ),
+            "CDSSalesQuotationLines(dataAreaId='usmf',LineCreationSequenceNumber=3,SalesQuotationNumber='QUO''1')"
         );
     }
 

@@ -44,6 +44,8 @@ pub struct Queues {
     client: Client,
     prefix: String,
     requests: Arc<AtomicU64>,
+    /// Dry run: nothing is sent.
+    dry_run: bool,
 }
 
 impl Queues {
@@ -52,6 +54,7 @@ impl Queues {
             client,
             prefix: prefix.into(),
             requests: Arc::new(AtomicU64::new(0)),
+            dry_run: false,
         }
     }
 
@@ -163,7 +166,16 @@ impl Queues {
 
     /// Send message bodies in batches of 10. Entries SQS rejects are retried once; an entry failing twice
     /// is an error that names it (earlier entries have been sent by then).
+    /// Queues that never send (`p2c run --dry-run`).
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
+    }
+
     pub async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), StateError> {
+        if self.dry_run {
+            return Ok(());
+        }
         let indexed: Vec<(usize, &str)> = bodies.iter().map(String::as_str).enumerate().collect();
         for chunk in indexed.chunks(BATCH) {
             let mut failed = self.send_chunk(queue_url, chunk).await?;

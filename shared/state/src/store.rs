@@ -129,6 +129,8 @@ pub struct StateStore {
     client: Client,
     table: String,
     requests: Arc<AtomicU64>,
+    /// Dry run: reads happen, writes are skipped (and leases always granted), so nothing changes.
+    dry_run: bool,
 }
 
 impl StateStore {
@@ -137,7 +139,14 @@ impl StateStore {
             client,
             table: table.into(),
             requests: Arc::new(AtomicU64::new(0)),
+            dry_run: false,
         }
+    }
+
+    /// A store that reads but never writes (`p2c run --dry-run`).
+    pub fn dry_run(mut self) -> Self {
+        self.dry_run = true;
+        self
     }
 
     pub fn table(&self) -> &str {
@@ -312,6 +321,9 @@ impl StateStore {
             version,
             updated_at: now_rfc3339(),
         };
+        if self.dry_run {
+            return Ok(wm);
+        }
         let mut req = self
             .client
             .put_item()
@@ -360,6 +372,9 @@ impl StateStore {
 
     /// Remove the watermark so the next run starts from scratch (full resync / backfill).
     pub async fn delete_watermark(&self, flow: &str, company: &str) -> Result<(), StateError> {
+        if self.dry_run {
+            return Ok(());
+        }
         check_part("flow", flow)?;
         check_part("company", company)?;
         let pk = watermark_pk(flow, company);
@@ -446,6 +461,9 @@ impl StateStore {
 
     /// Store links (insert or replace). When the same link appears twice the last one wins.
     pub async fn put_links(&self, links: &[Link]) -> Result<(), StateError> {
+        if self.dry_run {
+            return Ok(());
+        }
         // BatchWriteItem rejects a batch that names the same key twice: keep the last occurrence.
         let mut index: HashMap<String, usize> = HashMap::with_capacity(links.len());
         let mut unique: Vec<(String, &Link)> = Vec::with_capacity(links.len());
@@ -601,6 +619,14 @@ impl StateStore {
         let pk = lease_pk(flow, company);
         let now = now_epoch();
         let expires = expiry(ttl);
+        if self.dry_run {
+            return Ok(Some(Lease {
+                flow: flow.into(),
+                company: company.into(),
+                owner: owner.into(),
+                expires_at_epoch: expires,
+            }));
+        }
         self.bump();
         let res = self
             .client
@@ -642,6 +668,9 @@ impl StateStore {
     /// Extend a held lease by `ttl` from now. `false`: the lease was taken over (or released) meanwhile —
     /// stop writing and let the new holder finish.
     pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StateError> {
+        if self.dry_run {
+            return Ok(true);
+        }
         let pk = lease_pk(&lease.flow, &lease.company);
         let expires = expiry(ttl);
         self.bump();
@@ -676,6 +705,9 @@ impl StateStore {
     /// Give the lease up. If someone else has taken it over meanwhile, their lease is left alone and this
     /// returns `Ok` with a warning (the run's watermark write is what guards against overlapping work).
     pub async fn release_lease(&self, lease: &Lease) -> Result<(), StateError> {
+        if self.dry_run {
+            return Ok(());
+        }
         let pk = lease_pk(&lease.flow, &lease.company);
         self.bump();
         let res = self
@@ -726,6 +758,9 @@ impl StateStore {
     /// Store a run record (kept 30 days through TTL). Writing the same `started_at` and `run_id` again
     /// replaces the record, so a run may write a provisional record at start and the final one at the end.
     pub async fn put_run(&self, run: &RunRecord) -> Result<(), StateError> {
+        if self.dry_run {
+            return Ok(());
+        }
         check_part("flow", &run.flow)?;
         check_part("company", &run.company)?;
         if run.run_id.is_empty() {

@@ -153,7 +153,10 @@ async fn links_round_trip_in_batches_and_count_requests() {
     // 250 links + their 250 history entries = 20 BatchWriteItem calls of 25 (moto never returns unprocessed items).
     assert_eq!(store.request_count() - before, 20);
     // Each link write left an audit entry with the link's content.
-    let hist = store.history("account", "usmf", "sales", &links[4].source_key, 10).await.unwrap();
+    let hist = store
+        .history("account", "usmf", "sales", &links[4].source_key, 10)
+        .await
+        .unwrap();
     assert_eq!(hist, vec![links[4].clone()]);
     store.put_links(&[decoy.clone(), decoy2.clone()]).await.unwrap();
 

@@ -58,6 +58,8 @@ pub struct Config {
     pub max_attempts: u32,
     pub lease_ttl: Duration,
     pub http_timeout: Duration,
+    /// Read and map as a real run would, write nothing anywhere (set by `p2c run --dry-run`, not by env).
+    pub dry_run: bool,
 }
 
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
@@ -120,6 +122,7 @@ impl Config {
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
             lease_ttl: Duration::from_secs(num("P2C_LEASE_SECONDS", 900)?),
             http_timeout: Duration::from_secs(num("P2C_HTTP_TIMEOUT_SECONDS", 60)?),
+            dry_run: false,
         })
     }
 

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use p2c_dynamics::{Credentials, Dataverse, Fno, RequestStats, Secret, TokenCache};
+use p2c_dynamics::{Api, Credentials, Dataverse, DryRun, Fno, RequestStats, Secret, TokenCache};
 use p2c_mapping::MappingOverrides;
 use p2c_state::{QueuePair, Queues, StateStore};
 use tokio::sync::Mutex;
@@ -22,6 +22,8 @@ pub struct Deps {
     pub state: StateStore,
     pub queues: Queues,
     pub lookups: Lookups,
+    /// Set in a dry run: the writes that would have been made.
+    pub dry_run: Option<Arc<DryRun>>,
     flows: HashMap<FlowName, SalesToFno>,
     /// Every flow's templates in run order, with the P2C_MAPPING overrides applied.
     templates: HashMap<FlowName, Vec<p2c_mapping::Template>>,
@@ -46,10 +48,20 @@ impl Deps {
                 client_secret: secret,
             },
         ));
-        let sales = Dataverse::new(http.clone(), tokens.clone(), &cfg.sales_url).with_page_size(cfg.page_size);
-        let fno = Fno::new(http, tokens.clone(), &cfg.fno_url);
-        let state = StateStore::new(aws_sdk_dynamodb::Client::new(aws), cfg.table.clone());
-        let queues = Queues::new(aws_sdk_sqs::Client::new(aws), cfg.queue_prefix.clone());
+        let mut sales_api = Api::new("sales", http.clone(), tokens.clone(), &cfg.sales_url);
+        let mut fno_api = Api::new("fno", http, tokens.clone(), &cfg.fno_url);
+        let mut state = StateStore::new(aws_sdk_dynamodb::Client::new(aws), cfg.table.clone());
+        let mut queues = Queues::new(aws_sdk_sqs::Client::new(aws), cfg.queue_prefix.clone());
+        let dry_run = cfg.dry_run.then(|| Arc::new(DryRun::default()));
+        if let Some(d) = &dry_run {
+            // Reads go out as usual; every write to Dynamics, DynamoDB and SQS is recorded or skipped.
+            sales_api = sales_api.with_dry_run(d.clone());
+            fno_api = fno_api.with_dry_run(d.clone());
+            state = state.dry_run();
+            queues = queues.dry_run();
+        }
+        let sales = Dataverse::from_api(sales_api).with_page_size(cfg.page_size);
+        let fno = Fno::from_api(fno_api);
         let overrides = match &cfg.mapping {
             Some(path) => Some(MappingOverrides::load(path).map_err(|e| SyncError::Mapping(e.to_string()))?),
             None => None,
@@ -86,6 +98,7 @@ impl Deps {
             state,
             queues,
             lookups: Lookups::default(),
+            dry_run,
             flows,
             templates,
             business_units: Default::default(),

@@ -84,25 +84,46 @@ pub async fn init(as_json: bool) -> Result<bool> {
 }
 
 async fn deps_from_env() -> Result<Deps> {
-    let cfg = Config::from_env()?;
+    deps_with(false).await
+}
+
+async fn deps_with(dry_run: bool) -> Result<Deps> {
+    let mut cfg = Config::from_env()?;
+    cfg.dry_run = dry_run;
     let aws = p2c_state::aws_config(None).await;
     Ok(Deps::new(cfg, &aws).await?)
 }
 
-pub async fn run(flow_name: &str, company: Option<&str>, full_resync: bool, as_json: bool) -> Result<bool> {
+pub async fn run(
+    flow_name: &str,
+    company: Option<&str>,
+    full_resync: bool,
+    dry_run: bool,
+    as_json: bool,
+) -> Result<bool> {
     let f = flow(flow_name)?;
-    let deps = deps_from_env().await?;
+    let deps = deps_with(dry_run).await?;
     let companies: Vec<String> = match company {
         Some(c) => vec![c.to_string()],
         None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
     };
     let opts = RunOptions {
         full_resync,
-        trigger: "cli".into(),
+        trigger: if dry_run { "dry-run" } else { "cli" }.into(),
     };
     let mut reports = Vec::new();
     for c in companies {
         reports.push(run_flow(&deps, f, &c, &opts).await?);
+    }
+    if let Some(dry) = &deps.dry_run {
+        let planned = crate::dry::diff_planned(&deps, dry.planned()).await?;
+        if as_json {
+            println!("{}", json!({ "dry_run": true, "runs": reports, "planned": planned }));
+        } else {
+            print_reports(&reports, false);
+            crate::dry::print(&planned);
+        }
+        return Ok(reports.iter().all(|r| r.failed == 0));
     }
     print_reports(&reports, as_json);
     Ok(reports.iter().all(|r| r.failed == 0))

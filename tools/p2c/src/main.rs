@@ -1,6 +1,7 @@
 //! `p2c`: the operator CLI. The same handlers as the Lambdas run underneath.
 
 mod commands;
+mod dry;
 mod local;
 mod ops;
 
@@ -41,6 +42,9 @@ enum Cmd {
         /// Ignore the watermark and re-read everything (no duplicates: links and keys are checked).
         #[arg(long)]
         full_resync: bool,
+        /// Read and map as a real run would and print, per record, the fields that would change; write nothing.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Process the flow's queue until it is empty, as the SQS trigger would.
     Drain { flow: String },
@@ -91,7 +95,8 @@ async fn main() -> std::process::ExitCode {
             flow,
             company,
             full_resync,
-        } => commands::run(&flow, company.as_deref(), full_resync, cli.json).await,
+            dry_run,
+        } => commands::run(&flow, company.as_deref(), full_resync, dry_run, cli.json).await,
         Cmd::Drain { flow } => commands::drain(&flow, cli.json).await,
         Cmd::Replay { flow, limit, dry_run } => commands::replay(&flow, limit, dry_run, cli.json).await,
         Cmd::Status { flow } => commands::status(flow.as_deref(), cli.json).await,

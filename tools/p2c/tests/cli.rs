@@ -31,7 +31,10 @@ fn p2c(env: &Env, args: &[&str]) -> (i32, Value) {
         .expect("p2c runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!("p2c {args:?} printed no JSON ({e}): {stdout}\nstderr: {}", String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "p2c {args:?} printed no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
     });
     (out.status.code().unwrap_or(-1), v)
 }
@@ -67,7 +70,8 @@ async fn init_run_status_links_replay_drain() {
     assert_eq!(v["history"].as_array().unwrap().len(), 1);
 
     // A dead-lettered message: dry run moves nothing, replay moves it, drain processes it.
-    env.sb.sales_update("accounts", id, serde_json::json!({"name": "Replayed Co"}));
+    env.sb
+        .sales_update("accounts", id, serde_json::json!({"name": "Replayed Co"}));
     let pair = env.deps.queue_pair(FlowName::AccountsToFno).await.unwrap();
     let body = Message::new("accounts-to-fno", "usmf", vec![id.to_string()], Reason::Retry).to_body();
     env.deps.queues.send(&pair.dlq_url, &[body]).await.unwrap();
@@ -80,13 +84,73 @@ async fn init_run_status_links_replay_drain() {
     let (code, v) = p2c(&env, &["drain", "accounts-to-fno"]);
     assert_eq!(code, 0, "{v}");
     assert_eq!(v["runs"][0]["written"], 1);
-    let c = env.customers("usmf").into_iter().find(|c| c["CustomerAccount"] == account["accountnumber"]).unwrap();
+    let c = env
+        .customers("usmf")
+        .into_iter()
+        .find(|c| c["CustomerAccount"] == account["accountnumber"])
+        .unwrap();
     assert_eq!(c["OrganizationName"], "Replayed Co");
     let (_, v) = p2c(&env, &["status", "accounts-to-fno"]);
-    assert_eq!((v["flows"][0]["queues"]["dlq"].as_u64(), v["flows"][0]["queues"]["queue_visible"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (
+            v["flows"][0]["queues"]["dlq"].as_u64(),
+            v["flows"][0]["queues"]["queue_visible"].as_u64()
+        ),
+        (Some(0), Some(0))
+    );
 
     // A flow that does not exist is refused with a reason, not a panic.
-    let out = Command::new(env!("CARGO_BIN_EXE_p2c")).args(["run", "nope"]).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_p2c"))
+        .args(["run", "nope"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown flow"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dry_run_shows_field_changes_and_writes_nothing() {
+    let env = Env::start(12).await;
+    let writes = |env: &Env| env.sb.requests().iter().filter(|(k, _)| !k.contains(" GET ") && !k.starts_with("token")).map(|(_, v)| *v).sum::<u64>();
+
+    // A first dry run plans a create per account and leaves both systems and the table untouched.
+    let (code, v) = p2c(&env, &["run", "accounts-to-fno", "--dry-run"]);
+    assert_eq!(code, 0, "{v}");
+    let planned = v["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), 12);
+    assert!(planned.iter().all(|p| p["action"] == "create"));
+    assert_eq!(writes(&env), 0, "{:?}", env.sb.requests());
+    assert!(env.customers("usmf").is_empty());
+    assert!(env.deps.state.watermark("accounts-to-fno", "usmf").await.unwrap().is_none());
+    assert!(env.deps.state.recent_runs("accounts-to-fno", "usmf", 5).await.unwrap().is_empty());
+
+    // After a real run, a dry run shows exactly the changed fields of the changed accounts.
+    let (_, v) = p2c(&env, &["run", "accounts-to-fno"]);
+    assert_eq!(v["runs"][0]["written"], 12);
+    let wm = env.deps.state.watermark("accounts-to-fno", "usmf").await.unwrap().unwrap();
+    let accounts = env.sb.sales_rows("accounts");
+    for a in accounts.iter().take(2) {
+        env.sb.sales_update("accounts", a["accountid"].as_str().unwrap(), serde_json::json!({"address1_city": "Tromsø"}));
+    }
+    env.sb.reset_counters();
+    let (_, v) = p2c(&env, &["run", "accounts-to-fno", "--dry-run"]);
+    let planned = v["planned"].as_array().unwrap();
+    assert_eq!(planned.len(), 2, "{planned:?}");
+    for p in planned {
+        assert_eq!(p["action"], "update");
+        let changes = p["changes"].as_array().unwrap();
+        assert_eq!(changes.len(), 1, "{changes:?}");
+        assert_eq!(changes[0]["field"], "AddressCity");
+        assert_eq!(changes[0]["new"], "Tromsø");
+        assert_ne!(changes[0]["old"], "Tromsø");
+    }
+    assert_eq!(writes(&env), 0);
+    assert!(env.customers("usmf").iter().all(|c| c["AddressCity"] != "Tromsø"));
+    let after = env.deps.state.watermark("accounts-to-fno", "usmf").await.unwrap().unwrap();
+    assert_eq!(after.version, wm.version, "the watermark did not move");
+    assert_eq!(env.deps.state.recent_runs("accounts-to-fno", "usmf", 5).await.unwrap().len(), 1);
+
+    // The real run then writes those two.
+    let (_, v) = p2c(&env, &["run", "accounts-to-fno"]);
+    assert_eq!(v["runs"][0]["written"], 2);
 }
