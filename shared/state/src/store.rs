@@ -1008,7 +1008,7 @@ fn history_item(link: &Link) -> Item {
     );
     item.insert(
         "sk".into(),
-        s(&format!(
+        s(format!(
             "{}#{}",
             link.synced_at,
             link.target_hash.as_deref().unwrap_or("-")
