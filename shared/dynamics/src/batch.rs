@@ -137,10 +137,7 @@ pub fn parse_sets(content_type: &str, body: &str, sizes: &[usize]) -> Result<Vec
         };
         if let Some((cid, r)) = part.iter().find(|(_, r)| !r.is_success()) {
             let op = cid.filter(|c| ids.contains(c)).map(|c| c - ids.start);
-            out.push(SetResult::Failed {
-                op,
-                result: r.clone(),
-            });
+            out.push(SetResult::Failed { op, result: r.clone() });
             continue;
         }
         if part.len() != n {
@@ -154,7 +151,12 @@ pub fn parse_sets(content_type: &str, body: &str, sizes: &[usize]) -> Result<Vec
         let mut results: Vec<(usize, BatchResult)> = part
             .iter()
             .enumerate()
-            .map(|(pos, (cid, r))| (cid.filter(|c| ids.contains(c)).map_or(pos, |c| c - ids.start), r.clone()))
+            .map(|(pos, (cid, r))| {
+                (
+                    cid.filter(|c| ids.contains(c)).map_or(pos, |c| c - ids.start),
+                    r.clone(),
+                )
+            })
             .collect();
         results.sort_by_key(|(pos, _)| *pos);
         out.push(SetResult::Done(results.into_iter().map(|(_, r)| r).collect()));
@@ -301,7 +303,11 @@ HTTP/1.1 204 No Content\r\nOData-Version: 4.0\r\n\r\n\r\n--changesetresponse_b--
             headers: vec![],
         };
         let text = build_sets("b", &[vec![op("POST"), op("POST")], vec![op("DELETE")]]);
-        assert_eq!(text.matches("Content-Type: multipart/mixed; boundary=changeset_b_").count(), 2);
+        assert_eq!(
+            text.matches("Content-Type: multipart/mixed; boundary=changeset_b_")
+                .count(),
+            2
+        );
         assert!(text.contains("Content-ID: 1\r\n") && text.contains("Content-ID: 3\r\n"));
         assert_eq!(build("b", &[op("POST")]), build_sets("b", &[vec![op("POST")]]));
     }

@@ -154,6 +154,17 @@ impl Dataverse {
         }
     }
 
+    /// Number of rows in a table (`/$count`); Dataverse caps it at 5,000, so a capped answer is `None`.
+    pub async fn count(&self, entity_set: &str) -> Result<Option<u64>, DynamicsError> {
+        let url = format!("{}/$count", self.set_url(entity_set));
+        let resp = self
+            .api
+            .send(Method::GET, &url, entity_set, |r| r.header("Accept", "text/plain"))
+            .await?;
+        let text = resp.text().await.unwrap_or_default();
+        Ok(text.trim().parse::<u64>().ok().filter(|n| *n < MAX_PAGE as u64))
+    }
+
     /// Creates a row; returns its id (from `OData-EntityId`).
     pub async fn create(&self, entity_set: &str, body: &Value) -> Result<String, DynamicsError> {
         let url = self.set_url(entity_set);

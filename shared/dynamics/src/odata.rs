@@ -145,7 +145,11 @@ mod tests {
         assert_eq!(
             key_predicate_json(
                 "CDSSalesQuotationLines",
-                &[("dataAreaId", &c), ("LineCreationSequenceNumber", &n), ("SalesQuotationNumber", &q)]
+                &[
+                    ("dataAreaId", &c),
+                    ("LineCreationSequenceNumber", &n),
+                    ("SalesQuotationNumber", &q)
+                ]
             ),
             "CDSSalesQuotationLines(dataAreaId='usmf',LineCreationSequenceNumber=3,SalesQuotationNumber='QUO''1')"
         );

@@ -20,6 +20,8 @@ pub enum SyncError {
     BusinessUnit { company: String, bu: String },
     #[error("this function runs flow {expected}, but the event asks for {got}")]
     WrongFlow { expected: String, got: String },
+    #[error("interrupted after {done} records; run the same command again to resume where it stopped")]
+    Interrupted { done: u64 },
     #[error("flow {0} is not built yet")]
     NotBuilt(crate::flows::FlowName),
     #[error("the lease of {flow}/{company} was lost mid-run (it expired or was taken); the next run redoes the rest")]

@@ -5,18 +5,22 @@
 //! advances its watermark. Per-record failures are routed to the flow's queue or DLQ, never dropped.
 
 pub mod config;
+pub mod contacts;
 pub mod deps;
 mod dispatch;
+pub mod documents;
 pub mod error;
 pub mod flows;
 pub mod handler;
 pub mod lookups;
 pub mod message;
 pub mod metrics;
+pub mod reconcile;
 pub mod report;
 pub mod route;
 pub mod run;
 pub mod sales_to_fno;
+mod to_fno;
 
 pub use config::{Company, Config};
 pub use deps::Deps;

@@ -16,6 +16,7 @@ const REFERENCE_TABLES: &[(&str, &str, &str)] = &[
         "transactioncurrencyid",
     ),
     ("defaultuomid", "uoms", "uomid"),
+    ("uomid", "uoms", "uomid"),
     ("defaultuomscheduleid", "uomschedules", "uomscheduleid"),
     ("pricelevelid", "pricelevels", "pricelevelid"),
 ];

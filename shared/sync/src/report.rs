@@ -30,6 +30,8 @@ pub struct RunReport {
     pub written: u64,
     pub created: u64,
     pub updated: u64,
+    /// Target records deleted (document lines deleted in the source); counted in `written` too.
+    pub deleted: u64,
     pub skipped: u64,
     pub failed: u64,
     pub retry_queued: u64,
@@ -41,6 +43,8 @@ pub struct RunReport {
     pub lease_held_by: Option<String>,
     /// The delta link had expired or was refused: this run re-read everything.
     pub full_resync: bool,
+    /// This run continued an interrupted full read instead of starting it over.
+    pub resumed: bool,
     pub duration_ms: u64,
     /// Age of the watermark when the run started (how far behind the source this run began).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -72,6 +76,12 @@ impl RunReport {
         } else {
             self.updated += 1;
         }
+    }
+
+    /// A delete in the target (a document line removed in the source).
+    pub fn wrote_delete(&mut self) {
+        self.written += 1;
+        self.deleted += 1;
     }
 
     pub fn fail(&mut self, f: RecordFailure) {

@@ -7,11 +7,40 @@ use p2c_state::RunRecord;
 
 use crate::{deps::Deps, error::SyncError, flows::FlowName, report::RunReport};
 
-#[derive(Clone, Debug, Default)]
+/// Called after each page with the counts so far; returning false interrupts the run (it resumes next time).
+pub type Progress = std::sync::Arc<dyn Fn(&RunReport) -> bool + Send + Sync>;
+
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// Ignore the watermark and re-read everything (links still prevent duplicates and rewrites).
     pub full_resync: bool,
     pub trigger: String,
+    pub progress: Option<Progress>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("full_resync", &self.full_resync)
+            .field("trigger", &self.trigger)
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+impl RunOptions {
+    /// Reports progress; an error when the caller asked to stop.
+    pub fn tick(&self, report: &RunReport) -> Result<(), SyncError> {
+        match &self.progress {
+            Some(p) if !p(report) => Err(SyncError::Interrupted { done: report.read }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Key of the item that remembers where an interrupted full read stopped (`WM#<flow>.resume#<company>`).
+pub fn resume_key(flow: FlowName) -> String {
+    format!("{}.resume", flow.as_str())
 }
 
 /// Runs one flow for one company. Another run holding the lease is not an error: the report says so.

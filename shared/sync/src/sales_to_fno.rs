@@ -37,13 +37,13 @@ struct Pending {
     linked_same_key: bool,
 }
 
-fn now() -> String {
+pub(crate) fn now() -> String {
     time::OffsetDateTime::now_utc()
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
 }
 
-fn str_of<'a>(r: &'a Record, k: &str) -> Option<&'a str> {
+pub(crate) fn str_of<'a>(r: &'a Record, k: &str) -> Option<&'a str> {
     r.get(k).and_then(Value::as_str).filter(|s| !s.is_empty())
 }
 
@@ -287,7 +287,7 @@ fn op_for(deps: &Deps, entity_set: &str, item: &WriteItem, create: bool) -> Batc
     }
 }
 
-fn is_already_exists(e: &DynamicsError) -> bool {
+pub(crate) fn is_already_exists(e: &DynamicsError) -> bool {
     matches!(e, DynamicsError::Http { message, .. } if message.contains("already exists"))
 }
 
@@ -311,6 +311,14 @@ pub async fn run_changes(
             initial.clone()
         }
     };
+    // A full read that was interrupted resumes from the page after the last one committed.
+    let resume_key = crate::run::resume_key(flow);
+    let mut resume = if url == initial { deps.state.watermark(&resume_key, company).await? } else { None };
+    if let Some(r) = &resume {
+        tracing::info!(flow = %flow, company, "resuming an interrupted full read");
+        report.resumed = true;
+        url = r.value.clone();
+    }
     let mut first_page = true;
     let delta = loop {
         let page = match deps.sales.change_page(spec.source_set(), &url).await {
@@ -338,7 +346,15 @@ pub async fn run_changes(
             });
         }
         match (page.next_link, page.delta_link) {
-            (Some(next), _) => url = next,
+            (Some(next), _) => {
+                if report.full_resync || watermark.is_none() || report.resumed {
+                    let expected = resume.as_ref().map(|w| w.version);
+                    resume = Some(deps.state.put_watermark(&resume_key, company, &next, expected).await?);
+                }
+                // Only after the resume point moved past this page may the caller stop the run.
+                opts.tick(report)?;
+                url = next
+            }
             (None, Some(delta)) => break delta,
             (None, None) => {
                 return Err(SyncError::Dynamics(DynamicsError::Decode {
@@ -354,10 +370,13 @@ pub async fn run_changes(
     deps.state
         .put_watermark(flow.as_str(), company, &delta, expected)
         .await?;
+    if resume.is_some() {
+        deps.state.delete_watermark(&resume_key, company).await?;
+    }
     Ok(())
 }
 
-fn delta_link_refused(e: &DynamicsError) -> bool {
+pub(crate) fn delta_link_refused(e: &DynamicsError) -> bool {
     matches!(e.status(), Some(400 | 404 | 410 | 422))
         || matches!(e, DynamicsError::Http { status: 500, .. } if !e.is_transient())
 }

@@ -110,6 +110,7 @@ pub async fn run(
     let opts = RunOptions {
         full_resync,
         trigger: if dry_run { "dry-run" } else { "cli" }.into(),
+        progress: None,
     };
     let mut reports = Vec::new();
     for c in companies {
@@ -282,4 +283,80 @@ pub async fn links(entity: &str, key: &str, company: &str, system: &str, as_json
         crate::ops::print_links(&v);
     }
     Ok(!v["link"].is_null())
+}
+
+pub async fn backfill(flow_name: &str, company: Option<&str>, as_json: bool) -> Result<bool> {
+    let f = flow(flow_name)?;
+    let deps = deps_from_env().await?;
+    let companies: Vec<String> = match company {
+        Some(c) => vec![c.to_string()],
+        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
+    };
+    let mut reports = Vec::new();
+    for c in companies {
+        // An estimate for the ETA; Sales counts the whole table (all business units), up to 5,000.
+        let total = match f {
+            FlowName::AccountsToFno => deps.sales.count(deps.sales_to_fno(f).source_set()).await.ok().flatten(),
+            _ => None,
+        };
+        let opts = RunOptions {
+            full_resync: true,
+            trigger: "backfill".into(),
+            progress: Some(crate::progress::printer(f.as_str(), &c, total)),
+        };
+        let r = run_flow(&deps, f, &c, &opts).await?;
+        crate::progress::finish();
+        reports.push(r);
+    }
+    print_reports(&reports, as_json);
+    Ok(reports.iter().all(|r| r.failed == 0))
+}
+
+pub async fn reconcile(flow_name: &str, company: Option<&str>, fix: bool, as_json: bool) -> Result<bool> {
+    let f = flow(flow_name)?;
+    let deps = deps_from_env().await?;
+    let companies: Vec<String> = match company {
+        Some(c) => vec![c.to_string()],
+        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
+    };
+    let mut all = Vec::new();
+    for c in companies {
+        all.push(p2c_sync::reconcile::reconcile(&deps, f, &c, fix).await?);
+    }
+    if as_json {
+        println!("{}", json!({ "reconciliations": all }));
+    } else {
+        for r in &all {
+            println!(
+                "{} {}: {} in Sales, {} in F&O (owned by p2c), {} links",
+                r.flow, r.company, r.source_count, r.target_count, r.link_count
+            );
+            let list = |name: &str, v: &[String]| {
+                if !v.is_empty() {
+                    println!(
+                        "  {name} ({}): {}",
+                        v.len(),
+                        v.iter().take(20).cloned().collect::<Vec<_>>().join(", ")
+                    );
+                }
+            };
+            list("missing in the target", &r.missing_in_target);
+            list("missing in the source", &r.missing_in_source);
+            list("orphan links", &r.orphan_links);
+            list("cannot be mapped", &r.unmappable);
+            for m in r.mismatches.iter().take(50) {
+                println!("  {} {}: expected {} found {}", m.key, m.field, m.expected, m.actual);
+            }
+            if r.clean() {
+                println!("  both systems agree");
+            }
+            if r.enqueued > 0 {
+                println!(
+                    "  {} record(s) queued for a resync; run `p2c drain {}` or let the queue trigger do it",
+                    r.enqueued, r.flow
+                );
+            }
+        }
+    }
+    Ok(all.iter().all(|r| r.clean() || r.enqueued > 0))
 }

@@ -4,6 +4,7 @@ mod commands;
 mod dry;
 mod local;
 mod ops;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -74,6 +75,21 @@ enum Cmd {
         #[arg(long, default_value = "sales")]
         system: String,
     },
+    /// Full resync from scratch with progress; resumable after an interruption; creates no duplicates.
+    Backfill {
+        flow: String,
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// Compare both systems for a flow: counts, missing records, field mismatches, orphan links.
+    Reconcile {
+        flow: String,
+        #[arg(long)]
+        company: Option<String>,
+        /// Queue every missing or differing record for a resync.
+        #[arg(long)]
+        fix: bool,
+    },
     /// Sandbox + local DynamoDB/SQS + demo data; runs every flow and prints read/written/skipped/failed.
     Demo {
         #[arg(long, default_value_t = 25)]
@@ -106,6 +122,8 @@ async fn main() -> std::process::ExitCode {
             company,
             system,
         } => commands::links(&entity, &key, &company, &system, cli.json).await,
+        Cmd::Backfill { flow, company } => commands::backfill(&flow, company.as_deref(), cli.json).await,
+        Cmd::Reconcile { flow, company, fix } => commands::reconcile(&flow, company.as_deref(), fix, cli.json).await,
         Cmd::Demo { accounts } => commands::demo(accounts, cli.json).await,
     };
     match result {

@@ -7,9 +7,25 @@ use p2c_sync::{FlowName, Message, Reason};
 use serde_json::Value;
 
 fn p2c(env: &Env, args: &[&str]) -> (i32, Value) {
+    p2c_with(env, args, &[])
+}
+
+fn p2c_with(env: &Env, args: &[&str], extra: &[(&str, &str)]) -> (i32, Value) {
+    let out = p2c_raw(env, args, extra);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "p2c {args:?} printed no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+fn p2c_raw(env: &Env, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
     let c = env.sb.config();
     let cfg = &env.deps.cfg;
-    let out = Command::new(env!("CARGO_BIN_EXE_p2c"))
+    Command::new(env!("CARGO_BIN_EXE_p2c"))
         .args(args)
         .arg("--json")
         .env_clear()
@@ -27,16 +43,9 @@ fn p2c(env: &Env, args: &[&str]) -> (i32, Value) {
         .env("P2C_TABLE", &cfg.table)
         .env("P2C_QUEUE_PREFIX", &cfg.queue_prefix)
         .env("P2C_COMPANIES", "usmf=usmf")
+        .envs(extra.iter().copied())
         .output()
-        .expect("p2c runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "p2c {args:?} printed no JSON ({e}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), v)
+        .expect("p2c runs")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +120,14 @@ async fn init_run_status_links_replay_drain() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dry_run_shows_field_changes_and_writes_nothing() {
     let env = Env::start(12).await;
-    let writes = |env: &Env| env.sb.requests().iter().filter(|(k, _)| !k.contains(" GET ") && !k.starts_with("token")).map(|(_, v)| *v).sum::<u64>();
+    let writes = |env: &Env| {
+        env.sb
+            .requests()
+            .iter()
+            .filter(|(k, _)| !k.contains(" GET ") && !k.starts_with("token"))
+            .map(|(_, v)| *v)
+            .sum::<u64>()
+    };
 
     // A first dry run plans a create per account and leaves both systems and the table untouched.
     let (code, v) = p2c(&env, &["run", "accounts-to-fno", "--dry-run"]);
@@ -121,16 +137,40 @@ async fn dry_run_shows_field_changes_and_writes_nothing() {
     assert!(planned.iter().all(|p| p["action"] == "create"));
     assert_eq!(writes(&env), 0, "{:?}", env.sb.requests());
     assert!(env.customers("usmf").is_empty());
-    assert!(env.deps.state.watermark("accounts-to-fno", "usmf").await.unwrap().is_none());
-    assert!(env.deps.state.recent_runs("accounts-to-fno", "usmf", 5).await.unwrap().is_empty());
+    assert!(
+        env.deps
+            .state
+            .watermark("accounts-to-fno", "usmf")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        env.deps
+            .state
+            .recent_runs("accounts-to-fno", "usmf", 5)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     // After a real run, a dry run shows exactly the changed fields of the changed accounts.
     let (_, v) = p2c(&env, &["run", "accounts-to-fno"]);
     assert_eq!(v["runs"][0]["written"], 12);
-    let wm = env.deps.state.watermark("accounts-to-fno", "usmf").await.unwrap().unwrap();
+    let wm = env
+        .deps
+        .state
+        .watermark("accounts-to-fno", "usmf")
+        .await
+        .unwrap()
+        .unwrap();
     let accounts = env.sb.sales_rows("accounts");
     for a in accounts.iter().take(2) {
-        env.sb.sales_update("accounts", a["accountid"].as_str().unwrap(), serde_json::json!({"address1_city": "Tromsø"}));
+        env.sb.sales_update(
+            "accounts",
+            a["accountid"].as_str().unwrap(),
+            serde_json::json!({"address1_city": "Tromsø"}),
+        );
     }
     env.sb.reset_counters();
     let (_, v) = p2c(&env, &["run", "accounts-to-fno", "--dry-run"]);
@@ -146,11 +186,153 @@ async fn dry_run_shows_field_changes_and_writes_nothing() {
     }
     assert_eq!(writes(&env), 0);
     assert!(env.customers("usmf").iter().all(|c| c["AddressCity"] != "Tromsø"));
-    let after = env.deps.state.watermark("accounts-to-fno", "usmf").await.unwrap().unwrap();
+    let after = env
+        .deps
+        .state
+        .watermark("accounts-to-fno", "usmf")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(after.version, wm.version, "the watermark did not move");
-    assert_eq!(env.deps.state.recent_runs("accounts-to-fno", "usmf", 5).await.unwrap().len(), 1);
+    assert_eq!(
+        env.deps
+            .state
+            .recent_runs("accounts-to-fno", "usmf", 5)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 
     // The real run then writes those two.
     let (_, v) = p2c(&env, &["run", "accounts-to-fno"]);
     assert_eq!(v["runs"][0]["written"], 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_interrupted_half_way_resumes_and_ends_with_every_record_once() {
+    let env = Env::start(500).await;
+    let small_pages = [("P2C_PAGE_SIZE", "100")];
+
+    // Interrupted after 200 records (as a Ctrl-C between pages would leave it).
+    let out = p2c_raw(
+        &env,
+        &["backfill", "accounts-to-fno"],
+        &[("P2C_PAGE_SIZE", "100"), ("P2C_STOP_AFTER", "200")],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("interrupted after 200 records"), "{stderr}");
+    assert!(
+        stderr.contains("progress accounts-to-fno usmf: [") && stderr.contains("ETA"),
+        "plain progress lines with a bar: {stderr}"
+    );
+    assert_eq!(env.customers("usmf").len(), 200);
+
+    // Run again: it continues from page 3, and the table ends with every account exactly once.
+    let (code, v) = p2c_with(&env, &["backfill", "accounts-to-fno"], &small_pages);
+    assert_eq!(code, 0, "{v}");
+    let r = &v["runs"][0];
+    assert_eq!(
+        (r["resumed"].as_bool(), r["read"].as_u64(), r["written"].as_u64()),
+        (Some(true), Some(300), Some(300))
+    );
+    let customers = env.customers("usmf");
+    assert_eq!(customers.len(), 500);
+    let keys: std::collections::HashSet<&str> = customers
+        .iter()
+        .map(|c| c["CustomerAccount"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 500);
+    assert!(
+        env.deps
+            .state
+            .watermark("accounts-to-fno.resume", "usmf")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // A backfill of a synced table re-reads everything and writes nothing.
+    let (_, v) = p2c_with(&env, &["backfill", "accounts-to-fno"], &small_pages);
+    assert_eq!(
+        (v["runs"][0]["read"].as_u64(), v["runs"][0]["written"].as_u64()),
+        (Some(500), Some(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_finds_deleted_changed_and_orphaned_then_fix_heals() {
+    let env = Env::start(20).await;
+    let (_, v) = p2c(&env, &["run", "accounts-to-fno"]);
+    assert_eq!(v["runs"][0]["written"], 20);
+    let (code, v) = p2c(&env, &["reconcile", "accounts-to-fno"]);
+    assert_eq!(code, 0, "{v}");
+    let r = &v["reconciliations"][0];
+    assert_eq!(
+        (
+            r["source_count"].as_u64(),
+            r["target_count"].as_u64(),
+            r["link_count"].as_u64()
+        ),
+        (Some(20), Some(20), Some(20))
+    );
+
+    let accounts = env.sb.sales_rows("accounts");
+    let deleted = accounts[0]["accountnumber"].as_str().unwrap().to_string();
+    let edited = accounts[1]["accountnumber"].as_str().unwrap().to_string();
+    env.sb
+        .fno_delete("CustomersV2", &[("dataAreaId", "usmf"), ("CustomerAccount", &deleted)]);
+    env.sb.fno_update(
+        "CustomersV2",
+        &[("dataAreaId", "usmf"), ("CustomerAccount", &edited)],
+        serde_json::json!({"OrganizationName": "Typed by hand"}),
+    );
+    let mut orphan = env
+        .deps
+        .state
+        .get_links(
+            "account",
+            "usmf",
+            "sales",
+            &[accounts[2]["accountid"].as_str().unwrap().to_string()],
+        )
+        .await
+        .unwrap()
+        .into_values()
+        .next()
+        .unwrap();
+    orphan.source_key = "00000000-0000-0000-0000-00000000dead".into();
+    env.deps.state.put_links(&[orphan]).await.unwrap();
+
+    let (code, v) = p2c(&env, &["reconcile", "accounts-to-fno"]);
+    assert_eq!(code, 1, "differences exit non-zero");
+    let r = &v["reconciliations"][0];
+    assert_eq!(r["missing_in_target"], serde_json::json!([deleted]));
+    let mism = r["mismatches"].as_array().unwrap();
+    assert_eq!(mism.len(), 1, "{mism:?}");
+    assert_eq!(
+        (
+            mism[0]["key"].as_str(),
+            mism[0]["field"].as_str(),
+            mism[0]["actual"].as_str()
+        ),
+        (Some(edited.as_str()), Some("OrganizationName"), Some("Typed by hand"))
+    );
+    assert_eq!(mism[0]["expected"], accounts[1]["name"]);
+    assert_eq!(
+        r["orphan_links"],
+        serde_json::json!(["00000000-0000-0000-0000-00000000dead"])
+    );
+
+    // --fix queues the two records; draining the queue heals both, and reconcile then only reports the orphan link.
+    let (_, v) = p2c(&env, &["reconcile", "accounts-to-fno", "--fix"]);
+    assert_eq!(v["reconciliations"][0]["enqueued"], 2);
+    let (_, v) = p2c(&env, &["drain", "accounts-to-fno"]);
+    assert_eq!(v["runs"][0]["written"], 2);
+    let (_, v) = p2c(&env, &["reconcile", "accounts-to-fno"]);
+    let r = &v["reconciliations"][0];
+    assert_eq!(r["missing_in_target"], serde_json::json!([]));
+    assert_eq!(r["mismatches"], serde_json::json!([]));
+    assert_eq!(env.customers("usmf").len(), 20);
 }
