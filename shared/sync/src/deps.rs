@@ -22,6 +22,8 @@ pub struct Deps {
     pub state: StateStore,
     pub queues: Queues,
     pub lookups: Lookups,
+    /// Crash points armed by the fault suite (never by configuration).
+    pub crashes: crate::faults::Crashes,
     /// Set in a dry run: the writes that would have been made.
     pub dry_run: Option<Arc<DryRun>>,
     flows: HashMap<FlowName, SalesToFno>,
@@ -99,6 +101,7 @@ impl Deps {
             queues,
             lookups: Lookups::default(),
             dry_run,
+            crashes: Default::default(),
             flows,
             templates,
             business_units: Default::default(),

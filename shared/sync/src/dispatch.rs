@@ -18,10 +18,11 @@ pub(crate) async fn run_changes(
 ) -> Result<(), SyncError> {
     match flow {
         FlowName::AccountsToFno => sales_to_fno::run_changes(deps, flow, company, opts, report, lease).await,
-        FlowName::ContactsToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::ContactsToFno => crate::contacts::run_changes(deps, flow, company, opts, report, lease).await,
         FlowName::ProductsToSales => Err(SyncError::NotBuilt(flow)),
-        FlowName::QuotesToFno => Err(SyncError::NotBuilt(flow)),
-        FlowName::OrdersToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::QuotesToFno | FlowName::OrdersToFno => {
+            crate::documents::run_changes(deps, flow, company, opts, report, lease).await
+        }
         FlowName::OrdersToSales => Err(SyncError::NotBuilt(flow)),
         FlowName::InvoicesToSales => Err(SyncError::NotBuilt(flow)),
     }
@@ -36,10 +37,11 @@ pub(crate) async fn process_keys(
 ) -> Result<Vec<Failure>, SyncError> {
     match flow {
         FlowName::AccountsToFno => sales_to_fno::process_keys(deps, flow, company, keys, report).await,
-        FlowName::ContactsToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::ContactsToFno => crate::contacts::process_keys(deps, flow, company, keys, report).await,
         FlowName::ProductsToSales => Err(SyncError::NotBuilt(flow)),
-        FlowName::QuotesToFno => Err(SyncError::NotBuilt(flow)),
-        FlowName::OrdersToFno => Err(SyncError::NotBuilt(flow)),
+        FlowName::QuotesToFno | FlowName::OrdersToFno => {
+            crate::documents::process_keys(deps, flow, company, keys, report).await
+        }
         FlowName::OrdersToSales => Err(SyncError::NotBuilt(flow)),
         FlowName::InvoicesToSales => Err(SyncError::NotBuilt(flow)),
     }

@@ -22,6 +22,11 @@ pub enum SyncError {
     WrongFlow { expected: String, got: String },
     #[error("interrupted after {done} records; run the same command again to resume where it stopped")]
     Interrupted { done: u64 },
+    #[error("a bug stopped the run: {0}; nothing after the last commit was lost — please report it")]
+    Panic(String),
+    /// Test hook: the process "died" at this point (see `faults::CrashPoint`).
+    #[error("simulated crash at {0:?}")]
+    SimulatedCrash(crate::faults::CrashPoint),
     #[error("flow {0} is not built yet")]
     NotBuilt(crate::flows::FlowName),
     #[error("the lease of {flow}/{company} was lost mid-run (it expired or was taken); the next run redoes the rest")]
@@ -36,7 +41,7 @@ impl SyncError {
         match self {
             SyncError::State(e) => e.is_transient(),
             SyncError::Dynamics(e) => e.is_transient(),
-            SyncError::LeaseLost { .. } => true,
+            SyncError::LeaseLost { .. } | SyncError::SimulatedCrash(_) => true,
             _ => false,
         }
     }

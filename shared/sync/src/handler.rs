@@ -1,6 +1,8 @@
 //! Lambda event handling: one handler for a schedule input and for an SQS batch.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, panic::AssertUnwindSafe};
+
+use futures::FutureExt;
 
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
 use serde::Deserialize;
@@ -92,7 +94,12 @@ pub async fn handle_sqs_report(deps: &Deps, flow: FlowName, event: SqsEvent) -> 
     for ((company, attempt), msgs) in groups {
         let mut report = RunReport::new(&uuid::Uuid::new_v4().to_string(), flow.as_str(), &company, "sqs");
         let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();
-        match process_messages(deps, flow, &company, attempt, &msgs, &mut report).await {
+        // A panic while processing these messages fails them (SQS redelivers), never the rest of the batch.
+        let outcome = AssertUnwindSafe(process_messages(deps, flow, &company, attempt, &msgs, &mut report))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|p| Err(SyncError::Panic(crate::run::panic_text(&p))));
+        match outcome {
             Ok(()) => {}
             Err(e) => {
                 tracing::error!(flow = %flow, company, error = %e, messages = ids.len(), "messages failed; SQS will redeliver them");

@@ -10,6 +10,7 @@ pub mod deps;
 mod dispatch;
 pub mod documents;
 pub mod error;
+pub mod faults;
 pub mod flows;
 pub mod handler;
 pub mod lookups;

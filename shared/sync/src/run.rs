@@ -1,7 +1,9 @@
 //! One scheduled run of a flow for one company: lease, read changes since the watermark, sync page by page,
 //! commit links, then advance the watermark.
 
-use std::time::Instant;
+use std::{panic::AssertUnwindSafe, time::Instant};
+
+use futures::FutureExt;
 
 use p2c_state::RunRecord;
 
@@ -85,7 +87,16 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         Ok(Some(w)) => age_seconds(&w.updated_at),
         _ => None,
     };
-    let result = crate::dispatch::run_changes(deps, flow, &company, opts, &mut report, &lease).await;
+    // A panic inside the flow must not take the lease and the run record with it.
+    let result = AssertUnwindSafe(crate::dispatch::run_changes(deps, flow, &company, opts, &mut report, &lease))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(SyncError::Panic(panic_text(&p))));
+    if let Err(SyncError::SimulatedCrash(point)) = &result {
+        // A process that died writes nothing more: the lease stays until it expires, no run record.
+        tracing::warn!(flow = %flow, company, point = ?point, "simulated crash");
+        return result.map(|_| report);
+    }
     if let Err(e) = deps.state.release_lease(&lease).await {
         tracing::warn!(flow = %flow, company, error = %e, "could not release the lease; it will expire");
     }
@@ -142,4 +153,12 @@ fn age_seconds(rfc3339: &str) -> Option<u64> {
     let t = time::OffsetDateTime::parse(rfc3339, &time::format_description::well_known::Rfc3339).ok()?;
     let age = time::OffsetDateTime::now_utc() - t;
     Some(age.whole_seconds().max(0) as u64)
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".into())
 }

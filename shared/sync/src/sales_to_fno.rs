@@ -188,6 +188,7 @@ pub async fn sync_rows(
         })
         .collect();
     let results = write_all(deps, spec.target_set(), items).await;
+    deps.crashes.check(crate::faults::CrashPoint::AfterTargetWrite)?;
     let mut new_links = Vec::new();
     let synced_at = now();
     for (p, r) in pending.into_iter().zip(results) {
@@ -366,6 +367,7 @@ pub async fn run_changes(
         }
     };
     // Links are committed page by page above; only now may the watermark move.
+    deps.crashes.check(crate::faults::CrashPoint::BeforeWatermark)?;
     let expected = watermark.map(|w| w.version);
     deps.state
         .put_watermark(flow.as_str(), company, &delta, expected)

@@ -1,0 +1,237 @@
+//! The Sales side of a template: which columns hold what the template writes, the echo rule (compare what
+//! would be written with what Sales holds), and `$batch` writes.
+
+use std::collections::HashMap;
+
+use p2c_dynamics::{BatchOp, DynamicsError, Record, dataverse::id_from_entity_url};
+use p2c_mapping::{Template, lookup_targets, money::decimal_from_json};
+use serde_json::Value;
+
+use crate::deps::Deps;
+
+/// What p2c needs to know about one Sales table a template writes.
+#[derive(Clone, Debug)]
+pub(crate) struct Table {
+    /// Entity set, e.g. "salesorders".
+    pub set: String,
+    /// Logical name, e.g. "salesorder" (also the entity of its link items).
+    pub logical: String,
+    /// Primary key column, e.g. "salesorderid".
+    pub pk: String,
+    /// Columns to read to compare a record with what the template would write.
+    pub select: Vec<String>,
+    /// `<bind property>` → the lookup's value column (`customerid_account@odata.bind` → `_customerid_value`).
+    pub bind_cols: HashMap<String, String>,
+    /// The template writes state (statecode/statuscode).
+    pub writes_state: bool,
+}
+
+impl Table {
+    pub fn of(t: &Template) -> Table {
+        let set = t.target_entity.clone();
+        let logical = set.strip_suffix('s').unwrap_or(&set).to_string();
+        let pk = format!("{logical}id");
+        let mut select = vec![pk.clone()];
+        let mut push = |c: String| {
+            if !select.contains(&c) {
+                select.push(c);
+            }
+        };
+        for f in t.fields.iter().filter(|f| f.enabled) {
+            match lookup_targets(&f.target) {
+                Some((nav, _)) => push(format!("_{nav}_value")),
+                None => push(f.target.clone()),
+            }
+        }
+        let writes_state = t
+            .fields
+            .iter()
+            .any(|f| f.enabled && (f.target == "statecode" || f.target == "statuscode"));
+        if writes_state {
+            push("statecode".into());
+            push("statuscode".into());
+        }
+        let mut bind_cols = HashMap::new();
+        for b in t.binds() {
+            for target in &b.targets {
+                bind_cols.insert(target.bind_property.clone(), format!("_{}_value", b.navigation));
+            }
+        }
+        Table {
+            set,
+            logical,
+            pk,
+            select,
+            bind_cols,
+            writes_state,
+        }
+    }
+
+    pub fn url(&self, deps: &Deps, id: &str) -> String {
+        format!("{}({id})", deps.sales.set_url(&self.set))
+    }
+
+    pub fn create_op(&self, deps: &Deps, body: Record) -> BatchOp {
+        BatchOp {
+            method: "POST",
+            url: deps.sales.set_url(&self.set),
+            body: Some(Value::Object(body)),
+            headers: vec![],
+        }
+    }
+
+    /// `If-Match: *`: an update never creates a record by accident (a deleted record answers 404).
+    pub fn update_op(&self, deps: &Deps, id: &str, body: Record) -> BatchOp {
+        BatchOp {
+            method: "PATCH",
+            url: self.url(deps, id),
+            body: Some(Value::Object(body)),
+            headers: vec![("If-Match", "*".into())],
+        }
+    }
+
+    pub fn delete_op(&self, deps: &Deps, id: &str) -> BatchOp {
+        BatchOp {
+            method: "DELETE",
+            url: self.url(deps, id),
+            body: None,
+            headers: vec![],
+        }
+    }
+}
+
+/// The GUID in a bind value `/salesorders(<guid>)`.
+pub(crate) fn bound_id(v: &Value) -> Option<&str> {
+    let s = v.as_str()?;
+    let open = s.rfind('(')?;
+    let close = s.rfind(')')?;
+    s.get(open + 1..close)
+}
+
+/// Whether a value p2c would write equals the value Sales holds: numbers by exact decimal value (250 = 250.0),
+/// date-times by instant, GUIDs and everything else as JSON; absent equals null.
+pub(crate) fn same(want: &Value, have: Option<&Value>) -> bool {
+    let have = have.unwrap_or(&Value::Null);
+    match (want, have) {
+        (Value::Number(_), Value::Number(_)) => decimal_from_json(want) == decimal_from_json(have),
+        (Value::String(a), Value::String(b)) => {
+            if a == b {
+                return true;
+            }
+            let rfc = &time::format_description::well_known::Rfc3339;
+            match (time::OffsetDateTime::parse(a, rfc), time::OffsetDateTime::parse(b, rfc)) {
+                (Ok(x), Ok(y)) => x == y,
+                _ => p2c_dynamics::odata::is_guid(a) && a.eq_ignore_ascii_case(b),
+            }
+        }
+        _ => want == have,
+    }
+}
+
+/// The echo rule: the fields of `body` whose value differs from the Sales record `current`. Empty means Sales
+/// already holds everything the template would write (the update came back from the other direction, or
+/// nothing that matters changed), so nothing is written.
+///
+/// State columns are compared only while the record is open (statecode 0): p2c never reopens a record that
+/// was closed in Sales (an order that its invoice marked Invoiced, a paid invoice).
+pub(crate) fn changed_fields(t: &Table, body: &Record, current: &Record) -> Record {
+    let closed = current.get("statecode").and_then(Value::as_i64).is_some_and(|s| s != 0);
+    let mut out = Record::new();
+    for (k, v) in body {
+        if closed && (k == "statecode" || k == "statuscode") {
+            continue;
+        }
+        let equal = match t.bind_cols.get(k) {
+            Some(col) => match (bound_id(v), current.get(col).and_then(Value::as_str)) {
+                (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                _ => false,
+            },
+            None => same(v, current.get(k)),
+        };
+        if !equal {
+            out.insert(k.clone(), v.clone());
+        }
+    }
+    out
+}
+
+/// What became of one write.
+#[derive(Clone, Debug)]
+pub(crate) enum Written {
+    /// Done; for a create, the new record's id.
+    Ok(Option<String>),
+    Failed {
+        status: Option<u16>,
+        reason: String,
+        transient: bool,
+    },
+}
+
+/// Sends `ops` to Sales in `$batch` requests of the configured size, each operation its own change set
+/// (continue-on-error: one bad record does not stop its neighbours). One result per operation, in order.
+pub(crate) async fn send(deps: &Deps, ops: &[BatchOp]) -> Vec<Written> {
+    let mut out = Vec::with_capacity(ops.len());
+    for chunk in ops.chunks(deps.cfg.batch_size.max(1)) {
+        match deps.sales.batch(chunk).await {
+            Ok(parts) => {
+                for (part, op) in parts.iter().zip(chunk) {
+                    if part.is_success() {
+                        let id = part
+                            .header("OData-EntityId")
+                            .or_else(|| part.header("Location"))
+                            .and_then(id_from_entity_url);
+                        out.push(Written::Ok(id));
+                    } else {
+                        let e = part.error("sales", op);
+                        out.push(Written::Failed {
+                            status: Some(part.status),
+                            reason: e.to_string(),
+                            transient: e.is_transient(),
+                        });
+                    }
+                }
+            }
+            Err(e) => out.extend(chunk.iter().map(|_| failed_batch(&e))),
+        }
+    }
+    out
+}
+
+fn failed_batch(e: &DynamicsError) -> Written {
+    Written::Failed {
+        status: None,
+        reason: format!("the Sales $batch request failed: {e}"),
+        transient: e.is_transient(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn rec(v: Value) -> Record {
+        v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn echo_rule_compares_values_not_spelling() {
+        let t = Table::of(&p2c_mapping::order_headers_to_sales());
+        let body = rec(json!({
+            "totalamount": 250.0, "name": "X", "msdynce_invoicedate": "2026-03-05T12:00:00Z",
+            "transactioncurrencyid@odata.bind": "/transactioncurrencies(AB000000-0000-0000-0000-000000000001)",
+            "statecode": 0, "statuscode": 1
+        }));
+        let current = rec(json!({
+            "totalamount": 250, "name": "X", "msdynce_invoicedate": "2026-03-05T12:00:00.000Z",
+            "_transactioncurrencyid_value": "ab000000-0000-0000-0000-000000000001", "statecode": 0, "statuscode": 1
+        }));
+        assert!(changed_fields(&t, &body, &current).is_empty());
+        let mut closed = current.clone();
+        closed.insert("statecode".into(), json!(4));
+        closed.insert("statuscode".into(), json!(100003));
+        closed.insert("name".into(), json!("Y"));
+        let diff = changed_fields(&t, &body, &closed);
+        assert_eq!(Value::Object(diff), json!({"name": "X"}), "a closed order is not reopened");
+    }
+}
