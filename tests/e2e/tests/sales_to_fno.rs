@@ -1,0 +1,682 @@
+//! Sales → F&O contacts, quotes and orders, end to end through the handler, against the sandbox and moto.
+
+use std::collections::BTreeSet;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
+use p2c_e2e::Env;
+use p2c_state::Link;
+use p2c_sync::{FlowName, Message, Reason, RunOptions, RunReport, handle_sqs, run_flow};
+use serde_json::{Value, json};
+
+async fn run(env: &Env, flow: FlowName) -> RunReport {
+    let r = run_flow(&env.deps, flow, "usmf", &RunOptions::default())
+        .await
+        .expect("run");
+    assert!(r.balanced(), "read = written + skipped + failed: {r:?}");
+    r
+}
+
+fn sqs_event(bodies: &[String]) -> SqsEvent {
+    let mut e = SqsEvent::default();
+    for (i, b) in bodies.iter().enumerate() {
+        let mut m = SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.receipt_handle = Some(format!("r{i}"));
+        m.body = Some(b.clone());
+        e.records.push(m);
+    }
+    e
+}
+
+/// Ids of the reference data the tests build on.
+struct Fixture {
+    bu: String,
+    usd: String,
+    ea: String,
+    pcs: String,
+    /// Synced accounts: (accountid, accountnumber).
+    accounts: Vec<(String, String)>,
+}
+
+fn id_where(env: &Env, set: &str, col: &str, value: &str, pk: &str) -> String {
+    env.sb
+        .sales_rows(set)
+        .into_iter()
+        .find(|r| r[col] == value)
+        .and_then(|r| r[pk].as_str().map(str::to_string))
+        .unwrap_or_else(|| panic!("{set} with {col} = {value}"))
+}
+
+/// Demo reference data, `accounts` accounts synced to F&O by accounts-to-fno.
+async fn fixture(env: &Env) -> Fixture {
+    let r = run(env, FlowName::AccountsToFno).await;
+    assert_eq!(r.failed, 0, "{:?}", r.errors);
+    let accounts = env
+        .sb
+        .sales_rows("accounts")
+        .into_iter()
+        .map(|a| {
+            (
+                a["accountid"].as_str().unwrap().to_string(),
+                a["accountnumber"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    Fixture {
+        bu: env.sb.business_unit_id("usmf").unwrap(),
+        usd: id_where(env, "transactioncurrencies", "isocurrencycode", "USD", "transactioncurrencyid"),
+        ea: id_where(env, "uoms", "name", "ea", "uomid"),
+        pcs: id_where(env, "uoms", "name", "pcs", "uomid"),
+        accounts,
+    }
+}
+
+/// A Sales product as products-to-sales leaves it: the product, and its link from the F&O product number.
+/// `linked: false` leaves the link out (the product is not synced yet).
+async fn product(env: &Env, number: &str, external: bool, linked: bool) -> String {
+    let existing = env
+        .sb
+        .sales_rows("products")
+        .into_iter()
+        .find(|p| p["productnumber"] == number)
+        .and_then(|p| p["productid"].as_str().map(str::to_string));
+    let id = existing.unwrap_or_else(|| {
+        env.sb.sales_insert(
+            "products",
+            json!({"name": format!("Product {number}"), "productnumber": number,
+                   "msdynce_ismaintainedexternally": external}),
+        )
+    });
+    if linked {
+        link_product(env, number, &id).await;
+    }
+    id
+}
+
+async fn link_product(env: &Env, number: &str, id: &str) {
+    env.deps
+        .state
+        .put_links(&[Link {
+            entity: "product".into(),
+            company: "usmf".into(),
+            system: "fno".into(),
+            source_key: number.into(),
+            target_key: id.into(),
+            source_version: None,
+            source_hash: None,
+            target_hash: None,
+            synced_at: "2024-01-01T00:00:00Z".into(),
+        }])
+        .await
+        .unwrap();
+}
+
+fn fno_rows_of(env: &Env, set: &str, key_field: &str, key: &str) -> Vec<Value> {
+    env.sb
+        .fno_rows(set)
+        .into_iter()
+        .filter(|r| r["dataAreaId"] == "usmf" && r[key_field].as_str().is_some_and(|k| k.eq_ignore_ascii_case(key)))
+        .collect()
+}
+
+/// Asserts each expected field of an F&O row and returns the field names, so a test can check it covered
+/// every row of the template.
+fn assert_fields(row: &Value, want: &Value, what: &str) -> BTreeSet<String> {
+    let want = want.as_object().unwrap();
+    for (k, v) in want {
+        let got = &row[k];
+        let same = match (got.as_f64(), v.as_f64()) {
+            (Some(a), Some(b)) => (a - b).abs() < 1e-9,
+            _ => got == v,
+        };
+        assert!(same, "{what}: field {k} is {got}, expected {v}");
+    }
+    want.keys().cloned().collect()
+}
+
+/// The F&O fields a flow's template writes (enabled rows), by task name.
+fn template_targets(env: &Env, flow: FlowName, task: &str) -> BTreeSet<String> {
+    env.deps
+        .template(flow, task)
+        .unwrap()
+        .fields
+        .iter()
+        .filter(|f| f.enabled)
+        .map(|f| f.target.clone())
+        .collect()
+}
+
+fn fno_writes(env: &Env) -> u64 {
+    env.sb
+        .requests()
+        .iter()
+        .filter(|(k, _)| k.starts_with("fno ") && !k.contains(" GET "))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+// ------------------------------------------------------------------------------------------------ contacts
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contacts_become_customers_and_contact_persons_under_their_account() {
+    let env = Env::start(2).await;
+    let fx = fixture(&env).await;
+    let (acc_id, acc_no) = fx.accounts[0].clone();
+    let other_bu = env.sb.sales_insert("businessunits", json!({"name": "demf"}));
+    let customer = env.sb.sales_insert(
+        "contacts",
+        json!({"firstname": "Jane", "middlename": "Q", "lastname": "Doe", "msdynce_contactnumber": "CON-0001",
+               "msdynce_isactivecustomer": true, "_owningbusinessunit_value": fx.bu,
+               "_transactioncurrencyid_value": fx.usd, "creditlimit": 5000, "fax": "+1 555 0101",
+               "address1_city": "Redmond", "address1_country": "United States", "address1_line1": "1 Main St",
+               "address1_postalcode": "98052", "address1_stateorprovince": "WA", "description": "VIP",
+               "emailaddress1": "jane@example.com", "telephone1": "+1 555 0100",
+               "websiteurl": "https://jane.example.com"}),
+    );
+    let person = env.sb.sales_insert(
+        "contacts",
+        json!({"firstname": "John", "middlename": "R", "lastname": "Smith", "msdynce_contactnumber": "CON-0002",
+               "msdynce_isactivecustomer": false, "msdynce_iscompanyanaccount": true,
+               "_parentcustomerid_value": acc_id, "_owningbusinessunit_value": fx.bu,
+               "department": "Purchasing", "description": "Buyer", "emailaddress1": "john@example.com",
+               "gendercode": 1, "governmentid": "123-45-6789", "address1_city": "Berlin",
+               "address1_country": "Germany", "address1_line1": "Unter den Linden 1", "telephone1": "+49 30 1234",
+               "address1_postalcode": "10117", "address1_stateorprovince": "BE",
+               "websiteurl": "https://john.example.com", "familystatuscode": 2, "donotemail": true,
+               "jobtitle": "Buyer", "statecode": 0}),
+    );
+    // Neither an active customer nor a contact of an account; and one of another company.
+    env.sb.sales_insert(
+        "contacts",
+        json!({"lastname": "Nobody", "msdynce_contactnumber": "CON-0003", "msdynce_isactivecustomer": false,
+               "msdynce_iscompanyanaccount": false, "_owningbusinessunit_value": fx.bu}),
+    );
+    env.sb.sales_insert(
+        "contacts",
+        json!({"lastname": "Elsewhere", "msdynce_contactnumber": "CON-0004", "msdynce_isactivecustomer": true,
+               "_owningbusinessunit_value": other_bu}),
+    );
+
+    let r = run(&env, FlowName::ContactsToFno).await;
+    assert_eq!((r.read, r.written, r.created, r.failed), (4, 2, 2, 0), "{r:?}");
+    assert_eq!(r.skipped_by_reason.get("owned by another business unit"), Some(&1));
+
+    // The active customer is an F&O customer, every mapped field as the template says. (Sales computes fullname.)
+    let fullname = env.sb.sales_get("contacts", &customer).unwrap()["fullname"].clone();
+    assert!(fullname.as_str().is_some_and(|n| n.contains("Doe")), "{fullname}");
+    let c = fno_rows_of(&env, "CustomersV2", "CustomerAccount", "CON-0001");
+    assert_eq!(c.len(), 1);
+    let asserted = assert_fields(
+        &c[0],
+        &json!({"PersonFirstName": "Jane", "PersonMiddleName": "Q", "PersonLastName": "Doe", "CreditLimit": 5000,
+                "CustomerGroupId": "10", "PrimaryContactFax": "+1 555 0101", "SalesCurrencyCode": "USD",
+                "CustomerAccount": "CON-0001", "AddressCity": "Redmond", "AddressCountryRegionISOCode": "US",
+                "SalesMemo": "VIP", "PrimaryContactEmail": "jane@example.com", "AddressStreet": "1 Main St",
+                "PartyType": "Person", "PrimaryContactPhone": "+1 555 0100", "AddressZipCode": "98052",
+                "AddressState": "WA", "PrimaryContactURL": "https://jane.example.com",
+                "AddressDescription": fullname, "LanguageId": "en-us", "PartyNumber": "CON-0001",
+                "IsExternallyMaintained": "Yes"}),
+        "customer CON-0001",
+    );
+    let targets = template_targets(&env, FlowName::ContactsToFno, "ContactToCustomer");
+    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+
+    // The account's contact is a contact person under the account's party.
+    let p = fno_rows_of(&env, "CDSContactPersons", "ContactPersonPartyNumber", "CON-0002");
+    assert_eq!(p.len(), 1);
+    let asserted = assert_fields(
+        &p[0],
+        &json!({"EmploymentDepartment": "Purchasing", "Notes": "Buyer", "PrimaryEmailAddress": "john@example.com",
+                "Gender": "Male", "GovernmentIdentificationNumber": "123-45-6789", "FirstName": "John",
+                "LastName": "Smith", "ContactPersonPartyNumber": "CON-0002", "PrimaryAddressCity": "Berlin",
+                "PrimaryAddressCountryRegionISOCode": "DE", "MiddleName": "R",
+                "PrimaryAddressStreet": "Unter den Linden 1", "ContactPersonPartyType": "Person",
+                "PrimaryPhoneNumber": "+49 30 1234", "PrimaryAddressZipCode": "10117",
+                "PrimaryAddressStateId": "BE", "PrimaryURL": "https://john.example.com", "MaritalStatus": "Married",
+                "IsReceivingDirectMail": "No", "EmploymentProfession": "Buyer", "IsInactive": "No",
+                "AssociatedPartyNumber": acc_no, "IsContactPersonExternallyMaintained": "Yes"}),
+        "contact person CON-0002",
+    );
+    let targets = template_targets(&env, FlowName::ContactsToFno, "Contacts");
+    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+    assert!(fno_rows_of(&env, "CustomersV2", "CustomerAccount", "CON-0004").is_empty());
+
+    // Links: the customer under `contact` (what quotes and orders resolve), the person under `contactperson`.
+    let links = env
+        .deps
+        .state
+        .get_links("contact", "usmf", "sales", std::slice::from_ref(&customer))
+        .await
+        .unwrap();
+    assert_eq!(links[&customer].target_key, "CON-0001");
+    let links = env
+        .deps
+        .state
+        .get_links("contactperson", "usmf", "sales", std::slice::from_ref(&person))
+        .await
+        .unwrap();
+    assert_eq!(links[&person].target_key, format!("CON-0002/{acc_no}"));
+
+    // No changes: nothing read, nothing written.
+    env.sb.reset_counters();
+    let r = run(&env, FlowName::ContactsToFno).await;
+    assert_eq!((r.read, r.written), (0, 0));
+    assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
+
+    // A change goes through as an update of just that contact person.
+    env.sb.sales_update("contacts", &person, json!({"jobtitle": "Head of Purchasing"}));
+    let r = run(&env, FlowName::ContactsToFno).await;
+    assert_eq!((r.read, r.written, r.updated), (1, 1, 1), "{r:?}");
+    let p = fno_rows_of(&env, "CDSContactPersons", "ContactPersonPartyNumber", "CON-0002");
+    assert_eq!(p[0]["EmploymentProfession"], "Head of Purchasing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contact_of_an_unsynced_account_waits_then_goes_after_accounts() {
+    let env = Env::start(0).await;
+    let bu = env.sb.business_unit_id("usmf").unwrap();
+    let account = env.sb.sales_insert(
+        "accounts",
+        json!({"name": "Late Account Ltd", "accountnumber": "ACC-LATE-1", "_owningbusinessunit_value": bu}),
+    );
+    let contact = env.sb.sales_insert(
+        "contacts",
+        json!({"firstname": "Wait", "lastname": "Er", "msdynce_contactnumber": "CON-0100",
+               "msdynce_iscompanyanaccount": true, "_parentcustomerid_value": account,
+               "_owningbusinessunit_value": bu}),
+    );
+
+    // Accounts have not run: the contact fails transiently, naming its account, and is queued.
+    let r = run(&env, FlowName::ContactsToFno).await;
+    assert_eq!((r.read, r.written, r.failed, r.retry_queued), (1, 0, 1, 1), "{r:?}");
+    let e = &r.errors[0];
+    assert!(e.transient);
+    assert_eq!(e.id, contact);
+    assert!(e.reason.contains("ACC-LATE-1") && e.reason.contains("accounts-to-fno"), "{}", e.reason);
+    assert!(env.sb.fno_rows("CDSContactPersons").is_empty(), "never written without its party");
+    let (queued, dead) = env.queued(FlowName::ContactsToFno).await;
+    assert!(dead.is_empty());
+    assert_eq!(queued.len(), 1);
+    let m: Value = serde_json::from_str(&queued[0]).unwrap();
+    assert_eq!(m["keys"], json!([contact]));
+    assert_eq!(m["attempt"], 2);
+    assert!(m["last_error"].as_str().unwrap().contains("ACC-LATE-1"), "{m}");
+
+    // Still waiting while the account is missing from F&O.
+    let (_, reports) = p2c_sync::handle_sqs_report(&env.deps, FlowName::ContactsToFno, sqs_event(&queued)).await;
+    assert_eq!(reports.iter().map(|r| r.failed).sum::<u64>(), 1, "{reports:?}");
+    let _ = env.queued(FlowName::ContactsToFno).await;
+
+    // Accounts run; the queued message now succeeds.
+    let r = run(&env, FlowName::AccountsToFno).await;
+    assert_eq!(r.written, 1);
+    let resp = handle_sqs(&env.deps, FlowName::ContactsToFno, sqs_event(&queued)).await;
+    assert!(resp.batch_item_failures.is_empty());
+    let p = fno_rows_of(&env, "CDSContactPersons", "ContactPersonPartyNumber", "CON-0100");
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0]["AssociatedPartyNumber"], "ACC-LATE-1");
+    assert_eq!(p[0]["LastName"], "Er");
+}
+
+// ------------------------------------------------------------------------------------------------ quotes
+
+struct QuoteIds {
+    id: String,
+    number: String,
+    lines: Vec<String>,
+}
+
+/// An active quote of `customer` made of externally maintained products, one line per (product, qty, price,
+/// discount).
+fn quote(env: &Env, fx: &Fixture, number: &str, customer: &str, lines: &[(&str, f64, f64, f64)]) -> QuoteIds {
+    // What Sales pricing puts in the total (and F&O computes again): Σ quantity × price − discount.
+    let total: f64 = lines.iter().map(|(_, q, p, d)| q * p - d).sum();
+    let id = env.sb.sales_insert(
+        "quotes",
+        json!({"name": format!("Quote {number}"), "quotenumber": number, "_customerid_value": customer,
+               "_owningbusinessunit_value": fx.bu, "_transactioncurrencyid_value": fx.usd,
+               "statecode": 1, "statuscode": 2, "msdynce_hasexternallymaintainedproductsonly": true,
+               "shipto_name": "Receiving dock", "shipto_line1": "1 Main St", "shipto_city": "Redmond",
+               "shipto_stateorprovince": "WA", "shipto_country": "USA", "shipto_postalcode": "98052",
+               "billto_line2": "Suite 200", "billto_postalcode": "98053", "totalamount": total}),
+    );
+    let lines = lines
+        .iter()
+        .enumerate()
+        .map(|(i, (product, qty, price, discount))| {
+            env.sb.sales_insert(
+                "quotedetails",
+                json!({"_quoteid_value": id, "_productid_value": product, "_uomid_value": fx.ea,
+                       "_transactioncurrencyid_value": fx.usd, "_owningbusinessunit_value": fx.bu,
+                       "sequencenumber": i + 1, "quantity": qty, "priceperunit": price,
+                       "manualdiscountamount": discount, "msdynce_quotehasexternalmaintainedproductsonly": true}),
+            )
+        })
+        .collect();
+    QuoteIds {
+        id,
+        number: number.into(),
+        lines,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
+    let env = Env::start(2).await;
+    let fx = fixture(&env).await;
+    let (p1, p2, p3) = (
+        product(&env, "D0001", true, true).await,
+        product(&env, "D0002", true, true).await,
+        product(&env, "D0003", true, true).await,
+    );
+    let (acc_id, acc_no) = fx.accounts[0].clone();
+    let q = quote(
+        &env,
+        &fx,
+        "QUO-1001",
+        &acc_id,
+        &[(&p1, 2.0, 250.0, 0.0), (&p2, 3.0, 180.0, 10.0), (&p3, 1.0, 220.0, 5.5)],
+    );
+    let other = quote(&env, &fx, "QUO-1002", &fx.accounts[1].0, &[(&p1, 1.0, 250.0, 0.0)]);
+    env.sb.sales_update("quotedetails", &q.lines[2], json!({"_uomid_value": fx.pcs}));
+
+    env.sb.reset_counters();
+    let r = run(&env, FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.created, r.failed), (2, 2, 2, 0), "{:?}", r.errors);
+    assert_eq!(
+        env.sb.requests().get("fno POST $batch"),
+        Some(&1),
+        "both quotes, headers with their lines, in one $batch: {:?}",
+        env.sb.requests()
+    );
+
+    let h = fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", "QUO-1001");
+    assert_eq!(h.len(), 1);
+    let asserted = assert_fields(
+        &h[0],
+        &json!({"RequestingCustomerAccountNumber": acc_no, "DeliveryAddressCity": "Redmond",
+                "DeliveryAddressCountryRegionISOCode": "US", "CurrencyCode": "USD",
+                "DeliveryAddressStreet": "1 Main St", "DeliveryAddressStreetNumber": "Suite 200",
+                "DeliveryAddressZipCode": "98053", "SalesQuotationNumber": "QUO-1001",
+                "DeliveryAddressStateId": "WA", "QuotationTotalAmount": 1244.5, "SalesQuotationName": "Quote QUO-1001",
+                "DeliveryAddressName": "Receiving dock", "IsDeliveryAddressOrderSpecific": "Yes",
+                "DeliveryAddressDescription": "Sales ship-to address"}),
+        "quotation header",
+    );
+    let targets = template_targets(&env, FlowName::QuotesToFno, "QuoteHeader");
+    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+
+    let mut lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
+    lines.sort_by_key(|l| l["LineCreationSequenceNumber"].as_i64());
+    assert_eq!(lines.len(), 3);
+    let want = [
+        json!({"ProductNumber": "D0001", "RequestedSalesQuantity": 2, "SalesQuotationNumber": "QUO-1001",
+               "LineCreationSequenceNumber": 1, "SalesUnitSymbol": "ea", "TotalDiscountAmount": 0,
+               "SalesPrice": 250, "LineDiscountAmount": 0, "TotalChargesAmount": 0}),
+        json!({"ProductNumber": "D0002", "RequestedSalesQuantity": 3, "SalesQuotationNumber": "QUO-1001",
+               "LineCreationSequenceNumber": 2, "SalesUnitSymbol": "ea", "TotalDiscountAmount": 10,
+               "SalesPrice": 180, "LineDiscountAmount": 3.33, "TotalChargesAmount": -0.01}),
+        json!({"ProductNumber": "D0003", "RequestedSalesQuantity": 1, "SalesQuotationNumber": "QUO-1001",
+               "LineCreationSequenceNumber": 3, "SalesUnitSymbol": "pcs", "TotalDiscountAmount": 5.5,
+               "SalesPrice": 220, "LineDiscountAmount": 5.5, "TotalChargesAmount": 0}),
+    ];
+    let targets = template_targets(&env, FlowName::QuotesToFno, "QuoteLine");
+    for (l, w) in lines.iter().zip(&want) {
+        let asserted = assert_fields(l, w, "quotation line");
+        assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+    }
+
+    // No changes: nothing read, nothing written.
+    env.sb.reset_counters();
+    let r = run(&env, FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written), (0, 0));
+    assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
+
+    // A changed line re-syncs its document only, and PATCHes only that line's changed field.
+    env.sb.sales_update("quotedetails", &q.lines[1], json!({"quantity": 4}));
+    env.sb.reset_counters();
+    let r = run(&env, FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.updated, r.failed), (1, 1, 1, 0), "{r:?}");
+    assert_eq!(fno_writes(&env), 1, "{:?}", env.sb.requests());
+    let lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
+    let l2 = lines.iter().find(|l| l["LineCreationSequenceNumber"] == 2).unwrap();
+    assert_eq!(l2["RequestedSalesQuantity"].as_f64(), Some(4.0));
+    assert_eq!(l2["LineDiscountAmount"].as_f64(), Some(2.5), "10.00 over 4 units");
+    assert_eq!(l2["TotalChargesAmount"].as_f64(), Some(0.0));
+    let untouched = fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", &other.number);
+    assert_eq!(untouched.len(), 1);
+
+    // A line deleted in Sales is deleted in F&O; the rest of the quote stays.
+    env.sb.sales_delete("quotedetails", &q.lines[2]);
+    let r = run(&env, FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.deleted, r.failed), (1, 1, 1, 0), "{r:?}");
+    let mut lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
+    lines.sort_by_key(|l| l["LineCreationSequenceNumber"].as_i64());
+    let numbers: Vec<i64> = lines
+        .iter()
+        .map(|l| l["LineCreationSequenceNumber"].as_i64().unwrap())
+        .collect();
+    assert_eq!(numbers, vec![1, 2]);
+    assert_eq!(
+        fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", "QUO-1001").len(),
+        1
+    );
+    // An added line is created under the same header.
+    env.sb.sales_insert(
+        "quotedetails",
+        json!({"_quoteid_value": q.id, "_productid_value": p3, "_uomid_value": fx.ea,
+               "_owningbusinessunit_value": fx.bu, "sequencenumber": 4, "quantity": 7, "priceperunit": 220,
+               "msdynce_quotehasexternalmaintainedproductsonly": true}),
+    );
+    let r = run(&env, FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.failed), (1, 1, 0), "{r:?}");
+    let lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
+    assert_eq!(lines.len(), 3);
+    assert!(lines.iter().any(|l| l["LineCreationSequenceNumber"] == 4 && l["ProductNumber"] == "D0003"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draft_quotes_and_quotes_with_write_in_or_internal_products_are_filtered() {
+    let env = Env::start(1).await;
+    let fx = fixture(&env).await;
+    let p1 = product(&env, "D0001", true, true).await;
+    let internal = product(&env, "SALES-ONLY-1", false, false).await;
+    let acc = fx.accounts[0].0.clone();
+
+    let draft = quote(&env, &fx, "QUO-2001", &acc, &[(&p1, 1.0, 250.0, 0.0)]);
+    env.sb.sales_update("quotes", &draft.id, json!({"statecode": 0, "statuscode": 1}));
+    // A write-in line: no product; Sales clears the "only externally maintained products" flags.
+    let write_in = quote(&env, &fx, "QUO-2002", &acc, &[(&p1, 1.0, 250.0, 0.0)]);
+    env.sb.sales_insert(
+        "quotedetails",
+        json!({"_quoteid_value": write_in.id, "productdescription": "Installation", "sequencenumber": 2,
+               "quantity": 1, "priceperunit": 100, "msdynce_quotehasexternalmaintainedproductsonly": false}),
+    );
+    env.sb.sales_update(
+        "quotes",
+        &write_in.id,
+        json!({"msdynce_hasexternallymaintainedproductsonly": false}),
+    );
+    // A product made in Sales, not maintained in F&O, even with the flags left on.
+    quote(&env, &fx, "QUO-2003", &acc, &[(&p1, 1.0, 250.0, 0.0), (&internal, 1.0, 10.0, 0.0)]);
+
+    let r = run(&env, FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.skipped, r.failed), (3, 0, 3, 0), "{r:?}");
+    assert_eq!(r.skipped_by_reason.get("filtered by the template"), Some(&2), "{r:?}");
+    assert_eq!(
+        r.skipped_by_reason.get("filtered: a line's product is not maintained in F&O"),
+        Some(&1),
+        "{r:?}"
+    );
+    assert!(env.sb.fno_rows("CDSSalesQuotationHeaders").is_empty());
+    assert!(env.sb.fno_rows("CDSSalesQuotationLines").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quote_of_an_unsynced_product_waits_naming_the_product() {
+    let env = Env::start(1).await;
+    let fx = fixture(&env).await;
+    let p1 = product(&env, "D0001", true, true).await;
+    let late = product(&env, "D0009", true, false).await;
+    let q = quote(&env, &fx, "QUO-3001", &fx.accounts[0].0, &[(&p1, 1.0, 250.0, 0.0), (&late, 2.0, 99.0, 0.0)]);
+
+    let r = run(&env, FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.failed, r.retry_queued), (1, 0, 1, 1), "{r:?}");
+    let e = &r.errors[0];
+    assert!(e.transient);
+    assert_eq!((e.id.as_str(), e.key.as_str()), (q.id.as_str(), "QUO-3001"));
+    assert!(e.reason.contains("D0009") && e.reason.contains("products-to-sales"), "{}", e.reason);
+    assert!(env.sb.fno_rows("CDSSalesQuotationHeaders").is_empty(), "no header without its lines");
+    let (queued, _) = env.queued(FlowName::QuotesToFno).await;
+    assert_eq!(queued.len(), 1);
+    assert!(queued[0].contains("D0009"), "{}", queued[0]);
+
+    // products-to-sales brings the product (F&O has it, the link appears); the retry goes through.
+    env.sb.fno_insert(
+        "SellableReleasedProducts",
+        json!({"dataAreaId": "usmf", "ProductNumber": "D0009", "ProductName": "Late product"}),
+    );
+    link_product(&env, "D0009", &late).await;
+    let resp = handle_sqs(&env.deps, FlowName::QuotesToFno, sqs_event(&queued)).await;
+    assert!(resp.batch_item_failures.is_empty());
+    assert_eq!(
+        fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-3001").len(),
+        2
+    );
+}
+
+// ------------------------------------------------------------------------------------------------ orders
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_with_discount_split_echo_and_duplicate_message() {
+    let env = Env::start(1).await;
+    let fx = fixture(&env).await;
+    let (p1, p2) = (
+        product(&env, "D0001", true, true).await,
+        product(&env, "D0004", true, true).await,
+    );
+    let (acc_id, acc_no) = fx.accounts[0].clone();
+    let order = env.sb.sales_insert(
+        "salesorders",
+        json!({"name": "PO 4711", "ordernumber": "ORD-5001", "_customerid_value": acc_id,
+               "_owningbusinessunit_value": fx.bu, "_transactioncurrencyid_value": fx.usd,
+               "statecode": 0, "msdynce_processingstatus": 647_390_000,
+               "msdynce_hasexternallymaintainedproductsonly": true, "shipto_name": "Warehouse 2",
+               "shipto_line1": "2 Oak Ave", "shipto_line2": "Gate 4", "shipto_city": "Chicago",
+               "shipto_stateorprovince": "IL", "shipto_country": "", "shipto_postalcode": "60601",
+               "totalamount": 2240.0}),
+    );
+    let line = |seq: i64, product: &str, qty: f64, price: f64, discount: f64| {
+        env.sb.sales_insert(
+            "salesorderdetails",
+            json!({"_salesorderid_value": order, "_productid_value": product, "_uomid_value": fx.ea,
+                   "_transactioncurrencyid_value": fx.usd, "_owningbusinessunit_value": fx.bu,
+                   "sequencenumber": seq, "quantity": qty, "priceperunit": price,
+                   "manualdiscountamount": discount, "msdynce_orderhasexternalmaintainedproductsonly": true}),
+        )
+    };
+    let l1 = line(1, &p1, 3.0, 250.0, 10.0);
+    line(2, &p2, 1.0, 1500.0, 0.0);
+    // A draft order (processing status Draft) is not sent.
+    env.sb.sales_insert(
+        "salesorders",
+        json!({"name": "Draft", "ordernumber": "ORD-5002", "_customerid_value": acc_id,
+               "_owningbusinessunit_value": fx.bu, "statecode": 0, "msdynce_processingstatus": 647_390_011,
+               "msdynce_hasexternallymaintainedproductsonly": true}),
+    );
+
+    let r = run(&env, FlowName::OrdersToFno).await;
+    assert_eq!((r.read, r.written, r.created, r.skipped, r.failed), (2, 1, 1, 1, 0), "{:?}", r.errors);
+    let h = fno_rows_of(&env, "CDSSalesOrderHeaders", "SalesOrderNumber", "ORD-5001");
+    assert_eq!(h.len(), 1);
+    let asserted = assert_fields(
+        &h[0],
+        &json!({"OrderingCustomerAccountNumber": acc_no, "DeliveryAddressCity": "Chicago",
+                "DeliveryAddressCountryRegionISOCode": "US", "CurrencyCode": "USD",
+                "DeliveryAddressStreet": "2 Oak Ave", "DeliveryAddressZipCode": "60601",
+                "SalesOrderNumber": "ORD-5001", "DeliveryAddressStreetNumber": "Gate 4",
+                "DeliveryAddressStateId": "IL", "OrderTotalAmount": 2240.0, "CustomersOrderReference": "PO 4711",
+                "DeliveryAddressName": "Warehouse 2", "IsDeliveryAddressOrderSpecific": "Yes",
+                "DeliveryAddressDescription": "Sales ship-to address"}),
+        "order header",
+    );
+    let targets = template_targets(&env, FlowName::OrdersToFno, "OrderHeader");
+    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+    assert!(fno_rows_of(&env, "CDSSalesOrderHeaders", "SalesOrderNumber", "ORD-5002").is_empty());
+
+    // Discount split: qty 3, discount 10.00 → 3.33 per unit, and the 0.01 left over as a −0.01 sales charge.
+    let mut lines = fno_rows_of(&env, "CDSSalesOrderLines", "SalesOrderNumber", "ORD-5001");
+    lines.sort_by_key(|l| l["LineCreationSequenceNumber"].as_i64());
+    assert_eq!(lines.len(), 2);
+    let asserted = assert_fields(
+        &lines[0],
+        &json!({"ProductNumber": "D0001", "OrderedSalesQuantity": 3, "SalesOrderNumber": "ORD-5001",
+                "LineCreationSequenceNumber": 1, "SalesUnitSymbol": "ea", "TotalDiscountAmount": 10,
+                "SalesPrice": 250, "LineDiscountAmount": 3.33, "TotalChargesAmount": -0.01}),
+        "order line 1",
+    );
+    let targets = template_targets(&env, FlowName::OrdersToFno, "OrderLine");
+    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+    assert_fields(
+        &lines[1],
+        &json!({"ProductNumber": "D0004", "OrderedSalesQuantity": 1, "LineCreationSequenceNumber": 2,
+                "SalesPrice": 1500, "LineDiscountAmount": 0, "TotalChargesAmount": 0}),
+        "order line 2",
+    );
+
+    // No changes: nothing read, nothing written.
+    env.sb.reset_counters();
+    let r = run(&env, FlowName::OrdersToFno).await;
+    assert_eq!((r.read, r.written), (0, 0));
+    assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
+
+    // Echo: a price changed in F&O, and orders-to-sales writes it (and F&O's new total) into Sales. Sales reports
+    // the change; F&O already holds the values, so nothing is written back.
+    env.sb.fno_update(
+        "CDSSalesOrderLines",
+        &[("dataAreaId", "usmf"), ("SalesOrderNumber", "ORD-5001"), ("LineCreationSequenceNumber", "1")],
+        json!({"SalesPrice": 245.0}),
+    );
+    env.sb.fno_update(
+        "CDSSalesOrderHeaders",
+        &[("dataAreaId", "usmf"), ("SalesOrderNumber", "ORD-5001")],
+        json!({"OrderTotalAmount": 2225.0}),
+    );
+    env.sb.sales_update("salesorderdetails", &l1, json!({"priceperunit": 245.0}));
+    env.sb.sales_update("salesorders", &order, json!({"totalamount": 2225.0}));
+    env.sb.reset_counters();
+    let r = run(&env, FlowName::OrdersToFno).await;
+    assert_eq!((r.read, r.written, r.skipped), (1, 0, 1), "{r:?}");
+    assert_eq!(r.skipped_by_reason.get("unchanged in F&O (echo)"), Some(&1), "{r:?}");
+    assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
+
+    // The same SQS message twice (and again later) creates no duplicate.
+    env.sb.sales_update("salesorders", &order, json!({"name": "PO 4711 rev 2"}));
+    let body = Message::new(FlowName::OrdersToFno.as_str(), "usmf", vec![order.clone()], Reason::Change).to_body();
+    let resp = handle_sqs(&env.deps, FlowName::OrdersToFno, sqs_event(&[body.clone(), body.clone()])).await;
+    assert!(resp.batch_item_failures.is_empty());
+    let resp = handle_sqs(&env.deps, FlowName::OrdersToFno, sqs_event(&[body])).await;
+    assert!(resp.batch_item_failures.is_empty());
+    let h = fno_rows_of(&env, "CDSSalesOrderHeaders", "SalesOrderNumber", "ORD-5001");
+    assert_eq!(h.len(), 1);
+    assert_eq!(h[0]["CustomersOrderReference"], "PO 4711 rev 2");
+    assert_eq!(fno_rows_of(&env, "CDSSalesOrderLines", "SalesOrderNumber", "ORD-5001").len(), 2);
+    assert_eq!(env.sb.fno_rows("CDSSalesOrderHeaders").len(), 1);
+
+    // A crash before the links were committed: the redo finds the records in F&O and creates nothing.
+    let watermark = env.deps.state.watermark("orders-to-fno", "usmf").await.unwrap().unwrap();
+    assert!(watermark.value.contains("\"salesorders\"") && watermark.value.contains("\"salesorderdetails\""));
+    let r = run_flow(
+        &env.deps,
+        FlowName::OrdersToFno,
+        "usmf",
+        &RunOptions {
+            full_resync: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.written, r.failed), (0, 0), "{r:?}");
+    assert_eq!(env.sb.fno_rows("CDSSalesOrderLines").len(), 2);
+}
