@@ -78,6 +78,63 @@ pub struct Api {
     pub(crate) retry: RetryPolicy,
     pub(crate) stats: Arc<Mutex<RequestStats>>,
     pub(crate) dry_run: Option<Arc<DryRun>>,
+    pub(crate) limiter: Arc<Limiter>,
+}
+
+/// Client-side limits per service: requests in flight, requests per second, and one shared pause after a 429
+/// so that a throttled service sees the whole client back off at once instead of a storm of retries.
+#[derive(Debug)]
+pub struct Limiter {
+    permits: tokio::sync::Semaphore,
+    min_interval: Option<Duration>,
+    next_slot: Mutex<std::time::Instant>,
+    paused_until: Mutex<Option<std::time::Instant>>,
+}
+
+impl Limiter {
+    /// `max_concurrent` requests at once; `per_second` 0 = no rate limit.
+    pub fn new(max_concurrent: usize, per_second: f64) -> Limiter {
+        Limiter {
+            permits: tokio::sync::Semaphore::new(max_concurrent.max(1)),
+            min_interval: (per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / per_second)),
+            next_slot: Mutex::new(std::time::Instant::now()),
+            paused_until: Mutex::new(None),
+        }
+    }
+
+    async fn acquire(&self) -> tokio::sync::SemaphorePermit<'_> {
+        let pause = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(until) = pause {
+            tokio::time::sleep_until(until.into()).await;
+        }
+        if let Some(step) = self.min_interval {
+            let slot = {
+                let mut next = self.next_slot.lock().unwrap_or_else(|p| p.into_inner());
+                let now = std::time::Instant::now();
+                let slot = (*next).max(now);
+                *next = slot + step;
+                slot
+            };
+            tokio::time::sleep_until(slot.into()).await;
+        }
+        self.permits.acquire().await.expect("the semaphore is never closed")
+    }
+
+    /// Every request of this service waits until `wait` has passed.
+    fn pause(&self, wait: Duration) {
+        let until = std::time::Instant::now() + wait;
+        let mut p = self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
+        if p.is_none_or(|cur| cur < until) {
+            *p = Some(until);
+        }
+    }
+}
+
+impl Default for Limiter {
+    /// 16 in flight (Dataverse allows 52 per user), 20 requests/s (Dataverse: 6,000 per 5 minutes).
+    fn default() -> Self {
+        Limiter::new(16, 20.0)
+    }
 }
 
 /// A write that a dry run recorded instead of sending.
@@ -142,11 +199,18 @@ impl Api {
             retry: RetryPolicy::default(),
             stats: Default::default(),
             dry_run: None,
+            limiter: Arc::new(Limiter::default()),
         }
     }
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Replaces the client-side limiter (one per service).
+    pub fn with_limiter(mut self, limiter: Arc<Limiter>) -> Self {
+        self.limiter = limiter;
         self
     }
 
@@ -214,8 +278,10 @@ impl Api {
                 .header("Accept", "application/json")
                 .header("OData-MaxVersion", "4.0")
                 .header("OData-Version", "4.0");
+            let permit = self.limiter.acquire().await;
             self.count(&method, endpoint);
             let result = build(req).send().await;
+            drop(permit);
             let err = match result {
                 Ok(resp) if resp.status().is_success() => return Ok(resp),
                 Ok(resp) => {
@@ -256,6 +322,7 @@ impl Api {
                             wait_ms = wait.as_millis() as u64,
                             "throttled (429)"
                         );
+                        self.limiter.pause(wait);
                         tokio::time::sleep(wait).await;
                         attempts -= 1; // throttling has its own budget
                         continue;

@@ -52,6 +52,11 @@ pub struct Config {
     pub mapping: Option<PathBuf>,
     /// Operations per `$batch` request.
     pub batch_size: usize,
+    /// Client-side limits per service: requests in flight and requests per second (0 = unlimited).
+    pub max_concurrent_requests: usize,
+    pub max_requests_per_second: f64,
+    /// `$batch` requests in flight at once per run.
+    pub write_concurrency: usize,
     /// Rows per page read (Dataverse caps at 5,000).
     pub page_size: usize,
     /// A record that failed transiently this many times goes to the DLQ.
@@ -117,7 +122,22 @@ impl Config {
             queue_prefix: get("P2C_QUEUE_PREFIX").unwrap_or_else(|| "p2c-".into()),
             companies: parse_companies(&get("P2C_COMPANIES").unwrap_or_else(|| "usmf=usmf".into()))?,
             mapping: get("P2C_MAPPING").map(PathBuf::from),
-            batch_size: num("P2C_BATCH_SIZE", 200)?.min(1000) as usize,
+            batch_size: num("P2C_BATCH_SIZE", 500)?.min(1000) as usize,
+            write_concurrency: num("P2C_WRITE_CONCURRENCY", 4)?.min(32) as usize,
+            max_concurrent_requests: num("P2C_MAX_CONCURRENT_REQUESTS", 16)?.min(52) as usize,
+            max_requests_per_second: match get("P2C_MAX_REQUESTS_PER_SECOND") {
+                None => 20.0,
+                Some(v) => v
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| *n >= 0.0)
+                    .ok_or(ConfigError::Invalid {
+                        name: "P2C_MAX_REQUESTS_PER_SECOND",
+                        value: v,
+                        why: "expected a number of requests per second (0 = no limit)".into(),
+                    })?,
+            },
             page_size: num("P2C_PAGE_SIZE", 5000)?.min(5000) as usize,
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
             lease_ttl: Duration::from_secs(num("P2C_LEASE_SECONDS", 900)?),

@@ -2,7 +2,7 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use p2c_dynamics::{Api, Credentials, Dataverse, DryRun, Fno, RequestStats, Secret, TokenCache};
+use p2c_dynamics::{Api, Credentials, Dataverse, DryRun, Fno, Limiter, RequestStats, Secret, TokenCache};
 use p2c_mapping::MappingOverrides;
 use p2c_state::{QueuePair, Queues, StateStore};
 use tokio::sync::Mutex;
@@ -50,8 +50,9 @@ impl Deps {
                 client_secret: secret,
             },
         ));
-        let mut sales_api = Api::new("sales", http.clone(), tokens.clone(), &cfg.sales_url);
-        let mut fno_api = Api::new("fno", http, tokens.clone(), &cfg.fno_url);
+        let limiter = || Arc::new(Limiter::new(cfg.max_concurrent_requests, cfg.max_requests_per_second));
+        let mut sales_api = Api::new("sales", http.clone(), tokens.clone(), &cfg.sales_url).with_limiter(limiter());
+        let mut fno_api = Api::new("fno", http, tokens.clone(), &cfg.fno_url).with_limiter(limiter());
         let mut state = StateStore::new(aws_sdk_dynamodb::Client::new(aws), cfg.table.clone());
         let mut queues = Queues::new(aws_sdk_sqs::Client::new(aws), cfg.queue_prefix.clone());
         let dry_run = cfg.dry_run.then(|| Arc::new(DryRun::default()));

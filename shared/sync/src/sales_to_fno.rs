@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use futures::StreamExt;
 use p2c_dynamics::{BatchOp, DynamicsError, Record};
 use p2c_mapping::content_hash;
 use p2c_state::Lease;
@@ -151,29 +152,9 @@ pub async fn sync_rows(
         return Ok(failures);
     }
 
-    // Not linked yet: a crash after an earlier create must not duplicate, so look the key up first.
+    // Not linked yet: create. F&O enforces the key, so a record an earlier (crashed) run already created
+    // answers "already exists" and `write_all` updates it instead: no duplicate, and no lookup request first.
     let key_field = spec.target_key_field().to_string();
-    let unknown: Vec<String> = pending
-        .iter()
-        .filter(|p| !p.linked_same_key)
-        .map(|p| p.key.clone())
-        .collect();
-    let existing: HashSet<String> = if unknown.is_empty() {
-        HashSet::new()
-    } else {
-        deps.fno
-            .find_by_keys(
-                spec.target_set(),
-                company,
-                &key_field,
-                &unknown,
-                std::slice::from_ref(&key_field),
-            )
-            .await?
-            .iter()
-            .filter_map(|r| str_of(r, &key_field).map(str::to_string))
-            .collect()
-    };
 
     // Sink: write, then commit links for what was written.
     let items: Vec<WriteItem> = pending
@@ -184,7 +165,7 @@ pub async fn sync_rows(
                 (key_field.clone(), p.key.clone()),
             ],
             body: p.body.clone(),
-            create: !(p.linked_same_key || existing.contains(&p.key)),
+            create: !p.linked_same_key,
         })
         .collect();
     let results = write_all(deps, spec.target_set(), items).await;
@@ -234,12 +215,25 @@ async fn write_all(deps: &Deps, entity_set: &str, items: Vec<WriteItem>) -> Vec<
     let mut todo: Vec<(usize, bool)> = items.iter().enumerate().map(|(i, it)| (i, it.create)).collect();
     for pass in 0..3 {
         let mut again = Vec::new();
-        for chunk in todo.chunks(deps.cfg.batch_size.max(1)) {
-            let ops: Vec<BatchOp> = chunk
-                .iter()
-                .map(|&(i, create)| op_for(deps, entity_set, &items[i], create))
-                .collect();
-            match deps.fno.batch(&ops).await {
+        // Several batches in flight at once; the client's limiter keeps the service's concurrency budget.
+        let batches: Vec<(Vec<(usize, bool)>, Vec<BatchOp>)> = todo
+            .chunks(deps.cfg.batch_size.max(1))
+            .map(|chunk| {
+                let ops = chunk
+                    .iter()
+                    .map(|&(i, create)| op_for(deps, entity_set, &items[i], create))
+                    .collect();
+                (chunk.to_vec(), ops)
+            })
+            .collect();
+        let mut done = futures::stream::iter(batches)
+            .map(|(chunk, ops)| async move {
+                let r = deps.fno.batch(&ops).await;
+                (chunk, ops, r)
+            })
+            .buffer_unordered(deps.cfg.write_concurrency.max(1));
+        while let Some((chunk, ops, outcome)) = done.next().await {
+            match outcome {
                 Ok(parts) => {
                     for ((&(i, create), part), op) in chunk.iter().zip(parts).zip(&ops) {
                         if part.is_success() {
@@ -257,7 +251,7 @@ async fn write_all(deps: &Deps, entity_set: &str, items: Vec<WriteItem>) -> Vec<
                 }
                 Err(e) => {
                     let transient = e.is_transient();
-                    for &(i, _) in chunk {
+                    for &(i, _) in &chunk {
                         results[i] = Some(Err((format!("the $batch request failed: {e}"), transient)));
                     }
                 }
@@ -314,7 +308,11 @@ pub async fn run_changes(
     };
     // A full read that was interrupted resumes from the page after the last one committed.
     let resume_key = crate::run::resume_key(flow);
-    let mut resume = if url == initial { deps.state.watermark(&resume_key, company).await? } else { None };
+    let mut resume = if url == initial {
+        deps.state.watermark(&resume_key, company).await?
+    } else {
+        None
+    };
     if let Some(r) = &resume {
         tracing::info!(flow = %flow, company, "resuming an interrupted full read");
         report.resumed = true;
