@@ -63,6 +63,8 @@ pub struct Config {
     pub max_attempts: u32,
     pub lease_ttl: Duration,
     pub http_timeout: Duration,
+    /// Skip records whose mapped content equals what was last written (off only to measure the naive way).
+    pub skip_unchanged: bool,
     /// Read and map as a real run would, write nothing anywhere (set by `p2c run --dry-run`, not by env).
     pub dry_run: bool,
 }
@@ -142,6 +144,7 @@ impl Config {
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
             lease_ttl: Duration::from_secs(num("P2C_LEASE_SECONDS", 900)?),
             http_timeout: Duration::from_secs(num("P2C_HTTP_TIMEOUT_SECONDS", 60)?),
+            skip_unchanged: get("P2C_SKIP_UNCHANGED").is_none_or(|v| v != "false" && v != "0"),
             dry_run: false,
         })
     }

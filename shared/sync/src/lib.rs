@@ -12,6 +12,7 @@ pub mod documents;
 pub mod error;
 pub mod faults;
 pub mod flows;
+pub mod fno_to_sales;
 pub mod handler;
 pub mod lookups;
 pub mod message;
@@ -21,6 +22,7 @@ pub mod report;
 pub mod route;
 pub mod run;
 pub mod sales_to_fno;
+pub mod segments;
 mod to_fno;
 
 pub use config::{Company, Config};

@@ -138,7 +138,9 @@ pub async fn sync_rows(
     let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
     let links = deps.state.get_links(spec.link_entity, company, "sales", &ids).await?;
     pending.retain_mut(|p| match links.get(&p.id) {
-        Some(l) if l.target_key == p.key && l.target_hash.as_deref() == Some(p.hash.as_str()) => {
+        Some(l)
+            if deps.cfg.skip_unchanged && l.target_key == p.key && l.target_hash.as_deref() == Some(p.hash.as_str()) =>
+        {
             report.skip("unchanged");
             false
         }
@@ -157,14 +159,12 @@ pub async fn sync_rows(
     let key_field = spec.target_key_field().to_string();
 
     // Sink: write, then commit links for what was written.
+    // The bodies move into the write items: one copy of a page's payload in memory, not two.
     let items: Vec<WriteItem> = pending
-        .iter()
+        .iter_mut()
         .map(|p| WriteItem {
-            key: vec![
-                ("dataAreaId".into(), company.to_string()),
-                (key_field.clone(), p.key.clone()),
-            ],
-            body: p.body.clone(),
+            key: vec![("dataAreaId".into(), company.to_string()), (key_field.clone(), p.key.clone())],
+            body: std::mem::take(&mut p.body),
             create: !p.linked_same_key,
         })
         .collect();
@@ -216,18 +216,13 @@ async fn write_all(deps: &Deps, entity_set: &str, items: Vec<WriteItem>) -> Vec<
     for pass in 0..3 {
         let mut again = Vec::new();
         // Several batches in flight at once; the client's limiter keeps the service's concurrency budget.
-        let batches: Vec<(Vec<(usize, bool)>, Vec<BatchOp>)> = todo
-            .chunks(deps.cfg.batch_size.max(1))
-            .map(|chunk| {
-                let ops = chunk
-                    .iter()
-                    .map(|&(i, create)| op_for(deps, entity_set, &items[i], create))
-                    .collect();
-                (chunk.to_vec(), ops)
-            })
-            .collect();
-        let mut done = futures::stream::iter(batches)
-            .map(|(chunk, ops)| async move {
+        // Operations are built when their batch is sent, so only the batches in flight hold a copy of the bodies.
+        let items = &items;
+        let chunks: Vec<Vec<(usize, bool)>> = todo.chunks(deps.cfg.batch_size.max(1)).map(<[_]>::to_vec).collect();
+        let mut done = futures::stream::iter(chunks)
+            .map(|chunk| async move {
+                let ops: Vec<BatchOp> =
+                    chunk.iter().map(|&(i, create)| op_for(deps, entity_set, &items[i], create)).collect();
                 let r = deps.fno.batch(&ops).await;
                 (chunk, ops, r)
             })

@@ -360,3 +360,13 @@ pub async fn reconcile(flow_name: &str, company: Option<&str>, fix: bool, as_jso
     }
     Ok(all.iter().all(|r| r.clean() || r.enqueued > 0))
 }
+
+pub async fn bench(args: crate::bench::BenchArgs, as_json: bool) -> Result<bool> {
+    let v = crate::bench::bench(&args).await?;
+    if as_json {
+        println!("{v}");
+    } else {
+        crate::bench::print(&v);
+    }
+    Ok(true)
+}

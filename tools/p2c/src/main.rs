@@ -1,5 +1,6 @@
 //! `p2c`: the operator CLI. The same handlers as the Lambdas run underneath.
 
+mod bench;
 mod commands;
 mod dry;
 mod local;
@@ -90,6 +91,20 @@ enum Cmd {
         #[arg(long)]
         fix: bool,
     },
+    /// Measure a flow against the sandbox (latency and service protection on) in p2c's mode and the naive mode.
+    Bench {
+        /// changed | unchanged | initial | all
+        #[arg(long, default_value = "changed")]
+        scenario: String,
+        #[arg(long, default_value_t = 10_000)]
+        records: usize,
+        /// Added to every sandbox response.
+        #[arg(long, default_value_t = 20)]
+        latency_ms: u64,
+        /// Workers for the segmented initial load.
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+    },
     /// Sandbox + local DynamoDB/SQS + demo data; runs every flow and prints read/written/skipped/failed.
     Demo {
         #[arg(long, default_value_t = 25)]
@@ -124,6 +139,23 @@ async fn main() -> std::process::ExitCode {
         } => commands::links(&entity, &key, &company, &system, cli.json).await,
         Cmd::Backfill { flow, company } => commands::backfill(&flow, company.as_deref(), cli.json).await,
         Cmd::Reconcile { flow, company, fix } => commands::reconcile(&flow, company.as_deref(), fix, cli.json).await,
+        Cmd::Bench {
+            scenario,
+            records,
+            latency_ms,
+            workers,
+        } => {
+            commands::bench(
+                bench::BenchArgs {
+                    scenario,
+                    records,
+                    latency_ms,
+                    workers,
+                },
+                cli.json,
+            )
+            .await
+        }
         Cmd::Demo { accounts } => commands::demo(accounts, cli.json).await,
     };
     match result {

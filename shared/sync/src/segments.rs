@@ -1,0 +1,42 @@
+//! Scale-out for large initial loads: a backfill split into segments of keys, enqueued to the flow's queue and
+//! processed by as many Lambda invocations at once as the event source's maximum concurrency allows. Each
+//! segment is an ordinary message, so a failed segment is retried, then dead-lettered, and replayable.
+
+use crate::{
+    deps::Deps,
+    error::SyncError,
+    flows::FlowName,
+    message::{MAX_KEYS, Message, Reason},
+};
+
+/// Lists the company's source records and enqueues them in messages of `keys_per_message`. Returns the number
+/// of records enqueued. The watermark is left alone: the next scheduled run still reads changes as usual.
+pub async fn enqueue_backfill(
+    deps: &Deps,
+    flow: FlowName,
+    company: &str,
+    keys_per_message: usize,
+) -> Result<usize, SyncError> {
+    if flow != FlowName::AccountsToFno {
+        return Err(SyncError::NotBuilt(flow));
+    }
+    let company = deps
+        .cfg
+        .company(company)
+        .ok_or_else(|| SyncError::UnknownCompany(company.into(), deps.companies_list()))?
+        .legal_entity
+        .clone();
+    let spec = deps.sales_to_fno(flow);
+    let bu = deps.business_unit_id(&company).await?;
+    let filter = format!("_owningbusinessunit_value eq {bu}");
+    let rows = deps.sales.list(spec.source_set(), &[spec.source_id().to_string()], Some(&filter)).await?;
+    let ids: Vec<String> =
+        rows.iter().filter_map(|r| r.get(spec.source_id()).and_then(|v| v.as_str()).map(str::to_string)).collect();
+    let bodies: Vec<String> = ids
+        .chunks(keys_per_message.clamp(1, MAX_KEYS))
+        .map(|c| Message::new(flow.as_str(), &company, c.to_vec(), Reason::Backfill).to_body())
+        .collect();
+    let pair = deps.queue_pair(flow).await?;
+    deps.queues.send(&pair.queue_url, &bodies).await?;
+    Ok(ids.len())
+}

@@ -1,0 +1,339 @@
+//! `p2c bench`: measures a flow against the sandbox with per-request latency and the service-protection limits
+//! on, in p2c's normal mode and in the naive one-request-per-record mode, and prints both and their ratio.
+//! Each run is a child `p2c` process, so its CPU time and peak RSS are its own (not the sandbox's).
+
+use std::{collections::BTreeMap, fs::File, path::PathBuf, process::Command, time::Instant};
+
+use anyhow::{Context, Result, bail};
+use p2c_sandbox::{Sandbox, SandboxConfig, ServiceLimits};
+use p2c_state::LocalAws;
+use p2c_sync::{Deps, FlowName};
+use serde_json::{Value, json};
+
+pub struct BenchArgs {
+    pub scenario: String,
+    pub records: usize,
+    pub latency_ms: u64,
+    pub workers: usize,
+}
+
+/// One measured run (or set of concurrent worker runs).
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Measure {
+    pub mode: String,
+    pub records: u64,
+    pub written: u64,
+    pub wall_s: f64,
+    pub records_per_s: f64,
+    pub dynamics_per_1000: BTreeMap<String, f64>,
+    pub dynamics_total_per_1000: f64,
+    pub dynamodb_per_1000: f64,
+    pub cpu_s_per_1000: f64,
+    pub peak_rss_mb: f64,
+    pub throttled_share: f64,
+}
+
+struct Rig {
+    sb: Sandbox,
+    aws_endpoint: String,
+    table: String,
+    prefix: String,
+    _moto: Option<LocalAws>,
+}
+
+async fn rig(records: usize, latency_ms: u64) -> Result<Rig> {
+    let sb = Sandbox::start(SandboxConfig {
+        latency: std::time::Duration::from_millis(latency_ms),
+        limits: Some(ServiceLimits::default()),
+        ..Default::default()
+    })
+    .await?;
+    sb.seed_demo(records);
+    let (endpoint, moto) = match std::env::var("AWS_ENDPOINT_URL").ok().filter(|v| !v.is_empty()) {
+        Some(e) => (e, None),
+        None => {
+            let m = LocalAws::start().await?;
+            (m.endpoint.clone(), Some(m))
+        }
+    };
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let rig = Rig {
+        sb,
+        aws_endpoint: endpoint,
+        table: format!("p2c-bench-{id}"),
+        prefix: format!("b{}-", &id[..10]),
+        _moto: moto,
+    };
+    let deps = rig.deps().await?;
+    deps.state.ensure_table().await?;
+    deps.queues.ensure(FlowName::AccountsToFno.as_str(), 5, 360).await?;
+    Ok(rig)
+}
+
+impl Rig {
+    fn env(&self) -> Vec<(String, String)> {
+        let c = self.sb.config();
+        [
+            ("AWS_ENDPOINT_URL", self.aws_endpoint.clone()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+            ("P2C_SALES_URL", self.sb.sales_url()),
+            ("P2C_FNO_URL", self.sb.fno_url()),
+            ("P2C_AUTHORITY_URL", self.sb.authority_url()),
+            ("P2C_TENANT_ID", c.tenant.clone()),
+            ("P2C_CLIENT_ID", c.client_id.clone()),
+            ("P2C_CLIENT_SECRET", c.client_secret.clone()),
+            ("P2C_TABLE", self.table.clone()),
+            ("P2C_QUEUE_PREFIX", self.prefix.clone()),
+            ("P2C_COMPANIES", "usmf=usmf".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    async fn deps(&self) -> Result<Deps> {
+        let env = self.env();
+        let cfg = p2c_sync::Config::from_lookup(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
+        let aws = p2c_state::aws_config(Some(&self.aws_endpoint)).await;
+        Ok(Deps::new(cfg, &aws).await?)
+    }
+
+    /// Runs `workers` child processes of `p2c <args>` at once and measures them together.
+    async fn measure(
+        &self,
+        mode: &str,
+        args: &[&str],
+        extra: &[(&str, &str)],
+        workers: usize,
+        records: u64,
+    ) -> Result<Measure> {
+        let before = self.sb.requests();
+        let started = Instant::now();
+        let mut children = Vec::new();
+        for w in 0..workers.max(1) {
+            let out: PathBuf =
+                std::env::temp_dir().join(format!("p2c-bench-{}-{w}.json", uuid::Uuid::new_v4().simple()));
+            let child = Command::new(std::env::current_exe()?)
+                .args(args)
+                .arg("--json")
+                .env_clear()
+                .env("PATH", std::env::var("PATH").unwrap_or_default())
+                .envs(self.env())
+                .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+                .stdout(File::create(&out)?)
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .context("starting a p2c child")?;
+            children.push((child.id() as libc::pid_t, out));
+        }
+        let mut cpu = 0.0;
+        let mut rss_kb = 0i64;
+        let mut reports: Vec<Value> = Vec::new();
+        for (pid, out) in children {
+            let (status, ru) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
+            cpu += ru.0;
+            rss_kb = rss_kb.max(ru.1);
+            let text = std::fs::read_to_string(&out).unwrap_or_default();
+            let _ = std::fs::remove_file(&out);
+            if status != 0 && status != 1 {
+                bail!("p2c {args:?} exited with {status}: {text}");
+            }
+            let v: Value = serde_json::from_str(text.trim()).with_context(|| format!("p2c {args:?} output: {text}"))?;
+            reports.extend(v["runs"].as_array().cloned().unwrap_or_default());
+        }
+        let wall = started.elapsed().as_secs_f64();
+        let after = self.sb.requests();
+        let per_k = |n: f64| if records == 0 { 0.0 } else { n * 1000.0 / records as f64 };
+        let mut by = BTreeMap::new();
+        for (k, v) in &after {
+            let d = v - before.get(k).copied().unwrap_or(0);
+            if d > 0 && !k.starts_with("token") {
+                by.insert(k.clone(), per_k(d as f64));
+            }
+        }
+        let total: f64 = by.values().sum();
+        let sum = |f: &dyn Fn(&Value) -> u64| reports.iter().map(f).sum::<u64>();
+        let requests = sum(&|r| {
+            r["dynamics_requests"]["by_endpoint"]
+                .as_object()
+                .map(|m| m.values().filter_map(Value::as_u64).sum())
+                .unwrap_or(0)
+        });
+        let throttled = sum(&|r| r["dynamics_requests"]["throttled"].as_u64().unwrap_or(0));
+        Ok(Measure {
+            mode: mode.into(),
+            records,
+            written: sum(&|r| r["written"].as_u64().unwrap_or(0)),
+            wall_s: wall,
+            records_per_s: records as f64 / wall.max(1e-9),
+            dynamics_per_1000: by,
+            dynamics_total_per_1000: total,
+            dynamodb_per_1000: per_k(sum(&|r| r["dynamodb_requests"].as_u64().unwrap_or(0)) as f64),
+            cpu_s_per_1000: per_k(cpu),
+            peak_rss_mb: rss_kb as f64 / 1024.0,
+            throttled_share: if requests == 0 {
+                0.0
+            } else {
+                throttled as f64 / requests as f64
+            },
+        })
+    }
+
+    fn touch_all(&self, tag: &str) {
+        for a in self.sb.sales_rows("accounts") {
+            if let Some(id) = a["accountid"].as_str() {
+                self.sb
+                    .sales_update("accounts", id, json!({"telephone1": format!("+1 555 {tag}")}));
+            }
+        }
+    }
+}
+
+/// The child's exit status, CPU seconds (user + system) and peak RSS in KiB.
+fn wait4(pid: libc::pid_t) -> Result<(i32, (f64, i64))> {
+    let mut status = 0;
+    // SAFETY: rusage is plain data; wait4 fills it for our own child.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut ru) };
+    if r < 0 {
+        bail!("wait4 failed: {}", std::io::Error::last_os_error());
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    Ok((code, (secs(ru.ru_utime) + secs(ru.ru_stime), ru.ru_maxrss)))
+}
+
+const NAIVE: &[(&str, &str)] = &[
+    ("P2C_BATCH_SIZE", "1"),
+    ("P2C_WRITE_CONCURRENCY", "1"),
+    ("P2C_SKIP_UNCHANGED", "false"),
+];
+
+fn pair(name: &str, p2c: Measure, naive: Measure) -> Value {
+    json!({
+        "scenario": name,
+        "p2c": p2c,
+        "naive": naive,
+        "ratio": {
+            "requests_fewer": naive.dynamics_total_per_1000 / p2c.dynamics_total_per_1000.max(1e-9),
+            "records_per_s_faster": p2c.records_per_s / naive.records_per_s.max(1e-9),
+        }
+    })
+}
+
+pub async fn bench(a: &BenchArgs) -> Result<Value> {
+    let mut out = Vec::new();
+    let n = a.records as u64;
+    let run = ["run", "accounts-to-fno"];
+    if a.scenario == "all" || a.scenario == "changed" || a.scenario == "unchanged" {
+        let rig = rig(a.records, a.latency_ms).await?;
+        rig.measure("prime", &run, &[], 1, n).await?;
+        if a.scenario != "unchanged" {
+            rig.touch_all("0100");
+            let p = rig.measure("p2c", &run, &[], 1, n).await?;
+            rig.touch_all("0200");
+            let naive = rig.measure("naive", &run, NAIVE, 1, n).await?;
+            out.push(pair("accounts, every record changed", p, naive));
+        }
+        if a.scenario != "changed" {
+            let full = ["run", "accounts-to-fno", "--full-resync"];
+            let p = rig.measure("p2c", &full, &[], 1, n).await?;
+            let naive = rig.measure("naive", &full, NAIVE, 1, n).await?;
+            out.push(pair("accounts, nothing changed (full re-read)", p, naive));
+        }
+    }
+    if a.scenario == "all" || a.scenario == "initial" {
+        // One scheduled run doing the whole initial load (streaming, pages of 5,000).
+        let rig1 = rig(a.records, a.latency_ms).await?;
+        let single = rig1.measure("one run", &run, &[], 1, n).await?;
+        drop(rig1);
+        // The same load split into segments on the queue, drained by 1 and by W workers.
+        let mut scale = Vec::new();
+        for w in [1, a.workers] {
+            let rig = rig(a.records, a.latency_ms).await?;
+            let deps = rig.deps().await?;
+            let queued = p2c_sync::segments::enqueue_backfill(&deps, FlowName::AccountsToFno, "usmf", 100).await?;
+            let m = rig
+                .measure(
+                    &format!("{w} worker(s)"),
+                    &["drain", "accounts-to-fno"],
+                    &[],
+                    w,
+                    queued as u64,
+                )
+                .await?;
+            let customers = rig.sb.fno_rows("CustomersV2").len();
+            scale.push(json!({"workers": w, "measure": m, "customers_in_fno": customers, "lost": queued.saturating_sub(customers)}));
+        }
+        let speedup = scale[0]["measure"]["wall_s"].as_f64().unwrap_or(0.0)
+            / scale[1]["measure"]["wall_s"].as_f64().unwrap_or(1.0).max(1e-9);
+        out.push(json!({"scenario": "initial load", "single_run": single, "segments": scale, "speedup": speedup}));
+    }
+    Ok(
+        json!({"records": a.records, "latency_ms": a.latency_ms, "limits": "6000 requests / 300 s, 52 concurrent", "results": out}),
+    )
+}
+
+pub fn print(v: &Value) {
+    println!(
+        "p2c bench: {} records, {} ms per request, service protection {}",
+        v["records"],
+        v["latency_ms"],
+        v["limits"].as_str().unwrap_or("")
+    );
+    let line = |m: &Value| {
+        format!(
+            "{:<12} records {:>7}  wall {:>7.2}s  {:>8.1} rec/s  dynamics {:>7.2}/1000  dynamodb {:>6.2}/1000  cpu {:>6.3}s/1000  rss {:>5.1} MB  429 {:.2}%\n{:14}by endpoint per 1000: {}",
+            m["mode"].as_str().unwrap_or(""),
+            m["records"],
+            m["wall_s"].as_f64().unwrap_or(0.0),
+            m["records_per_s"].as_f64().unwrap_or(0.0),
+            m["dynamics_total_per_1000"].as_f64().unwrap_or(0.0),
+            m["dynamodb_per_1000"].as_f64().unwrap_or(0.0),
+            m["cpu_s_per_1000"].as_f64().unwrap_or(0.0),
+            m["peak_rss_mb"].as_f64().unwrap_or(0.0),
+            m["throttled_share"].as_f64().unwrap_or(0.0) * 100.0,
+            "",
+            m["dynamics_per_1000"]
+                .as_object()
+                .map(|o| o
+                    .iter()
+                    .map(|(k, v)| format!("{k} {:.2}", v.as_f64().unwrap_or(0.0)))
+                    .collect::<Vec<_>>()
+                    .join(", "))
+                .unwrap_or_default()
+        )
+    };
+    for r in v["results"].as_array().into_iter().flatten() {
+        println!("\n== {}", r["scenario"].as_str().unwrap_or(""));
+        if r.get("p2c").is_some() {
+            println!("{}", line(&r["p2c"]));
+            println!("{}", line(&r["naive"]));
+            println!(
+                "ratio: {:.1}x fewer Dynamics requests, {:.1}x the records/s",
+                r["ratio"]["requests_fewer"].as_f64().unwrap_or(0.0),
+                r["ratio"]["records_per_s_faster"].as_f64().unwrap_or(0.0)
+            );
+        } else {
+            println!("{}", line(&r["single_run"]));
+            for s in r["segments"].as_array().into_iter().flatten() {
+                println!(
+                    "{}  (customers in F&O {}, lost {})",
+                    line(&s["measure"]),
+                    s["customers_in_fno"],
+                    s["lost"]
+                );
+            }
+            println!(
+                "speed-up with more workers: {:.1}x",
+                r["speedup"].as_f64().unwrap_or(0.0)
+            );
+        }
+    }
+}
