@@ -3,7 +3,7 @@
 //!
 //! Choices where the docs are silent (spec/protocols.md "Gaps"), each the most plausible real behaviour:
 //! * `$skip`, `$search`, `$format`, unknown `$` options: 400, code `0x80060888`.
-//! * Unknown entity set: 404 `0x8006088a` "Resource not found for the segment '<x>'." (the OData router's text).
+//! * Unknown entity set: 404 `0x8006088a` `"Resource not found for the segment '<x>'."` (the OData router's text).
 //! * Unknown column in `$select`/`$filter`/`$orderby`: 400 `0x80060888` "Could not find a property named ...".
 //! * Unknown column in a body: 400 `0x80048d19` (payload error) naming the property.
 //! * An invalidated or expired `$deltatoken`: 400 `0x80044352` ExpiredVersionStamp, "Version stamp associated with
@@ -27,6 +27,7 @@ use crate::http::{
     Req, Resp, decode_path, decode_query_part, encode_query_value, is_guid, now_iso, parse_date, parse_datetime,
 };
 use crate::odata_filter::{self as of, Dialect, PType, Schema, SortVal};
+use crate::sales;
 use crate::store::{DvStore, HIDDEN, Row};
 use crate::{State, lock};
 
@@ -1233,6 +1234,9 @@ fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, create: boo
         if t.read_only.iter().any(|c| c == k) {
             continue; // system columns: silently ignored like the platform does
         }
+        if create && sales::ignored_on_create(t, k) {
+            continue; // IsValidForCreate = false: the platform drops it and system pricing fills it
+        }
         if *k == t.pk && !create {
             continue; // key data in the URL wins on update
         }
@@ -1299,11 +1303,8 @@ fn check_state(t: &Table, existing: Option<&Row>, patch: &mut Row) -> Result<(),
         Some(s) => s,
     };
     if !dv_schema::status_allowed(t, st, sc) {
-        return Err(err(
-            400,
-            "0x80040203",
-            format!("{sc} is not a valid status code for state code {st} on {}.", t.logical),
-        ));
+        let id = existing.and_then(|r| r.get(&t.pk)).and_then(Value::as_str);
+        return Err(sales::invalid_status(t, st, sc, id));
     }
     patch.insert("statuscode".into(), json!(sc));
     Ok(())
@@ -1335,6 +1336,8 @@ fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut vals: Row)
         let st = dv_schema::default_status(t);
         row.entry("statuscode").or_insert(json!(st));
     }
+    // Lines take their header's owner and currency (and prices) before the root-BU default applies.
+    sales::prepare(store, t, &mut row, true);
     if t.col("_owningbusinessunit_value").is_some() && row.get("_owningbusinessunit_value").is_none_or(Value::is_null) {
         let root = store.root_bu.clone();
         row.insert("_owningbusinessunit_value".into(), Value::String(root));
@@ -1350,7 +1353,8 @@ fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut vals: Row)
     row.insert("modifiedon".into(), Value::String(now));
     let v = store.next_version();
     row.insert("versionnumber".into(), json!(v));
-    store.put(t.set, &id, row);
+    store.put(t.set, &id, row.clone());
+    sales::after_change(store, t, &row);
     Ok(id)
 }
 
@@ -1359,16 +1363,27 @@ fn update_row(store: &mut DvStore, t: &Table, id: &str, mut vals: Row) -> Result
         return Err(not_found_id(t, id));
     };
     check_state(t, Some(&existing), &mut vals)?;
-    let mut row = existing;
+    sales::check_write(store, t, Some(&existing), &vals)?;
+    let mut row = existing.clone();
     for (k, v) in vals {
         row.insert(k, v);
     }
     computed(t, &mut row);
+    sales::prepare(store, t, &mut row, false);
     row.insert("modifiedon".into(), Value::String(now_iso()));
     let v = store.next_version();
     row.insert("versionnumber".into(), json!(v));
-    store.put(t.set, id, row);
+    store.put(t.set, id, row.clone());
+    after_update(store, t, &existing, &row);
     Ok(())
+}
+
+/// System pricing after an update: the line's header (and its previous header, when the line moved).
+fn after_update(store: &mut DvStore, t: &Table, before: &Row, after: &Row) {
+    sales::after_change(store, t, after);
+    if let Some(old) = sales::previous_header(t, before, after) {
+        sales::recalc_header_of_line_table(store, t, &old);
+    }
 }
 
 fn representation(state: &State, store: &DvStore, t: &Table, req: &Req, id: &str, status: u16) -> Resp {
@@ -1417,6 +1432,9 @@ fn create(state: &State, store: &mut DvStore, t: &'static Table, req: &Req) -> R
         Ok(v) => v,
         Err(r) => return r,
     };
+    if let Err(r) = sales::check_write(store, t, None, &vals) {
+        return r;
+    }
     let id = match insert_row(store, t, None, vals) {
         Ok(id) => id,
         Err(r) => return r,
@@ -1491,6 +1509,9 @@ fn upsert(
                 Ok(v) => v,
                 Err(r) => return r,
             };
+            if let Err(r) = sales::check_write(store, t, None, &vals) {
+                return r;
+            }
             // Key data from the URL fills the key columns when the body lacks them.
             let new_id = match spec {
                 KeySpec::Id(i) => Some(i.clone()),
@@ -1529,7 +1550,13 @@ fn delete(store: &mut DvStore, t: &Table, req: &Req, spec: &KeySpec, id: Option<
         Err(r) if r.status == 0 => return key_missing(t, spec),
         Err(r) => return r,
     }
-    store.remove(t.set, &id);
+    if let Some(row) = store.get(t.set, &id).cloned() {
+        if let Err(r) = sales::check_delete(store, t, &row) {
+            return r;
+        }
+        store.remove(t.set, &id);
+        sales::after_change(store, t, &row);
+    }
     Resp::new(204).header("OData-Version", "4.0")
 }
 
@@ -1683,12 +1710,21 @@ pub(crate) fn direct_update(store: &mut DvStore, t: &Table, id: &str, mut vals: 
         .remove("modifiedon")
         .filter(|v| !v.is_null())
         .unwrap_or_else(|| Value::String(now_iso()));
-    let mut row = existing;
+    let mut row = existing.clone();
     row.extend(vals);
     computed(t, &mut row);
+    sales::prepare(store, t, &mut row, false);
     row.insert("modifiedon".into(), modified);
     let v = store.next_version();
     row.insert("versionnumber".into(), json!(v));
-    store.put(t.set, id, row);
+    store.put(t.set, id, row.clone());
+    after_update(store, t, &existing, &row);
     Ok(())
+}
+
+/// Delete through the Rust API (no editing rules); system pricing recalculates the line's header.
+pub(crate) fn direct_delete(store: &mut DvStore, t: &Table, id: &str) {
+    if let Some(row) = store.remove(t.set, id) {
+        sales::after_change(store, t, &row);
+    }
 }

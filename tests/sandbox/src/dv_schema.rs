@@ -70,6 +70,9 @@ pub(crate) struct Table {
     pub read_only: Vec<String>,
     /// System autonumber column filled on create when absent (`quotenumber`...), with its prefix.
     pub autonumber: Option<(&'static str, &'static str)>,
+    /// Columns system pricing calculates (`extendedamount`, `totalamount`...): `IsValidForCreate` is false in the
+    /// real metadata, so a create ignores them; an update is accepted and then recalculated (see `sales.rs`).
+    pub computed: Vec<&'static str>,
 }
 
 impl Table {
@@ -116,7 +119,13 @@ const ADDRESS: &str = "name:s200 line1:s250 line2:s250 line3:s250 city:s80 count
 const SHIP_BILL: &str = "name:s200 line1:s250 line2:s250 line3:s250 city:s80 stateorprovince:s50 postalcode:s20 \
                          country:s80 telephone:s50 fax:s50";
 const DOC_TOTALS: &str = "totalamount:m totalamountlessfreight:m totallineitemamount:m totaltax:m \
-                          totaldiscountamount:m discountamount:m discountpercentage:d freightamount:m";
+                          totaldiscountamount:m discountamount:m discountpercentage:d freightamount:m \
+                          totallineitemdiscountamount:m";
+/// Header columns system pricing calculates (not valid for create).
+const DOC_COMPUTED: &str = "totalamount totalamountlessfreight totallineitemamount totaltax totaldiscountamount \
+                            totallineitemdiscountamount";
+/// Line columns system pricing calculates (not valid for create).
+const LINE_COMPUTED: &str = "baseamount extendedamount";
 const LINE: &str = "productdescription:s500 description:s2000 quantity:d priceperunit:m baseamount:m \
                     extendedamount:m manualdiscountamount:m volumediscountamount:m tax:m ispriceoverridden:b \
                     isproductoverridden:b lineitemnumber:i sequencenumber:i";
@@ -153,6 +162,7 @@ impl Builder {
                 has_state: false,
                 read_only: vec!["versionnumber".into(), "createdon".into(), "modifiedon".into()],
                 autonumber: None,
+                computed: Vec::new(),
             },
         }
     }
@@ -203,6 +213,11 @@ impl Builder {
 
     fn autonumber(mut self, col: &'static str, prefix: &'static str) -> Builder {
         self.t.autonumber = Some((col, prefix));
+        self
+    }
+
+    fn computed(mut self, cols: &'static str) -> Builder {
+        self.t.computed.extend(cols.split_whitespace());
         self
     }
 
@@ -306,6 +321,7 @@ fn build() -> Vec<Table> {
                  msdynce_ismaintainedexternally:b",
             )
             .cols(DOC_TOTALS)
+            .computed(DOC_COMPUTED)
             .prefixed("shipto", SHIP_BILL)
             .prefixed("billto", SHIP_BILL)
             .lookup("customerid", &["accounts", "contacts"])
@@ -317,6 +333,7 @@ fn build() -> Vec<Table> {
             .done(),
         Builder::new("quotedetails", "quotedetail", "quotedetailname")
             .cols(LINE)
+            .computed(LINE_COMPUTED)
             .cols(
                 "quotedetailname:s500 msdynce_quotehasexternalmaintainedproductsonly:b \
                  msdynce_ismaintainedexternally:b msdynce_quoterevisionnumber:i",
@@ -335,6 +352,7 @@ fn build() -> Vec<Table> {
                  msdynce_hasexternallymaintainedproductsonly:b msdynce_misctax:m msdynce_processingstatus:c",
             )
             .cols(DOC_TOTALS)
+            .computed(DOC_COMPUTED)
             .prefixed("shipto", SHIP_BILL)
             .prefixed("billto", SHIP_BILL)
             .lookup("customerid", &["accounts", "contacts"])
@@ -347,6 +365,7 @@ fn build() -> Vec<Table> {
             .done(),
         Builder::new("salesorderdetails", "salesorderdetail", "salesorderdetailname")
             .cols(LINE)
+            .computed(LINE_COMPUTED)
             .cols(
                 "salesorderdetailname:s500 msdynce_ismaintainedexternally:b msdynce_ismisctax:b \
                  msdynce_orderhasexternalmaintainedproductsonly:b msdynce_orderissubmitted:b \
@@ -366,6 +385,7 @@ fn build() -> Vec<Table> {
                  msdynce_misctax:m",
             )
             .cols(DOC_TOTALS)
+            .computed(DOC_COMPUTED)
             .prefixed("shipto", SHIP_BILL)
             .prefixed("billto", SHIP_BILL)
             .lookup("customerid", &["accounts", "contacts"])
@@ -378,6 +398,7 @@ fn build() -> Vec<Table> {
             .done(),
         Builder::new("invoicedetails", "invoicedetail", "invoicedetailname")
             .cols(LINE)
+            .computed(LINE_COMPUTED)
             .cols(
                 "invoicedetailname:s500 producttypecode:c propertyconfigurationstatus:c \
                  msdynce_invoicenumber:s100 msdynce_invoicedate:t msdynce_ismaintainedexternally:b \
@@ -437,6 +458,28 @@ pub(crate) fn status_allowed(t: &Table, state: i64, status: i64) -> bool {
         _ => return (0..=3).contains(&state),
     };
     pairs.iter().any(|(s, st)| *s == state && st.contains(&status))
+}
+
+/// `QuoteState.Draft`: how the platform names a state in its error messages.
+pub(crate) fn state_label(t: &Table, state: i64) -> String {
+    let names: &[&str] = match t.set {
+        "quotes" => &["Draft", "Active", "Won", "Closed"],
+        "salesorders" => &["Active", "Submitted", "Canceled", "Fulfilled", "Invoiced"],
+        "invoices" => &["Active", "Closed", "Paid", "Canceled"],
+        "products" => &["Active", "Retired", "Draft", "UnderRevision"],
+        _ => &["Active", "Inactive"],
+    };
+    let mut logical = t.logical.to_string();
+    if let Some(f) = logical.get_mut(0..1) {
+        f.make_ascii_uppercase();
+    }
+    if t.set == "salesorders" {
+        logical = "SalesOrder".into();
+    }
+    match usize::try_from(state).ok().and_then(|i| names.get(i)) {
+        Some(n) => format!("{logical}State.{n}"),
+        None => format!("{logical}State.{state}"),
+    }
 }
 
 /// The default status a state change to `state` gets when the client leaves `statuscode` out (`-1` in SetState).

@@ -11,6 +11,8 @@
 //!   account numbers and names, missing mandatory fields, duplicates) are HTTP 500 `AxODataWriteException` with the
 //!   reason in `error.innererror.message`; malformed bodies (unknown property, wrong JSON type, unknown enum member)
 //!   are 400 from the OData layer.
+//! * Defaulting, line amounts, the totals batch, invoicing and the fields the CDS entities derive on read live in
+//!   `fno_sales.rs`; this module calls them on every OData write and read.
 
 use std::collections::HashMap;
 
@@ -19,6 +21,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use crate::batch;
+use crate::fno_sales;
 use crate::fno_schema::{Entity, FType, label, schema};
 use crate::http::{Req, Resp, decode_path, decode_query_part, encode_key_segment, parse_datetime};
 use crate::odata_filter::{self as of, Dialect, PType, Schema, SortVal};
@@ -374,18 +377,19 @@ fn value_of(e: &Entity, data: &Row, prop: &str) -> Value {
     }
 }
 
-fn render(e: &Entity, r: &FRow, select: Option<&[String]>) -> Map<String, Value> {
+fn render(store: &FnoStore, e: &Entity, r: &FRow, select: Option<&[String]>) -> Map<String, Value> {
+    let data = fno_sales::view(store, e, &r.data);
     let mut m = Map::new();
     m.insert("@odata.etag".into(), Value::String(etag(r)));
     match select {
         Some(cols) => {
             for c in cols {
-                m.insert(c.clone(), value_of(e, &r.data, c));
+                m.insert(c.clone(), value_of(e, &data, c));
             }
         }
         None => {
             for p in &e.props {
-                m.insert(p.name.clone(), value_of(e, &r.data, &p.name));
+                m.insert(p.name.clone(), value_of(e, &data, &p.name));
             }
         }
     }
@@ -495,11 +499,14 @@ fn matching<'a>(state: &State, store: &'a FnoStore, e: &Entity, q: &Query, cross
             needed.push(o.prop.clone());
         }
     }
-    let project = |r: &FRow| -> Row { needed.iter().map(|p| (p.clone(), value_of(e, &r.data, p))).collect() };
+    let project = |r: &FRow| -> Row {
+        let data = fno_sales::view(store, e, &r.data);
+        needed.iter().map(|p| (p.clone(), value_of(e, &data, p))).collect()
+    };
     let mut rows: Vec<(Vec<SortVal>, &FRow)> = store
         .rows(&e.storage)
         .map(|(_, r)| r)
-        .filter(|r| visible(state, e, &r.data, cross))
+        .filter(|r| visible(state, e, &r.data, cross) && fno_sales::visible(store, e, &r.data))
         .filter_map(|r| {
             let view = project(r);
             if q.filter.as_ref().is_some_and(|f| !of::eval(f, &view, Dialect::Fno)) {
@@ -543,7 +550,7 @@ fn get_collection(state: &State, store: &FnoStore, e: &Entity, req: &Req) -> Res
     }
     let value: Vec<Value> = rows[start..end]
         .iter()
-        .map(|r| Value::Object(render(e, r, q.select.as_deref())))
+        .map(|r| Value::Object(render(store, e, r, q.select.as_deref())))
         .collect();
     body.insert("value".into(), Value::Array(value));
     // Server-driven paging: offset-based link with the rest of the client's query kept.
@@ -587,7 +594,10 @@ fn get_single(state: &State, store: &FnoStore, e: &Entity, req: &Req, key: &[(St
         Ok(q) => q,
         Err(r) => return r,
     };
-    let Some(r) = store.get(&e.storage, &key_from_pairs(key)) else {
+    let Some(r) = store
+        .get(&e.storage, &key_from_pairs(key))
+        .filter(|r| fno_sales::visible(store, e, &r.data))
+    else {
         return not_found(&e.set);
     };
     let mut body = Map::new();
@@ -595,7 +605,7 @@ fn get_single(state: &State, store: &FnoStore, e: &Entity, req: &Req, key: &[(St
         "@odata.context".into(),
         Value::String(context(state, e, q.select.as_deref(), "/$entity")),
     );
-    body.extend(render(e, r, q.select.as_deref()));
+    body.extend(render(store, e, r, q.select.as_deref()));
     Resp::odata_json(200, &Value::Object(body)).header("ETag", etag(r))
 }
 
@@ -701,7 +711,11 @@ fn validate(store: &FnoStore, e: &Entity, data: &Row) -> Result<(), String> {
     }
     for p in &e.props {
         if p.ty == FType::Str && p.name.ends_with("Name") {
-            let max = if p.name == "OrganizationName" { PARTY_NAME_MAX } else { NAME_MAX };
+            let max = if p.name == "OrganizationName" {
+                PARTY_NAME_MAX
+            } else {
+                NAME_MAX
+            };
             let n = s(data, &p.name).chars().count();
             if n > max {
                 return Err(format!(
@@ -828,11 +842,12 @@ fn validate(store: &FnoStore, e: &Entity, data: &Row) -> Result<(), String> {
     Ok(())
 }
 
-/// Number-sequence keys F&O fills when a create omits them.
+/// Number-sequence keys F&O fills when a create omits them. The sales quotation sequence is Manual (the P2C
+/// setup: quotes keep their Sales number), so a quotation header without a number is refused like any missing
+/// key; sales orders get the next number of the F&O sequence (orders from Sales bring theirs).
 fn number_sequence(e: &Entity) -> Option<&'static str> {
     match e.storage.as_str() {
         "CDSSalesOrderHeaders" => Some("SalesOrderNumber"),
-        "CDSSalesQuotationHeaders" => Some("SalesQuotationNumber"),
         _ => None,
     }
 }
@@ -845,8 +860,9 @@ fn parse_json_body(req: &Req) -> Result<Map<String, Value>, Resp> {
     }
 }
 
-/// Create through OData: validation included. Returns the stored row's key.
-fn create_row(state: &State, store: &mut FnoStore, e: &Entity, vals: Row) -> Result<Key, Resp> {
+/// Create through OData: defaulting and validation included. Returns the stored row's key.
+pub(crate) fn create_row(state: &State, store: &mut FnoStore, e: &Entity, vals: Row) -> Result<Key, Resp> {
+    let provided: Vec<String> = vals.keys().cloned().collect();
     let mut data = Row::new();
     for p in &e.props {
         data.insert(p.name.clone(), default_value(&p.ty));
@@ -888,6 +904,7 @@ fn create_row(state: &State, store: &mut FnoStore, e: &Entity, vals: Row) -> Res
             }
         }
     }
+    fno_sales::prepare(store, e, &mut data, &provided, true);
     validate(store, e, &data).map_err(|m| write_err(e, &m))?;
     let key = key_of(e, &data);
     if store.get(&e.storage, &key).is_some() {
@@ -907,11 +924,12 @@ fn create_row(state: &State, store: &mut FnoStore, e: &Entity, vals: Row) -> Res
         &e.storage,
         key.clone(),
         FRow {
-            data,
+            data: data.clone(),
             recid,
             recversion: 1,
         },
     );
+    fno_sales::after_write(store, e, &data);
     Ok(key)
 }
 
@@ -956,7 +974,7 @@ fn create(state: &State, store: &mut FnoStore, e: &Entity, req: &Req) -> Resp {
         "@odata.context".into(),
         Value::String(context(state, e, None, "/$entity")),
     );
-    body.extend(render(e, r, None));
+    body.extend(render(store, e, r, None));
     Resp::odata_json(201, &Value::Object(body))
         .header("Location", url)
         .header("ETag", etag(r))
@@ -998,6 +1016,7 @@ fn update(state: &State, store: &mut FnoStore, e: &Entity, req: &Req, key: &[(St
             return odata_layer_err(400, &format!("The key property '{kn}' cannot be changed by an update."));
         }
     }
+    let provided: Vec<String> = vals.keys().cloned().collect();
     let mut data = existing.data.clone();
     if replace {
         for p in &e.props {
@@ -1011,16 +1030,18 @@ fn update(state: &State, store: &mut FnoStore, e: &Entity, req: &Req, key: &[(St
             data.insert(kn, v);
         }
     }
+    fno_sales::prepare(store, e, &mut data, &provided, false);
     if let Err(m) = validate(store, e, &data) {
         return write_err(e, &m);
     }
     let recversion = rand::random_range(1..i64::from(i32::MAX));
     let row = FRow {
-        data,
+        data: data.clone(),
         recid: existing.recid,
         recversion,
     };
     store.put(&e.storage, k.clone(), row);
+    fno_sales::after_write(store, e, &data);
     if req
         .prefer()
         .iter()
@@ -1034,7 +1055,7 @@ fn update(state: &State, store: &mut FnoStore, e: &Entity, req: &Req, key: &[(St
             "@odata.context".into(),
             Value::String(context(state, e, None, "/$entity")),
         );
-        body.extend(render(e, r, None));
+        body.extend(render(store, e, r, None));
         return Resp::odata_json(200, &Value::Object(body))
             .header("ETag", etag(r))
             .header("Preference-Applied", "return=representation");
@@ -1050,7 +1071,9 @@ fn delete(store: &mut FnoStore, e: &Entity, req: &Req, key: &[(String, Value)]) 
     if let Err(r) = if_match(req, existing) {
         return r;
     }
-    store.remove(&e.storage, &k);
+    if let Some(removed) = store.remove(&e.storage, &k) {
+        fno_sales::after_write(store, e, &removed.data);
+    }
     Resp::new(204).header("OData-Version", "4.0")
 }
 
@@ -1064,7 +1087,7 @@ pub(crate) fn entity(set: &str) -> Result<&'static Entity, String> {
         .ok_or_else(|| format!("p2c-sandbox: unknown F&O entity set '{set}'"))
 }
 
-fn direct_vals(e: &Entity, row: &Value) -> Result<Row, String> {
+pub(crate) fn direct_vals(e: &Entity, row: &Value) -> Result<Row, String> {
     let Some(m) = row.as_object() else {
         return Err("p2c-sandbox: an F&O row must be a JSON object".into());
     };
@@ -1143,13 +1166,15 @@ pub(crate) fn direct_update(store: &mut FnoStore, e: &Entity, key: &Key, patch: 
     Ok(())
 }
 
+/// Rows as the entity shows them (derived fields; the invoice entities' customer filter applies).
 pub(crate) fn wire_rows(store: &FnoStore, e: &Entity) -> Vec<Value> {
     store
         .rows(&e.storage)
-        .map(|(_, r)| Value::Object(render(e, r, None)))
+        .filter(|(_, r)| fno_sales::visible(store, e, &r.data))
+        .map(|(_, r)| Value::Object(render(store, e, r, None)))
         .collect()
 }
 
-pub(crate) fn wire_row(r: &FRow, e: &Entity) -> Value {
-    Value::Object(render(e, r, None))
+pub(crate) fn wire_row(store: &FnoStore, r: &FRow, e: &Entity) -> Option<Value> {
+    fno_sales::visible(store, e, &r.data).then(|| Value::Object(render(store, e, r, None)))
 }

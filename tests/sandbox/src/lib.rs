@@ -19,10 +19,12 @@ mod dataverse;
 mod dv_schema;
 mod faults;
 mod fno;
+mod fno_sales;
 mod fno_schema;
 mod http;
 mod metadata;
 mod odata_filter;
+mod sales;
 mod seed;
 mod server;
 mod store;
@@ -35,6 +37,24 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+/// The flat sales-tax rate the F&O emulation charges on every order and quotation line (10 % of the line amount;
+/// header-level tax is 0). Tests can compute expected totals with it.
+pub const FNO_SALES_TAX_RATE: f64 = 0.10;
+
+/// What [`Sandbox::seed_story`] created in Sales.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Story {
+    /// The first demo account (lowest `ACC-` account number): the customer of both documents.
+    pub account_id: String,
+    pub account_number: String,
+    /// An Active quote (statecode 1) with three lines of externally maintained products.
+    pub quote_id: String,
+    pub quote_number: String,
+    /// An Active order (statecode 0, P2C processing status Active) with two lines.
+    pub order_id: String,
+    pub order_number: String,
+}
 
 /// How the sandbox behaves; `Default` gives the values documented on each field.
 #[derive(Debug, Clone)]
@@ -268,7 +288,10 @@ impl Sandbox {
 
     /// Insert a Sales row (columns by logical name; lookups as `_x_value` or `x@odata.bind`; `statecode` allowed).
     /// Sets the primary key (unless given), `versionnumber`, `createdon`/`modifiedon`, `statecode` 0 and the
-    /// default `statuscode`, the root business unit as owner when none is given. Returns the id.
+    /// default `statuscode`, the root business unit as owner when none is given (a quote/order/invoice line takes
+    /// its header's owner, currency and next `sequencenumber`). System pricing runs as for the Web API (see the
+    /// README): computed amounts given here are recalculated; the editing rules of non-draft documents do not
+    /// apply to this trusted set-up API. Returns the id.
     /// Panics on an unknown entity set or column (test set-up errors).
     pub fn sales_insert(&self, entity_set: &str, row: Value) -> String {
         let t = Self::dv_table(entity_set);
@@ -277,7 +300,8 @@ impl Sandbox {
         panic_on(dataverse::direct_insert(&mut dv, t, vals))
     }
 
-    /// Merge columns into a row and bump its version (change tracking reports it). Panics when the row is missing.
+    /// Merge columns into a row and bump its version (change tracking reports it); system pricing recalculates
+    /// the row (and a line's header), editing rules do not apply. Panics when the row is missing.
     pub fn sales_update(&self, entity_set: &str, id: &str, patch: Value) {
         let t = Self::dv_table(entity_set);
         let mut dv = lock(&self.st().dv);
@@ -285,10 +309,11 @@ impl Sandbox {
         panic_on(dataverse::direct_update(&mut dv, t, &id.to_ascii_lowercase(), vals));
     }
 
-    /// Delete a row (change tracking reports it as deleted). Missing rows are ignored.
+    /// Delete a row (change tracking reports it as deleted; a line's header is recalculated). Missing rows are
+    /// ignored.
     pub fn sales_delete(&self, entity_set: &str, id: &str) {
         let t = Self::dv_table(entity_set);
-        lock(&self.st().dv).remove(t.set, id);
+        dataverse::direct_delete(&mut lock(&self.st().dv), t, id);
     }
 
     /// The row as a GET without `$select` returns it (every column, `@odata.etag`).
@@ -320,7 +345,9 @@ impl Sandbox {
         panic_on(fno::direct_insert(&mut lock(&self.st().fno), e, &row));
     }
 
-    /// Merge properties into the row with this key (`[("dataAreaId","usmf"),("CustomerAccount","US-001")]`).
+    /// Merge properties into the row with this key (`[("dataAreaId","usmf"),("CustomerAccount","US-001")]`), as
+    /// stored: no validation, defaulting or line-amount recalculation (OData writes and the `fno_*_order` events
+    /// do those).
     pub fn fno_update(&self, entity_set: &str, key: &[(&str, &str)], patch: Value) {
         let e = Self::fno_entity(entity_set);
         let k = panic_on(fno::direct_key(e, key));
@@ -334,14 +361,16 @@ impl Sandbox {
         lock(&self.st().fno).remove(&e.storage, &k);
     }
 
-    /// One row by key, in wire shape (`None` when missing).
+    /// One row by key, in wire shape, as the entity shows it (`None` when missing or filtered out by the entity,
+    /// like an invoice of a customer that is not externally maintained).
     pub fn fno_get(&self, entity_set: &str, key: &[(&str, &str)]) -> Option<Value> {
         let e = Self::fno_entity(entity_set);
         let k = panic_on(fno::direct_key(e, key));
-        lock(&self.st().fno).get(&e.storage, &k).map(|r| fno::wire_row(r, e))
+        let f = lock(&self.st().fno);
+        f.get(&e.storage, &k).and_then(|r| fno::wire_row(&f, r, e))
     }
 
-    /// All rows of all companies, in key order, in wire shape.
+    /// All rows of all companies the entity shows, in key order, in wire shape.
     pub fn fno_rows(&self, entity_set: &str) -> Vec<Value> {
         let e = Self::fno_entity(entity_set);
         fno::wire_rows(&lock(&self.st().fno), e)
@@ -349,11 +378,31 @@ impl Sandbox {
 
     /// Demo data for company `usmf` (idempotent reference data; each call adds `accounts` more accounts):
     /// Sales currencies USD/EUR/GBP, business unit `usmf`, unit group "Default unit" with units "Primary Unit",
-    /// "ea", "pcs", "hr", price list "CRM Service USA (sample)"; F&O sellable products D0001..D0005 for usmf
-    /// (customer groups 10/20/30 exist in every company from the start); and realistic Sales accounts owned by BU
-    /// `usmf` with account numbers like `ACC-01000-BVRCPS`.
+    /// "ea", "pcs", "hr", "Each"; price lists "CRM Service USA (sample)" (USD, the first USD list by name),
+    /// "Europe Sales (EUR)", "UK Sales (GBP)" and "Wholesale USA" (USD); F&O sellable products D0001..D0005
+    /// for usmf (USD, unit `ea`; customer groups 10/20/30 exist in every company from the start); realistic Sales
+    /// accounts owned by BU `usmf` with account numbers like `ACC-01000-BVRCPS`; and six contacts owned by `usmf`
+    /// (`CON-01000-BVRCPS`...): two active customers (`msdynce_isactivecustomer`, the second also with a parent
+    /// account), three contacts of the first demo accounts (`parentcustomerid` an account,
+    /// `msdynce_iscompanyanaccount`), and one contact that neither contact flow picks up. Contacts get their
+    /// parent accounts once the accounts exist (a later call fills them in).
     pub fn seed_demo(&self, accounts: usize) {
         seed::demo(self.st(), accounts);
+    }
+
+    /// The prospect-to-cash documents of the demo, for the first demo account (needs `seed_demo(n)` with n >= 1):
+    /// a quote with lines D0001 ×2, D0002 ×1, D0003 ×3 (manual discount 10.00, which does not divide by 3),
+    /// activated (statecode 1, statuscode 2); and an order with lines D0004 ×2, D0005 ×1, Active with P2C
+    /// processing status Active (647390000), as activated in Sales. Both are owned by the account's business unit,
+    /// use the price list "CRM Service USA (sample)" and carry the P2C flags the P2C plug-in would set
+    /// (`msdynce_hasexternallymaintainedproductsonly` and the lines' copies). Prices come from the price list
+    /// items (system pricing), or the product's list price when it has none.
+    ///
+    /// The products must already be in Sales, as the products-to-sales flow puts them there: run that flow
+    /// first. Panics, naming what is missing, when there is no demo account, no Sales product with one of
+    /// those product numbers, or a product without a default unit. Each call adds a new quote and order.
+    pub fn seed_story(&self) -> Story {
+        panic_on(seed::story(self.st()))
     }
 
     /// Id of the Sales business unit with this name (`"usmf"` after `seed_demo`; the root BU is `"contoso"`).
@@ -365,6 +414,54 @@ impl Sandbox {
                 .filter(|n| n.eq_ignore_ascii_case(name))
                 .map(|_| id.clone())
         })
+    }
+
+    // -------------------------------------------------------------------------------------------- F&O events
+
+    /// F&O confirms the sales order and the "Calculate sales totals" batch runs for it: processing status
+    /// Confirmed (unless already further along), order status Open order; each line's `LineAmount` = (price -
+    /// per-unit discount) × quantity × (1 - discount %), `TotalTaxAmount` = [`FNO_SALES_TAX_RATE`] × line amount;
+    /// header `OrderTotalAmount`, `OrderTotalTaxAmount`, `OrderTotalChargesAmount`, `OrderTotalDiscountAmount`
+    /// from the lines; `AreTotalsUpdated` (header), `AreTotalsCalculated` and `AreSalesOrderTotalsUpdated`
+    /// (lines) = Yes. Every row gets a new version (ETag). Panics when the order does not exist.
+    pub fn fno_confirm_order(&self, company: &str, order_number: &str) {
+        panic_on(fno_sales::confirm_order(
+            &mut lock(&self.st().fno),
+            company,
+            order_number,
+        ));
+    }
+
+    /// F&O posts the invoice of the whole order: an `ExternallyMaintainedCustomerSalesInvoiceHeaders` row (number
+    /// `CIV-000001`... per company, voucher `ARIN-000001`..., date today at 12:00:00Z, the order's invoice
+    /// customer, address, currency and totals) and one `...Lines` row per order line (its
+    /// `LineCreationSequenceNumber`, quantity, price, amounts), after the totals are calculated; the order and its
+    /// lines become Invoiced. The invoice entities show it only while the invoice customer's
+    /// `IsExternallyMaintained` is Yes. Returns the invoice number. Panics when the order does not exist or is
+    /// already invoiced.
+    pub fn fno_invoice_order(&self, company: &str, order_number: &str) -> String {
+        panic_on(fno_sales::invoice_order(
+            &mut lock(&self.st().fno),
+            company,
+            order_number,
+        ))
+    }
+
+    /// An order entered in F&O ("orders can also start in F&O"): a `CDSSalesOrderHeaders` row for the customer
+    /// with the next number of F&O's sales order sequence, and one line per (product number, quantity) with
+    /// `LineCreationSequenceNumber` 1, 2, ... and the product's price and unit. The same defaulting and
+    /// validation as an OData create apply (the customer and products must exist in the company). The order is
+    /// Active: confirm it with [`Sandbox::fno_confirm_order`] to make it eligible for Sales. Returns the order
+    /// number. Panics (nothing created) when F&O refuses it.
+    pub fn fno_create_order(&self, company: &str, customer_account: &str, lines: &[(&str, f64)]) -> String {
+        let st = self.st();
+        panic_on(fno_sales::create_order(
+            st,
+            &mut lock(&st.fno),
+            company,
+            customer_account,
+            lines,
+        ))
     }
 
     // -------------------------------------------------------------------------------------------- Counters
@@ -404,6 +501,11 @@ impl Sandbox {
     /// Every token issued so far becomes expired: the next API call with it gets 401.
     pub fn expire_all_tokens(&self) {
         lock(&self.st().tokens).expire_all();
+    }
+
+    /// Every access token issued so far (for tests that check tokens never reach logs).
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.st().tokens).tokens.keys().cloned().collect()
     }
 
     /// Every Dataverse delta token issued so far becomes invalid: following such a deltaLink returns

@@ -219,7 +219,7 @@ pub(crate) fn demo(state: &State, accounts: usize) {
         "Primary Unit",
         json!({"name": "Primary Unit", "quantity": 1.0, "isschedulebaseuom": true, "_uomscheduleid_value": sched}),
     );
-    for unit in ["ea", "pcs", "hr"] {
+    for unit in ["ea", "pcs", "hr", "Each"] {
         ensure(
             state,
             "uoms",
@@ -228,13 +228,22 @@ pub(crate) fn demo(state: &State, accounts: usize) {
             json!({"name": unit, "quantity": 1.0, "isschedulebaseuom": false, "_uomscheduleid_value": sched, "_baseuom_value": base_uom}),
         );
     }
-    ensure(
-        state,
-        "pricelevels",
-        "name",
-        "CRM Service USA (sample)",
-        json!({"name": "CRM Service USA (sample)", "_transactioncurrencyid_value": usd, "begindate": "2020-01-01T00:00:00Z"}),
-    );
+    // One price list per currency, plus a second USD list that sorts after the first: the P2C plug-in puts
+    // products on the first list of their currency by name, which stays "CRM Service USA (sample)".
+    for (name, currency) in [
+        ("CRM Service USA (sample)", &usd),
+        ("Europe Sales (EUR)", &eur),
+        ("UK Sales (GBP)", &gbp),
+        ("Wholesale USA", &usd),
+    ] {
+        ensure(
+            state,
+            "pricelevels",
+            "name",
+            name,
+            json!({"name": name, "_transactioncurrencyid_value": currency, "begindate": "2020-01-01T00:00:00Z"}),
+        );
+    }
 
     // F&O: sellable products of usmf.
     if let Ok(prod) = fno::entity("SellableReleasedProducts") {
@@ -325,4 +334,239 @@ pub(crate) fn demo(state: &State, accounts: usize) {
         });
         insert(state, "accounts", row);
     }
+    contacts(state, &usd, &bu);
+}
+
+/// A demo contact: number, names, `msdynce_isactivecustomer`, index of the parent demo account, gender code.
+struct DemoContact {
+    number: &'static str,
+    first: &'static str,
+    last: &'static str,
+    active: bool,
+    parent: Option<usize>,
+    gender: i64,
+}
+
+const fn contact(
+    number: &'static str,
+    first: &'static str,
+    last: &'static str,
+    active: bool,
+    parent: Option<usize>,
+    gender: i64,
+) -> DemoContact {
+    DemoContact {
+        number,
+        first,
+        last,
+        active,
+        parent,
+        gender,
+    }
+}
+
+const CONTACTS: &[DemoContact] = &[
+    contact("CON-01000-BVRCPS", "Nancy", "Davolio", true, None, 2),
+    contact("CON-01001-KQWZTX", "Andrew", "Fuller", true, Some(0), 1),
+    contact("CON-01002-MJDHRA", "Janet", "Leverling", false, Some(0), 2),
+    contact("CON-01003-PLNBEU", "Margaret", "Peacock", false, Some(1), 2),
+    contact("CON-01004-TGYCSO", "Steven", "Buchanan", false, Some(2), 1),
+    contact("CON-01005-WXRKFE", "Laura", "Callahan", false, None, 2),
+];
+
+/// Demo accounts (`ACC-` numbers) by account number: (id, number).
+fn demo_accounts(state: &State) -> Vec<(String, String)> {
+    let dv = lock(&state.dv);
+    let mut v: Vec<(String, String)> = dv
+        .table("accounts")
+        .map(|t| {
+            t.rows
+                .iter()
+                .filter_map(|(id, r)| {
+                    let n = r.get("accountnumber").and_then(Value::as_str)?;
+                    n.starts_with("ACC-").then(|| (id.clone(), n.to_string()))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort_by(|a, b| a.1.cmp(&b.1));
+    v
+}
+
+fn contacts(state: &State, usd: &str, bu: &str) {
+    let accounts = demo_accounts(state);
+    for (i, c) in CONTACTS.iter().enumerate() {
+        let (number, first, last, active, gender) = (c.number, c.first, c.last, &c.active, c.gender);
+        let parent = c.parent;
+        let parent_id = parent.and_then(|p| accounts.get(p)).map(|(id, _)| id.clone());
+        if let Some(id) = find_by(state, "contacts", "msdynce_contactnumber", number) {
+            // Created before the accounts existed: give it its parent now.
+            let has_parent = lock(&state.dv)
+                .get("contacts", &id)
+                .is_some_and(|r| r.get("_parentcustomerid_value").is_some_and(|v| !v.is_null()));
+            if let (Some(p), false, Some(t)) = (&parent_id, has_parent, dv_schema::table("contacts")) {
+                let mut dv = lock(&state.dv);
+                let patch = json!({"_parentcustomerid_value": p, "msdynce_iscompanyanaccount": true});
+                if let Some(vals) = patch.as_object().and_then(|m| dataverse::direct_values(&dv, t, m).ok()) {
+                    let _ = dataverse::direct_update(&mut dv, t, &id, vals);
+                }
+            }
+            continue;
+        }
+        let (city, st, zip) = COUNTRIES[0].cities[i % COUNTRIES[0].cities.len()];
+        let mut row = json!({
+            "msdynce_contactnumber": number,
+            "firstname": first,
+            "lastname": last,
+            "emailaddress1": format!("{}.{}@example.com", first.to_lowercase(), last.to_lowercase()),
+            "telephone1": format!("+1 425-555-{:04}", 100 + i),
+            "jobtitle": if *active { "Owner" } else { "Purchasing manager" },
+            "gendercode": gender,
+            "donotemail": false,
+            "description": "Demo contact.",
+            "address1_line1": format!("{} {} St", 10 + i, STREETS[i % STREETS.len()]),
+            "address1_city": city,
+            "address1_stateorprovince": st,
+            "address1_postalcode": zip,
+            "address1_country": "USA",
+            "msdynce_isactivecustomer": active,
+            "msdynce_iscompanyanaccount": parent_id.is_some(),
+            "_transactioncurrencyid_value": usd,
+            "_owningbusinessunit_value": bu,
+        });
+        if *active {
+            row["creditlimit"] = json!(25000.0);
+        }
+        if let Some(p) = parent_id {
+            row["_parentcustomerid_value"] = json!(p);
+        }
+        insert(state, "contacts", row);
+    }
+}
+
+fn try_insert(state: &State, set: &str, row: Value) -> Result<String, String> {
+    let t = dv_schema::table(set).ok_or_else(|| format!("p2c-sandbox: no table {set}"))?;
+    let mut dv = lock(&state.dv);
+    let m = row.as_object().cloned().unwrap_or_default();
+    let vals = dataverse::direct_values(&dv, t, &m)?;
+    dataverse::direct_insert(&mut dv, t, vals)
+}
+
+fn try_update(state: &State, set: &str, id: &str, patch: Value) -> Result<(), String> {
+    let t = dv_schema::table(set).ok_or_else(|| format!("p2c-sandbox: no table {set}"))?;
+    let mut dv = lock(&state.dv);
+    let m = patch.as_object().cloned().unwrap_or_default();
+    let vals = dataverse::direct_values(&dv, t, &m)?;
+    dataverse::direct_update(&mut dv, t, id, vals)
+}
+
+fn column(state: &State, set: &str, id: &str, col: &str) -> Value {
+    lock(&state.dv)
+        .get(set, id)
+        .and_then(|r| r.get(col).cloned())
+        .unwrap_or(Value::Null)
+}
+
+/// Quote lines and order lines of the story: (product number, quantity, manual discount).
+const QUOTE_LINES: &[(&str, f64, f64)] = &[("D0001", 2.0, 0.0), ("D0002", 1.0, 0.0), ("D0003", 3.0, 10.0)];
+const ORDER_LINES: &[(&str, f64, f64)] = &[("D0004", 2.0, 0.0), ("D0005", 1.0, 0.0)];
+/// P2C processing status Active: activated in Sales, not yet confirmed in F&O.
+const P2C_ACTIVE: i64 = 647_390_000;
+
+/// `Sandbox::seed_story`.
+pub(crate) fn story(state: &State) -> Result<crate::Story, String> {
+    let Some((account_id, account_number)) = demo_accounts(state).into_iter().next() else {
+        return Err("p2c-sandbox: seed_story needs a demo account: call seed_demo(n) with n >= 1 first".into());
+    };
+    let mut products = Vec::new();
+    for (number, _, _) in QUOTE_LINES.iter().chain(ORDER_LINES) {
+        let Some(id) = find_by(state, "products", "productnumber", number) else {
+            return Err(format!(
+                "p2c-sandbox: seed_story needs the F&O products in Sales, but there is no Sales product with                  productnumber '{number}': run the products-to-sales flow first"
+            ));
+        };
+        let uom = column(state, "products", &id, "_defaultuomid_value");
+        if uom.is_null() {
+            return Err(format!(
+                "p2c-sandbox: seed_story: the Sales product '{number}' has no default unit (defaultuomid)"
+            ));
+        }
+        products.push((id, uom));
+    }
+    let price_list = find_by(state, "pricelevels", "name", "CRM Service USA (sample)")
+        .ok_or("p2c-sandbox: seed_story needs the price list 'CRM Service USA (sample)': call seed_demo first")?;
+    let usd = find_by(state, "transactioncurrencies", "isocurrencycode", "USD")
+        .ok_or("p2c-sandbox: seed_story needs the currency USD: call seed_demo first")?;
+    let acct = |c: &str| column(state, "accounts", &account_id, c);
+    let name = acct("name").as_str().unwrap_or("").to_string();
+    let today = &crate::http::now_iso()[..10];
+    let mut header = json!({
+        "_customerid_value": account_id,
+        "_pricelevelid_value": price_list,
+        "_transactioncurrencyid_value": usd,
+        "_owningbusinessunit_value": acct("_owningbusinessunit_value"),
+        "msdynce_hasexternallymaintainedproductsonly": true,
+        "requestdeliveryby": today,
+        "shipto_name": acct("address2_name"),
+        "shipto_line1": acct("address2_line1"),
+        "shipto_city": acct("address2_city"),
+        "shipto_stateorprovince": acct("address2_stateorprovince"),
+        "shipto_postalcode": acct("address2_postalcode"),
+        "shipto_country": acct("address2_country"),
+        "billto_name": acct("address1_name"),
+        "billto_line1": acct("address1_line1"),
+        "billto_city": acct("address1_city"),
+        "billto_stateorprovince": acct("address1_stateorprovince"),
+        "billto_postalcode": acct("address1_postalcode"),
+        "billto_country": acct("address1_country"),
+    });
+
+    // The quote: created Draft, lines added, then activated.
+    header["name"] = json!(format!("Speakers for {name}"));
+    header["description"] = json!("Demo quote of the prospect-to-cash story.");
+    let quote_id = try_insert(state, "quotes", header.clone())?;
+    for ((number, qty, discount), (product, uom)) in QUOTE_LINES.iter().zip(&products) {
+        let price = column(state, "products", product, "price");
+        try_insert(
+            state,
+            "quotedetails",
+            json!({
+                "_quoteid_value": quote_id, "_productid_value": product, "_uomid_value": uom,
+                "quantity": qty, "manualdiscountamount": discount, "priceperunit": price,
+                "quotedetailname": number, "msdynce_quotehasexternalmaintainedproductsonly": true,
+                "msdynce_ismaintainedexternally": column(state, "products", product, "msdynce_ismaintainedexternally"),
+            }),
+        )?;
+    }
+    try_update(state, "quotes", &quote_id, json!({"statecode": 1, "statuscode": 2}))?;
+
+    // The order: Active, processing status Active (activated in Sales), lines submitted.
+    header["name"] = json!(format!("Home cinema for {name}"));
+    header["description"] = json!("Demo order of the prospect-to-cash story.");
+    header["msdynce_processingstatus"] = json!(P2C_ACTIVE);
+    header["submitdate"] = json!(today);
+    let order_id = try_insert(state, "salesorders", header)?;
+    for ((number, qty, discount), (product, uom)) in ORDER_LINES.iter().zip(&products[QUOTE_LINES.len()..]) {
+        let price = column(state, "products", product, "price");
+        try_insert(
+            state,
+            "salesorderdetails",
+            json!({
+                "_salesorderid_value": order_id, "_productid_value": product, "_uomid_value": uom,
+                "quantity": qty, "manualdiscountamount": discount, "priceperunit": price,
+                "salesorderdetailname": number, "msdynce_orderhasexternalmaintainedproductsonly": true,
+                "msdynce_orderissubmitted": true,
+                "msdynce_ismaintainedexternally": column(state, "products", product, "msdynce_ismaintainedexternally"),
+            }),
+        )?;
+    }
+    let text = |v: Value| v.as_str().unwrap_or("").to_string();
+    Ok(crate::Story {
+        account_id,
+        account_number,
+        quote_number: text(column(state, "quotes", &quote_id, "quotenumber")),
+        quote_id,
+        order_number: text(column(state, "salesorders", &order_id, "ordernumber")),
+        order_id,
+    })
 }
