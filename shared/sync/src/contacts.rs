@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::{
     deps::Deps,
     error::SyncError,
+    faults::CrashPoint,
     flows::FlowName,
     lookups::lookup_paths,
     report::RunReport,
@@ -53,7 +54,9 @@ impl<'a> Routes<'a> {
     fn of(deps: &'a Deps, flow: FlowName) -> Result<Routes<'a>, SyncError> {
         let find = |name: &str| {
             deps.template(flow, name).ok_or_else(|| {
-                SyncError::Mapping(format!("flow {flow} has no template {name:?}; the mapping crate must define it"))
+                SyncError::Mapping(format!(
+                    "flow {flow} has no template {name:?}; the mapping crate must define it"
+                ))
             })
         };
         Ok(Routes {
@@ -139,6 +142,7 @@ pub async fn run_changes(
     }
     // Links were committed page by page; only now may the watermark move.
     let delta = reader.delta_link().unwrap_or_default().to_string();
+    deps.crashes.check(CrashPoint::BeforeWatermark)?;
     deps.state
         .put_watermark(flow.as_str(), company, &delta, watermark.map(|w| w.version))
         .await?;
@@ -216,7 +220,12 @@ async fn sync_contacts(
     for row in rows {
         report.read += 1;
         let Some(id) = str_of(&row, SOURCE_ID).map(str::to_ascii_lowercase) else {
-            failures.push(fail("", "(no id)", "the contact has no contactid; it cannot be synced".into(), false));
+            failures.push(fail(
+                "",
+                "(no id)",
+                "the contact has no contactid; it cannot be synced".into(),
+                false,
+            ));
             continue;
         };
         if str_of(&row, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(business_unit)) {
@@ -281,7 +290,10 @@ async fn sync_contacts(
                 continue;
             };
             let Some(account) = accounts.get(&parent) else {
-                let who = names.get(&parent).cloned().unwrap_or_else(|| format!("account {parent}"));
+                let who = names
+                    .get(&parent)
+                    .cloned()
+                    .unwrap_or_else(|| format!("account {parent}"));
                 failures.push(fail(
                     &id,
                     &number,
@@ -429,6 +441,7 @@ async fn sync_contacts(
         }
         todo = again;
     }
+    deps.crashes.check(CrashPoint::AfterTargetWrite)?;
     deps.state.put_links(&new_links).await?;
     Ok(failures)
 }

@@ -21,8 +21,10 @@
 //! F&O (DELETE on its key, found through the line's link, which then becomes a tombstone); lines of a document
 //! deleted in Sales are kept, as are the F&O records of deleted headers. The Sales line discount is split the
 //! F&O way ([`p2c_mapping::money`]): `LineDiscountAmount` = discount / quantity cut to the currency's decimals,
-//! and the rounding remainder goes to the line's sales charges (`FixedPriceCharges` = −remainder), next to the
-//! template's `TotalDiscountAmount`.
+//! and the rounding remainder goes to the line's sales charges (`TotalChargesAmount` = −remainder), next to the
+//! template's `TotalDiscountAmount`. These are the values F&O's CDS line entities derive from
+//! `TotalDiscountAmount` themselves, so sending them changes nothing there; they make the split explicit, and
+//! part of the comparison with F&O's rows.
 //!
 //! **Echo / loop rule.** orders-to-sales writes Sales orders from F&O, and Sales change tracking reports those
 //! writes back to this flow. An update is written to F&O only when F&O does not already hold it:
@@ -47,6 +49,7 @@ use crate::{
     contacts::split_guids,
     deps::Deps,
     error::SyncError,
+    faults::CrashPoint,
     flows::FlowName,
     lookups::lookup_paths,
     report::RunReport,
@@ -54,13 +57,13 @@ use crate::{
     run::RunOptions,
     sales_to_fno::{Failure, now, str_of},
     to_fno::{
-        DeltaReader, Key, Plan, TOMBSTONE, customer_accounts, delete_op, describe_customers, key_text, plan,
-        plan_op, read_current, renew, row_has_key, target_fields, target_key, write_sets,
+        DeltaReader, Key, Plan, TOMBSTONE, customer_accounts, delete_op, describe_customers, key_text, plan, plan_op,
+        read_current, renew, row_has_key, target_fields, target_key, text_of, write_sets,
     },
 };
 
 /// Where the rounding remainder of a line discount goes (F&O "sales charges" on the line).
-const CHARGE_FIELD: &str = "FixedPriceCharges";
+const CHARGE_FIELD: &str = "TotalChargesAmount";
 /// F&O's per-unit line discount.
 const PER_UNIT_DISCOUNT_FIELD: &str = "LineDiscountAmount";
 /// Header ids per `or` filter when reading the lines of documents (a GUID costs ~60 URL characters).
@@ -90,10 +93,21 @@ impl<'a> DocFlow<'a> {
     fn of(deps: &'a Deps, flow: FlowName) -> Result<DocFlow<'a>, SyncError> {
         let bad = |what: &str| SyncError::Mapping(format!("flow {flow}: {what}; the mapping crate must define it"));
         let ts = deps.templates(flow);
-        let header = ts.iter().find(|t| t.role == Role::Header).ok_or_else(|| bad("no header template"))?;
-        let line = ts.iter().find(|t| t.role == Role::Line).ok_or_else(|| bad("no line template"))?;
-        let parent_key = line.parent_key.clone().ok_or_else(|| bad("the line template has no parent_key"))?;
-        let parent_nav = parent_key.split_once('.').map_or(parent_key.clone(), |(n, _)| n.to_string());
+        let header = ts
+            .iter()
+            .find(|t| t.role == Role::Header)
+            .ok_or_else(|| bad("no header template"))?;
+        let line = ts
+            .iter()
+            .find(|t| t.role == Role::Line)
+            .ok_or_else(|| bad("no line template"))?;
+        let parent_key = line
+            .parent_key
+            .clone()
+            .ok_or_else(|| bad("the line template has no parent_key"))?;
+        let parent_nav = parent_key
+            .split_once('.')
+            .map_or(parent_key.clone(), |(n, _)| n.to_string());
         let target_of = |source: &str| {
             line.fields
                 .iter()
@@ -139,7 +153,11 @@ impl<'a> DocFlow<'a> {
             .into_iter()
             .filter(|l| l.navigation == self.parent_nav)
             .map(|l| l.field);
-        let extra = ["_owningbusinessunit_value", "versionnumber", "_transactioncurrencyid_value"];
+        let extra = [
+            "_owningbusinessunit_value",
+            "versionnumber",
+            "_transactioncurrencyid_value",
+        ];
         for c in from_header.chain(extra.iter().map(|s| s.to_string())) {
             if !cols.contains(&c) {
                 cols.push(c);
@@ -160,7 +178,11 @@ impl<'a> DocFlow<'a> {
 
     /// What change tracking of the line table needs: which document changed.
     fn line_delta_select(&self) -> Vec<String> {
-        vec![self.line.source_id.clone(), self.parent_col.clone(), "versionnumber".into()]
+        vec![
+            self.line.source_id.clone(),
+            self.parent_col.clone(),
+            "versionnumber".into(),
+        ]
     }
 
     /// The F&O key of a line from its header key and line number (e.g. from a link's target key `QUO-1/2`).
@@ -183,6 +205,17 @@ impl<'a> DocFlow<'a> {
             .collect()
     }
 
+    /// A line's key as its link keeps it: `<header key>/<line number>` (what [`Template::key_of`] gives too).
+    fn line_key_text(&self, key: &Key) -> String {
+        let get = |f: &str| {
+            key.iter()
+                .find(|(k, _)| k == f)
+                .map(|(_, v)| text_of(v))
+                .unwrap_or_default()
+        };
+        format!("{}/{}", get(&self.line_header_field), get(&self.line_number_field))
+    }
+
     fn splits_discount(&self) -> bool {
         self.line
             .fields
@@ -194,7 +227,12 @@ impl<'a> DocFlow<'a> {
 /// The two delta links of a run, saved as one watermark value.
 fn parse_watermark(value: &str, spec: &DocFlow) -> (Option<String>, Option<String>) {
     let v: Value = serde_json::from_str(value).unwrap_or(Value::Null);
-    let get = |set: &str| v.get(set).and_then(Value::as_str).filter(|s| !s.is_empty()).map(str::to_string);
+    let get = |set: &str| {
+        v.get(set)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
     (get(spec.header_set()), get(spec.line_set()))
 }
 
@@ -266,8 +304,12 @@ pub async fn run_changes(
 
     // Links were committed page by page; only now may the watermark move (both tables at once).
     let mut value = serde_json::Map::new();
-    value.insert(spec.header_set().into(), json!(headers.delta_link().unwrap_or_default()));
+    value.insert(
+        spec.header_set().into(),
+        json!(headers.delta_link().unwrap_or_default()),
+    );
     value.insert(spec.line_set().into(), json!(lines.delta_link().unwrap_or_default()));
+    deps.crashes.check(CrashPoint::BeforeWatermark)?;
     deps.state
         .put_watermark(
             flow.as_str(),
@@ -383,7 +425,7 @@ async fn delete_lines(
     for id in ids {
         report.read += 1;
         let Some(link) = links.get(id) else {
-            report.skip("not in Sales (deleted before it was synced)");
+            report.skip("no longer in Sales");
             continue;
         };
         if link.source_hash.as_deref() == Some(TOMBSTONE) {
@@ -567,7 +609,12 @@ async fn sync_documents(
     for h in headers {
         let Some(id) = str_of(&h, &ht.source_id).map(str::to_ascii_lowercase) else {
             report.read += 1;
-            failures.push(failure("", "(no id)", format!("the {} has no {}", spec.noun, ht.source_id), false));
+            failures.push(failure(
+                "",
+                "(no id)",
+                format!("the {} has no {}", spec.noun, ht.source_id),
+                false,
+            ));
             continue;
         };
         if !seen.insert(id.clone()) {
@@ -608,10 +655,11 @@ async fn sync_documents(
     } else {
         deps.state.get_links("product", company, "fno", &numbers).await?
     };
-    let customer = ht
-        .lookups()
-        .into_iter()
-        .find(|l| l.targets.iter().any(|t| t.entity_set == "accounts" || t.entity_set == "contacts"));
+    let customer = ht.lookups().into_iter().find(|l| {
+        l.targets
+            .iter()
+            .any(|t| t.entity_set == "accounts" || t.entity_set == "contacts")
+    });
     let customer_ids: Vec<String> = customer
         .as_ref()
         .map(|c| {
@@ -684,16 +732,16 @@ async fn sync_documents(
         let mut verdict: Option<LineVerdict> = None;
         for mut l in doc_lines {
             let lid = str_of(&l, &lt.source_id).unwrap_or_default().to_ascii_lowercase();
-            let ln = l.get(&lt.source_key).map(crate::to_fno::text_of).unwrap_or_else(|| lid.clone());
+            let ln = l.get(&lt.source_key).map(text_of).unwrap_or_else(|| lid.clone());
             for (path, field) in &parent_lookups {
                 if let Some(v) = h.get(field) {
                     l.insert(path.clone(), v.clone());
                 }
             }
             let Some(pid) = str_of(&l, "_productid_value").map(str::to_ascii_lowercase) else {
-                verdict = Some(LineVerdict::Filtered(format!(
-                    "filtered: a line has a write-in product (only externally maintained products go to F&O)"
-                )));
+                verdict = Some(LineVerdict::Filtered(
+                    "filtered: a line has a write-in product (only externally maintained products go to F&O)".into(),
+                ));
                 break;
             };
             let Some((pnum, pname, external)) = products.get(&pid) else {
@@ -719,7 +767,8 @@ async fn sync_documents(
                 ));
                 break;
             };
-            match product_links.get(pnum) {
+            // A link without a target: products-to-sales saw the product but could not write it to Sales yet.
+            match product_links.get(pnum).filter(|l| !l.target_key.is_empty()) {
                 None => {
                     verdict = Some(LineVerdict::Fail(
                         format!(
@@ -748,7 +797,9 @@ async fn sync_documents(
                 l.insert(p.clone(), Value::String(pnum.clone()));
             }
             if !lt.passes_filter(&l) {
-                verdict = Some(LineVerdict::Filtered(format!("filtered by the line template (line {ln})")));
+                verdict = Some(LineVerdict::Filtered(format!(
+                    "filtered by the line template (line {ln})"
+                )));
                 break;
             }
             let mut body = match lt.map(&l) {
@@ -769,7 +820,7 @@ async fn sync_documents(
                     break;
                 }
             };
-            let kt = key_text(&key);
+            let kt = spec.line_key_text(&key);
             if let Some(other) = out_lines.iter().find(|o| o.key_text == kt) {
                 verdict = Some(LineVerdict::Fail(
                     format!(
@@ -837,8 +888,14 @@ async fn sync_documents(
         .state
         .get_links(spec.header_entity, company, "sales", &doc_ids_of(&ready))
         .await?;
-    let line_ids: Vec<String> = ready.iter().flat_map(|d| d.lines.iter().map(|l| l.id.clone())).collect();
-    let line_links = deps.state.get_links(spec.line_entity, company, "sales", &line_ids).await?;
+    let line_ids: Vec<String> = ready
+        .iter()
+        .flat_map(|d| d.lines.iter().map(|l| l.id.clone()))
+        .collect();
+    let line_links = deps
+        .state
+        .get_links(spec.line_entity, company, "sales", &line_ids)
+        .await?;
     let same = |l: Option<&Link>, key: &str, hash: &str| {
         l.is_some_and(|l| l.target_key == key && l.target_hash.as_deref() == Some(hash))
     };
@@ -857,7 +914,10 @@ async fn sync_documents(
             if old.target_key == l.key_text || old.source_hash.as_deref() == Some(TOMBSTONE) {
                 continue;
             }
-            let parsed = old.target_key.rsplit_once('/').and_then(|(h, n)| Some((h, n.parse::<i64>().ok()?)));
+            let parsed = old
+                .target_key
+                .rsplit_once('/')
+                .and_then(|(h, n)| Some((h, n.parse::<i64>().ok()?)));
             if let Some((hk, n)) = parsed
                 && hk.eq_ignore_ascii_case(&d.number)
                 && let Some(k) = spec.line_key(company, hk, n)
@@ -952,6 +1012,7 @@ async fn sync_documents(
         }
         todo = again;
     }
+    deps.crashes.check(CrashPoint::AfterTargetWrite)?;
     deps.state.put_links(&new_links).await?;
     Ok(failures)
 }
@@ -1021,6 +1082,9 @@ mod tests {
             "CDSSalesOrderLines",
             &mut body,
         );
-        assert_eq!(Value::Object(body), json!({"LineDiscountAmount": 3.33, "FixedPriceCharges": -0.01}));
+        assert_eq!(
+            Value::Object(body),
+            json!({"LineDiscountAmount": 3.33, "TotalChargesAmount": -0.01})
+        );
     }
 }

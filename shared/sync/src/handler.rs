@@ -59,7 +59,11 @@ pub async fn handle_schedule(deps: &Deps, flow: FlowName, run: &ScheduledRun) ->
         Some(c) => vec![c.clone()],
         None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
     };
-    let opts = RunOptions { full_resync: run.full_resync, trigger: "schedule".into(), progress: None };
+    let opts = RunOptions {
+        full_resync: run.full_resync,
+        trigger: "schedule".into(),
+        progress: None,
+    };
     let mut out = Vec::new();
     for c in companies {
         out.push(run_flow(deps, flow, &c, &opts).await?);

@@ -66,7 +66,10 @@ mod tests {
             let name = m["Name"].as_str().unwrap();
             assert!(v[name].is_number(), "metric {name} has a value");
         }
-        assert_eq!((v["Read"].as_u64(), v["Written"].as_u64(), v["Lag"].as_u64()), (Some(10), Some(7), Some(300)));
+        assert_eq!(
+            (v["Read"].as_u64(), v["Written"].as_u64(), v["Lag"].as_u64()),
+            (Some(10), Some(7), Some(300))
+        );
         assert_eq!(v["Flow"], "accounts-to-fno");
     }
 }

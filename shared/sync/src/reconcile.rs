@@ -81,11 +81,22 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
     let key_field = spec.target_key_field().to_string();
     let bu = deps.business_unit_id(&company).await?;
     let filter = format!("_owningbusinessunit_value eq {bu}");
-    let mut sources = deps.sales.list(spec.source_set(), &spec.select(), Some(&filter)).await?;
+    let mut sources = deps
+        .sales
+        .list(spec.source_set(), &spec.select(), Some(&filter))
+        .await?;
     deps.lookups.enrich(&deps.sales, &lookup_paths(t), &mut sources).await?;
     let targets = deps
         .fno
-        .list(spec.target_set(), &[], Some(&format!("dataAreaId eq {}", p2c_dynamics::odata::string_literal(&company))), None)
+        .list(
+            spec.target_set(),
+            &[],
+            Some(&format!(
+                "dataAreaId eq {}",
+                p2c_dynamics::odata::string_literal(&company)
+            )),
+            None,
+        )
         .await?;
     let links = deps.state.scan_links(spec.link_entity, &company, Some("sales")).await?;
 
@@ -98,12 +109,17 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
     };
     let by_key: HashMap<&str, &Record> = targets.iter().filter_map(|r| Some((s(r, &key_field)?, r))).collect();
     // Only customers p2c owns can be "missing in Sales": F&O's own customers are none of its business.
-    let owned: Vec<&Record> = targets.iter().filter(|r| s(r, "IsExternallyMaintained") == Some("Yes")).collect();
+    let owned: Vec<&Record> = targets
+        .iter()
+        .filter(|r| s(r, "IsExternallyMaintained") == Some("Yes"))
+        .collect();
     out.target_count = owned.len();
     let mut resync: Vec<String> = Vec::new();
     let mut source_keys: HashSet<String> = HashSet::new();
-    let source_ids: HashSet<String> =
-        sources.iter().filter_map(|r| s(r, spec.source_id()).map(str::to_ascii_lowercase)).collect();
+    let source_ids: HashSet<String> = sources
+        .iter()
+        .filter_map(|r| s(r, spec.source_id()).map(str::to_ascii_lowercase))
+        .collect();
     for row in &sources {
         let id = s(row, spec.source_id()).unwrap_or_default().to_string();
         if !t.passes_filter(row) {
@@ -133,7 +149,12 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
                 for (field, expected) in &mapped {
                     let actual = target.get(field).cloned().unwrap_or(Value::Null);
                     if !equal(expected, &actual) {
-                        out.mismatches.push(Mismatch { key: key.clone(), field: field.clone(), expected: expected.clone(), actual });
+                        out.mismatches.push(Mismatch {
+                            key: key.clone(),
+                            field: field.clone(),
+                            expected: expected.clone(),
+                            actual,
+                        });
                     }
                 }
                 if out.mismatches.len() > before {

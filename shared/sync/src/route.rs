@@ -27,7 +27,13 @@ pub async fn route_failures(
     let mut retry = Vec::new();
     let mut dead = Vec::new();
     let mut routed = Vec::new();
+    // Several records of one document (its lines) fail under one id: the document is queued once.
+    let mut queued: std::collections::HashMap<String, &'static str> = std::collections::HashMap::new();
     for f in failures {
+        if let Some(&to) = queued.get(&f.id) {
+            routed.push((f, to));
+            continue;
+        }
         if f.id.is_empty() {
             tracing::error!(flow = %flow, company, key = %f.key, reason = %f.reason, "record failed and cannot be queued");
             routed.push((f, "none"));
@@ -40,9 +46,11 @@ pub async fn route_failures(
         tracing::warn!(flow = %flow, company, key = %f.key, id = %f.id, transient = f.transient, attempt, to_dlq, reason = %f.reason, "record failed");
         if to_dlq {
             dead.push(m.to_body());
+            queued.insert(f.id.clone(), "dlq");
             routed.push((f, "dlq"));
         } else {
             retry.push(m.to_body());
+            queued.insert(f.id.clone(), "retry");
             routed.push((f, "retry"));
         }
     }

@@ -88,10 +88,17 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         _ => None,
     };
     // A panic inside the flow must not take the lease and the run record with it.
-    let result = AssertUnwindSafe(crate::dispatch::run_changes(deps, flow, &company, opts, &mut report, &lease))
-        .catch_unwind()
-        .await
-        .unwrap_or_else(|p| Err(SyncError::Panic(panic_text(&p))));
+    let result = AssertUnwindSafe(crate::dispatch::run_changes(
+        deps,
+        flow,
+        &company,
+        opts,
+        &mut report,
+        &lease,
+    ))
+    .catch_unwind()
+    .await
+    .unwrap_or_else(|p| Err(SyncError::Panic(panic_text(&p))));
     if let Err(SyncError::SimulatedCrash(point)) = &result {
         // A process that died writes nothing more: the lease stays until it expires, no run record.
         tracing::warn!(flow = %flow, company, point = ?point, "simulated crash");

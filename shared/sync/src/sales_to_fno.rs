@@ -139,7 +139,9 @@ pub async fn sync_rows(
     let links = deps.state.get_links(spec.link_entity, company, "sales", &ids).await?;
     pending.retain_mut(|p| match links.get(&p.id) {
         Some(l)
-            if deps.cfg.skip_unchanged && l.target_key == p.key && l.target_hash.as_deref() == Some(p.hash.as_str()) =>
+            if deps.cfg.skip_unchanged
+                && l.target_key == p.key
+                && l.target_hash.as_deref() == Some(p.hash.as_str()) =>
         {
             report.skip("unchanged");
             false
@@ -163,7 +165,10 @@ pub async fn sync_rows(
     let items: Vec<WriteItem> = pending
         .iter_mut()
         .map(|p| WriteItem {
-            key: vec![("dataAreaId".into(), company.to_string()), (key_field.clone(), p.key.clone())],
+            key: vec![
+                ("dataAreaId".into(), company.to_string()),
+                (key_field.clone(), p.key.clone()),
+            ],
             body: std::mem::take(&mut p.body),
             create: !p.linked_same_key,
         })
@@ -221,8 +226,10 @@ async fn write_all(deps: &Deps, entity_set: &str, items: Vec<WriteItem>) -> Vec<
         let chunks: Vec<Vec<(usize, bool)>> = todo.chunks(deps.cfg.batch_size.max(1)).map(<[_]>::to_vec).collect();
         let mut done = futures::stream::iter(chunks)
             .map(|chunk| async move {
-                let ops: Vec<BatchOp> =
-                    chunk.iter().map(|&(i, create)| op_for(deps, entity_set, &items[i], create)).collect();
+                let ops: Vec<BatchOp> = chunk
+                    .iter()
+                    .map(|&(i, create)| op_for(deps, entity_set, &items[i], create))
+                    .collect();
                 let r = deps.fno.batch(&ops).await;
                 (chunk, ops, r)
             })

@@ -29,9 +29,14 @@ pub async fn enqueue_backfill(
     let spec = deps.sales_to_fno(flow);
     let bu = deps.business_unit_id(&company).await?;
     let filter = format!("_owningbusinessunit_value eq {bu}");
-    let rows = deps.sales.list(spec.source_set(), &[spec.source_id().to_string()], Some(&filter)).await?;
-    let ids: Vec<String> =
-        rows.iter().filter_map(|r| r.get(spec.source_id()).and_then(|v| v.as_str()).map(str::to_string)).collect();
+    let rows = deps
+        .sales
+        .list(spec.source_set(), &[spec.source_id().to_string()], Some(&filter))
+        .await?;
+    let ids: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.get(spec.source_id()).and_then(|v| v.as_str()).map(str::to_string))
+        .collect();
     let bodies: Vec<String> = ids
         .chunks(keys_per_message.clamp(1, MAX_KEYS))
         .map(|c| Message::new(flow.as_str(), &company, c.to_vec(), Reason::Backfill).to_body())

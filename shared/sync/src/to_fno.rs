@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 
+use futures::StreamExt;
 use p2c_dynamics::{BatchOp, ChangePage, DynamicsError, Record, SetResult};
 use p2c_mapping::Template;
 use p2c_mapping::money::decimal_from_json;
@@ -42,7 +43,9 @@ impl DeltaReader {
     /// `saved`: the delta link of the last run; `None` or empty starts with a full read.
     pub fn new(deps: &Deps, set: &str, select: &[String], saved: Option<&str>) -> DeltaReader {
         let initial = deps.sales.initial_changes_url(set, select);
-        let url = saved.filter(|s| !s.is_empty()).map_or_else(|| initial.clone(), str::to_string);
+        let url = saved
+            .filter(|s| !s.is_empty())
+            .map_or_else(|| initial.clone(), str::to_string);
         DeltaReader {
             set: set.to_string(),
             initial,
@@ -250,7 +253,10 @@ pub(crate) fn plan(body: &Record, key: &Key, current: Option<&Record>) -> Plan {
 pub(crate) fn plan_op(deps: &Deps, entity_set: &str, key: &Key, plan: &Plan) -> Option<BatchOp> {
     match plan {
         Plan::Create(body) => Some(deps.fno.create_op(entity_set, Value::Object(body.clone()))),
-        Plan::Update(diff) => Some(deps.fno.update_op_json(entity_set, &key_refs(key), Value::Object(diff.clone()))),
+        Plan::Update(diff) => Some(
+            deps.fno
+                .update_op_json(entity_set, &key_refs(key), Value::Object(diff.clone())),
+        ),
         Plan::Unchanged => None,
     }
 }
@@ -324,9 +330,16 @@ pub(crate) async fn write_sets(deps: &Deps, sets: &[Vec<BatchOp>]) -> Vec<Result
     if !chunk.is_empty() {
         chunks.push(chunk);
     }
-    for idx in chunks {
-        let batch: Vec<Vec<BatchOp>> = idx.iter().map(|&i| sets[i].clone()).collect();
-        match deps.fno.batch_sets(&batch).await {
+    // Several batches in flight at once (change sets are independent); the client keeps the service's limits.
+    let mut done = futures::stream::iter(chunks)
+        .map(|idx| async move {
+            let batch: Vec<Vec<BatchOp>> = idx.iter().map(|&i| sets[i].clone()).collect();
+            let answer = deps.fno.batch_sets(&batch).await;
+            (idx, answer)
+        })
+        .buffer_unordered(deps.cfg.write_concurrency.max(1));
+    while let Some((idx, answer)) = done.next().await {
+        match answer {
             Ok(answers) => {
                 for (n, &i) in idx.iter().enumerate() {
                     results[i] = match answers.get(n) {
@@ -389,6 +402,13 @@ mod tests {
             Plan::Update(d) => assert_eq!(Value::Object(d), json!({"Qty": 3})),
             p => panic!("{p:?}"),
         }
-        assert_eq!(key_text(&vec![("dataAreaId".into(), json!("usmf")), ("A".into(), json!("Q")), ("B".into(), json!(2))]), "Q/2");
+        assert_eq!(
+            key_text(&vec![
+                ("dataAreaId".into(), json!("usmf")),
+                ("A".into(), json!("Q")),
+                ("B".into(), json!(2))
+            ]),
+            "Q/2"
+        );
     }
 }

@@ -64,7 +64,13 @@ async fn fixture(env: &Env) -> Fixture {
         .collect();
     Fixture {
         bu: env.sb.business_unit_id("usmf").unwrap(),
-        usd: id_where(env, "transactioncurrencies", "isocurrencycode", "USD", "transactioncurrencyid"),
+        usd: id_where(
+            env,
+            "transactioncurrencies",
+            "isocurrencycode",
+            "USD",
+            "transactioncurrencyid",
+        ),
         ea: id_where(env, "uoms", "name", "ea", "uomid"),
         pcs: id_where(env, "uoms", "name", "pcs", "uomid"),
         accounts,
@@ -109,6 +115,13 @@ async fn link_product(env: &Env, number: &str, id: &str) {
         }])
         .await
         .unwrap();
+}
+
+/// Runs a flow once over whatever the demo data holds and empties its queues, so a test counts only its own
+/// records afterwards.
+async fn settle(env: &Env, flow: FlowName) {
+    run(env, flow).await;
+    let _ = env.queued(flow).await;
 }
 
 fn fno_rows_of(env: &Env, set: &str, key_field: &str, key: &str) -> Vec<Value> {
@@ -161,6 +174,7 @@ fn fno_writes(env: &Env) -> u64 {
 async fn contacts_become_customers_and_contact_persons_under_their_account() {
     let env = Env::start(2).await;
     let fx = fixture(&env).await;
+    settle(&env, FlowName::ContactsToFno).await;
     let (acc_id, acc_no) = fx.accounts[0].clone();
     let other_bu = env.sb.sales_insert("businessunits", json!({"name": "demf"}));
     let customer = env.sb.sales_insert(
@@ -219,7 +233,11 @@ async fn contacts_become_customers_and_contact_persons_under_their_account() {
         "customer CON-0001",
     );
     let targets = template_targets(&env, FlowName::ContactsToFno, "ContactToCustomer");
-    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+    assert!(
+        targets.is_subset(&asserted),
+        "unasserted: {:?}",
+        targets.difference(&asserted)
+    );
 
     // The account's contact is a contact person under the account's party.
     let p = fno_rows_of(&env, "CDSContactPersons", "ContactPersonPartyNumber", "CON-0002");
@@ -238,7 +256,11 @@ async fn contacts_become_customers_and_contact_persons_under_their_account() {
         "contact person CON-0002",
     );
     let targets = template_targets(&env, FlowName::ContactsToFno, "Contacts");
-    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+    assert!(
+        targets.is_subset(&asserted),
+        "unasserted: {:?}",
+        targets.difference(&asserted)
+    );
     assert!(fno_rows_of(&env, "CustomersV2", "CustomerAccount", "CON-0004").is_empty());
 
     // Links: the customer under `contact` (what quotes and orders resolve), the person under `contactperson`.
@@ -264,7 +286,8 @@ async fn contacts_become_customers_and_contact_persons_under_their_account() {
     assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
 
     // A change goes through as an update of just that contact person.
-    env.sb.sales_update("contacts", &person, json!({"jobtitle": "Head of Purchasing"}));
+    env.sb
+        .sales_update("contacts", &person, json!({"jobtitle": "Head of Purchasing"}));
     let r = run(&env, FlowName::ContactsToFno).await;
     assert_eq!((r.read, r.written, r.updated), (1, 1, 1), "{r:?}");
     let p = fno_rows_of(&env, "CDSContactPersons", "ContactPersonPartyNumber", "CON-0002");
@@ -274,6 +297,8 @@ async fn contacts_become_customers_and_contact_persons_under_their_account() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contact_of_an_unsynced_account_waits_then_goes_after_accounts() {
     let env = Env::start(0).await;
+    settle(&env, FlowName::AccountsToFno).await;
+    settle(&env, FlowName::ContactsToFno).await;
     let bu = env.sb.business_unit_id("usmf").unwrap();
     let account = env.sb.sales_insert(
         "accounts",
@@ -292,8 +317,15 @@ async fn contact_of_an_unsynced_account_waits_then_goes_after_accounts() {
     let e = &r.errors[0];
     assert!(e.transient);
     assert_eq!(e.id, contact);
-    assert!(e.reason.contains("ACC-LATE-1") && e.reason.contains("accounts-to-fno"), "{}", e.reason);
-    assert!(env.sb.fno_rows("CDSContactPersons").is_empty(), "never written without its party");
+    assert!(
+        e.reason.contains("ACC-LATE-1") && e.reason.contains("accounts-to-fno"),
+        "{}",
+        e.reason
+    );
+    assert!(
+        fno_rows_of(&env, "CDSContactPersons", "ContactPersonPartyNumber", "CON-0100").is_empty(),
+        "never written without its party"
+    );
     let (queued, dead) = env.queued(FlowName::ContactsToFno).await;
     assert!(dead.is_empty());
     assert_eq!(queued.len(), 1);
@@ -329,16 +361,14 @@ struct QuoteIds {
 /// An active quote of `customer` made of externally maintained products, one line per (product, qty, price,
 /// discount).
 fn quote(env: &Env, fx: &Fixture, number: &str, customer: &str, lines: &[(&str, f64, f64, f64)]) -> QuoteIds {
-    // What Sales pricing puts in the total (and F&O computes again): Σ quantity × price − discount.
-    let total: f64 = lines.iter().map(|(_, q, p, d)| q * p - d).sum();
     let id = env.sb.sales_insert(
         "quotes",
         json!({"name": format!("Quote {number}"), "quotenumber": number, "_customerid_value": customer,
                "_owningbusinessunit_value": fx.bu, "_transactioncurrencyid_value": fx.usd,
-               "statecode": 1, "statuscode": 2, "msdynce_hasexternallymaintainedproductsonly": true,
+               "msdynce_hasexternallymaintainedproductsonly": true,
                "shipto_name": "Receiving dock", "shipto_line1": "1 Main St", "shipto_city": "Redmond",
                "shipto_stateorprovince": "WA", "shipto_country": "USA", "shipto_postalcode": "98052",
-               "billto_line2": "Suite 200", "billto_postalcode": "98053", "totalamount": total}),
+               "billto_line2": "Suite 200", "billto_postalcode": "98053"}),
     );
     let lines = lines
         .iter()
@@ -353,6 +383,9 @@ fn quote(env: &Env, fx: &Fixture, number: &str, customer: &str, lines: &[(&str, 
             )
         })
         .collect();
+    // Created Draft, lines added, then activated (as in Sales).
+    env.sb
+        .sales_update("quotes", &id, json!({"statecode": 1, "statuscode": 2}));
     QuoteIds {
         id,
         number: number.into(),
@@ -364,6 +397,7 @@ fn quote(env: &Env, fx: &Fixture, number: &str, customer: &str, lines: &[(&str, 
 async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
     let env = Env::start(2).await;
     let fx = fixture(&env).await;
+    settle(&env, FlowName::QuotesToFno).await;
     let (p1, p2, p3) = (
         product(&env, "D0001", true, true).await,
         product(&env, "D0002", true, true).await,
@@ -378,7 +412,8 @@ async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
         &[(&p1, 2.0, 250.0, 0.0), (&p2, 3.0, 180.0, 10.0), (&p3, 1.0, 220.0, 5.5)],
     );
     let other = quote(&env, &fx, "QUO-1002", &fx.accounts[1].0, &[(&p1, 1.0, 250.0, 0.0)]);
-    env.sb.sales_update("quotedetails", &q.lines[2], json!({"_uomid_value": fx.pcs}));
+    env.sb
+        .sales_update("quotedetails", &q.lines[2], json!({"_uomid_value": fx.pcs}));
 
     env.sb.reset_counters();
     let r = run(&env, FlowName::QuotesToFno).await;
@@ -404,7 +439,11 @@ async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
         "quotation header",
     );
     let targets = template_targets(&env, FlowName::QuotesToFno, "QuoteHeader");
-    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+    assert!(
+        targets.is_subset(&asserted),
+        "unasserted: {:?}",
+        targets.difference(&asserted)
+    );
 
     let mut lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
     lines.sort_by_key(|l| l["LineCreationSequenceNumber"].as_i64());
@@ -423,7 +462,11 @@ async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
     let targets = template_targets(&env, FlowName::QuotesToFno, "QuoteLine");
     for (l, w) in lines.iter().zip(&want) {
         let asserted = assert_fields(l, w, "quotation line");
-        assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+        assert!(
+            targets.is_subset(&asserted),
+            "unasserted: {:?}",
+            targets.difference(&asserted)
+        );
     }
 
     // No changes: nothing read, nothing written.
@@ -446,10 +489,12 @@ async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
     let untouched = fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", &other.number);
     assert_eq!(untouched.len(), 1);
 
-    // A line deleted in Sales is deleted in F&O; the rest of the quote stays.
+    // A line deleted in Sales is deleted in F&O; the rest of the quote stays. (Sales may re-total the header,
+    // which brings the document along as an update.)
     env.sb.sales_delete("quotedetails", &q.lines[2]);
     let r = run(&env, FlowName::QuotesToFno).await;
-    assert_eq!((r.read, r.written, r.deleted, r.failed), (1, 1, 1, 0), "{r:?}");
+    assert_eq!((r.deleted, r.failed), (1, 0), "{r:?}");
+    assert!(r.read <= 2, "{r:?}");
     let mut lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
     lines.sort_by_key(|l| l["LineCreationSequenceNumber"].as_i64());
     let numbers: Vec<i64> = lines
@@ -472,19 +517,25 @@ async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
     assert_eq!((r.read, r.written, r.failed), (1, 1, 0), "{r:?}");
     let lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
     assert_eq!(lines.len(), 3);
-    assert!(lines.iter().any(|l| l["LineCreationSequenceNumber"] == 4 && l["ProductNumber"] == "D0003"));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["LineCreationSequenceNumber"] == 4 && l["ProductNumber"] == "D0003")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn draft_quotes_and_quotes_with_write_in_or_internal_products_are_filtered() {
     let env = Env::start(1).await;
     let fx = fixture(&env).await;
+    settle(&env, FlowName::QuotesToFno).await;
     let p1 = product(&env, "D0001", true, true).await;
     let internal = product(&env, "SALES-ONLY-1", false, false).await;
     let acc = fx.accounts[0].0.clone();
 
     let draft = quote(&env, &fx, "QUO-2001", &acc, &[(&p1, 1.0, 250.0, 0.0)]);
-    env.sb.sales_update("quotes", &draft.id, json!({"statecode": 0, "statuscode": 1}));
+    env.sb
+        .sales_update("quotes", &draft.id, json!({"statecode": 0, "statuscode": 1}));
     // A write-in line: no product; Sales clears the "only externally maintained products" flags.
     let write_in = quote(&env, &fx, "QUO-2002", &acc, &[(&p1, 1.0, 250.0, 0.0)]);
     env.sb.sales_insert(
@@ -498,35 +549,58 @@ async fn draft_quotes_and_quotes_with_write_in_or_internal_products_are_filtered
         json!({"msdynce_hasexternallymaintainedproductsonly": false}),
     );
     // A product made in Sales, not maintained in F&O, even with the flags left on.
-    quote(&env, &fx, "QUO-2003", &acc, &[(&p1, 1.0, 250.0, 0.0), (&internal, 1.0, 10.0, 0.0)]);
+    quote(
+        &env,
+        &fx,
+        "QUO-2003",
+        &acc,
+        &[(&p1, 1.0, 250.0, 0.0), (&internal, 1.0, 10.0, 0.0)],
+    );
 
     let r = run(&env, FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written, r.skipped, r.failed), (3, 0, 3, 0), "{r:?}");
     assert_eq!(r.skipped_by_reason.get("filtered by the template"), Some(&2), "{r:?}");
     assert_eq!(
-        r.skipped_by_reason.get("filtered: a line's product is not maintained in F&O"),
+        r.skipped_by_reason
+            .get("filtered: a line's product is not maintained in F&O"),
         Some(&1),
         "{r:?}"
     );
-    assert!(env.sb.fno_rows("CDSSalesQuotationHeaders").is_empty());
-    assert!(env.sb.fno_rows("CDSSalesQuotationLines").is_empty());
+    for n in ["QUO-2001", "QUO-2002", "QUO-2003"] {
+        assert!(fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", n).is_empty());
+        assert!(fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", n).is_empty());
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quote_of_an_unsynced_product_waits_naming_the_product() {
     let env = Env::start(1).await;
     let fx = fixture(&env).await;
+    settle(&env, FlowName::QuotesToFno).await;
     let p1 = product(&env, "D0001", true, true).await;
     let late = product(&env, "D0009", true, false).await;
-    let q = quote(&env, &fx, "QUO-3001", &fx.accounts[0].0, &[(&p1, 1.0, 250.0, 0.0), (&late, 2.0, 99.0, 0.0)]);
+    let q = quote(
+        &env,
+        &fx,
+        "QUO-3001",
+        &fx.accounts[0].0,
+        &[(&p1, 1.0, 250.0, 0.0), (&late, 2.0, 99.0, 0.0)],
+    );
 
     let r = run(&env, FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written, r.failed, r.retry_queued), (1, 0, 1, 1), "{r:?}");
     let e = &r.errors[0];
     assert!(e.transient);
     assert_eq!((e.id.as_str(), e.key.as_str()), (q.id.as_str(), "QUO-3001"));
-    assert!(e.reason.contains("D0009") && e.reason.contains("products-to-sales"), "{}", e.reason);
-    assert!(env.sb.fno_rows("CDSSalesQuotationHeaders").is_empty(), "no header without its lines");
+    assert!(
+        e.reason.contains("D0009") && e.reason.contains("products-to-sales"),
+        "{}",
+        e.reason
+    );
+    assert!(
+        fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", "QUO-3001").is_empty(),
+        "no header without its lines"
+    );
     let (queued, _) = env.queued(FlowName::QuotesToFno).await;
     assert_eq!(queued.len(), 1);
     assert!(queued[0].contains("D0009"), "{}", queued[0]);
@@ -551,6 +625,7 @@ async fn quote_of_an_unsynced_product_waits_naming_the_product() {
 async fn order_with_discount_split_echo_and_duplicate_message() {
     let env = Env::start(1).await;
     let fx = fixture(&env).await;
+    settle(&env, FlowName::OrdersToFno).await;
     let (p1, p2) = (
         product(&env, "D0001", true, true).await,
         product(&env, "D0004", true, true).await,
@@ -586,7 +661,12 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
     );
 
     let r = run(&env, FlowName::OrdersToFno).await;
-    assert_eq!((r.read, r.written, r.created, r.skipped, r.failed), (2, 1, 1, 1, 0), "{:?}", r.errors);
+    assert_eq!(
+        (r.read, r.written, r.created, r.skipped, r.failed),
+        (2, 1, 1, 1, 0),
+        "{:?}",
+        r.errors
+    );
     let h = fno_rows_of(&env, "CDSSalesOrderHeaders", "SalesOrderNumber", "ORD-5001");
     assert_eq!(h.len(), 1);
     let asserted = assert_fields(
@@ -601,7 +681,11 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
         "order header",
     );
     let targets = template_targets(&env, FlowName::OrdersToFno, "OrderHeader");
-    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+    assert!(
+        targets.is_subset(&asserted),
+        "unasserted: {:?}",
+        targets.difference(&asserted)
+    );
     assert!(fno_rows_of(&env, "CDSSalesOrderHeaders", "SalesOrderNumber", "ORD-5002").is_empty());
 
     // Discount split: qty 3, discount 10.00 → 3.33 per unit, and the 0.01 left over as a −0.01 sales charge.
@@ -616,7 +700,11 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
         "order line 1",
     );
     let targets = template_targets(&env, FlowName::OrdersToFno, "OrderLine");
-    assert!(targets.is_subset(&asserted), "unasserted: {:?}", targets.difference(&asserted));
+    assert!(
+        targets.is_subset(&asserted),
+        "unasserted: {:?}",
+        targets.difference(&asserted)
+    );
     assert_fields(
         &lines[1],
         &json!({"ProductNumber": "D0004", "OrderedSalesQuantity": 1, "LineCreationSequenceNumber": 2,
@@ -634,7 +722,11 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
     // the change; F&O already holds the values, so nothing is written back.
     env.sb.fno_update(
         "CDSSalesOrderLines",
-        &[("dataAreaId", "usmf"), ("SalesOrderNumber", "ORD-5001"), ("LineCreationSequenceNumber", "1")],
+        &[
+            ("dataAreaId", "usmf"),
+            ("SalesOrderNumber", "ORD-5001"),
+            ("LineCreationSequenceNumber", "1"),
+        ],
         json!({"SalesPrice": 245.0}),
     );
     env.sb.fno_update(
@@ -642,8 +734,10 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
         &[("dataAreaId", "usmf"), ("SalesOrderNumber", "ORD-5001")],
         json!({"OrderTotalAmount": 2225.0}),
     );
-    env.sb.sales_update("salesorderdetails", &l1, json!({"priceperunit": 245.0}));
-    env.sb.sales_update("salesorders", &order, json!({"totalamount": 2225.0}));
+    env.sb
+        .sales_update("salesorderdetails", &l1, json!({"priceperunit": 245.0}));
+    env.sb
+        .sales_update("salesorders", &order, json!({"totalamount": 2225.0}));
     env.sb.reset_counters();
     let r = run(&env, FlowName::OrdersToFno).await;
     assert_eq!((r.read, r.written, r.skipped), (1, 0, 1), "{r:?}");
@@ -651,21 +745,51 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
     assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
 
     // The same SQS message twice (and again later) creates no duplicate.
-    env.sb.sales_update("salesorders", &order, json!({"name": "PO 4711 rev 2"}));
-    let body = Message::new(FlowName::OrdersToFno.as_str(), "usmf", vec![order.clone()], Reason::Change).to_body();
-    let resp = handle_sqs(&env.deps, FlowName::OrdersToFno, sqs_event(&[body.clone(), body.clone()])).await;
+    env.sb
+        .sales_update("salesorders", &order, json!({"name": "PO 4711 rev 2"}));
+    let body = Message::new(
+        FlowName::OrdersToFno.as_str(),
+        "usmf",
+        vec![order.clone()],
+        Reason::Change,
+    )
+    .to_body();
+    let resp = handle_sqs(
+        &env.deps,
+        FlowName::OrdersToFno,
+        sqs_event(&[body.clone(), body.clone()]),
+    )
+    .await;
     assert!(resp.batch_item_failures.is_empty());
     let resp = handle_sqs(&env.deps, FlowName::OrdersToFno, sqs_event(&[body])).await;
     assert!(resp.batch_item_failures.is_empty());
     let h = fno_rows_of(&env, "CDSSalesOrderHeaders", "SalesOrderNumber", "ORD-5001");
     assert_eq!(h.len(), 1);
     assert_eq!(h[0]["CustomersOrderReference"], "PO 4711 rev 2");
-    assert_eq!(fno_rows_of(&env, "CDSSalesOrderLines", "SalesOrderNumber", "ORD-5001").len(), 2);
-    assert_eq!(env.sb.fno_rows("CDSSalesOrderHeaders").len(), 1);
+    assert_eq!(
+        fno_rows_of(&env, "CDSSalesOrderLines", "SalesOrderNumber", "ORD-5001").len(),
+        2
+    );
 
-    // A crash before the links were committed: the redo finds the records in F&O and creates nothing.
-    let watermark = env.deps.state.watermark("orders-to-fno", "usmf").await.unwrap().unwrap();
+    // The links lost (a crash before their commit), then a full resync: the records are found in F&O with the
+    // same values, so nothing is created or written.
+    let watermark = env
+        .deps
+        .state
+        .watermark("orders-to-fno", "usmf")
+        .await
+        .unwrap()
+        .unwrap();
     assert!(watermark.value.contains("\"salesorders\"") && watermark.value.contains("\"salesorderdetails\""));
+    let mut links = env
+        .deps
+        .state
+        .get_links("salesorder", "usmf", "sales", std::slice::from_ref(&order))
+        .await
+        .unwrap();
+    let mut lost = links.remove(&order).unwrap();
+    lost.target_hash = None;
+    env.deps.state.put_links(&[lost]).await.unwrap();
     let r = run_flow(
         &env.deps,
         FlowName::OrdersToFno,
@@ -678,5 +802,195 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
     .await
     .unwrap();
     assert_eq!((r.written, r.failed), (0, 0), "{r:?}");
-    assert_eq!(env.sb.fno_rows("CDSSalesOrderLines").len(), 2);
+    assert_eq!(r.skipped_by_reason.get("unchanged in F&O (echo)"), Some(&1), "{r:?}");
+    assert_eq!(
+        fno_rows_of(&env, "CDSSalesOrderLines", "SalesOrderNumber", "ORD-5001").len(),
+        2
+    );
+}
+
+// ------------------------------------------------------------------------------------------------ companies
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_companies_with_the_same_customer_number_stay_apart() {
+    let env = Env::start_with(p2c_sandbox::SandboxConfig::default(), 0, |cfg| {
+        cfg.companies.push(p2c_sync::Company {
+            legal_entity: "dat".into(),
+            business_unit: "dat".into(),
+        });
+    })
+    .await;
+    let usmf = env.sb.business_unit_id("usmf").unwrap();
+    let dat = env.sb.sales_insert("businessunits", json!({"name": "dat"}));
+    for c in ["usmf", "dat"] {
+        run_flow(&env.deps, FlowName::ContactsToFno, c, &RunOptions::default())
+            .await
+            .unwrap();
+        let _ = env.queued(FlowName::ContactsToFno).await;
+    }
+    let mut ids = Vec::new();
+    for (bu, last) in [(&usmf, "Usmf"), (&dat, "Dat")] {
+        ids.push(env.sb.sales_insert(
+            "contacts",
+            json!({"firstname": "Sam", "lastname": last, "msdynce_contactnumber": "CON-7777",
+                   "msdynce_isactivecustomer": true, "_owningbusinessunit_value": bu}),
+        ));
+    }
+    for c in ["usmf", "dat"] {
+        let r = run_flow(&env.deps, FlowName::ContactsToFno, c, &RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!((r.written, r.failed), (1, 0), "{c}: {r:?}");
+        assert_eq!(
+            r.skipped_by_reason.get("owned by another business unit"),
+            Some(&1),
+            "{c}: {r:?}"
+        );
+    }
+    let rows: Vec<(String, String)> = env
+        .sb
+        .fno_rows("CustomersV2")
+        .into_iter()
+        .filter(|r| r["CustomerAccount"] == "CON-7777")
+        .map(|r| {
+            (
+                r["dataAreaId"].as_str().unwrap().to_string(),
+                r["PersonLastName"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    assert!(rows.contains(&("usmf".into(), "Usmf".into())) && rows.contains(&("dat".into(), "Dat".into())));
+    for (company, id) in [("usmf", &ids[0]), ("dat", &ids[1])] {
+        let l = env
+            .deps
+            .state
+            .get_links("contact", company, "sales", std::slice::from_ref(id))
+            .await
+            .unwrap();
+        assert_eq!(l[id.as_str()].target_key, "CON-7777");
+    }
+}
+
+// ------------------------------------------------------------------------------------------------ crash
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crash_after_writing_documents_then_rerun_duplicates_nothing() {
+    let env = Env::start_with(p2c_sandbox::SandboxConfig::default(), 1, |c| {
+        c.lease_ttl = std::time::Duration::from_secs(1)
+    })
+    .await;
+    let fx = fixture(&env).await;
+    settle(&env, FlowName::QuotesToFno).await;
+    let p1 = product(&env, "D0001", true, true).await;
+    let q = quote(
+        &env,
+        &fx,
+        "QUO-9001",
+        &fx.accounts[0].0,
+        &[(&p1, 1.0, 250.0, 0.0), (&p1, 2.0, 250.0, 1.0)],
+    );
+
+    // The documents are written, their links are not: the worst place to die.
+    env.deps.crashes.arm(p2c_sync::faults::CrashPoint::AfterTargetWrite, 1);
+    let err = run_flow(&env.deps, FlowName::QuotesToFno, "usmf", &RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, p2c_sync::SyncError::SimulatedCrash(_)), "{err}");
+    assert_eq!(
+        fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-9001").len(),
+        2
+    );
+    let links = env
+        .deps
+        .state
+        .get_links("quote", "usmf", "sales", std::slice::from_ref(&q.id))
+        .await
+        .unwrap();
+    assert!(links.is_empty());
+
+    // After the dead run's lease expires, the redo finds header and lines in F&O and writes nothing.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    env.sb.reset_counters();
+    let r = run(&env, FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.failed), (1, 0, 0), "{r:?}");
+    assert_eq!(r.skipped_by_reason.get("unchanged in F&O (echo)"), Some(&1), "{r:?}");
+    assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
+    assert_eq!(
+        fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", "QUO-9001").len(),
+        1
+    );
+    assert_eq!(
+        fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-9001").len(),
+        2
+    );
+    let links = env
+        .deps
+        .state
+        .get_links("quotedetail", "usmf", "sales", &q.lines)
+        .await
+        .unwrap();
+    assert_eq!(links.len(), 2);
+}
+
+// ------------------------------------------------------------------------------------------------ story
+
+/// The prospect-to-cash story with the real parent flows: products come from F&O through products-to-sales
+/// (whose links the documents resolve), then the demo quote and order go to F&O.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn story_quote_and_order_after_products_to_sales() {
+    let env = Env::start(2).await;
+    run(&env, FlowName::AccountsToFno).await;
+    let r = run(&env, FlowName::ProductsToSales).await;
+    assert_eq!(r.failed, 0, "{:?}", r.errors);
+    settle(&env, FlowName::ContactsToFno).await;
+    settle(&env, FlowName::QuotesToFno).await;
+    settle(&env, FlowName::OrdersToFno).await;
+    let story = env.sb.seed_story();
+
+    let r = run(&env, FlowName::QuotesToFno).await;
+    assert_eq!((r.written, r.failed), (1, 0), "{r:?}");
+    let r = run(&env, FlowName::OrdersToFno).await;
+    assert_eq!((r.written, r.failed), (1, 0), "{r:?}");
+    let q = fno_rows_of(
+        &env,
+        "CDSSalesQuotationHeaders",
+        "SalesQuotationNumber",
+        &story.quote_number,
+    );
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0]["RequestingCustomerAccountNumber"], story.account_number.as_str());
+    let lines = fno_rows_of(
+        &env,
+        "CDSSalesQuotationLines",
+        "SalesQuotationNumber",
+        &story.quote_number,
+    );
+    let mut products: Vec<&str> = lines.iter().map(|l| l["ProductNumber"].as_str().unwrap()).collect();
+    products.sort();
+    assert_eq!(products, ["D0001", "D0002", "D0003"]);
+    let d3 = lines.iter().find(|l| l["ProductNumber"] == "D0003").unwrap();
+    assert_eq!(
+        (d3["LineDiscountAmount"].as_f64(), d3["TotalChargesAmount"].as_f64()),
+        (Some(3.33), Some(-0.01))
+    );
+    let o = fno_rows_of(&env, "CDSSalesOrderHeaders", "SalesOrderNumber", &story.order_number);
+    assert_eq!(o.len(), 1);
+    assert_eq!(o[0]["OrderingCustomerAccountNumber"], story.account_number.as_str());
+    assert_eq!(
+        fno_rows_of(&env, "CDSSalesOrderLines", "SalesOrderNumber", &story.order_number).len(),
+        2
+    );
+
+    // No loop: F&O confirms the order, orders-to-sales writes it back into Sales, and Sales' change tracking
+    // hands that write to orders-to-fno, which sends nothing to F&O.
+    env.sb.fno_confirm_order("usmf", &story.order_number);
+    let r = run(&env, FlowName::OrdersToSales).await;
+    assert_eq!(r.failed, 0, "{:?}", r.errors);
+    assert!(r.written >= 1, "{r:?}");
+    env.sb.reset_counters();
+    let r = run(&env, FlowName::OrdersToFno).await;
+    assert_eq!((r.written, r.failed), (0, 0), "{r:?}");
+    assert!(r.read >= 1, "the write-back is seen: {r:?}");
+    assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
 }

@@ -35,20 +35,30 @@ async fn a_full_run_logs_neither_the_secret_nor_a_token() {
 
     let env = Env::start(40).await;
     let bu = env.sb.business_unit_id("usmf").unwrap();
-    env.sb.sales_insert("accounts", json!({"name": "No Number", "_owningbusinessunit_value": bu}));
-    let r = run_flow(&env.deps, FlowName::AccountsToFno, "usmf", &RunOptions::default()).await.unwrap();
+    env.sb.sales_insert(
+        "accounts",
+        json!({"name": "No Number", "_owningbusinessunit_value": bu}),
+    );
+    let r = run_flow(&env.deps, FlowName::AccountsToFno, "usmf", &RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!((r.written, r.failed), (40, 1));
     env.sb.expire_all_tokens();
     for a in env.sb.sales_rows("accounts").iter().take(3) {
-        env.sb.sales_update("accounts", a["accountid"].as_str().unwrap(), json!({"fax": "1"}));
+        env.sb
+            .sales_update("accounts", a["accountid"].as_str().unwrap(), json!({"fax": "1"}));
     }
-    let r = run_flow(&env.deps, FlowName::AccountsToFno, "usmf", &RunOptions::default()).await.unwrap();
+    let r = run_flow(&env.deps, FlowName::AccountsToFno, "usmf", &RunOptions::default())
+        .await
+        .unwrap();
     assert_eq!(r.written, 3);
     // A client with a wrong secret: the error and its logs must not echo it either.
     let mut bad = env.deps.cfg.clone();
     bad.client_secret = p2c_sync::config::SecretSource::Value(p2c_dynamics::Secret::new("wrong-secret-5f1e"));
     let bad_deps = p2c_sync::Deps::new(bad, &env.aws).await.unwrap();
-    let e = run_flow(&bad_deps, FlowName::AccountsToFno, "usmf", &RunOptions::default()).await.unwrap_err();
+    let e = run_flow(&bad_deps, FlowName::AccountsToFno, "usmf", &RunOptions::default())
+        .await
+        .unwrap_err();
     assert!(!e.to_string().contains("wrong-secret-5f1e"));
 
     let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();

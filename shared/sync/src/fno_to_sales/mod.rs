@@ -227,7 +227,8 @@ impl Spec {
                 let mut select = c.source_select();
                 // The discount rule reads the per-unit discount, the quantity and the charge.
                 for extra in unit::DISCOUNT_FIELDS {
-                    if p2c_mapping::fno_property(&c.source_entity, extra).is_some() && !select.iter().any(|s| s == extra)
+                    if p2c_mapping::fno_property(&c.source_entity, extra).is_some()
+                        && !select.iter().any(|s| s == extra)
                     {
                         select.push(extra.to_string());
                     }
@@ -240,15 +241,16 @@ impl Spec {
                 };
             }
         }
-        let price_list = (parent.role == Role::Single && parent.field(PRICE_LIST).is_some_and(|f| f.enabled)).then(|| {
-            let builtin = p2c_mapping::template(flow.as_str(), &parent.name);
-            let explicit = builtin.as_ref().and_then(|b| b.field(PRICE_LIST)) != parent.field(PRICE_LIST);
-            PriceListRule {
-                parent_without: without_price_list_map(&parent),
-                child_without: child.as_ref().map(without_price_list_map),
-                explicit,
-            }
-        });
+        let price_list =
+            (parent.role == Role::Single && parent.field(PRICE_LIST).is_some_and(|f| f.enabled)).then(|| {
+                let builtin = p2c_mapping::template(flow.as_str(), &parent.name);
+                let explicit = builtin.as_ref().and_then(|b| b.field(PRICE_LIST)) != parent.field(PRICE_LIST);
+                PriceListRule {
+                    parent_without: without_price_list_map(&parent),
+                    child_without: child.as_ref().map(without_price_list_map),
+                    explicit,
+                }
+            });
         Ok(Spec {
             flow,
             owned: matches!(parent.target_entity.as_str(), "salesorders" | "invoices" | "quotes"),
@@ -314,20 +316,11 @@ async fn read_lines(
     if let Some(keys) = keys {
         return Ok(sweep::read_keys(deps, entity, company, parent_field, keys, select).await?);
     }
-    let mut ks: Vec<String> = headers
-        .iter()
-        .filter_map(|h| sweep::text_of(h, spec.key_field()))
-        .collect();
-    if ks.is_empty() {
-        return Ok(Vec::new());
-    }
-    ks.sort();
     // The service's order, not ours, decides the range: the first and last header of the page.
-    let first = sweep::text_of(&headers[0], spec.key_field()).unwrap_or_else(|| ks[0].clone());
-    let last = headers
-        .last()
-        .and_then(|h| sweep::text_of(h, spec.key_field()))
-        .unwrap_or_else(|| ks[ks.len() - 1].clone());
+    let key = |h: Option<&p2c_dynamics::Record>| h.and_then(|h| sweep::text_of(h, spec.key_field()));
+    let (Some(first), Some(last)) = (key(headers.first()), key(headers.last())) else {
+        return Ok(Vec::new());
+    };
     Ok(sweep::read_lines_between(deps, entity, company, parent_field, line_field, select, (&first, &last)).await?)
 }
 
@@ -360,6 +353,7 @@ pub async fn run_changes(
     };
     if after.is_some() {
         tracing::info!(flow = %flow, company, after = ?after, "resuming an unfinished sweep");
+        report.resumed = true;
     }
     let page_size = deps.cfg.page_size.clamp(1, 10_000);
     let mut resolver = resolve::Resolver::default();
@@ -378,7 +372,17 @@ pub async fn run_changes(
         let last = headers.last().and_then(|h| sweep::text_of(h, spec.key_field()));
         let lines = read_lines(deps, &spec, company, &headers, None).await?;
         let units = units_of(&spec, headers, lines);
-        let failures = unit::sync_units(deps, &spec, company, bu.as_deref(), units, report, &mut resolver, Mode::Sweep).await?;
+        let failures = unit::sync_units(
+            deps,
+            &spec,
+            company,
+            bu.as_deref(),
+            units,
+            report,
+            &mut resolver,
+            Mode::Sweep,
+        )
+        .await?;
         route_failures(deps, flow, company, failures, 1, report).await?;
         if !deps.state.renew_lease(lease, deps.cfg.lease_ttl).await? {
             return Err(SyncError::LeaseLost {
@@ -395,6 +399,8 @@ pub async fn run_changes(
                     .await?;
                 version = Some(wm.version);
                 after = Some(last);
+                // Only once the cursor is past this page may the caller stop the run.
+                opts.tick(report)?;
             }
             _ => break,
         }
@@ -433,12 +439,14 @@ pub async fn process_keys(
         &spec.parent_select,
     )
     .await?;
+    // F&O compares keys ignoring case.
     let found: std::collections::HashSet<String> = headers
         .iter()
         .filter_map(|h| sweep::text_of(h, spec.key_field()))
+        .map(|k| k.to_lowercase())
         .collect();
     for k in &keys {
-        if !found.contains(k) {
+        if !found.contains(&k.to_lowercase()) {
             report.read += 1;
             report.skip("no longer in F&O");
         }
@@ -446,5 +454,15 @@ pub async fn process_keys(
     let lines = read_lines(deps, &spec, company, &headers, Some(&keys)).await?;
     let units = units_of(&spec, headers, lines);
     let mut resolver = resolve::Resolver::default();
-    unit::sync_units(deps, &spec, company, bu.as_deref(), units, report, &mut resolver, Mode::Keys).await
+    unit::sync_units(
+        deps,
+        &spec,
+        company,
+        bu.as_deref(),
+        units,
+        report,
+        &mut resolver,
+        Mode::Keys,
+    )
+    .await
 }

@@ -32,7 +32,13 @@ const REFERENCE: &[(&str, &str, &[&str])] = &[
     (
         "pricelevels",
         "pricelevelid",
-        &["name", "_transactioncurrencyid_value", "statecode", "begindate", "enddate"],
+        &[
+            "name",
+            "_transactioncurrencyid_value",
+            "statecode",
+            "begindate",
+            "enddate",
+        ],
     ),
 ];
 
@@ -91,7 +97,10 @@ impl Resolver {
             let mut wanted: HashMap<(String, String), (LookupTarget, Vec<String>)> = HashMap::new();
             for (targets, value) in needs {
                 let Some(t) = targets.get(tier) else { continue };
-                if targets[..tier].iter().any(|earlier| self.lookup(earlier, value, None).is_some()) {
+                if targets[..tier]
+                    .iter()
+                    .any(|earlier| self.lookup(earlier, value, None).is_some())
+                {
                     continue;
                 }
                 if is_reference(&t.entity_set) {
@@ -130,7 +139,10 @@ impl Resolver {
         let Some((_, pk, extra)) = REFERENCE.iter().find(|(s, _, _)| *s == entity_set) else {
             return Ok(());
         };
-        let mut cols: Vec<String> = std::iter::once(*pk).chain(extra.iter().copied()).map(String::from).collect();
+        let mut cols: Vec<String> = std::iter::once(*pk)
+            .chain(extra.iter().copied())
+            .map(String::from)
+            .collect();
         if !cols.iter().any(|c| c == column) {
             cols.push(column.to_string());
         }
@@ -229,7 +241,8 @@ impl Resolver {
     /// The P2C plug-in's rule: the first valid price list, by name, whose currency is `currency` (ISO code).
     /// Valid: active (statecode 0) and, where dates are set, begun and not ended.
     pub async fn first_price_list(&mut self, deps: &Deps, currency: &str) -> Result<Option<String>, DynamicsError> {
-        self.load_reference(deps, "transactioncurrencies", "isocurrencycode").await?;
+        self.load_reference(deps, "transactioncurrencies", "isocurrencycode")
+            .await?;
         self.load_reference(deps, "pricelevels", "name").await?;
         let want = norm(currency);
         let Some(currency_id) = self
@@ -242,7 +255,8 @@ impl Resolver {
         };
         let now = time::OffsetDateTime::now_utc();
         let date = |r: &Record, col: &str| {
-            text(r, col).and_then(|s| time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).ok())
+            text(r, col)
+                .and_then(|s| time::OffsetDateTime::parse(&s, &time::format_description::well_known::Rfc3339).ok())
         };
         let mut names: Vec<String> = self
             .reference_rows("pricelevels")

@@ -22,9 +22,22 @@ pub(crate) struct Table {
     pub select: Vec<String>,
     /// `<bind property>` → the lookup's value column (`customerid_account@odata.bind` → `_customerid_value`).
     pub bind_cols: HashMap<String, String>,
-    /// The template writes state (statecode/statuscode).
+    /// The template writes state (statecode/statuscode): the record can be closed in Sales.
     pub writes_state: bool,
 }
+
+/// Columns Sales calculates itself (system pricing, which P2C requires): whatever is written there is replaced
+/// by Sales' own figure from the lines, so they are written on create but never compared or updated.
+pub(crate) const CALCULATED: &[&str] = &[
+    "totalamount",
+    "totalamountlessfreight",
+    "totallineitemamount",
+    "totallineitemdiscountamount",
+    "totaltax",
+    "totaldiscountamount",
+    "baseamount",
+    "extendedamount",
+];
 
 impl Table {
     pub fn of(t: &Template) -> Table {
@@ -130,15 +143,11 @@ pub(crate) fn same(want: &Value, have: Option<&Value>) -> bool {
 
 /// The echo rule: the fields of `body` whose value differs from the Sales record `current`. Empty means Sales
 /// already holds everything the template would write (the update came back from the other direction, or
-/// nothing that matters changed), so nothing is written.
-///
-/// State columns are compared only while the record is open (statecode 0): p2c never reopens a record that
-/// was closed in Sales (an order that its invoice marked Invoiced, a paid invoice).
+/// nothing that matters changed), so nothing is written. Columns Sales calculates ([`CALCULATED`]) are left out.
 pub(crate) fn changed_fields(t: &Table, body: &Record, current: &Record) -> Record {
-    let closed = current.get("statecode").and_then(Value::as_i64).is_some_and(|s| s != 0);
     let mut out = Record::new();
     for (k, v) in body {
-        if closed && (k == "statecode" || k == "statuscode") {
+        if CALCULATED.contains(&k.as_str()) {
             continue;
         }
         let equal = match t.bind_cols.get(k) {
@@ -205,6 +214,12 @@ fn failed_batch(e: &DynamicsError) -> Written {
     }
 }
 
+/// A record closed in Sales (statecode other than 0: an order its invoice set to Invoiced, a paid invoice) is
+/// read-only there: Sales refuses changes to it and to its lines. p2c never reopens one.
+pub(crate) fn is_closed(t: &Table, current: &Record) -> bool {
+    t.writes_state && current.get("statecode").and_then(Value::as_i64).is_some_and(|s| s != 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,15 +238,26 @@ mod tests {
             "statecode": 0, "statuscode": 1
         }));
         let current = rec(json!({
-            "totalamount": 250, "name": "X", "msdynce_invoicedate": "2026-03-05T12:00:00.000Z",
+            "totalamount": 260, "name": "X", "msdynce_invoicedate": "2026-03-05T12:00:00.000Z",
             "_transactioncurrencyid_value": "ab000000-0000-0000-0000-000000000001", "statecode": 0, "statuscode": 1
         }));
-        assert!(changed_fields(&t, &body, &current).is_empty());
-        let mut closed = current.clone();
-        closed.insert("statecode".into(), json!(4));
-        closed.insert("statuscode".into(), json!(100003));
-        closed.insert("name".into(), json!("Y"));
-        let diff = changed_fields(&t, &body, &closed);
-        assert_eq!(Value::Object(diff), json!({"name": "X"}), "a closed order is not reopened");
+        assert!(
+            changed_fields(&t, &body, &current).is_empty(),
+            "Sales calculates totalamount itself"
+        );
+        assert!(!is_closed(&t, &current));
+        let mut other = current.clone();
+        other.insert("statecode".into(), json!(4));
+        other.insert("statuscode".into(), json!(100003));
+        other.insert("name".into(), json!("Y"));
+        assert!(is_closed(&t, &other));
+        let diff = changed_fields(&t, &body, &other);
+        assert_eq!(
+            Value::Object(diff),
+            json!({"name": "X", "statecode": 0, "statuscode": 1})
+        );
+        // Products have no state the template writes: never "closed".
+        let p = Table::of(&p2c_mapping::products_to_sales());
+        assert!(!is_closed(&p, &rec(json!({"statecode": 1}))));
     }
 }

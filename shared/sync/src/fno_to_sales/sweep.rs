@@ -118,5 +118,28 @@ pub(crate) async fn read_keys(
     if keys.is_empty() {
         return Ok(Vec::new());
     }
-    deps.fno.find_by_keys(entity_set, company, key_field, keys, select).await
+    deps.fno
+        .find_by_keys(entity_set, company, key_field, keys, select)
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_tolerates_garbage() {
+        assert_eq!(cursor_of(&cursor_value("SO-0'7")), Some("SO-0'7".into()));
+        assert_eq!(cursor_of(&finished_value("2026-01-01T00:00:00Z")), None);
+        for bad in [
+            "",
+            "not json",
+            "{}",
+            r#"{"after":5}"#,
+            r#"{"after":""}"#,
+            "https://org/api/data/v9.2/x",
+        ] {
+            assert_eq!(cursor_of(bad), None, "{bad}");
+        }
+    }
 }
