@@ -650,7 +650,7 @@ async fn duplicate_messages_and_lost_links_never_duplicate_and_a_sweep_resumes()
         .fno_insert("CDSSalesOrderLines", line("SO-3", 2, "D0002", 1.0, 180.0, 0.0, 0.0));
     let body = message(ORDERS, &["SO-3"]);
     for _ in 0..2 {
-        let resp = handle_sqs(&env.deps, ORDERS, sqs_event(&[body.clone()])).await;
+        let resp = handle_sqs(&env.deps, ORDERS, sqs_event(std::slice::from_ref(&body))).await;
         assert!(resp.batch_item_failures.is_empty());
     }
     assert_eq!(env.sb.sales_rows("salesorders").len(), 1);

@@ -26,7 +26,7 @@
 //! natural key (products by `productnumber`, orders by `ordernumber`, invoices by `invoicenumber`, lines by
 //! parent id + `sequencenumber`, price list items by product + price list + unit), so a crash between a create
 //! and its link commit never duplicates. Lines of an F&O document that are gone are deleted in Sales.
-//! Lookups are resolved by [`resolve::Resolver`]; a parent (customer, product, order) missing in Sales is a
+//! Lookups are resolved by `resolve::Resolver`; a parent (customer, product, order) missing in Sales is a
 //! transient failure that names it and is retried through the queue: nothing is written dangling.
 //!
 //! **Echo rule.** The orders flows run both ways (orders-to-fno writes `CDSSalesOrderHeaders`/`Lines` from
@@ -34,8 +34,14 @@
 //! record as it is now (numbers by value, dates by instant, lookups by id): equal means the change came from
 //! Sales in the first place, or touched nothing Sales shows, and the record is skipped as `"echo"` (its link
 //! takes the new hash). Otherwise only the fields that differ are written, so the reverse flow sees a change
-//! only in what really changed. State columns are left alone on a record closed in Sales (an order its invoice
-//! set to Invoiced): p2c never reopens one.
+//! only in what really changed. Columns Sales calculates itself under system pricing (`totalamount`,
+//! `totaltax`, `totaldiscountamount`, `extendedamount`, ...) are written on create but never compared or
+//! updated: Sales overwrites them from the lines, so comparing them would turn every echo into a write.
+//!
+//! **Closed records.** A Sales order or invoice that is closed (statecode ≠ 0, e.g. an order its invoice set
+//! to Invoiced) is read-only in Sales, and so are its lines. p2c never reopens one: F&O changes to it are
+//! skipped as `"closed in Sales"`, and its link is marked (`source_version = "closed:<hash>"`) so later sweeps
+//! skip it without reading Sales until its F&O content changes again.
 //!
 //! **Ownership.** Orders and invoices are created in the company's business unit with
 //! `owningbusinessunit@odata.bind` (settable on create where the org allows records to be owned across
@@ -58,7 +64,8 @@
 //! Dataverse changes state), unless it already is.
 //!
 //! **Counting.** Every F&O record read is counted once and ends written, skipped (`"unchanged"`, `"filtered by
-//! the template"`, `"echo"`, `"failed earlier, unchanged"`) or failed. Document lines are records of their own;
+//! the template"`, `"echo"`, `"closed in Sales"`, `"failed earlier, unchanged"`; SQS also `"no longer in
+//! F&O"`) or failed. Document lines are records of their own;
 //! a product and its price list item are one record (written if either was). A Sales line deleted because its
 //! F&O line is gone counts as one record read and written (`deleted`). A failed record's key (product, order or
 //! invoice number) goes to the queue; a document with several failed lines is queued once. A record that
