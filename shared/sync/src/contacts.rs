@@ -139,6 +139,7 @@ pub async fn run_changes(
         let failures = sync_contacts(deps, &routes, company, &bu, page.rows, report).await?;
         route_failures(deps, flow, company, failures, 1, report).await?;
         renew(deps, lease, flow, company).await?;
+        opts.tick(report)?;
     }
     // Links were committed page by page; only now may the watermark move.
     let delta = reader.delta_link().unwrap_or_default().to_string();

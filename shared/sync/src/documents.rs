@@ -282,6 +282,7 @@ pub async fn run_changes(
         let failures = sync_documents(deps, &spec, company, &bu, page.rows, report).await?;
         route_failures(deps, flow, company, failures, 1, report).await?;
         renew(deps, lease, flow, company).await?;
+        opts.tick(report)?;
     }
 
     let mut lines = DeltaReader::new(deps, spec.line_set(), &spec.line_delta_select(), saved_lines.as_deref());
@@ -300,6 +301,7 @@ pub async fn run_changes(
         failures.extend(sync_documents(deps, &spec, company, &bu, rows, report).await?);
         route_failures(deps, flow, company, failures, 1, report).await?;
         renew(deps, lease, flow, company).await?;
+        opts.tick(report)?;
     }
 
     // Links were committed page by page; only now may the watermark move (both tables at once).
