@@ -405,6 +405,12 @@ impl Sandbox {
         panic_on(seed::story(self.st()))
     }
 
+    /// `count` active quotes of `lines` lines each (products D0001–D0005, which must be in Sales), for the demo
+    /// accounts in turn; returns the number of lines. For benchmarks of the quotes flow.
+    pub fn seed_quotes(&self, count: usize, lines: usize) -> usize {
+        panic_on(seed::quotes(self.st(), count, lines))
+    }
+
     /// Id of the Sales business unit with this name (`"usmf"` after `seed_demo`; the root BU is `"contoso"`).
     pub fn business_unit_id(&self, name: &str) -> Option<String> {
         let dv = lock(&self.st().dv);

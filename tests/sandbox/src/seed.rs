@@ -570,3 +570,57 @@ pub(crate) fn story(state: &State) -> Result<crate::Story, String> {
         order_id,
     })
 }
+
+/// `Sandbox::seed_quotes`: `count` active quotes of `lines` lines each, for the demo accounts in turn, on the
+/// products D0001–D0005 (which must be in Sales). Returns the number of lines created.
+pub(crate) fn quotes(state: &State, count: usize, lines: usize) -> Result<usize, String> {
+    let accounts = demo_accounts(state);
+    if accounts.is_empty() {
+        return Err("p2c-sandbox: seed_quotes needs demo accounts: call seed_demo(n) first".into());
+    }
+    let mut products = Vec::new();
+    for number in ["D0001", "D0002", "D0003", "D0004", "D0005"] {
+        let id = find_by(state, "products", "productnumber", number).ok_or_else(|| {
+            format!("p2c-sandbox: seed_quotes needs product {number} in Sales: run products-to-sales first")
+        })?;
+        let uom = column(state, "products", &id, "_defaultuomid_value");
+        let price = column(state, "products", &id, "price");
+        products.push((number, id, uom, price));
+    }
+    let price_list = find_by(state, "pricelevels", "name", "CRM Service USA (sample)").ok_or("call seed_demo first")?;
+    let usd = find_by(state, "transactioncurrencies", "isocurrencycode", "USD").ok_or("call seed_demo first")?;
+    let mut made = 0;
+    for i in 0..count {
+        let (account_id, _) = &accounts[i % accounts.len()];
+        let quote_id = try_insert(
+            state,
+            "quotes",
+            json!({
+                "_customerid_value": account_id,
+                "_pricelevelid_value": price_list,
+                "_transactioncurrencyid_value": usd,
+                "_owningbusinessunit_value": column(state, "accounts", account_id, "_owningbusinessunit_value"),
+                "msdynce_hasexternallymaintainedproductsonly": true,
+                "name": format!("Bench quote {i}"),
+                "shipto_city": "Seattle",
+                "shipto_country": "United States",
+            }),
+        )?;
+        for l in 0..lines {
+            let (number, product, uom, price) = &products[l % products.len()];
+            try_insert(
+                state,
+                "quotedetails",
+                json!({
+                    "_quoteid_value": quote_id, "_productid_value": product, "_uomid_value": uom,
+                    "quantity": 1 + (l % 3), "priceperunit": price, "quotedetailname": number,
+                    "msdynce_quotehasexternalmaintainedproductsonly": true,
+                    "msdynce_ismaintainedexternally": column(state, "products", product, "msdynce_ismaintainedexternally"),
+                }),
+            )?;
+            made += 1;
+        }
+        try_update(state, "quotes", &quote_id, json!({"statecode": 1, "statuscode": 2}))?;
+    }
+    Ok(made)
+}

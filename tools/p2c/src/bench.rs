@@ -66,7 +66,18 @@ async fn rig(records: usize, latency_ms: u64) -> Result<Rig> {
     };
     let deps = rig.deps().await?;
     deps.state.ensure_table().await?;
-    deps.queues.ensure(FlowName::AccountsToFno.as_str(), 5, 360).await?;
+    for f in FlowName::ALL {
+        deps.queues.ensure(f.as_str(), 5, 360).await?;
+    }
+    Ok(rig)
+}
+
+/// A rig with customers, products and `quotes` quotes of 5 lines ready to go to F&O.
+async fn rig_quotes(latency_ms: u64, quotes: usize) -> Result<Rig> {
+    let rig = rig(100, latency_ms).await?;
+    rig.measure("prime", &["run", "accounts-to-fno"], &[], 1, 100).await?;
+    rig.measure("prime", &["run", "products-to-sales"], &[], 1, 5).await?;
+    rig.sb.seed_quotes(quotes, 5);
     Ok(rig)
 }
 
@@ -247,6 +258,19 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
             let naive = rig.measure("naive", &full, NAIVE, 1, n).await?;
             out.push(pair("accounts, nothing changed (full re-read)", p, naive));
         }
+    }
+    if a.scenario == "all" || a.scenario == "quotes" {
+        // Quotes of 5 lines: customers and products synced first, then the quotes go to F&O.
+        let rig = rig(100, a.latency_ms).await?;
+        rig.measure("prime", &run, &[], 1, 100).await?;
+        rig.measure("prime", &["run", "products-to-sales"], &[], 1, 5).await?;
+        let quotes = (a.records / 5).max(1);
+        let lines = rig.sb.seed_quotes(quotes, 5) as u64;
+        let p = rig.measure("p2c", &["run", "quotes-to-fno"], &[], 1, lines).await?;
+        // The naive way: the same quotes again, one request per record.
+        let rig2 = rig_quotes(a.latency_ms, quotes).await?;
+        let naive = rig2.measure("naive", &["run", "quotes-to-fno"], NAIVE, 1, lines).await?;
+        out.push(pair("quotes of 5 lines (per 1000 lines)", p, naive));
     }
     if a.scenario == "all" || a.scenario == "initial" {
         // One scheduled run doing the whole initial load (streaming, pages of 5,000).

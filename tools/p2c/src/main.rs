@@ -93,7 +93,7 @@ enum Cmd {
     },
     /// Measure a flow against the sandbox (latency and service protection on) in p2c's mode and the naive mode.
     Bench {
-        /// changed | unchanged | initial | all
+        /// changed | unchanged | quotes | initial | all
         #[arg(long, default_value = "changed")]
         scenario: String,
         #[arg(long, default_value_t = 10_000)]
