@@ -80,7 +80,7 @@ impl Dataverse {
     /// followed verbatim (never edited or re-encoded).
     pub async fn change_page(&self, entity_set: &str, url: &str) -> Result<ChangePage, DynamicsError> {
         let prefer = format!("odata.track-changes,{}", self.max_page());
-        let v = self
+        let mut v = self
             .api
             .get_json(url, entity_set, &[("Prefer", prefer.as_str())])
             .await?;
@@ -89,7 +89,7 @@ impl Dataverse {
             delta_link: v["@odata.deltaLink"].as_str().map(str::to_string),
             ..Default::default()
         };
-        for row in rows_of(&v, entity_set, self.api.service)? {
+        for row in rows_of(&mut v, entity_set, self.api.service)? {
             let deleted = row.get("reason").and_then(Value::as_str) == Some("deleted")
                 || row
                     .get("@odata.context")
@@ -142,11 +142,11 @@ impl Dataverse {
         let prefer = self.max_page();
         let mut out = Vec::new();
         loop {
-            let v = self
+            let mut v = self
                 .api
                 .get_json(&url, entity_set, &[("Prefer", prefer.as_str())])
                 .await?;
-            out.extend(rows_of(&v, entity_set, self.api.service)?);
+            out.extend(rows_of(&mut v, entity_set, self.api.service)?);
             match v["@odata.nextLink"].as_str() {
                 Some(next) => url = next.to_string(),
                 None => return Ok(out),
@@ -267,13 +267,22 @@ fn planned_result(service: &'static str, dry: &crate::api::DryRun, op: &BatchOp)
     }
 }
 
-pub(crate) fn rows_of(v: &Value, what: &str, service: &'static str) -> Result<Vec<Record>, DynamicsError> {
-    let arr = v["value"].as_array().ok_or_else(|| DynamicsError::Decode {
-        service,
-        what: what.to_string(),
-        message: "the answer has no \"value\" array".into(),
-    })?;
-    Ok(arr.iter().filter_map(|r| r.as_object().cloned()).collect())
+/// Moves the rows out of a collection answer (no copy: a page of 5,000 rows is the biggest thing a run holds).
+pub(crate) fn rows_of(v: &mut Value, what: &str, service: &'static str) -> Result<Vec<Record>, DynamicsError> {
+    match v.get_mut("value").map(Value::take) {
+        Some(Value::Array(arr)) => Ok(arr
+            .into_iter()
+            .filter_map(|r| match r {
+                Value::Object(m) => Some(m),
+                _ => None,
+            })
+            .collect()),
+        _ => Err(DynamicsError::Decode {
+            service,
+            what: what.to_string(),
+            message: "the answer has no \"value\" array".into(),
+        }),
+    }
 }
 
 /// `https://org/api/data/v9.2/accounts(00000000-...)` → the GUID.

@@ -97,8 +97,8 @@ impl Fno {
         let mut url = format!("{}{}", self.set_url(entity_set), odata::query(&opts));
         let mut out = Vec::new();
         loop {
-            let v = self.api.get_json(&url, entity_set, &[]).await?;
-            out.extend(rows_of(&v, entity_set, self.api.service)?);
+            let mut v = self.api.get_json(&url, entity_set, &[]).await?;
+            out.extend(rows_of(&mut v, entity_set, self.api.service)?);
             match v["@odata.nextLink"].as_str() {
                 Some(next) => url = next.to_string(),
                 None => return Ok(out),

@@ -126,6 +126,7 @@ impl Rig {
         for w in 0..workers.max(1) {
             let out: PathBuf =
                 std::env::temp_dir().join(format!("p2c-bench-{}-{w}.json", uuid::Uuid::new_v4().simple()));
+            let err = out.with_extension("err");
             let child = Command::new(std::env::current_exe()?)
                 .args(args)
                 .arg("--json")
@@ -134,18 +135,26 @@ impl Rig {
                 .envs(self.env())
                 .envs(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())))
                 .stdout(File::create(&out)?)
-                .stderr(std::process::Stdio::null())
+                .env("P2C_REPORT_PEAK_RSS", "1")
+                .stderr(File::create(&err)?)
                 .spawn()
                 .context("starting a p2c child")?;
-            children.push((child.id() as libc::pid_t, out));
+            children.push((child.id() as libc::pid_t, out, err));
         }
         let mut cpu = 0.0;
         let mut rss_kb = 0i64;
         let mut reports: Vec<Value> = Vec::new();
-        for (pid, out) in children {
+        for (pid, out, err) in children {
             let (status, ru) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
             cpu += ru.0;
-            rss_kb = rss_kb.max(ru.1);
+            let peak = std::fs::read_to_string(&err).ok().and_then(|e| {
+                e.lines().find_map(|l| {
+                    l.strip_prefix("p2c-peak-rss-kb ")
+                        .and_then(|n| n.trim().parse::<i64>().ok())
+                })
+            });
+            let _ = std::fs::remove_file(&err);
+            rss_kb = rss_kb.max(peak.unwrap_or(0));
             let text = std::fs::read_to_string(&out).unwrap_or_default();
             let _ = std::fs::remove_file(&out);
             if status != 0 && status != 1 {
@@ -202,7 +211,8 @@ impl Rig {
     }
 }
 
-/// The child's exit status, CPU seconds (user + system) and peak RSS in KiB.
+/// The child's exit status and CPU seconds (user + system). (Its `ru_maxrss` is not used: after vfork+exec Linux
+/// reports the parent's high-water mark there; the child reports its own VmHWM instead.)
 fn wait4(pid: libc::pid_t) -> Result<(i32, (f64, i64))> {
     let mut status = 0;
     // SAFETY: rusage is plain data; wait4 fills it for our own child.
@@ -269,7 +279,9 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
         let p = rig.measure("p2c", &["run", "quotes-to-fno"], &[], 1, lines).await?;
         // The naive way: the same quotes again, one request per record.
         let rig2 = rig_quotes(a.latency_ms, quotes).await?;
-        let naive = rig2.measure("naive", &["run", "quotes-to-fno"], NAIVE, 1, lines).await?;
+        let naive = rig2
+            .measure("naive", &["run", "quotes-to-fno"], NAIVE, 1, lines)
+            .await?;
         out.push(pair("quotes of 5 lines (per 1000 lines)", p, naive));
     }
     if a.scenario == "all" || a.scenario == "initial" {

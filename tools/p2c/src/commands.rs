@@ -202,32 +202,100 @@ pub async fn replay(flow_name: &str, limit: Option<usize>, dry_run: bool, as_jso
     Ok(true)
 }
 
+/// The company the demo data belongs to.
+const DEMO_COMPANY: &str = "usmf";
+
+/// The prospect-to-cash story on the sandbox: customers and products first, then a quote and an order in Sales go
+/// to F&O, F&O confirms the order (status and totals come back to Sales) and invoices it (the invoice comes to
+/// Sales, the order becomes Invoiced). Every flow runs; the story stops early only when a flow it needs failed.
 pub async fn demo(accounts: usize, as_json: bool) -> Result<bool> {
     let sb = local::start_sandbox(None, accounts).await?;
     let (aws, _moto) = local::aws().await?;
     let cfg = local::sandbox_config(&sb, "p2c-demo", "p2c-demo-")?;
     let deps = Deps::new(cfg, &aws).await?;
     ensure_all(&deps.state, &deps.queues).await?;
-    let mut reports = Vec::new();
-    for f in FlowName::ALL {
-        for c in deps.cfg.companies.clone() {
-            let opts = RunOptions {
-                trigger: "demo".into(),
-                ..Default::default()
-            };
-            match run_flow(&deps, f, &c.legal_entity, &opts).await {
-                Ok(r) => reports.push(r),
-                // A flow still being built is left out of the demo rather than failing it.
-                Err(p2c_sync::SyncError::NotBuilt(_)) => continue,
-                Err(e) => return Err(e.into()),
+    let opts = RunOptions {
+        trigger: "demo".into(),
+        ..Default::default()
+    };
+    let say = |line: String| {
+        if !as_json {
+            println!("{line}");
+        }
+    };
+    let mut reports: Vec<RunReport> = Vec::new();
+    let mut story = serde_json::Map::new();
+    // Runs the flows in turn; false when one failed (the story cannot go on without its records).
+    let run_all = async |flows: &[FlowName], reports: &mut Vec<RunReport>| -> Result<bool> {
+        for &f in flows {
+            let r = run_flow(&deps, f, DEMO_COMPANY, &opts).await?;
+            let failed = r.failed > 0;
+            reports.push(r);
+            if failed {
+                return Ok(false);
             }
         }
+        Ok(true)
+    };
+    let complete = 'story: {
+        say(format!(
+            "Sales has {accounts} accounts and {} contacts, F&O {} products (company {DEMO_COMPANY}).",
+            sb.sales_rows("contacts").len(),
+            sb.fno_rows("SellableReleasedProducts").len()
+        ));
+        let parents = [
+            FlowName::AccountsToFno,
+            FlowName::ProductsToSales,
+            FlowName::ContactsToFno,
+        ];
+        if !run_all(&parents, &mut reports).await? {
+            break 'story false;
+        }
+        let s = sb.seed_story();
+        say(format!(
+            "Sales: quote {} and order {} for account {}.",
+            s.quote_number, s.order_number, s.account_number
+        ));
+        story.insert("quote".into(), json!(s.quote_number));
+        story.insert("order".into(), json!(s.order_number));
+        if !run_all(&[FlowName::QuotesToFno, FlowName::OrdersToFno], &mut reports).await? {
+            break 'story false;
+        }
+        sb.fno_confirm_order(DEMO_COMPANY, &s.order_number);
+        say(format!("F&O: order {} confirmed, totals calculated.", s.order_number));
+        if !run_all(&[FlowName::OrdersToSales], &mut reports).await? {
+            break 'story false;
+        }
+        let invoice = sb.fno_invoice_order(DEMO_COMPANY, &s.order_number);
+        say(format!("F&O: order {} invoiced as {invoice}.", s.order_number));
+        story.insert("invoice".into(), json!(invoice));
+        if !run_all(&[FlowName::InvoicesToSales], &mut reports).await? {
+            break 'story false;
+        }
+        let order = sb.sales_get("salesorders", &s.order_id).unwrap_or_default();
+        let invoiced = order["statecode"] == 4 && order["statuscode"] == 100_003;
+        say(format!(
+            "Sales: invoice {invoice} arrived; order {} is {}.",
+            s.order_number,
+            if invoiced { "Invoiced" } else { "not Invoiced" }
+        ));
+        story.insert("order_invoiced".into(), json!(invoiced));
+        invoiced
+    };
+    story.insert("complete".into(), json!(complete));
+    if as_json {
+        println!("{}", json!({ "runs": reports, "story": story }));
+    } else {
+        println!();
+        print_reports(&reports, false);
+        if !complete {
+            println!("The story stopped early: a flow it needs failed (see above).");
+        }
     }
-    print_reports(&reports, as_json);
     if reports.iter().any(|r| !r.balanced()) {
         bail!("a run's counts do not add up (read != written + skipped + failed)");
     }
-    Ok(reports.iter().all(|r| r.failed == 0))
+    Ok(complete && reports.iter().all(|r| r.failed == 0))
 }
 
 fn print_reports(reports: &[RunReport], as_json: bool) {

@@ -158,6 +158,17 @@ async fn main() -> std::process::ExitCode {
         }
         Cmd::Demo { accounts } => commands::demo(accounts, cli.json).await,
     };
+    if std::env::var_os("P2C_REPORT_PEAK_RSS").is_some() {
+        // For `p2c bench`: the peak RSS of this process image (VmHWM), which, unlike getrusage after a
+        // vfork+exec, does not include the parent's memory.
+        if let Some(kb) = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| s.lines().find(|l| l.starts_with("VmHWM:")).map(str::to_string))
+            .and_then(|l| l.split_whitespace().nth(1).and_then(|n| n.parse::<u64>().ok()))
+        {
+            eprintln!("p2c-peak-rss-kb {kb}");
+        }
+    }
     match result {
         Ok(true) => std::process::ExitCode::SUCCESS,
         Ok(false) => std::process::ExitCode::from(1),

@@ -336,3 +336,45 @@ async fn reconcile_finds_deleted_changed_and_orphaned_then_fix_heals() {
     assert_eq!(r["mismatches"], serde_json::json!([]));
     assert_eq!(env.customers("usmf").len(), 20);
 }
+
+/// `p2c demo` on its own sandbox and moto_server (no AWS_ENDPOINT_URL): the whole story runs through all seven
+/// flows, each writes something and none fails, and the order ends Invoiced.
+#[test]
+fn demo_tells_the_whole_story_through_all_seven_flows() {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2c"));
+    cmd.args(["demo", "--accounts", "5", "--json"])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    if let Ok(home) = std::env::var("HOME") {
+        cmd.env("HOME", home);
+    }
+    let out = cmd.output().expect("p2c runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "p2c demo printed no JSON ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert_eq!(out.status.code(), Some(0), "{v}");
+    let runs = v["runs"].as_array().unwrap();
+    let flows: Vec<&str> = runs.iter().map(|r| r["flow"].as_str().unwrap()).collect();
+    let story_order = [
+        "accounts-to-fno",
+        "products-to-sales",
+        "contacts-to-fno",
+        "quotes-to-fno",
+        "orders-to-fno",
+        "orders-to-sales",
+        "invoices-to-sales",
+    ];
+    assert_eq!(flows, story_order, "every flow once, parents first");
+    assert_eq!(story_order.len(), FlowName::ALL.len());
+    for r in runs {
+        assert_eq!(r["failed"], 0, "{r}");
+        assert!(r["written"].as_u64().unwrap() > 0, "{r}");
+    }
+    assert_eq!(v["story"]["complete"], true, "{}", v["story"]);
+    assert_eq!(v["story"]["order_invoiced"], true);
+    assert_eq!(v["story"]["invoice"], "CIV-000001");
+}
