@@ -1,9 +1,12 @@
 //! Test harness: a sandbox with demo data, a moto_server of its own, and `Deps` wired to both.
 //! Each test gets its own moto process and table/queue names, so tests run in parallel.
 
+pub mod expect;
+
+use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use p2c_sandbox::{Sandbox, SandboxConfig};
 use p2c_state::LocalAws;
-use p2c_sync::{Company, Config, Deps, FlowName, config::SecretSource};
+use p2c_sync::{Company, Config, Deps, FlowName, RunOptions, RunReport, config::SecretSource};
 use serde_json::Value;
 
 pub struct Env {
@@ -48,6 +51,61 @@ impl Env {
             .into_iter()
             .filter(|r| r["dataAreaId"] == company)
             .collect()
+    }
+
+    /// One scheduled run of `flow` for usmf; its counts must add up.
+    pub async fn run(&self, flow: FlowName) -> RunReport {
+        let r = p2c_sync::run_flow(&self.deps, flow, "usmf", &RunOptions::default())
+            .await
+            .unwrap_or_else(|e| panic!("{flow}: {e}"));
+        assert!(r.balanced(), "{flow}: read = written + skipped + failed: {r:?}");
+        r
+    }
+
+    /// Processes the flow's queue until it is empty, as the SQS trigger would (the CLI's `drain`): each batch of
+    /// received messages goes to `handle_sqs`, and the messages it did not fail are deleted. A record that fails
+    /// again is re-queued and received again, until its attempts run out: drain parents first.
+    pub async fn drain(&self, flow: FlowName) -> Vec<RunReport> {
+        self.drain_passes(flow, 100).await
+    }
+
+    /// One delivery of what the flow's queue holds now (at most `passes` receives of up to 10 messages).
+    pub async fn drain_passes(&self, flow: FlowName, passes: usize) -> Vec<RunReport> {
+        let pair = self.deps.queue_pair(flow).await.expect("queues");
+        let mut reports = Vec::new();
+        for _ in 0..passes {
+            let got = self.deps.queues.receive(&pair.queue_url, 10, 0).await.expect("receive");
+            if got.is_empty() {
+                break;
+            }
+            let mut event = SqsEvent::default();
+            for m in &got {
+                let mut msg = SqsMessage::default();
+                msg.message_id = Some(m.message_id.clone());
+                msg.receipt_handle = Some(m.receipt_handle.clone());
+                msg.body = Some(m.body.clone());
+                msg.attributes
+                    .insert("ApproximateReceiveCount".into(), m.receive_count.to_string());
+                event.records.push(msg);
+            }
+            let (resp, mut r) = p2c_sync::handle_sqs_report(&self.deps, flow, event).await;
+            let failed: Vec<String> = resp
+                .batch_item_failures
+                .into_iter()
+                .map(|b| b.item_identifier)
+                .collect();
+            let done: Vec<String> = got
+                .iter()
+                .filter(|m| !failed.contains(&m.message_id))
+                .map(|m| m.receipt_handle.clone())
+                .collect();
+            self.deps.queues.delete(&pair.queue_url, &done).await.expect("delete");
+            reports.append(&mut r);
+        }
+        for r in &reports {
+            assert!(r.balanced(), "{flow} (SQS): read = written + skipped + failed: {r:?}");
+        }
+        reports
     }
 
     /// Bodies waiting in the flow's queue and DLQ (received and left to become visible again).

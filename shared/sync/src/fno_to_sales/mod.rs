@@ -27,7 +27,9 @@
 //! parent id + `sequencenumber`, price list items by product + price list + unit), so a crash between a create
 //! and its link commit never duplicates. Lines of an F&O document that are gone are deleted in Sales.
 //! Lookups are resolved by `resolve::Resolver`; a parent (customer, product, order) missing in Sales is a
-//! transient failure that names it and is retried through the queue: nothing is written dangling.
+//! transient failure that names it and is retried through the queue: nothing is written dangling. An order or
+//! invoice goes whole: while one of its lines cannot be written (its product is not in Sales yet), neither its new
+//! or changed header nor its other lines are written, so Sales never shows a document without the lines F&O has.
 //!
 //! **Echo rule.** The orders flows run both ways (orders-to-fno writes `CDSSalesOrderHeaders`/`Lines` from
 //! Sales). Before anything is written to Sales, the bound payload is compared field by field with the Sales
@@ -412,6 +414,8 @@ pub async fn run_changes(
             _ => break,
         }
     }
+    // Links and the cursor are committed page by page; only now may the sweep be marked finished.
+    deps.crashes.check(crate::faults::CrashPoint::BeforeWatermark)?;
     deps.state
         .put_watermark(flow.as_str(), company, &sweep::finished_value(&now()), version)
         .await?;

@@ -526,6 +526,24 @@ fn same_identity(spec: &Spec, table: &sales::Table, body: &Record, current: &Rec
         })
 }
 
+/// The values `same_identity` matches a child on, as text (lookups by the bound id): part of its stable id.
+fn child_identity(spec: &Spec, table: &sales::Table, body: &Record) -> Vec<String> {
+    spec.child_identity
+        .iter()
+        .map(|k| match p2c_mapping::lookup_targets(k) {
+            Some((nav, _)) => {
+                let col = format!("_{nav}_value");
+                body.iter()
+                    .find(|(bk, _)| table.bind_cols.get(*bk) == Some(&col))
+                    .and_then(|(_, v)| bound_id(v))
+                    .unwrap_or_default()
+                    .to_string()
+            }
+            None => body.get(k).and_then(lookup_text).unwrap_or_default(),
+        })
+        .collect()
+}
+
 /// A create or update waiting to be sent, and whose result it is.
 enum Target {
     Child(usize, usize),
@@ -556,14 +574,76 @@ pub(crate) async fn sync_units(
         if spec.price_list.is_some() {
             choose_price_lists(deps, spec, &mut works, resolver).await?;
         }
+        hold_incomplete_documents(spec, &mut works, resolver);
         write_parents(deps, spec, bu, &mut works, resolver).await?;
         write_children(deps, spec, &mut works, resolver).await?;
         if spec.closes_order {
             invoice_orders(deps, spec, &mut works, resolver).await?;
         }
+        deps.crashes.check(crate::faults::CrashPoint::AfterTargetWrite)?;
     }
     commit_links(deps, spec, company, &works).await?;
     Ok(count(spec, works, report))
+}
+
+/// A document goes whole, as it does to F&O: while one of its lines cannot be written (its product is not in
+/// Sales yet, or the line does not map), its new or changed header is not written either, nor any other line. The
+/// document fails with the line's reason (transient when the line waits for a parent) and is retried whole, so
+/// Sales never shows an order or invoice without the lines F&O has. A header already in Sales and unchanged is
+/// left alone; only its lines wait.
+fn hold_incomplete_documents(spec: &Spec, works: &mut [Work], resolver: &Resolver) {
+    let (Children::Lines { .. }, Some(ct), Some(pref)) = (&spec.children, &spec.child, &spec.parent_ref) else {
+        return;
+    };
+    for w in works.iter_mut().filter(|w| w.parent.outcome == Outcome::Pending) {
+        // A header that cannot be bound fails on its own reason when it is written (its lines with it).
+        let header_binds = w
+            .parent
+            .mapped
+            .as_ref()
+            .is_some_and(|m| spec.parent.bind(&w.key, m, |t, v| resolver.lookup(t, v, None)).is_ok());
+        if !header_binds {
+            continue;
+        }
+        let mut blocked: Option<(String, bool)> = None;
+        for c in &w.children {
+            match &c.outcome {
+                Outcome::Failed { reason, transient } => blocked = Some((reason.clone(), *transient)),
+                Outcome::Pending => {
+                    let Some(mapped) = &c.mapped else { continue };
+                    let group = mapped
+                        .get("productid.productnumber")
+                        .and_then(lookup_text)
+                        .and_then(|p| resolver.found("products", "productnumber", &p))
+                        .and_then(|f| text(&f.row, "_defaultuomscheduleid_value"));
+                    // The header is not in Sales yet: its own lookup binds once it is written.
+                    let bound = ct.bind(&c.key, mapped, |target, v| {
+                        if target.entity_set == spec.parent_table.set && target.column == pref.column {
+                            return Some(String::new());
+                        }
+                        resolver.lookup(target, v, group.as_deref())
+                    });
+                    if let Err(u) = bound {
+                        blocked = Some((unresolved_reason(&u), u.is_transient()));
+                    }
+                }
+                _ => {}
+            }
+            if blocked.is_some() {
+                break;
+            }
+        }
+        let Some((reason, transient)) = blocked else { continue };
+        let why = format!(
+            "{} {}: not written until every line can be: {reason}",
+            spec.parent.record_noun(),
+            w.key
+        );
+        w.parent.outcome = Outcome::fail(why.clone(), transient);
+        for c in w.children.iter_mut().filter(|c| c.outcome == Outcome::Pending) {
+            c.outcome = Outcome::fail(why.clone(), transient);
+        }
+    }
 }
 
 async fn write_parents(
@@ -679,7 +759,10 @@ async fn write_parents(
                 }
             }
             None => {
-                let (body, state) = create_body(body, spec.owned.then_some(bu).flatten());
+                let (mut body, state) = create_body(body, spec.owned.then_some(bu).flatten());
+                if let Some(k) = natural(w) {
+                    body.insert(t.pk.clone(), Value::String(stable_id(&[&t.set, bu.unwrap_or(""), &k])));
+                }
                 ops.push(t.create_op(deps, body.clone()));
                 whose.push((i, true));
                 creates.insert(i, (body, state));
@@ -719,6 +802,9 @@ async fn write_parents(
                     again.push((i, body));
                 }
             }
+            Written::Failed { status, reason, .. } if create && duplicate_key(status, &reason) => {
+                w.parent.outcome = created_concurrently(spec.parent.record_noun(), &w.key);
+            }
             Written::Failed { reason, transient, .. } => {
                 w.parent.outcome =
                     Outcome::fail(format!("{} {}: {reason}", spec.parent.record_noun(), w.key), transient)
@@ -728,8 +814,11 @@ async fn write_parents(
     if !again.is_empty() {
         let mut ops = Vec::new();
         let mut states = Vec::new();
-        for (_, body) in &again {
-            let (body, state) = create_body(body.clone(), spec.owned.then_some(bu).flatten());
+        for (i, body) in &again {
+            let (mut body, state) = create_body(body.clone(), spec.owned.then_some(bu).flatten());
+            if let Some(k) = natural(&works[*i]) {
+                body.insert(t.pk.clone(), Value::String(stable_id(&[&t.set, bu.unwrap_or(""), &k])));
+            }
             ops.push(t.create_op(deps, body));
             states.push(state);
         }
@@ -753,6 +842,9 @@ async fn write_parents(
                         ),
                         true,
                     )
+                }
+                Written::Failed { status, reason, .. } if duplicate_key(status, &reason) => {
+                    w.parent.outcome = created_concurrently(spec.parent.record_noun(), &w.key);
                 }
                 Written::Failed { reason, transient, .. } => {
                     w.parent.outcome =
@@ -799,6 +891,41 @@ fn create_body(mut body: Record, bu: Option<&str>) -> (Record, Option<Record>) {
         }
         other => (body, other),
     }
+}
+
+/// The Sales id a new record is created with: derived from what identifies it (its table, the business unit for
+/// owned tables, its natural key; for a child, its parent and identity), never random. Two workers creating
+/// the same record at once (an SQS message delivered twice, a replay racing the sweep) or a create retried
+/// after a timeout that did reach Sales then collide on the primary key instead of making a duplicate that
+/// no later lookup can tell apart: Sales has no unique key on `productnumber` or `ordernumber`.
+fn stable_id(parts: &[&str]) -> String {
+    let mut r = Record::new();
+    let parts: Vec<String> = parts.iter().map(|p| p.trim().to_lowercase()).collect();
+    r.insert("p2c-sales-id".into(), json!(parts));
+    let hex = content_hash(&r);
+    let mut bytes = [0u8; 16];
+    for (i, b) in bytes.iter_mut().enumerate() {
+        *b = hex
+            .get(2 * i..2 * i + 2)
+            .and_then(|h| u8::from_str_radix(h, 16).ok())
+            .unwrap_or(0);
+    }
+    uuid::Builder::from_custom_bytes(bytes).into_uuid().to_string()
+}
+
+/// A create refused because a record with its id exists (412 `0x80040237`): another worker created it first.
+fn duplicate_key(status: Option<u16>, reason: &str) -> bool {
+    status == Some(412) || reason.contains("0x80040237")
+}
+
+fn created_concurrently(noun: &str, key: &str) -> Outcome {
+    Outcome::fail(
+        format!(
+            "{noun} {key}: another worker created it at the same moment (Sales already has its id); it is \
+             retried from the queue, where it is found and updated"
+        ),
+        true,
+    )
 }
 
 async fn write_children(
@@ -920,7 +1047,12 @@ async fn write_children(
                     }
                 }
                 None => {
-                    ops.push(table.create_op(deps, body.clone()));
+                    let mut parts = vec![table.set.clone(), pid.clone()];
+                    parts.extend(child_identity(spec, table, &body));
+                    let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
+                    let mut create = body.clone();
+                    create.insert(table.pk.clone(), Value::String(stable_id(&parts)));
+                    ops.push(table.create_op(deps, create));
                     whose.push((Target::Child(i, j), true));
                 }
             }
@@ -956,6 +1088,10 @@ async fn write_children(
                         } else {
                             Outcome::fail(format!("{}: Sales created it but did not say its id", c.key), true)
                         };
+                    }
+                    Written::Failed { status, reason, .. } if create && duplicate_key(status, &reason) => {
+                        c.outcome = created_concurrently(ct.record_noun(), &c.key);
+                        w.child_trouble = true;
                     }
                     Written::Failed { reason, transient, .. } => {
                         c.outcome = Outcome::fail(format!("{} {}: {reason}", ct.record_noun(), c.key), transient);

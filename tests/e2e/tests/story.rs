@@ -1,0 +1,163 @@
+//! The whole prospect-to-cash story, every flow in turn, against the sandbox and moto: every mapped field
+//! asserted on both sides of every synced record, the links in DynamoDB, and what the story costs in requests.
+
+use p2c_e2e::Env;
+use p2c_e2e::expect::{
+    Covered, assert_account, assert_contact, assert_document_to_fno, assert_document_to_sales, assert_product,
+    assert_sales_pricing, fno_find, num,
+};
+use p2c_sync::{FlowName, RunReport};
+use serde_json::{Value, json};
+
+/// Runs a flow, keeps its report, and checks nothing failed.
+async fn step(env: &Env, flow: FlowName, reports: &mut Vec<RunReport>) -> RunReport {
+    let r = env.run(flow).await;
+    assert_eq!(r.failed, 0, "{flow}: {:?}", r.errors);
+    println!(
+        "{:<18} read {:>3}  written {:>3}  skipped {:>3}  failed {}  {:?}",
+        flow.as_str(),
+        r.read,
+        r.written,
+        r.skipped,
+        r.failed,
+        r.skipped_by_reason
+    );
+    reports.push(r.clone());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prospect_to_cash_every_mapped_field_on_both_sides() {
+    let env = Env::start(3).await;
+    env.sb.reset_counters();
+    let mut reports = Vec::new();
+    let mut covered = Covered::default();
+
+    // 1. Products are F&O's: products-to-sales brings D0001..D0005 and their price list items into Sales.
+    let r = step(&env, FlowName::ProductsToSales, &mut reports).await;
+    assert_eq!((r.read, r.written, r.created), (5, 5, 5));
+    let products: Vec<String> = env
+        .sb
+        .fno_rows("SellableReleasedProducts")
+        .into_iter()
+        .filter(|p| p["dataAreaId"] == "usmf")
+        .map(|p| p["ProductNumber"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(products.len(), 5);
+    for p in &products {
+        covered += assert_product(&env, p).await;
+    }
+
+    // 2. Customers are Sales': accounts become F&O customers, contacts customers or contact persons.
+    let r = step(&env, FlowName::AccountsToFno, &mut reports).await;
+    assert_eq!((r.read, r.written, r.created), (3, 3, 3));
+    for a in env.sb.sales_rows("accounts") {
+        covered += assert_account(&env, &a).await;
+    }
+    let r = step(&env, FlowName::ContactsToFno, &mut reports).await;
+    assert_eq!((r.read, r.written, r.created, r.skipped), (6, 5, 5, 1), "{r:?}");
+    let mut contacts = 0;
+    for c in env.sb.sales_rows("contacts") {
+        let got = assert_contact(&env, &c).await;
+        contacts += got.records;
+        covered += got;
+    }
+    assert_eq!(contacts, 5, "two customers and three contact persons");
+
+    // 3. A quote in Sales reaches F&O.
+    let story = env.sb.seed_story();
+    covered.rows += assert_sales_pricing(&env.sb, "quotes", &story.quote_id);
+    let r = step(&env, FlowName::QuotesToFno, &mut reports).await;
+    assert_eq!((r.read, r.written, r.created), (1, 1, 1), "{r:?}");
+    covered += assert_document_to_fno(&env, FlowName::QuotesToFno, &story.quote_id).await;
+
+    // 4. An order in Sales reaches F&O.
+    covered.rows += assert_sales_pricing(&env.sb, "salesorders", &story.order_id);
+    let r = step(&env, FlowName::OrdersToFno, &mut reports).await;
+    assert_eq!((r.read, r.written, r.created), (1, 1, 1), "{r:?}");
+    covered += assert_document_to_fno(&env, FlowName::OrdersToFno, &story.order_id).await;
+
+    // 5. F&O confirms the order and calculates its totals; status and totals come back to the same Sales order.
+    env.sb.fno_confirm_order("usmf", &story.order_number);
+    let mut before = vec![env.sb.sales_get("salesorders", &story.order_id).unwrap()];
+    before.extend(
+        env.sb
+            .sales_rows("salesorderdetails")
+            .into_iter()
+            .filter(|l| l["_salesorderid_value"] == story.order_id.as_str()),
+    );
+    let r = step(&env, FlowName::OrdersToSales, &mut reports).await;
+    assert_eq!(
+        (r.read, r.written, r.created),
+        (3, 3, 0),
+        "updates of the Sales order: {r:?}"
+    );
+    let (c, order) = assert_document_to_sales(&env, FlowName::OrdersToSales, &story.order_number, &before).await;
+    covered += c;
+    assert_eq!(
+        order["salesorderid"],
+        story.order_id.as_str(),
+        "the order that came from Sales"
+    );
+    assert_eq!(env.sb.sales_rows("salesorders").len(), 1);
+    assert_eq!(order["msdynce_processingstatus"], 647_390_001, "Confirmed");
+    let fno_order = fno_find(
+        &env.sb,
+        "CDSSalesOrderHeaders",
+        &[("SalesOrderNumber", json!(story.order_number))],
+    )
+    .unwrap();
+    assert_eq!(
+        num(&order["totalamount"]),
+        num(&fno_order["OrderTotalAmount"]),
+        "Sales' own total agrees with F&O's"
+    );
+
+    // 6. F&O invoices the order: the invoice arrives in Sales, linked to the order, which becomes Invoiced.
+    let invoice = env.sb.fno_invoice_order("usmf", &story.order_number);
+    let r = step(&env, FlowName::InvoicesToSales, &mut reports).await;
+    assert_eq!((r.read, r.written, r.created), (3, 3, 3), "{r:?}");
+    let (c, inv) = assert_document_to_sales(&env, FlowName::InvoicesToSales, &invoice, &[]).await;
+    covered += c;
+    assert_eq!(inv["_salesorderid_value"], story.order_id.as_str());
+    let fno_invoice = fno_find(
+        &env.sb,
+        "ExternallyMaintainedCustomerSalesInvoiceHeaders",
+        &[("InvoiceNumber", json!(invoice))],
+    )
+    .unwrap();
+    assert_eq!(num(&inv["totalamount"]), num(&fno_invoice["TotalInvoiceAmount"]));
+    let order: Value = env.sb.sales_get("salesorders", &story.order_id).unwrap();
+    assert_eq!(
+        (order["statecode"].as_i64(), order["statuscode"].as_i64()),
+        (Some(4), Some(100_003)),
+        "Invoiced"
+    );
+
+    // What the story cost.
+    let requests = env.sb.requests();
+    let dynamodb: u64 = reports.iter().map(|r| r.dynamodb_requests).sum();
+    println!(
+        "covered: {} records, {} fields, {} links",
+        covered.records, covered.rows, covered.links
+    );
+    println!("Dynamics requests of the whole story, by endpoint:");
+    for (k, v) in &requests {
+        println!("  {v:>4}  {k}");
+    }
+    let (sales, fno, token) = (
+        env.sb.total_requests("sales"),
+        env.sb.total_requests("fno"),
+        env.sb.total_requests("token"),
+    );
+    println!("  total: sales {sales}, fno {fno}, token {token}; DynamoDB {dynamodb}");
+    // One $batch per table written: customers, contact records, the quote, the order (each document in one
+    // change set); products and their price list items, order headers and lines, invoice headers, lines and the
+    // order's state. Reads: a page or a lookup each, reference tables cached.
+    assert_eq!(requests.get("fno POST $batch"), Some(&4), "{requests:?}");
+    assert_eq!(requests.get("sales POST $batch"), Some(&7), "{requests:?}");
+    assert!(sales <= 50, "{requests:?}");
+    assert!(fno <= 20, "{requests:?}");
+    assert_eq!(token, 2, "one token per service: {requests:?}");
+    assert!(dynamodb <= 90, "{dynamodb}");
+}
