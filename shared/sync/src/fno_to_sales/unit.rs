@@ -1159,7 +1159,8 @@ async fn invoice_orders(
             ops.push(BatchOp {
                 method: "PATCH",
                 url: format!("{}({})", deps.sales.set_url("salesorders"), found.id),
-                body: Some(json!({"statecode": 4, "statuscode": 100_003})),
+                // The P2C processing status follows: an invoiced order is read-only in Sales from here on.
+                body: Some(json!({"statecode": 4, "statuscode": 100_003, "msdynce_processingstatus": 647_390_003})),
                 headers: vec![("If-Match", "*".into())],
             });
         }
