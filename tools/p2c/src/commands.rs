@@ -438,3 +438,31 @@ pub async fn bench(args: crate::bench::BenchArgs, as_json: bool) -> Result<bool>
     }
     Ok(true)
 }
+
+pub async fn backfill_segments(flow_name: &str, company: Option<&str>, keys: usize, as_json: bool) -> Result<bool> {
+    let f = flow(flow_name)?;
+    let deps = deps_from_env().await?;
+    let companies: Vec<String> = match company {
+        Some(c) => vec![c.to_string()],
+        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
+    };
+    let mut out = Vec::new();
+    for c in companies {
+        let n = p2c_sync::segments::enqueue_backfill(&deps, f, &c, keys).await?;
+        out.push(json!({"flow": f.as_str(), "company": c, "records": n, "messages": n.div_ceil(keys.max(1))}));
+    }
+    if as_json {
+        println!("{}", json!({ "enqueued": out }));
+    } else {
+        for o in &out {
+            println!(
+                "{} {}: {} records enqueued in {} messages; the queue trigger (or `p2c drain`) processes them",
+                o["flow"].as_str().unwrap_or(""),
+                o["company"].as_str().unwrap_or(""),
+                o["records"],
+                o["messages"]
+            );
+        }
+    }
+    Ok(true)
+}

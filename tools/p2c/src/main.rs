@@ -81,6 +81,10 @@ enum Cmd {
         flow: String,
         #[arg(long)]
         company: Option<String>,
+        /// Instead of syncing here, enqueue the records in segments of this many keys on the flow's queue, for
+        /// the Lambdas to process in parallel (up to the event source's maximum concurrency).
+        #[arg(long)]
+        segments: Option<usize>,
     },
     /// Compare both systems for a flow: counts, missing records, field mismatches, orphan links.
     Reconcile {
@@ -137,7 +141,14 @@ async fn main() -> std::process::ExitCode {
             company,
             system,
         } => commands::links(&entity, &key, &company, &system, cli.json).await,
-        Cmd::Backfill { flow, company } => commands::backfill(&flow, company.as_deref(), cli.json).await,
+        Cmd::Backfill {
+            flow,
+            company,
+            segments,
+        } => match segments {
+            Some(n) => commands::backfill_segments(&flow, company.as_deref(), n, cli.json).await,
+            None => commands::backfill(&flow, company.as_deref(), cli.json).await,
+        },
         Cmd::Reconcile { flow, company, fix } => commands::reconcile(&flow, company.as_deref(), fix, cli.json).await,
         Cmd::Bench {
             scenario,

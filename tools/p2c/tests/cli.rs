@@ -23,10 +23,14 @@ fn p2c_with(env: &Env, args: &[&str], extra: &[(&str, &str)]) -> (i32, Value) {
 }
 
 fn p2c_raw(env: &Env, args: &[&str], extra: &[(&str, &str)]) -> std::process::Output {
+    p2c_cmd(env, args, extra).output().expect("p2c runs")
+}
+
+fn p2c_cmd(env: &Env, args: &[&str], extra: &[(&str, &str)]) -> Command {
     let c = env.sb.config();
     let cfg = &env.deps.cfg;
-    Command::new(env!("CARGO_BIN_EXE_p2c"))
-        .args(args)
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2c"));
+    cmd.args(args)
         .arg("--json")
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
@@ -43,9 +47,8 @@ fn p2c_raw(env: &Env, args: &[&str], extra: &[(&str, &str)]) -> std::process::Ou
         .env("P2C_TABLE", &cfg.table)
         .env("P2C_QUEUE_PREFIX", &cfg.queue_prefix)
         .env("P2C_COMPANIES", "usmf=usmf")
-        .envs(extra.iter().copied())
-        .output()
-        .expect("p2c runs")
+        .envs(extra.iter().copied());
+    cmd
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -377,4 +380,38 @@ fn demo_tells_the_whole_story_through_all_seven_flows() {
     assert_eq!(v["story"]["complete"], true, "{}", v["story"]);
     assert_eq!(v["story"]["order_invoiced"], true);
     assert_eq!(v["story"]["invoice"], "CIV-000001");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backfill_in_segments_is_drained_by_parallel_workers_without_duplicates() {
+    let env = Env::start(50).await;
+    let (code, v) = p2c(&env, &["backfill", "accounts-to-fno", "--segments", "10"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (
+            v["enqueued"][0]["records"].as_u64(),
+            v["enqueued"][0]["messages"].as_u64()
+        ),
+        (Some(50), Some(5))
+    );
+    assert!(env.customers("usmf").is_empty(), "enqueued, not synced yet");
+    // Three workers drain the queue at once, as concurrent Lambda invocations would.
+    let workers: Vec<_> = (0..3)
+        .map(|_| {
+            std::thread::spawn({
+                let out = p2c_raw(&env, &["drain", "accounts-to-fno"], &[]);
+                move || out
+            })
+        })
+        .collect();
+    for w in workers {
+        assert_eq!(w.join().unwrap().status.code(), Some(0));
+    }
+    let customers = env.customers("usmf");
+    assert_eq!(customers.len(), 50);
+    let keys: std::collections::HashSet<&str> = customers
+        .iter()
+        .map(|c| c["CustomerAccount"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys.len(), 50);
 }
