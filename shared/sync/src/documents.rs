@@ -67,7 +67,7 @@ const CHARGE_FIELD: &str = "TotalChargesAmount";
 /// F&O's per-unit line discount.
 const PER_UNIT_DISCOUNT_FIELD: &str = "LineDiscountAmount";
 /// Header ids per `or` filter when reading the lines of documents (a GUID costs ~60 URL characters).
-const HEADERS_PER_LINE_READ: usize = 50;
+const HEADERS_PER_LINE_READ: usize = 200;
 /// Currency decimals when Sales does not say.
 const DEFAULT_DECIMALS: u32 = 2;
 
@@ -930,6 +930,14 @@ async fn sync_documents(
         true
     });
 
+    // Documents p2c never wrote need no read of F&O first: if one is there after all (a crash before its links
+    // were committed), its create fails as "already exists" and the race re-plans it from a fresh read.
+    let linked: HashSet<String> = ready
+        .iter()
+        .filter(|d| header_links.contains_key(&d.id) || d.lines.iter().any(|l| line_links.contains_key(&l.id)))
+        .map(|d| d.id.clone())
+        .collect();
+
     // Compare with F&O, write each document as one change set; a race is planned again once from a fresh read.
     let header_select = target_fields(ht, &[]);
     let line_select = target_fields(lt, &[PER_UNIT_DISCOUNT_FIELD, CHARGE_FIELD])
@@ -942,7 +950,11 @@ async fn sync_documents(
         if todo.is_empty() {
             break;
         }
-        let keys: Vec<String> = todo.iter().map(|&i| ready[i].number.clone()).collect();
+        let keys: Vec<String> = todo
+            .iter()
+            .filter(|&&i| attempt > 0 || linked.contains(&ready[i].id))
+            .map(|&i| ready[i].number.clone())
+            .collect();
         let cur_headers = read_current(
             deps,
             &ht.target_entity,
