@@ -98,6 +98,7 @@ pub async fn handle_sqs_report(deps: &Deps, flow: FlowName, event: SqsEvent) -> 
     for ((company, attempt), msgs) in groups {
         let mut report = RunReport::new(&uuid::Uuid::new_v4().to_string(), flow.as_str(), &company, "sqs");
         let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();
+        let (ddb_before, started) = (deps.state.request_count(), std::time::Instant::now());
         // A panic while processing these messages fails them (SQS redelivers), never the rest of the batch.
         let outcome = AssertUnwindSafe(process_messages(deps, flow, &company, attempt, &msgs, &mut report))
             .catch_unwind()
@@ -112,6 +113,8 @@ pub async fn handle_sqs_report(deps: &Deps, flow: FlowName, event: SqsEvent) -> 
                 }
             }
         }
+        report.dynamodb_requests = deps.state.request_count() - ddb_before;
+        report.duration_ms = started.elapsed().as_millis() as u64;
         reports.push(report);
     }
     (resp, reports)

@@ -133,7 +133,11 @@ async fn prospect_to_cash_every_mapped_field_on_both_sides() {
         (Some(4), Some(100_003)),
         "Invoiced"
     );
-    assert_eq!(order["msdynce_processingstatus"].as_i64(), Some(647_390_003), "P2C processing status Invoiced");
+    assert_eq!(
+        order["msdynce_processingstatus"].as_i64(),
+        Some(647_390_003),
+        "P2C processing status Invoiced"
+    );
 
     // What the story cost.
     let requests = env.sb.requests();
