@@ -263,6 +263,20 @@ impl Queues {
         limit: Option<usize>,
         dry_run: bool,
     ) -> Result<Vec<String>, StateError> {
+        self.move_messages_where(from_url, to_url, limit, dry_run, |_| true)
+            .await
+    }
+
+    /// As [`Queues::move_messages`], moving only the messages whose body `keep` accepts (e.g. one company's);
+    /// the others stay in the source queue, visible again at the end of the pass.
+    pub async fn move_messages_where(
+        &self,
+        from_url: &str,
+        to_url: &str,
+        limit: Option<usize>,
+        dry_run: bool,
+        keep: impl Fn(&str) -> bool,
+    ) -> Result<Vec<String>, StateError> {
         if from_url == to_url {
             return Err(StateError::Invalid {
                 what: "redrive",
@@ -289,6 +303,11 @@ impl Queues {
                     .collect();
                 if batch.is_empty() {
                     break;
+                }
+                let (batch, others): (Vec<Received>, Vec<Received>) = batch.into_iter().partition(|m| keep(&m.body));
+                hidden.extend(others.into_iter().map(|m| m.receipt_handle));
+                if batch.is_empty() {
+                    continue;
                 }
                 if dry_run {
                     hidden.extend(batch.iter().map(|m| m.receipt_handle.clone()));

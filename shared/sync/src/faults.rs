@@ -12,6 +12,8 @@ pub enum CrashPoint {
     AfterTargetWrite,
     /// After the links of the last page, before the watermark moves.
     BeforeWatermark,
+    /// A bug: a panic where `AfterTargetWrite` would crash (the process survives; the run or batch must not).
+    PanicAfterTargetWrite,
 }
 
 #[derive(Default)]
@@ -32,6 +34,11 @@ impl Crashes {
     /// Called by the pipeline at each crash point.
     pub fn check(&self, point: CrashPoint) -> Result<(), SyncError> {
         let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
+        if point == CrashPoint::AfterTargetWrite && matches!(*armed, Some((CrashPoint::PanicAfterTargetWrite, _))) {
+            *armed = None;
+            drop(armed);
+            panic!("injected panic after the target write");
+        }
         match *armed {
             Some((p, 1)) if p == point => {
                 *armed = None;

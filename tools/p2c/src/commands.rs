@@ -175,13 +175,25 @@ pub async fn drain(flow_name: &str, as_json: bool) -> Result<bool> {
     Ok(reports.iter().all(|r| r.failed == 0))
 }
 
-pub async fn replay(flow_name: &str, limit: Option<usize>, dry_run: bool, as_json: bool) -> Result<bool> {
+pub async fn replay(
+    flow_name: &str,
+    company: Option<&str>,
+    limit: Option<usize>,
+    dry_run: bool,
+    as_json: bool,
+) -> Result<bool> {
     let f = flow(flow_name)?;
     let aws = p2c_state::aws_config(None).await;
     let queues = Queues::new(aws_sdk_sqs::Client::new(&aws), env_or("P2C_QUEUE_PREFIX", "p2c-"));
     let pair = queues.urls(f.as_str()).await?;
+    // A body that does not parse has no company: it moves only when no company was asked for.
+    let company = company.map(str::to_ascii_lowercase);
+    let keep = |body: &str| match &company {
+        None => true,
+        Some(c) => p2c_sync::Message::parse(Some(body)).is_ok_and(|m| m.company.eq_ignore_ascii_case(c)),
+    };
     let moved = queues
-        .move_messages(&pair.dlq_url, &pair.queue_url, limit, dry_run)
+        .move_messages_where(&pair.dlq_url, &pair.queue_url, limit, dry_run, keep)
         .await?;
     if as_json {
         println!(

@@ -53,6 +53,9 @@ enum Cmd {
     /// Move dead-lettered messages back to the flow's queue.
     Replay {
         flow: String,
+        /// Only this company's messages (the others stay in the DLQ).
+        #[arg(long)]
+        company: Option<String>,
         #[arg(long)]
         limit: Option<usize>,
         /// Show what would move, move nothing.
@@ -133,7 +136,12 @@ async fn main() -> std::process::ExitCode {
             dry_run,
         } => commands::run(&flow, company.as_deref(), full_resync, dry_run, cli.json).await,
         Cmd::Drain { flow } => commands::drain(&flow, cli.json).await,
-        Cmd::Replay { flow, limit, dry_run } => commands::replay(&flow, limit, dry_run, cli.json).await,
+        Cmd::Replay {
+            flow,
+            company,
+            limit,
+            dry_run,
+        } => commands::replay(&flow, company.as_deref(), limit, dry_run, cli.json).await,
         Cmd::Status { flow } => commands::status(flow.as_deref(), cli.json).await,
         Cmd::Links {
             entity,

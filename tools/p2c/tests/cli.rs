@@ -87,6 +87,22 @@ async fn init_run_status_links_replay_drain() {
     let pair = env.deps.queue_pair(FlowName::AccountsToFno).await.unwrap();
     let body = Message::new("accounts-to-fno", "usmf", vec![id.to_string()], Reason::Retry).to_body();
     env.deps.queues.send(&pair.dlq_url, &[body]).await.unwrap();
+    // Another company's dead letter stays where it is when replaying one company.
+    let other = Message::new("accounts-to-fno", "usrt", vec![id.to_string()], Reason::Retry).to_body();
+    env.deps.queues.send(&pair.dlq_url, &[other]).await.unwrap();
+    let (_, v) = p2c(&env, &["replay", "accounts-to-fno", "--company", "usrt", "--dry-run"]);
+    assert_eq!(v["moved"], 1);
+    let (_, v) = p2c(&env, &["replay", "accounts-to-fno", "--company", "usrt"]);
+    assert_eq!(v["moved"], 1);
+    let pair2 = pair.clone();
+    let got = env.deps.queues.receive(&pair2.queue_url, 10, 1).await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].body.contains("usrt"));
+    env.deps
+        .queues
+        .delete(&pair2.queue_url, &[got[0].receipt_handle.clone()])
+        .await
+        .unwrap();
     let (_, v) = p2c(&env, &["replay", "accounts-to-fno", "--dry-run"]);
     assert_eq!((v["moved"].as_u64(), v["dry_run"].as_bool()), (Some(1), Some(true)));
     let (_, v) = p2c(&env, &["status", "accounts-to-fno"]);
