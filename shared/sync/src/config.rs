@@ -57,7 +57,8 @@ pub struct Config {
     pub max_requests_per_second: f64,
     /// `$batch` requests in flight at once per run.
     pub write_concurrency: usize,
-    /// Rows per page read (Dataverse caps at 5,000).
+    /// Rows per page read (Dataverse caps at 5,000). The default, 1,000, keeps a run of any size under 64 MB
+    /// (a 128 MB Lambda); 5,000 saves read requests where memory allows.
     pub page_size: usize,
     /// A record that failed transiently this many times goes to the DLQ.
     pub max_attempts: u32,
@@ -140,7 +141,7 @@ impl Config {
                         why: "expected a number of requests per second (0 = no limit)".into(),
                     })?,
             },
-            page_size: num("P2C_PAGE_SIZE", 5000)?.min(5000) as usize,
+            page_size: num("P2C_PAGE_SIZE", 1000)?.min(5000) as usize,
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
             lease_ttl: Duration::from_secs(num("P2C_LEASE_SECONDS", 900)?),
             http_timeout: Duration::from_secs(num("P2C_HTTP_TIMEOUT_SECONDS", 60)?),
