@@ -15,6 +15,8 @@ pub struct BenchArgs {
     pub records: usize,
     pub latency_ms: u64,
     pub workers: usize,
+    /// Also run the naive mode (slow by design: one request per record at the API's rate).
+    pub naive: bool,
 }
 
 /// One measured run (or set of concurrent worker runs).
@@ -236,7 +238,10 @@ const NAIVE: &[(&str, &str)] = &[
     ("P2C_SKIP_UNCHANGED", "false"),
 ];
 
-fn pair(name: &str, p2c: Measure, naive: Measure) -> Value {
+fn pair(name: &str, p2c: Measure, naive: Option<Measure>) -> Value {
+    let Some(naive) = naive else {
+        return json!({"scenario": name, "p2c": p2c});
+    };
     json!({
         "scenario": name,
         "p2c": p2c,
@@ -259,13 +264,21 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
             rig.touch_all("0100");
             let p = rig.measure("p2c", &run, &[], 1, n).await?;
             rig.touch_all("0200");
-            let naive = rig.measure("naive", &run, NAIVE, 1, n).await?;
+            let naive = if a.naive {
+                Some(rig.measure("naive", &run, NAIVE, 1, n).await?)
+            } else {
+                None
+            };
             out.push(pair("accounts, every record changed", p, naive));
         }
         if a.scenario != "changed" {
             let full = ["run", "accounts-to-fno", "--full-resync"];
             let p = rig.measure("p2c", &full, &[], 1, n).await?;
-            let naive = rig.measure("naive", &full, NAIVE, 1, n).await?;
+            let naive = if a.naive {
+                Some(rig.measure("naive", &full, NAIVE, 1, n).await?)
+            } else {
+                None
+            };
             out.push(pair("accounts, nothing changed (full re-read)", p, naive));
         }
     }
@@ -278,10 +291,15 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
         let lines = rig.sb.seed_quotes(quotes, 5) as u64;
         let p = rig.measure("p2c", &["run", "quotes-to-fno"], &[], 1, lines).await?;
         // The naive way: the same quotes again, one request per record.
-        let rig2 = rig_quotes(a.latency_ms, quotes).await?;
-        let naive = rig2
-            .measure("naive", &["run", "quotes-to-fno"], NAIVE, 1, lines)
-            .await?;
+        let naive = if a.naive {
+            let rig2 = rig_quotes(a.latency_ms, quotes).await?;
+            Some(
+                rig2.measure("naive", &["run", "quotes-to-fno"], NAIVE, 1, lines)
+                    .await?,
+            )
+        } else {
+            None
+        };
         out.push(pair("quotes of 5 lines (per 1000 lines)", p, naive));
     }
     if a.scenario == "all" || a.scenario == "initial" {
@@ -348,7 +366,9 @@ pub fn print(v: &Value) {
     };
     for r in v["results"].as_array().into_iter().flatten() {
         println!("\n== {}", r["scenario"].as_str().unwrap_or(""));
-        if r.get("p2c").is_some() {
+        if r.get("p2c").is_some() && r.get("naive").is_none() {
+            println!("{}", line(&r["p2c"]));
+        } else if r.get("p2c").is_some() {
             println!("{}", line(&r["p2c"]));
             println!("{}", line(&r["naive"]));
             println!(

@@ -111,6 +111,9 @@ enum Cmd {
         /// Workers for the segmented initial load.
         #[arg(long, default_value_t = 8)]
         workers: usize,
+        /// Skip the naive mode (it runs at one request per record: minutes for 10,000 records).
+        #[arg(long)]
+        no_naive: bool,
     },
     /// Sandbox + local DynamoDB/SQS + demo data; runs every flow and prints read/written/skipped/failed.
     Demo {
@@ -163,17 +166,16 @@ async fn main() -> std::process::ExitCode {
             records,
             latency_ms,
             workers,
+            no_naive,
         } => {
-            commands::bench(
-                bench::BenchArgs {
-                    scenario,
-                    records,
-                    latency_ms,
-                    workers,
-                },
-                cli.json,
-            )
-            .await
+            let args = bench::BenchArgs {
+                scenario,
+                records,
+                latency_ms,
+                workers,
+                naive: !no_naive,
+            };
+            commands::bench(args, cli.json).await
         }
         Cmd::Demo { accounts } => commands::demo(accounts, cli.json).await,
     };
