@@ -1351,7 +1351,13 @@ async fn fault_suite_loses_and_duplicates_nothing() {
     );
     // The test harness captures a passing test's output: scripts/test prints this file after the run.
     let report = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("fault-suite.txt");
-    let _ = std::fs::write(&report, format!("fault suite (seed {SEED:#x}), {:.1} s\n{t}\n", started.elapsed().as_secs_f64()));
+    let _ = std::fs::write(
+        &report,
+        format!(
+            "fault suite (seed {SEED:#x}), {:.1} s\n{t}\n",
+            started.elapsed().as_secs_f64()
+        ),
+    );
     let mut failed = Vec::new();
     for r in &rows {
         let ok = r.records >= 1000 && r.lost == 0 && r.duplicated == 0 && r.dead == r.healed && r.dead > 0;
