@@ -27,6 +27,8 @@ pub enum SyncError {
     /// Test hook: the process "died" at this point (see `faults::CrashPoint`).
     #[error("simulated crash at {0:?}")]
     SimulatedCrash(crate::faults::CrashPoint),
+    #[error("{0}")]
+    Unsupported(String),
     #[error("flow {0} is not built yet")]
     NotBuilt(crate::flows::FlowName),
     #[error("the lease of {flow}/{company} was lost mid-run (it expired or was taken); the next run redoes the rest")]

@@ -65,7 +65,26 @@ fn equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// Compares Sales and F&O for a Sales → F&O flow with one template (accounts).
+/// What to compare for one flow: source and target records as read, and how they meet.
+struct Plan<'a> {
+    template: &'a p2c_mapping::Template,
+    link_entity: &'static str,
+    /// The system the link's source key belongs to ("sales" or "fno").
+    link_system: &'static str,
+    sources: Vec<Record>,
+    /// Source field whose value is the link's source key and the queue message key.
+    source_id: String,
+    targets: Vec<Record>,
+    /// Target field holding the business key `key_of` gives.
+    target_key: String,
+    /// Target field holding the link's target key.
+    target_id: String,
+    /// Target records p2c owns (the others are none of its business).
+    owned: fn(&Record) -> bool,
+}
+
+/// Compares both systems for a flow. Field by field for the single-record flows (accounts, contacts that are
+/// customers, products); the document flows are checked through `p2c links` and the flows' own echo reads.
 pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) -> Result<Reconciliation, SyncError> {
     let company = deps
         .cfg
@@ -73,55 +92,123 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
         .ok_or_else(|| SyncError::UnknownCompany(company.into(), deps.companies_list()))?
         .legal_entity
         .clone();
-    if flow != FlowName::AccountsToFno {
-        return Err(SyncError::NotBuilt(flow));
-    }
-    let spec = deps.sales_to_fno(flow);
-    let t = &spec.template;
-    let key_field = spec.target_key_field().to_string();
-    let bu = deps.business_unit_id(&company).await?;
-    let filter = format!("_owningbusinessunit_value eq {bu}");
-    let mut sources = deps
-        .sales
-        .list(spec.source_set(), &spec.select(), Some(&filter))
-        .await?;
-    deps.lookups.enrich(&deps.sales, &lookup_paths(t), &mut sources).await?;
-    let targets = deps
-        .fno
-        .list(
-            spec.target_set(),
-            &[],
-            Some(&format!(
-                "dataAreaId eq {}",
-                p2c_dynamics::odata::string_literal(&company)
-            )),
-            None,
-        )
-        .await?;
-    let links = deps.state.scan_links(spec.link_entity, &company, Some("sales")).await?;
-
-    let mut out = Reconciliation {
-        flow: flow.as_str().into(),
-        company: company.clone(),
-        source_count: sources.len(),
-        link_count: links.len(),
-        ..Default::default()
+    let company_filter = format!("dataAreaId eq {}", p2c_dynamics::odata::string_literal(&company));
+    let plan = match flow {
+        FlowName::AccountsToFno | FlowName::ContactsToFno => {
+            let task = if flow == FlowName::AccountsToFno { "Accounts - Customers" } else { "ContactToCustomer" };
+            let t = deps
+                .template(flow, task)
+                .ok_or_else(|| SyncError::Mapping(format!("{flow} has no template {task}")))?;
+            let bu = deps.business_unit_id(&company).await?;
+            let mut select = t.source_select();
+            select.push("_owningbusinessunit_value".into());
+            let filter = format!("_owningbusinessunit_value eq {bu}");
+            let mut sources = deps.sales.list(&t.source_entity, &select, Some(&filter)).await?;
+            deps.lookups.enrich(&deps.sales, &lookup_paths(t), &mut sources).await?;
+            let targets = deps.fno.list(&t.target_entity, &[], Some(&company_filter), None).await?;
+            let key = t.target_key.iter().find(|k| *k != "dataAreaId").cloned().unwrap_or_default();
+            Plan {
+                template: t,
+                link_entity: if flow == FlowName::AccountsToFno { "account" } else { "contact" },
+                link_system: "sales",
+                sources,
+                source_id: t.source_id.clone(),
+                targets,
+                target_key: key.clone(),
+                target_id: key,
+                // Customers from accounts and from contacts share CustomersV2: "missing in Sales" is only
+                // decidable for accounts (the contacts' customers are checked through their links).
+                owned: if flow == FlowName::AccountsToFno {
+                    |r| s(r, "IsExternallyMaintained") == Some("Yes")
+                } else {
+                    |_| false
+                },
+            }
+        }
+        FlowName::ProductsToSales => {
+            let t = deps
+                .template(flow, "Products")
+                .ok_or_else(|| SyncError::Mapping(format!("{flow} has no template Products")))?;
+            let sources = deps.fno.list(&t.source_entity, &[], Some(&company_filter), None).await?;
+            let targets = deps.sales.list(&t.target_entity, &plain_targets(t, &["productid"]), None).await?;
+            Plan {
+                template: t,
+                link_entity: "product",
+                link_system: "fno",
+                sources,
+                source_id: t.source_key.clone(),
+                targets,
+                target_key: "productnumber".into(),
+                target_id: "productid".into(),
+                owned: |r| r.get("msdynce_ismaintainedexternally").and_then(Value::as_bool) == Some(true),
+            }
+        }
+        other => {
+            return Err(SyncError::Unsupported(format!(
+                "reconcile compares accounts-to-fno, contacts-to-fno and products-to-sales; {other} moves documents \
+                 (header and lines): check them with `p2c links` and `p2c status`"
+            )));
+        }
     };
-    let by_key: HashMap<&str, &Record> = targets.iter().filter_map(|r| Some((s(r, &key_field)?, r))).collect();
-    // Only customers p2c owns can be "missing in Sales": F&O's own customers are none of its business.
-    let owned: Vec<&Record> = targets
+    let links = deps.state.scan_links(plan.link_entity, &company, Some(plan.link_system)).await?;
+    let (mut out, resync) = compare(&plan, &links);
+    out.flow = flow.as_str().into();
+    out.company = company.clone();
+    if fix && !resync.is_empty() {
+        // A resync through the queue: the worker re-reads each record and writes it the normal way. Forgetting
+        // the link's hash makes the worker write even when it believes the target is up to date.
+        let stale: Vec<p2c_state::Link> = deps
+            .state
+            .get_links(plan.link_entity, &company, plan.link_system, &resync)
+            .await?
+            .into_values()
+            .map(|mut l| {
+                l.target_hash = None;
+                l
+            })
+            .collect();
+        deps.state.put_links(&stale).await?;
+        let pair = deps.queue_pair(flow).await?;
+        let bodies: Vec<String> = resync
+            .chunks(crate::message::MAX_KEYS)
+            .map(|c| Message::new(flow.as_str(), &company, c.to_vec(), Reason::Replay).to_body())
+            .collect();
+        deps.queues.send(&pair.queue_url, &bodies).await?;
+        out.enqueued = resync.len();
+    }
+    Ok(out)
+}
+
+/// The plain (non-lookup) target columns a template writes, plus `extra`.
+fn plain_targets(t: &p2c_mapping::Template, extra: &[&str]) -> Vec<String> {
+    let mut cols: Vec<String> = t
+        .fields
         .iter()
-        .filter(|r| s(r, "IsExternallyMaintained") == Some("Yes"))
+        .filter(|f| f.enabled && !f.target.contains('.') && !f.target.contains('@'))
+        .map(|f| f.target.clone())
+        .chain(extra.iter().map(|e| e.to_string()))
         .collect();
+    cols.sort();
+    cols.dedup();
+    cols
+}
+
+/// Field-by-field comparison; returns the report and the source keys to resync.
+fn compare(plan: &Plan<'_>, links: &[p2c_state::Link]) -> (Reconciliation, Vec<String>) {
+    let t = plan.template;
+    let mut out = Reconciliation { source_count: plan.sources.len(), link_count: links.len(), ..Default::default() };
+    let by_key: HashMap<&str, &Record> =
+        plan.targets.iter().filter_map(|r| Some((s(r, &plan.target_key)?, r))).collect();
+    let target_ids: HashSet<String> =
+        plan.targets.iter().filter_map(|r| s(r, &plan.target_id).map(str::to_ascii_lowercase)).collect();
+    let owned: Vec<&Record> = plan.targets.iter().filter(|r| (plan.owned)(r)).collect();
     out.target_count = owned.len();
     let mut resync: Vec<String> = Vec::new();
     let mut source_keys: HashSet<String> = HashSet::new();
-    let source_ids: HashSet<String> = sources
-        .iter()
-        .filter_map(|r| s(r, spec.source_id()).map(str::to_ascii_lowercase))
-        .collect();
-    for row in &sources {
-        let id = s(row, spec.source_id()).unwrap_or_default().to_string();
+    let source_ids: HashSet<String> =
+        plan.sources.iter().filter_map(|r| s(r, &plan.source_id).map(str::to_ascii_lowercase)).collect();
+    for row in &plan.sources {
+        let id = s(row, &plan.source_id).unwrap_or_default().to_string();
         if !t.passes_filter(row) {
             continue;
         }
@@ -146,7 +233,8 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
             }
             Some(target) => {
                 let before = out.mismatches.len();
-                for (field, expected) in &mapped {
+                // Lookups (dotted targets) are bound to ids on the wire; only plain values are compared.
+                for (field, expected) in mapped.iter().filter(|(f, _)| !f.contains('.') && !f.contains('@')) {
                     let actual = target.get(field).cloned().unwrap_or(Value::Null);
                     if !equal(expected, &actual) {
                         out.mismatches.push(Mismatch {
@@ -164,7 +252,7 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
         }
     }
     for r in &owned {
-        if let Some(k) = s(r, &key_field)
+        if let Some(k) = s(r, &plan.target_key)
             && !source_keys.contains(k)
         {
             out.missing_in_source.push(k.to_string());
@@ -173,9 +261,11 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
     // A link is an orphan when its source is gone, or its target is gone for a record not already reported
     // missing (that one gets resynced and its link rewritten).
     let missing: HashSet<&str> = out.missing_in_target.iter().map(String::as_str).collect();
-    for l in &links {
+    for l in links {
         let source_gone = !source_ids.contains(&l.source_key.to_ascii_lowercase());
-        let target_gone = !by_key.contains_key(l.target_key.as_str()) && !missing.contains(l.target_key.as_str());
+        let target_gone = !target_ids.contains(&l.target_key.to_ascii_lowercase())
+            && !missing.contains(l.target_key.as_str())
+            && !missing.contains(l.source_key.as_str());
         if source_gone || target_gone {
             out.orphan_links.push(l.source_key.clone());
         }
@@ -183,27 +273,5 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
     out.missing_in_target.sort();
     out.missing_in_source.sort();
     out.orphan_links.sort();
-    if fix && !resync.is_empty() {
-        // A resync through the queue: the worker re-reads each record and writes it the normal way. Forgetting
-        // the link's hash makes the worker write even when it believes the target is up to date.
-        let stale: Vec<p2c_state::Link> = deps
-            .state
-            .get_links(spec.link_entity, &company, "sales", &resync)
-            .await?
-            .into_values()
-            .map(|mut l| {
-                l.target_hash = None;
-                l
-            })
-            .collect();
-        deps.state.put_links(&stale).await?;
-        let pair = deps.queue_pair(flow).await?;
-        let bodies: Vec<String> = resync
-            .chunks(crate::message::MAX_KEYS)
-            .map(|c| Message::new(flow.as_str(), &company, c.to_vec(), Reason::Replay).to_body())
-            .collect();
-        deps.queues.send(&pair.queue_url, &bodies).await?;
-        out.enqueued = resync.len();
-    }
-    Ok(out)
+    (out, resync)
 }

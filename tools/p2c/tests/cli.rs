@@ -431,3 +431,56 @@ async fn backfill_in_segments_is_drained_by_parallel_workers_without_duplicates(
         .collect();
     assert_eq!(keys.len(), 50);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_products_in_the_other_direction() {
+    let env = Env::start(2).await;
+    let (code, v) = p2c(&env, &["run", "products-to-sales"]);
+    assert_eq!(code, 0, "{v}");
+    let (code, v) = p2c(&env, &["reconcile", "products-to-sales"]);
+    assert_eq!(code, 0, "{v}");
+    let r = &v["reconciliations"][0];
+    let n = env
+        .sb
+        .fno_rows("SellableReleasedProducts")
+        .iter()
+        .filter(|p| p["dataAreaId"] == "usmf")
+        .count() as u64;
+    assert_eq!(
+        (
+            r["source_count"].as_u64(),
+            r["target_count"].as_u64(),
+            r["link_count"].as_u64()
+        ),
+        (Some(n), Some(n), Some(n))
+    );
+
+    // A product renamed by hand in Sales is a mismatch; --fix and a drain put F&O's name back.
+    let product = env
+        .sb
+        .sales_rows("products")
+        .into_iter()
+        .find(|p| p["productnumber"] == "D0002")
+        .unwrap();
+    env.sb.sales_update(
+        "products",
+        product["productid"].as_str().unwrap(),
+        serde_json::json!({"name": "Renamed in Sales"}),
+    );
+    let (code, v) = p2c(&env, &["reconcile", "products-to-sales", "--fix"]);
+    assert_eq!(code, 0, "fixed (queued): {v}");
+    let r = &v["reconciliations"][0];
+    assert_eq!(
+        (r["mismatches"][0]["key"].as_str(), r["mismatches"][0]["field"].as_str()),
+        (Some("D0002"), Some("name"))
+    );
+    assert_eq!(r["enqueued"], 1);
+    let (_, v) = p2c(&env, &["drain", "products-to-sales"]);
+    assert_eq!(v["runs"][0]["written"], 1, "{v}");
+    let (code, _) = p2c(&env, &["reconcile", "products-to-sales"]);
+    assert_eq!(code, 0);
+    // Document flows are pointed elsewhere with a reason, not failed silently.
+    let out = p2c_raw(&env, &["reconcile", "quotes-to-fno"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("p2c links"));
+}
