@@ -95,7 +95,11 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
     let company_filter = format!("dataAreaId eq {}", p2c_dynamics::odata::string_literal(&company));
     let plan = match flow {
         FlowName::AccountsToFno | FlowName::ContactsToFno => {
-            let task = if flow == FlowName::AccountsToFno { "Accounts - Customers" } else { "ContactToCustomer" };
+            let task = if flow == FlowName::AccountsToFno {
+                "Accounts - Customers"
+            } else {
+                "ContactToCustomer"
+            };
             let t = deps
                 .template(flow, task)
                 .ok_or_else(|| SyncError::Mapping(format!("{flow} has no template {task}")))?;
@@ -105,11 +109,23 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
             let filter = format!("_owningbusinessunit_value eq {bu}");
             let mut sources = deps.sales.list(&t.source_entity, &select, Some(&filter)).await?;
             deps.lookups.enrich(&deps.sales, &lookup_paths(t), &mut sources).await?;
-            let targets = deps.fno.list(&t.target_entity, &[], Some(&company_filter), None).await?;
-            let key = t.target_key.iter().find(|k| *k != "dataAreaId").cloned().unwrap_or_default();
+            let targets = deps
+                .fno
+                .list(&t.target_entity, &[], Some(&company_filter), None)
+                .await?;
+            let key = t
+                .target_key
+                .iter()
+                .find(|k| *k != "dataAreaId")
+                .cloned()
+                .unwrap_or_default();
             Plan {
                 template: t,
-                link_entity: if flow == FlowName::AccountsToFno { "account" } else { "contact" },
+                link_entity: if flow == FlowName::AccountsToFno {
+                    "account"
+                } else {
+                    "contact"
+                },
                 link_system: "sales",
                 sources,
                 source_id: t.source_id.clone(),
@@ -129,8 +145,14 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
             let t = deps
                 .template(flow, "Products")
                 .ok_or_else(|| SyncError::Mapping(format!("{flow} has no template Products")))?;
-            let sources = deps.fno.list(&t.source_entity, &[], Some(&company_filter), None).await?;
-            let targets = deps.sales.list(&t.target_entity, &plain_targets(t, &["productid"]), None).await?;
+            let sources = deps
+                .fno
+                .list(&t.source_entity, &[], Some(&company_filter), None)
+                .await?;
+            let targets = deps
+                .sales
+                .list(&t.target_entity, &plain_targets(t, &["productid"]), None)
+                .await?;
             Plan {
                 template: t,
                 link_entity: "product",
@@ -150,7 +172,10 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
             )));
         }
     };
-    let links = deps.state.scan_links(plan.link_entity, &company, Some(plan.link_system)).await?;
+    let links = deps
+        .state
+        .scan_links(plan.link_entity, &company, Some(plan.link_system))
+        .await?;
     let (mut out, resync) = compare(&plan, &links);
     out.flow = flow.as_str().into();
     out.company = company.clone();
@@ -196,17 +221,30 @@ fn plain_targets(t: &p2c_mapping::Template, extra: &[&str]) -> Vec<String> {
 /// Field-by-field comparison; returns the report and the source keys to resync.
 fn compare(plan: &Plan<'_>, links: &[p2c_state::Link]) -> (Reconciliation, Vec<String>) {
     let t = plan.template;
-    let mut out = Reconciliation { source_count: plan.sources.len(), link_count: links.len(), ..Default::default() };
-    let by_key: HashMap<&str, &Record> =
-        plan.targets.iter().filter_map(|r| Some((s(r, &plan.target_key)?, r))).collect();
-    let target_ids: HashSet<String> =
-        plan.targets.iter().filter_map(|r| s(r, &plan.target_id).map(str::to_ascii_lowercase)).collect();
+    let mut out = Reconciliation {
+        source_count: plan.sources.len(),
+        link_count: links.len(),
+        ..Default::default()
+    };
+    let by_key: HashMap<&str, &Record> = plan
+        .targets
+        .iter()
+        .filter_map(|r| Some((s(r, &plan.target_key)?, r)))
+        .collect();
+    let target_ids: HashSet<String> = plan
+        .targets
+        .iter()
+        .filter_map(|r| s(r, &plan.target_id).map(str::to_ascii_lowercase))
+        .collect();
     let owned: Vec<&Record> = plan.targets.iter().filter(|r| (plan.owned)(r)).collect();
     out.target_count = owned.len();
     let mut resync: Vec<String> = Vec::new();
     let mut source_keys: HashSet<String> = HashSet::new();
-    let source_ids: HashSet<String> =
-        plan.sources.iter().filter_map(|r| s(r, &plan.source_id).map(str::to_ascii_lowercase)).collect();
+    let source_ids: HashSet<String> = plan
+        .sources
+        .iter()
+        .filter_map(|r| s(r, &plan.source_id).map(str::to_ascii_lowercase))
+        .collect();
     for row in &plan.sources {
         let id = s(row, &plan.source_id).unwrap_or_default().to_string();
         if !t.passes_filter(row) {
