@@ -150,3 +150,16 @@ pub fn config_for(sb: &Sandbox) -> Config {
     }];
     cfg
 }
+
+/// An SQS event carrying `bodies`, with message ids `m0`, `m1`, … (what the Lambda receives).
+pub fn sqs_event(bodies: &[String]) -> aws_lambda_events::event::sqs::SqsEvent {
+    let mut e = aws_lambda_events::event::sqs::SqsEvent::default();
+    for (i, b) in bodies.iter().enumerate() {
+        let mut m = aws_lambda_events::event::sqs::SqsMessage::default();
+        m.message_id = Some(format!("m{i}"));
+        m.receipt_handle = Some(format!("r{i}"));
+        m.body = Some(b.clone());
+        e.records.push(m);
+    }
+    e
+}

@@ -2,21 +2,12 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use p2c_e2e::Env;
+use p2c_e2e::{Env, sqs_event};
 use p2c_sandbox::{Fault, FaultKind, SandboxConfig, Service};
-use p2c_sync::{FlowName, Message, Reason, RunOptions, handle_event, handle_sqs, run_flow};
+use p2c_sync::{FlowName, Message, Reason, handle_event, handle_sqs};
 use serde_json::{Value, json};
 
 const FLOW: FlowName = FlowName::AccountsToFno;
-
-async fn run(env: &Env) -> p2c_sync::RunReport {
-    let r = run_flow(&env.deps, FLOW, "usmf", &RunOptions::default())
-        .await
-        .expect("run");
-    assert!(r.balanced(), "read = written + skipped + failed: {r:?}");
-    r
-}
 
 /// The F&O customer that the template makes of a Sales account, as stored by F&O.
 fn expected_customer(env: &Env, account: &Value) -> serde_json::Map<String, Value> {
@@ -33,18 +24,6 @@ fn expected_customer(env: &Env, account: &Value) -> serde_json::Map<String, Valu
     env.deps.sales_to_fno(FLOW).template.map(&row).expect("maps")
 }
 
-fn sqs_event(bodies: &[String]) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    for (i, b) in bodies.iter().enumerate() {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(format!("m{i}"));
-        m.receipt_handle = Some(format!("r{i}"));
-        m.body = Some(b.clone());
-        e.records.push(m);
-    }
-    e
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousand_accounts_then_ten_changes_then_nothing_then_duplicate_message() {
     let env = Env::start(1000).await;
@@ -53,7 +32,7 @@ async fn thousand_accounts_then_ten_changes_then_nothing_then_duplicate_message(
     env.sb.reset_counters();
 
     // First run: every account becomes a customer with the mapped fields.
-    let r = run(&env).await;
+    let r = env.run(FLOW).await;
     assert_eq!(
         (r.read, r.written, r.created, r.failed),
         (1000, 1000, 1000, 0),
@@ -95,7 +74,7 @@ async fn thousand_accounts_then_ten_changes_then_nothing_then_duplicate_message(
         );
     }
     env.sb.reset_counters();
-    let r = run(&env).await;
+    let r = env.run(FLOW).await;
     assert_eq!((r.read, r.written, r.updated, r.created), (10, 10, 10, 0), "{r:?}");
     for (i, a) in changed.iter().enumerate() {
         let c = env
@@ -117,14 +96,14 @@ async fn thousand_accounts_then_ten_changes_then_nothing_then_duplicate_message(
 
     // No changes: nothing read, nothing written.
     env.sb.reset_counters();
-    let r = run(&env).await;
+    let r = env.run(FLOW).await;
     assert_eq!((r.read, r.written), (0, 0));
     assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
 
     // A change touching only a field the template does not map is read and skipped as unchanged.
     let id = accounts[0]["accountid"].as_str().unwrap();
     env.sb.sales_update("accounts", id, json!({"revenue": 12345}));
-    let r = run(&env).await;
+    let r = env.run(FLOW).await;
     assert_eq!((r.read, r.written, r.skipped), (1, 0, 1));
     assert_eq!(r.skipped_by_reason.get("unchanged"), Some(&1));
 
@@ -193,7 +172,7 @@ async fn throttling_storm_and_expired_token_lose_nothing() {
         times: 2,
         path_contains: None,
     });
-    let r = run(&env).await;
+    let r = env.run(FLOW).await;
     assert_eq!((r.written, r.failed), (300, 0), "{:?}", r.errors);
     assert!(r.dynamics_requests.throttled >= 5, "{:?}", r.dynamics_requests);
 
@@ -207,7 +186,7 @@ async fn throttling_storm_and_expired_token_lose_nothing() {
     }
     env.sb.expire_all_tokens();
     let before = env.sb.requests().get("token POST").copied().unwrap_or(0);
-    let r = run(&env).await;
+    let r = env.run(FLOW).await;
     assert_eq!((r.written, r.failed), (20, 0), "{:?}", r.errors);
     assert!(
         env.sb.requests().get("token POST").copied().unwrap_or(0) >= before + 2,
@@ -232,7 +211,7 @@ async fn malformed_message_and_account_without_number_fail_alone() {
         "accounts",
         json!({"name": "No Number Inc", "_owningbusinessunit_value": bu, "address1_city": "Oslo"}),
     );
-    let r = run(&env).await;
+    let r = env.run(FLOW).await;
     assert_eq!(
         (r.read, r.written, r.failed, r.dead_lettered),
         (51, 50, 1, 1),
@@ -322,6 +301,6 @@ async fn overlapping_scheduled_runs_write_each_record_once() {
         .sum();
     assert!(posts >= 1);
     // And a third run afterwards finds nothing left to do.
-    let r = run(&env).await;
+    let r = env.run(FLOW).await;
     assert_eq!(r.written, 0);
 }

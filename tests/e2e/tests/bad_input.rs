@@ -4,8 +4,7 @@
 
 use std::time::Duration;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use p2c_e2e::Env;
+use p2c_e2e::{Env, sqs_event};
 use p2c_sync::{FlowName, Message, Reason, RunOptions, SyncError, faults::CrashPoint, handle_sqs, run_flow};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -54,17 +53,6 @@ async fn a_token_endpoint_answering_garbage_is_a_clear_permanent_error() {
     assert!(env.customers("usmf").is_empty());
 }
 
-fn event(bodies: &[String]) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    for (i, b) in bodies.iter().enumerate() {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(format!("m{i}"));
-        m.body = Some(b.clone());
-        e.records.push(m);
-    }
-    e
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_messages_fail_alone_and_bad_values_are_dead_lettered_with_their_reason() {
     let env = Env::start(6).await;
@@ -109,7 +97,7 @@ async fn bad_messages_fail_alone_and_bad_values_are_dead_lettered_with_their_rea
         ),
         good,
     ];
-    let resp = handle_sqs(&env.deps, FLOW, event(&bodies)).await;
+    let resp = handle_sqs(&env.deps, FLOW, sqs_event(&bodies)).await;
     let failed: Vec<&str> = resp
         .batch_item_failures
         .iter()
@@ -124,7 +112,7 @@ async fn bad_messages_fail_alone_and_bad_values_are_dead_lettered_with_their_rea
     assert_eq!(c["PrimaryContactPhone"], "+47 1");
     // A well-formed message whose key is not a Sales id is dead-lettered with that reason, not retried forever.
     let not_an_id = Message::new(FLOW.as_str(), "usmf", vec!["x' or 1 eq 1".into()], Reason::Replay).to_body();
-    let resp = handle_sqs(&env.deps, FLOW, event(&[not_an_id])).await;
+    let resp = handle_sqs(&env.deps, FLOW, sqs_event(&[not_an_id])).await;
     assert!(resp.batch_item_failures.is_empty());
     let (_, dead) = env.queued(FLOW).await;
     let reasons: Vec<Value> = dead.iter().map(|d| serde_json::from_str::<Value>(d).unwrap()).collect();
@@ -175,7 +163,7 @@ async fn a_panic_fails_its_run_or_its_messages_and_nothing_else() {
     env.sb.sales_update("accounts", &id, json!({"name": "After Panic"}));
     env.deps.crashes.arm(CrashPoint::PanicAfterTargetWrite, 1);
     let body = Message::new(FLOW.as_str(), "usmf", vec![id], Reason::Change).to_body();
-    let resp = handle_sqs(&env.deps, FLOW, event(&[body.clone(), "garbage".into()])).await;
+    let resp = handle_sqs(&env.deps, FLOW, sqs_event(&[body.clone(), "garbage".into()])).await;
     let mut failed: Vec<&str> = resp
         .batch_item_failures
         .iter()
@@ -187,7 +175,7 @@ async fn a_panic_fails_its_run_or_its_messages_and_nothing_else() {
         ["m0", "m1"],
         "the panicking message and the garbage fail; SQS redelivers them"
     );
-    let resp = handle_sqs(&env.deps, FLOW, event(&[body])).await;
+    let resp = handle_sqs(&env.deps, FLOW, sqs_event(&[body])).await;
     assert!(resp.batch_item_failures.is_empty());
     assert_eq!(
         env.customers("usmf")

@@ -1,34 +1,13 @@
 //! F&O → Sales (products, orders, invoices), end to end through the handler, against the sandbox and moto.
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use aws_sdk_dynamodb::types::AttributeValue;
-use p2c_e2e::Env;
+use p2c_e2e::{Env, sqs_event};
 use p2c_sync::{FlowName, Message, Reason, RunOptions, RunReport, handle_sqs, run_flow};
 use serde_json::{Value, json};
 
 const PRODUCTS: FlowName = FlowName::ProductsToSales;
 const ORDERS: FlowName = FlowName::OrdersToSales;
 const INVOICES: FlowName = FlowName::InvoicesToSales;
-
-async fn run(env: &Env, flow: FlowName) -> RunReport {
-    let r = run_flow(&env.deps, flow, "usmf", &RunOptions::default())
-        .await
-        .expect("run");
-    assert!(r.balanced(), "read = written + skipped + failed: {r:?}");
-    r
-}
-
-fn sqs_event(bodies: &[String]) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    for (i, b) in bodies.iter().enumerate() {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(format!("m{i}"));
-        m.receipt_handle = Some(format!("r{i}"));
-        m.body = Some(b.clone());
-        e.records.push(m);
-    }
-    e
-}
 
 fn message(flow: FlowName, keys: &[&str]) -> String {
     Message::new(
@@ -158,7 +137,7 @@ async fn products_sweep_creates_products_and_price_list_items_then_writes_only_c
     assert_eq!(fno.len(), 5);
     env.sb.reset_counters();
 
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert_eq!((r.read, r.written, r.created, r.failed), (5, 5, 5, 0), "{:?}", r.errors);
     println!("first products sweep: sandbox requests {:?}", env.sb.requests());
     println!("first products sweep: DynamoDB requests {}", r.dynamodb_requests);
@@ -225,7 +204,7 @@ async fn products_sweep_creates_products_and_price_list_items_then_writes_only_c
 
     // A second sweep reads F&O once and writes nothing.
     env.sb.reset_counters();
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert_eq!((r.read, r.written, r.skipped), (5, 0, 5));
     assert_eq!(r.skipped_by_reason.get("unchanged"), Some(&5));
     assert_eq!(env.sb.total_requests("sales"), 0, "{:?}", env.sb.requests());
@@ -243,7 +222,7 @@ async fn products_sweep_creates_products_and_price_list_items_then_writes_only_c
         json!({"ProductName": "HighEndSpeaker Mk II"}),
     );
     env.sb.reset_counters();
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert_eq!(
         (r.read, r.written, r.updated, r.skipped),
         (5, 2, 2, 3),
@@ -278,7 +257,7 @@ async fn product_whose_currency_has_no_price_list_fails_alone_and_goes_through_o
                "ProductType": "Item", "SalesUnitSymbol": "ea", "SalesPrice": 99.0, "UnitCost": 40.0,
                "CurrencyCode": "JPY", "IsStockedProduct": "Yes"}),
     );
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert_eq!(
         (r.read, r.written, r.failed, r.dead_lettered),
         (6, 5, 1, 1),
@@ -305,7 +284,7 @@ async fn product_whose_currency_has_no_price_list_fails_alone_and_goes_through_o
     );
 
     // The next sweep leaves it to the DLQ: no second message while its F&O record is the same.
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert_eq!(
         (r.failed, r.skipped_by_reason.get("failed earlier, unchanged")),
         (0, Some(&1))
@@ -351,8 +330,8 @@ async fn confirmed_order_reaches_sales_with_status_totals_and_discount_rounding(
     let account = env.sb.sales_rows("accounts")[0].clone();
     let customer = account["accountnumber"].as_str().unwrap();
     // The customers come from Sales (F&O derives the orders' "externally maintained" flags from them).
-    run(&env, FlowName::AccountsToFno).await;
-    run(&env, PRODUCTS).await;
+    env.run(FlowName::AccountsToFno).await;
+    env.run(PRODUCTS).await;
     env.sb
         .fno_insert("CDSSalesOrderHeaders", order("SO-1", customer, "Confirmed"));
     // Qty 3 at $3.33 off each, -$0.01 charge: Sales gets 3 × 3.33 + 0.01 = $10.00 off.
@@ -367,7 +346,7 @@ async fn confirmed_order_reaches_sales_with_status_totals_and_discount_rounding(
         .fno_insert("CDSSalesOrderLines", line("SO-2", 1, "D0001", 1.0, 250.0, 0.0, 0.0));
     env.sb.reset_counters();
 
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!((r.read, r.written, r.created, r.failed), (5, 3, 3, 0), "{r:?}");
     assert_eq!(r.skipped_by_reason.get("filtered by the template"), Some(&2));
     println!("first orders sweep: sandbox requests {:?}", env.sb.requests());
@@ -421,7 +400,7 @@ async fn confirmed_order_reaches_sales_with_status_totals_and_discount_rounding(
 
     // Nothing changed: nothing read in Sales, nothing written.
     env.sb.reset_counters();
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!((r.written, r.skipped_by_reason.get("unchanged")), (0, Some(&3)));
     assert_eq!(env.sb.total_requests("sales"), 0, "{:?}", env.sb.requests());
 
@@ -435,10 +414,10 @@ async fn confirmed_order_reaches_sales_with_status_totals_and_discount_rounding(
         json!({"CustomersOrderReference": "PO 9000"}),
     );
     env.sb.reset_counters();
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!((r.written, r.skipped_by_reason.get("echo")), (0, Some(&1)), "{r:?}");
     assert_eq!(sales_writes(&env), 0, "{:?}", env.sb.requests());
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!(
         r.skipped_by_reason.get("unchanged"),
         Some(&3),
@@ -461,7 +440,7 @@ async fn confirmed_order_reaches_sales_with_status_totals_and_discount_rounding(
         &key(&[("dataAreaId", "usmf"), ("SalesOrderNumber", "SO-1")]),
         json!({"SalesOrderProcessingStatus": "Delivered"}),
     );
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!(
         (r.written, r.created, r.updated, r.deleted, r.failed),
         (3, 1, 1, 1, 0),
@@ -486,21 +465,21 @@ async fn invoice_links_to_its_order_and_the_order_becomes_invoiced() {
         .as_str()
         .unwrap()
         .to_string();
-    run(&env, FlowName::AccountsToFno).await;
-    run(&env, PRODUCTS).await;
+    env.run(FlowName::AccountsToFno).await;
+    env.run(PRODUCTS).await;
     // An order entered and confirmed in F&O (totals calculated by F&O), synced to Sales.
     let so = env
         .sb
         .fno_create_order("usmf", &customer, &[("D0001", 3.0), ("D0003", 2.0)]);
     env.sb.fno_confirm_order("usmf", &so);
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!((r.written, r.failed), (3, 0), "{:?}", r.errors);
     let order_id = id(&env, "salesorders", "ordernumber", &so);
 
     // F&O posts the invoice (the order becomes Invoiced in F&O too); an invoice of an order that is not in
     // Sales waits for it, named. The flows run in their usual order: orders, then invoices.
     let number = env.sb.fno_invoice_order("usmf", &so);
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!((r.written, r.failed), (1, 0), "{:?}", r.errors);
     let o = row(&env, "salesorders", "ordernumber", &so).unwrap();
     assert_eq!(o["msdynce_processingstatus"], 647_390_003, "F&O says Invoiced");
@@ -518,7 +497,7 @@ async fn invoice_links_to_its_order_and_the_order_becomes_invoiced() {
         .into_iter()
         .find(|i| i["InvoiceNumber"] == number.as_str())
         .unwrap();
-    let r = run(&env, INVOICES).await;
+    let r = env.run(INVOICES).await;
     assert_eq!(
         (r.read, r.written, r.failed, r.retry_queued),
         (5, 3, 2, 2),
@@ -580,9 +559,9 @@ async fn invoice_links_to_its_order_and_the_order_becomes_invoiced() {
     // Idempotent: the next sweeps write nothing. A later F&O change to the invoiced order is not forced on the
     // closed (read-only) Sales order, and later sweeps leave it alone.
     env.sb.reset_counters();
-    let r = run(&env, INVOICES).await;
+    let r = env.run(INVOICES).await;
     assert_eq!((r.written, r.failed), (0, 0), "{:?}", r.errors);
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!((r.written, r.failed), (0, 0), "{:?}", r.errors);
     assert_eq!(sales_writes(&env), 0, "{:?}", env.sb.requests());
     env.sb.fno_update(
@@ -590,14 +569,14 @@ async fn invoice_links_to_its_order_and_the_order_becomes_invoiced() {
         &key(&[("dataAreaId", "usmf"), ("SalesOrderNumber", &so)]),
         json!({"CustomersOrderReference": "PO after invoicing"}),
     );
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!(
         (r.written, r.failed, r.skipped_by_reason.get("closed in Sales")),
         (0, 0, Some(&1)),
         "{r:?}"
     );
     env.sb.reset_counters();
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!(
         (r.written, r.skipped_by_reason.get("closed in Sales")),
         (0, Some(&1)),
@@ -616,7 +595,7 @@ async fn duplicate_messages_and_lost_links_never_duplicate_and_a_sweep_resumes()
         .as_str()
         .unwrap()
         .to_string();
-    run(&env, FlowName::AccountsToFno).await;
+    env.run(FlowName::AccountsToFno).await;
 
     // The same SQS message twice in one batch, and again later: one product each.
     let body = message(PRODUCTS, &["D0001", "D0002"]);
@@ -635,7 +614,7 @@ async fn duplicate_messages_and_lost_links_never_duplicate_and_a_sweep_resumes()
     );
     env.sb
         .fno_insert("CDSSalesOrderHeaders", order("SO-X", "ACC-NOT-IN-SALES", "Confirmed"));
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!((r.failed, r.retry_queued), (1, 1), "{:?}", r.errors);
     assert!(r.errors[0].reason.contains("ACC-NOT-IN-SALES") && r.errors[0].reason.contains("customer"));
     assert!(env.sb.sales_rows("salesorders").is_empty());
@@ -657,7 +636,7 @@ async fn duplicate_messages_and_lost_links_never_duplicate_and_a_sweep_resumes()
     assert_eq!(env.sb.sales_rows("salesorderdetails").len(), 2);
 
     // Crash between create and link commit: the links are gone, the records are found by natural key.
-    run(&env, PRODUCTS).await;
+    env.run(PRODUCTS).await;
     forget_link(&env, "product", "D0001").await;
     forget_link(&env, "productpricelevel", "D0001").await;
     env.sb.fno_update(
@@ -665,7 +644,7 @@ async fn duplicate_messages_and_lost_links_never_duplicate_and_a_sweep_resumes()
         &key(&[("dataAreaId", "usmf"), ("ProductNumber", "D0001")]),
         json!({"SalesPrice": 260.0}),
     );
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert_eq!((r.written, r.created, r.updated), (1, 0, 1), "{:?}", r.errors);
     assert_eq!(env.sb.sales_rows("products").len(), 5);
     assert_eq!(env.sb.sales_rows("productpricelevels").len(), 5);
@@ -676,7 +655,7 @@ async fn duplicate_messages_and_lost_links_never_duplicate_and_a_sweep_resumes()
     forget_link(&env, "salesorder", "SO-3").await;
     forget_link(&env, "salesorderdetail", "SO-3/1").await;
     forget_link(&env, "salesorderdetail", "SO-3/2").await;
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!((r.written, r.skipped_by_reason.get("echo")), (0, Some(&3)), "{r:?}");
     assert_eq!(env.sb.sales_rows("salesorders").len(), 1);
     assert_eq!(env.sb.sales_rows("salesorderdetails").len(), 2);
@@ -694,16 +673,16 @@ async fn duplicate_messages_and_lost_links_never_duplicate_and_a_sweep_resumes()
         .put_watermark("products-to-sales", "usmf", r#"{"after":"D0002"}"#, wm)
         .await
         .unwrap();
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert_eq!(r.read, 3, "D0003..D0005");
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert_eq!(r.read, 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sweep_pages_by_key_and_an_interrupted_sweep_resumes_after_its_last_page() {
     let env = Env::start_with(p2c_sandbox::SandboxConfig::default(), 2, |c| c.page_size = 2).await;
-    run(&env, FlowName::AccountsToFno).await;
+    env.run(FlowName::AccountsToFno).await;
     let customer = env.sb.sales_rows("accounts")[0]["accountnumber"]
         .as_str()
         .unwrap()
@@ -726,13 +705,13 @@ async fn sweep_pages_by_key_and_an_interrupted_sweep_resumes_after_its_last_page
     assert_eq!(wm.value, r#"{"after":"D0002"}"#);
     assert_eq!(env.sb.sales_rows("products").len(), 2);
     env.sb.reset_counters();
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert!(r.resumed);
     assert_eq!((r.read, r.written), (3, 3), "{:?}", r.errors);
     // Pages of two: D0003-D0004, D0005 (a short page ends the sweep).
     assert_eq!(env.sb.requests().get("fno GET SellableReleasedProducts"), Some(&2));
     assert_eq!(env.sb.sales_rows("products").len(), 5);
-    let r = run(&env, PRODUCTS).await;
+    let r = env.run(PRODUCTS).await;
     assert_eq!((r.read, r.skipped, r.resumed), (5, 5, false));
 
     // Orders: each page of headers brings its lines in one range read.
@@ -746,7 +725,7 @@ async fn sweep_pages_by_key_and_an_interrupted_sweep_resumes_after_its_last_page
         }
     }
     env.sb.reset_counters();
-    let r = run(&env, ORDERS).await;
+    let r = env.run(ORDERS).await;
     assert_eq!((r.read, r.written, r.failed), (9, 9, 0), "{:?}", r.errors);
     assert_eq!(env.sb.requests().get("fno GET CDSSalesOrderHeaders"), Some(&2));
     assert_eq!(env.sb.requests().get("fno GET CDSSalesOrderLines"), Some(&2));

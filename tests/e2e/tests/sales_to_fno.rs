@@ -2,31 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use p2c_e2e::Env;
+use p2c_e2e::{Env, sqs_event};
 use p2c_state::Link;
-use p2c_sync::{FlowName, Message, Reason, RunOptions, RunReport, handle_sqs, run_flow};
+use p2c_sync::{FlowName, Message, Reason, RunOptions, handle_sqs, run_flow};
 use serde_json::{Value, json};
-
-async fn run(env: &Env, flow: FlowName) -> RunReport {
-    let r = run_flow(&env.deps, flow, "usmf", &RunOptions::default())
-        .await
-        .expect("run");
-    assert!(r.balanced(), "read = written + skipped + failed: {r:?}");
-    r
-}
-
-fn sqs_event(bodies: &[String]) -> SqsEvent {
-    let mut e = SqsEvent::default();
-    for (i, b) in bodies.iter().enumerate() {
-        let mut m = SqsMessage::default();
-        m.message_id = Some(format!("m{i}"));
-        m.receipt_handle = Some(format!("r{i}"));
-        m.body = Some(b.clone());
-        e.records.push(m);
-    }
-    e
-}
 
 /// Ids of the reference data the tests build on.
 struct Fixture {
@@ -49,7 +28,7 @@ fn id_where(env: &Env, set: &str, col: &str, value: &str, pk: &str) -> String {
 
 /// Demo reference data, `accounts` accounts synced to F&O by accounts-to-fno.
 async fn fixture(env: &Env) -> Fixture {
-    let r = run(env, FlowName::AccountsToFno).await;
+    let r = env.run(FlowName::AccountsToFno).await;
     assert_eq!(r.failed, 0, "{:?}", r.errors);
     let accounts = env
         .sb
@@ -120,7 +99,7 @@ async fn link_product(env: &Env, number: &str, id: &str) {
 /// Runs a flow once over whatever the demo data holds and empties its queues, so a test counts only its own
 /// records afterwards.
 async fn settle(env: &Env, flow: FlowName) {
-    run(env, flow).await;
+    env.run(flow).await;
     let _ = env.queued(flow).await;
 }
 
@@ -211,7 +190,7 @@ async fn contacts_become_customers_and_contact_persons_under_their_account() {
                "_owningbusinessunit_value": other_bu}),
     );
 
-    let r = run(&env, FlowName::ContactsToFno).await;
+    let r = env.run(FlowName::ContactsToFno).await;
     assert_eq!((r.read, r.written, r.created, r.failed), (4, 2, 2, 0), "{r:?}");
     assert_eq!(r.skipped_by_reason.get("owned by another business unit"), Some(&1));
 
@@ -281,14 +260,14 @@ async fn contacts_become_customers_and_contact_persons_under_their_account() {
 
     // No changes: nothing read, nothing written.
     env.sb.reset_counters();
-    let r = run(&env, FlowName::ContactsToFno).await;
+    let r = env.run(FlowName::ContactsToFno).await;
     assert_eq!((r.read, r.written), (0, 0));
     assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
 
     // A change goes through as an update of just that contact person.
     env.sb
         .sales_update("contacts", &person, json!({"jobtitle": "Head of Purchasing"}));
-    let r = run(&env, FlowName::ContactsToFno).await;
+    let r = env.run(FlowName::ContactsToFno).await;
     assert_eq!((r.read, r.written, r.updated), (1, 1, 1), "{r:?}");
     let p = fno_rows_of(&env, "CDSContactPersons", "ContactPersonPartyNumber", "CON-0002");
     assert_eq!(p[0]["EmploymentProfession"], "Head of Purchasing");
@@ -312,7 +291,7 @@ async fn contact_of_an_unsynced_account_waits_then_goes_after_accounts() {
     );
 
     // Accounts have not run: the contact fails transiently, naming its account, and is queued.
-    let r = run(&env, FlowName::ContactsToFno).await;
+    let r = env.run(FlowName::ContactsToFno).await;
     assert_eq!((r.read, r.written, r.failed, r.retry_queued), (1, 0, 1, 1), "{r:?}");
     let e = &r.errors[0];
     assert!(e.transient);
@@ -340,7 +319,7 @@ async fn contact_of_an_unsynced_account_waits_then_goes_after_accounts() {
     let _ = env.queued(FlowName::ContactsToFno).await;
 
     // Accounts run; the queued message now succeeds.
-    let r = run(&env, FlowName::AccountsToFno).await;
+    let r = env.run(FlowName::AccountsToFno).await;
     assert_eq!(r.written, 1);
     let resp = handle_sqs(&env.deps, FlowName::ContactsToFno, sqs_event(&queued)).await;
     assert!(resp.batch_item_failures.is_empty());
@@ -416,7 +395,7 @@ async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
         .sales_update("quotedetails", &q.lines[2], json!({"_uomid_value": fx.pcs}));
 
     env.sb.reset_counters();
-    let r = run(&env, FlowName::QuotesToFno).await;
+    let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written, r.created, r.failed), (2, 2, 2, 0), "{:?}", r.errors);
     assert_eq!(
         env.sb.requests().get("fno POST $batch"),
@@ -471,14 +450,14 @@ async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
 
     // No changes: nothing read, nothing written.
     env.sb.reset_counters();
-    let r = run(&env, FlowName::QuotesToFno).await;
+    let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written), (0, 0));
     assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
 
     // A changed line re-syncs its document only, and PATCHes only that line's changed field.
     env.sb.sales_update("quotedetails", &q.lines[1], json!({"quantity": 4}));
     env.sb.reset_counters();
-    let r = run(&env, FlowName::QuotesToFno).await;
+    let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written, r.updated, r.failed), (1, 1, 1, 0), "{r:?}");
     assert_eq!(fno_writes(&env), 1, "{:?}", env.sb.requests());
     let lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
@@ -492,7 +471,7 @@ async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
     // A line deleted in Sales is deleted in F&O; the rest of the quote stays. (Sales may re-total the header,
     // which brings the document along as an update.)
     env.sb.sales_delete("quotedetails", &q.lines[2]);
-    let r = run(&env, FlowName::QuotesToFno).await;
+    let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.deleted, r.failed), (1, 0), "{r:?}");
     assert!(r.read <= 2, "{r:?}");
     let mut lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
@@ -513,7 +492,7 @@ async fn quote_with_three_lines_then_a_changed_line_then_a_deleted_line() {
                "_owningbusinessunit_value": fx.bu, "sequencenumber": 4, "quantity": 7, "priceperunit": 220,
                "msdynce_quotehasexternalmaintainedproductsonly": true}),
     );
-    let r = run(&env, FlowName::QuotesToFno).await;
+    let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written, r.failed), (1, 1, 0), "{r:?}");
     let lines = fno_rows_of(&env, "CDSSalesQuotationLines", "SalesQuotationNumber", "QUO-1001");
     assert_eq!(lines.len(), 3);
@@ -557,7 +536,7 @@ async fn draft_quotes_and_quotes_with_write_in_or_internal_products_are_filtered
         &[(&p1, 1.0, 250.0, 0.0), (&internal, 1.0, 10.0, 0.0)],
     );
 
-    let r = run(&env, FlowName::QuotesToFno).await;
+    let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written, r.skipped, r.failed), (3, 0, 3, 0), "{r:?}");
     assert_eq!(r.skipped_by_reason.get("filtered by the template"), Some(&2), "{r:?}");
     assert_eq!(
@@ -587,7 +566,7 @@ async fn quote_of_an_unsynced_product_waits_naming_the_product() {
         &[(&p1, 1.0, 250.0, 0.0), (&late, 2.0, 99.0, 0.0)],
     );
 
-    let r = run(&env, FlowName::QuotesToFno).await;
+    let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written, r.failed, r.retry_queued), (1, 0, 1, 1), "{r:?}");
     let e = &r.errors[0];
     assert!(e.transient);
@@ -660,7 +639,7 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
                "msdynce_hasexternallymaintainedproductsonly": true}),
     );
 
-    let r = run(&env, FlowName::OrdersToFno).await;
+    let r = env.run(FlowName::OrdersToFno).await;
     assert_eq!(
         (r.read, r.written, r.created, r.skipped, r.failed),
         (2, 1, 1, 1, 0),
@@ -714,7 +693,7 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
 
     // No changes: nothing read, nothing written.
     env.sb.reset_counters();
-    let r = run(&env, FlowName::OrdersToFno).await;
+    let r = env.run(FlowName::OrdersToFno).await;
     assert_eq!((r.read, r.written), (0, 0));
     assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
 
@@ -739,7 +718,7 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
     env.sb
         .sales_update("salesorders", &order, json!({"totalamount": 2225.0}));
     env.sb.reset_counters();
-    let r = run(&env, FlowName::OrdersToFno).await;
+    let r = env.run(FlowName::OrdersToFno).await;
     assert_eq!((r.read, r.written, r.skipped), (1, 0, 1), "{r:?}");
     assert_eq!(r.skipped_by_reason.get("unchanged in F&O (echo)"), Some(&1), "{r:?}");
     assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
@@ -913,7 +892,7 @@ async fn crash_after_writing_documents_then_rerun_duplicates_nothing() {
     // read first), F&O refuses it as already there, and the re-plan from a fresh read writes nothing.
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     env.sb.reset_counters();
-    let r = run(&env, FlowName::QuotesToFno).await;
+    let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written, r.failed), (1, 0, 0), "{r:?}");
     assert_eq!(r.skipped_by_reason.get("unchanged in F&O (echo)"), Some(&1), "{r:?}");
     assert_eq!(fno_writes(&env), 1, "one refused create: {:?}", env.sb.requests());
@@ -941,17 +920,17 @@ async fn crash_after_writing_documents_then_rerun_duplicates_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn story_quote_and_order_after_products_to_sales() {
     let env = Env::start(2).await;
-    run(&env, FlowName::AccountsToFno).await;
-    let r = run(&env, FlowName::ProductsToSales).await;
+    env.run(FlowName::AccountsToFno).await;
+    let r = env.run(FlowName::ProductsToSales).await;
     assert_eq!(r.failed, 0, "{:?}", r.errors);
     settle(&env, FlowName::ContactsToFno).await;
     settle(&env, FlowName::QuotesToFno).await;
     settle(&env, FlowName::OrdersToFno).await;
     let story = env.sb.seed_story();
 
-    let r = run(&env, FlowName::QuotesToFno).await;
+    let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.written, r.failed), (1, 0), "{r:?}");
-    let r = run(&env, FlowName::OrdersToFno).await;
+    let r = env.run(FlowName::OrdersToFno).await;
     assert_eq!((r.written, r.failed), (1, 0), "{r:?}");
     let q = fno_rows_of(
         &env,
@@ -986,11 +965,11 @@ async fn story_quote_and_order_after_products_to_sales() {
     // No loop: F&O confirms the order, orders-to-sales writes it back into Sales, and Sales' change tracking
     // hands that write to orders-to-fno, which sends nothing to F&O.
     env.sb.fno_confirm_order("usmf", &story.order_number);
-    let r = run(&env, FlowName::OrdersToSales).await;
+    let r = env.run(FlowName::OrdersToSales).await;
     assert_eq!(r.failed, 0, "{:?}", r.errors);
     assert!(r.written >= 1, "{r:?}");
     env.sb.reset_counters();
-    let r = run(&env, FlowName::OrdersToFno).await;
+    let r = env.run(FlowName::OrdersToFno).await;
     assert_eq!((r.written, r.failed), (0, 0), "{r:?}");
     assert!(r.read >= 1, "the write-back is seen: {r:?}");
     assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
