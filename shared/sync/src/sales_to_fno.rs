@@ -18,6 +18,7 @@ use crate::{
     report::RunReport,
     route::route_failures,
     run::RunOptions,
+    to_fno::{DeltaReader, renew},
 };
 
 /// A record that did not make it, and whether trying again later can help.
@@ -300,77 +301,47 @@ pub async fn run_changes(
     let spec = deps.sales_to_fno(flow);
     let bu = deps.business_unit_id(company).await?;
     let watermark = deps.state.watermark(flow.as_str(), company).await?;
-    let initial = deps.sales.initial_changes_url(spec.source_set(), &spec.select());
-    let mut url = match &watermark {
-        Some(w) if !opts.full_resync && !w.value.is_empty() => w.value.clone(),
-        _ => {
-            report.full_resync = watermark.is_some();
-            initial.clone()
-        }
-    };
+    let saved = watermark
+        .as_ref()
+        .filter(|_| !opts.full_resync)
+        .map(|w| w.value.as_str())
+        .filter(|v| !v.is_empty());
+    report.full_resync = saved.is_none() && watermark.is_some();
     // A full read that was interrupted resumes from the page after the last one committed.
     let resume_key = crate::run::resume_key(flow);
-    let mut resume = if url == initial {
-        deps.state.watermark(&resume_key, company).await?
-    } else {
-        None
+    let mut resume = match saved {
+        None => deps.state.watermark(&resume_key, company).await?,
+        Some(_) => None,
     };
-    if let Some(r) = &resume {
+    if resume.is_some() {
         tracing::info!(flow = %flow, company, "resuming an interrupted full read");
         report.resumed = true;
-        url = r.value.clone();
     }
-    let mut first_page = true;
-    let delta = loop {
-        let page = match deps.sales.change_page(spec.source_set(), &url).await {
-            Ok(p) => p,
-            // An expired or refused delta link: start over with a full read; links keep it duplicate-free.
-            Err(e) if first_page && url != initial && delta_link_refused(&e) => {
-                tracing::warn!(flow = %flow, company, error = %e, "delta link refused; falling back to a full resync");
-                report.full_resync = true;
-                url = initial.clone();
-                continue;
-            }
-            Err(e) => return Err(e.into()),
-        };
-        first_page = false;
+    let start = resume.as_ref().map(|r| r.value.as_str()).or(saved);
+    let mut reader = DeltaReader::new(deps, spec.source_set(), &spec.select(), start);
+    while let Some(page) = reader.next(deps, report).await? {
         for _ in &page.deleted {
             report.read += 1;
             report.skip("deleted in Sales (F&O records are never deleted by p2c)");
         }
+        let next = page.next_link.clone();
         let failures = sync_rows(deps, spec, company, &bu, page.rows, report).await?;
         route_failures(deps, flow, company, failures, 1, report).await?;
-        if !deps.state.renew_lease(lease, deps.cfg.lease_ttl).await? {
-            return Err(SyncError::LeaseLost {
-                flow: flow.as_str().into(),
-                company: company.into(),
-            });
-        }
-        match (page.next_link, page.delta_link) {
-            (Some(next), _) => {
-                if report.full_resync || watermark.is_none() || report.resumed {
-                    let expected = resume.as_ref().map(|w| w.version);
-                    resume = Some(deps.state.put_watermark(&resume_key, company, &next, expected).await?);
-                }
-                // Only after the resume point moved past this page may the caller stop the run.
-                opts.tick(report)?;
-                url = next
+        renew(deps, lease, flow, company).await?;
+        if let Some(next) = next {
+            if saved.is_none() || report.full_resync {
+                let expected = resume.as_ref().map(|w| w.version);
+                resume = Some(deps.state.put_watermark(&resume_key, company, &next, expected).await?);
             }
-            (None, Some(delta)) => break delta,
-            (None, None) => {
-                return Err(SyncError::Dynamics(DynamicsError::Decode {
-                    service: "sales",
-                    what: format!("change tracking of {}", spec.source_set()),
-                    message: "the last page carries neither a next link nor a delta link".into(),
-                }));
-            }
+            // Only after the resume point moved past this page may the caller stop the run.
+            opts.tick(report)?;
         }
-    };
+    }
+    let delta = reader.delta_link().unwrap_or_default().to_string();
     // Links are committed page by page above; only now may the watermark move.
     deps.crashes.check(crate::faults::CrashPoint::BeforeWatermark)?;
-    let expected = watermark.map(|w| w.version);
     deps.state
-        .put_watermark(flow.as_str(), company, &delta, expected)
+        .put_watermark(flow.as_str(), company, &delta, watermark.map(|w| w.version))
         .await?;
     if resume.is_some() {
         deps.state.delete_watermark(&resume_key, company).await?;
