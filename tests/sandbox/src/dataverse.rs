@@ -777,18 +777,18 @@ fn get_collection(state: &State, store: &DvStore, t: &'static Table, req: &Req) 
         k.push(of::sort_val(r.get(&t.pk), &PType::Guid));
         k
     };
-    let mut rows: Vec<(Vec<SortVal>, &Row)> = store
-        .table(t.set)
-        .map(|tb| {
-            tb.rows
-                .values()
-                .filter(|r| filter.as_ref().is_none_or(|f| of::eval(f, r, Dialect::Dataverse)))
-                .collect::<Vec<_>>()
-        })
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| (key_of(r), r))
-        .collect();
+    let keep = |r: &&Row| filter.as_ref().is_none_or(|f| of::eval(f, r, Dialect::Dataverse));
+    let candidates: Vec<&Row> = match (store.table(t.set), filter.as_ref().and_then(|f| of::key_candidates(f, &t.pk))) {
+        (None, _) => Vec::new(),
+        // A filter on the primary key is an index lookup in the real service, not a table scan.
+        (Some(tb), Some(mut ids)) => {
+            ids.sort();
+            ids.dedup();
+            ids.iter().filter_map(|id| tb.rows.get(id)).filter(keep).collect()
+        }
+        (Some(tb), None) => tb.rows.values().filter(keep).collect(),
+    };
+    let mut rows: Vec<(Vec<SortVal>, &Row)> = candidates.into_iter().map(|r| (key_of(r), r)).collect();
     rows.sort_by(|a, b| of::cmp_keys(&a.0, &b.0, &dirs));
     let total = rows.len();
 

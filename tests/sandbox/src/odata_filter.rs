@@ -1127,6 +1127,40 @@ pub(crate) fn cmp_keys(a: &[SortVal], b: &[SortVal], desc: &[bool]) -> Ordering 
     Ordering::Equal
 }
 
+/// The keys a filter limits `pk` to (`pk eq x`, `In(pk, [...])`, an `or` of those, an `and` with anything), in
+/// lower case, so the sandbox can look rows up by key the way the real services use their primary index instead
+/// of scanning the table. `None` when the filter does not pin the key. The full filter still decides each row.
+pub(crate) fn key_candidates(e: &Expr, pk: &str) -> Option<Vec<String>> {
+    let key = |l: &Lit| match l {
+        Lit::Str(s) | Lit::Guid(s) => Some(s.to_lowercase()),
+        _ => None,
+    };
+    match e {
+        Expr::Cmp(CmpOp::Eq, Operand::Prop(p, _), Operand::Lit(l))
+        | Expr::Cmp(CmpOp::Eq, Operand::Lit(l), Operand::Prop(p, _))
+            if p == pk =>
+        {
+            key(l).map(|k| vec![k])
+        }
+        Expr::In {
+            prop,
+            values,
+            negate: false,
+            ..
+        } if prop == pk => values.iter().map(key).collect(),
+        Expr::Or(a, b) => {
+            let mut ks = key_candidates(a, pk)?;
+            ks.extend(key_candidates(b, pk)?);
+            Some(ks)
+        }
+        Expr::And(a, b) => match (key_candidates(a, pk), key_candidates(b, pk)) {
+            (Some(x), Some(y)) => Some(if x.len() <= y.len() { x } else { y }),
+            (x, y) => x.or(y),
+        },
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1154,6 +1188,26 @@ mod tests {
 
     fn row(v: Value) -> serde_json::Map<String, Value> {
         v.as_object().cloned().unwrap_or_default()
+    }
+
+    #[test]
+    fn a_filter_on_the_key_is_a_lookup_only_when_every_branch_pins_the_key() {
+        let a = "0000000a-0000-0000-0000-000000000000";
+        let b = "0000000B-0000-0000-0000-000000000000";
+        let ks = |f: &str| key_candidates(&parse(f, Dialect::Dataverse, &S, &[]).unwrap(), "id");
+        assert_eq!(ks(&format!("id eq {a}")), Some(vec![a.to_string()]));
+        assert_eq!(
+            ks(&format!("(id eq {a} or id eq {b}) and n gt 1")),
+            Some(vec![a.to_string(), b.to_lowercase()])
+        );
+        assert_eq!(
+            ks(&format!("Microsoft.Dynamics.CRM.In(PropertyName='id',PropertyValues=[\"{a}\",\"{b}\"])")),
+            Some(vec![a.to_string(), b.to_lowercase()])
+        );
+        assert_eq!(ks(&format!("id eq {a} or n gt 1")), None);
+        assert_eq!(ks(&format!("id ne {a}")), None);
+        assert_eq!(ks(&format!("not (id eq {a})")), None);
+        assert_eq!(ks("n gt 1"), None);
     }
 
     fn dv(f: &str, r: &Value) -> bool {
@@ -1242,3 +1296,4 @@ mod tests {
         assert!(parse(&nots, Dialect::Dataverse, &S, &[]).is_err());
     }
 }
+
