@@ -778,7 +778,10 @@ fn get_collection(state: &State, store: &DvStore, t: &'static Table, req: &Req) 
         k
     };
     let keep = |r: &&Row| filter.as_ref().is_none_or(|f| of::eval(f, r, Dialect::Dataverse));
-    let candidates: Vec<&Row> = match (store.table(t.set), filter.as_ref().and_then(|f| of::key_candidates(f, &t.pk))) {
+    let candidates: Vec<&Row> = match (
+        store.table(t.set),
+        filter.as_ref().and_then(|f| of::key_candidates(f, &t.pk)),
+    ) {
         (None, _) => Vec::new(),
         // A filter on the primary key is an index lookup in the real service, not a table scan.
         (Some(tb), Some(mut ids)) => {

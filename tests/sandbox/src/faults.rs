@@ -1,7 +1,7 @@
 //! Injected faults and service-protection limits.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
@@ -46,35 +46,58 @@ impl FaultQueue {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Throttle {
     Requests,
+    ExecutionTime,
     Concurrency,
 }
 
-/// Per service and client: a sliding window of request instants and an in-flight count.
+/// Per service and client: sliding windows of request instants and of execution times, and an in-flight count.
 #[derive(Default)]
 pub(crate) struct Limiter {
     windows: HashMap<(Service, String), VecDeque<Instant>>,
+    executions: HashMap<(Service, String), (VecDeque<(Instant, Duration)>, Duration)>,
     inflight: HashMap<(Service, String), u32>,
 }
 
 impl Limiter {
     pub fn acquire(&mut self, svc: Service, client: &str, limits: &ServiceLimits) -> Result<(), Throttle> {
-        let key = (svc, client.to_string());
+        let key = key_of(svc, client);
         let now = Instant::now();
         let inflight = self.inflight.entry(key.clone()).or_default();
         // The concurrency limit errors immediately (spec A.9).
         if *inflight >= limits.max_concurrent {
             return Err(Throttle::Concurrency);
         }
-        let w = self.windows.entry(key).or_default();
+        let w = self.windows.entry(key.clone()).or_default();
         while w.front().is_some_and(|t| now.duration_since(*t) >= limits.window) {
             w.pop_front();
         }
         if w.len() as u64 >= u64::from(limits.requests_per_window) {
             return Err(Throttle::Requests);
         }
+        let (done, total) = self.executions.entry(key).or_default();
+        while let Some(&(at, took)) = done.front() {
+            if now.duration_since(at) < limits.window {
+                break;
+            }
+            done.pop_front();
+            *total = total.saturating_sub(took);
+        }
+        if *total >= limits.execution_per_window {
+            return Err(Throttle::ExecutionTime);
+        }
         w.push_back(now);
         *inflight += 1;
         Ok(())
+    }
+
+    /// Counts a finished request's execution time toward the client's budget.
+    pub fn executed(&mut self, svc: Service, client: &str, took: Duration) {
+        if took.is_zero() {
+            return;
+        }
+        let (e, total) = self.executions.entry(key_of(svc, client)).or_default();
+        e.push_back((Instant::now(), took));
+        *total += took;
     }
 
     pub fn release(&mut self, svc: Service, client: &str) {
@@ -82,6 +105,10 @@ impl Limiter {
             *n = n.saturating_sub(1);
         }
     }
+}
+
+fn key_of(svc: Service, client: &str) -> (Service, String) {
+    (svc, client.to_string())
 }
 
 /// The 429 each service sends. Dataverse codes and texts are the documented ones (spec A.9); F&O uses the
@@ -95,6 +122,16 @@ pub(crate) fn too_many(svc: Service, why: Option<Throttle>, limits: Option<&Serv
                     format!(
                         "Number of concurrent requests exceeded the limit of {}.",
                         l.max_concurrent
+                    ),
+                ),
+                (Some(Throttle::ExecutionTime), Some(l)) => (
+                    "0x80072321",
+                    format!(
+                        "Combined execution time of incoming requests exceeded limit of {} milliseconds over time \
+                         window of {} seconds. Decrease number of concurrent requests or reduce the duration of \
+                         requests and try again later.",
+                        thousands(l.execution_per_window.as_millis()),
+                        l.window.as_secs()
                     ),
                 ),
                 (_, Some(l)) => (
@@ -155,4 +192,17 @@ pub(crate) fn server_error(svc: Service) -> Resp {
             }),
         ),
     }
+}
+
+/// `1200000` → `1,200,000`, as the service writes it.
+fn thousands(n: u128) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }

@@ -70,8 +70,12 @@ pub struct SandboxConfig {
     pub default_company: String,
     /// Access-token lifetime. Default 3599 s.
     pub token_ttl: Duration,
-    /// Added to every response. Default 0.
+    /// Added to every response (the network). Default 0.
     pub latency: Duration,
+    /// Server execution time of one operation: a request, or each operation inside a `$batch` (the services run
+    /// them one after another). The response waits for it and it counts toward the execution-time limit.
+    /// Default 0.
+    pub op_time: Duration,
     /// Service protection limits; `None` (default) = off.
     pub limits: Option<ServiceLimits>,
     /// (sales, fno, token) ports on 127.0.0.1; `None` = ephemeral ports.
@@ -87,27 +91,31 @@ impl Default for SandboxConfig {
             default_company: "dat".into(),
             token_ttl: Duration::from_secs(3599),
             latency: Duration::ZERO,
+            op_time: Duration::ZERO,
             limits: None,
             ports: None,
         }
     }
 }
 
-/// Per service and per client: at most `requests_per_window` requests in a sliding `window`, and at most
-/// `max_concurrent` in flight. Exceeding either returns 429 with `Retry-After: retry_after_secs`.
+/// Per service and per client: at most `requests_per_window` requests and `execution_per_window` of server
+/// execution time (see [`SandboxConfig::op_time`]) in a sliding `window`, and at most `max_concurrent` in flight.
+/// Exceeding any returns 429 with `Retry-After: retry_after_secs`.
 #[derive(Debug, Clone)]
 pub struct ServiceLimits {
     pub requests_per_window: u32,
+    pub execution_per_window: Duration,
     pub window: Duration,
     pub max_concurrent: u32,
     pub retry_after_secs: u64,
 }
 
 impl Default for ServiceLimits {
-    /// Dataverse's documented defaults (6,000 requests per 300 s, 52 concurrent).
+    /// Dataverse's documented defaults (6,000 requests and 1,200 s of execution per 300 s, 52 concurrent).
     fn default() -> Self {
         ServiceLimits {
             requests_per_window: 6000,
+            execution_per_window: Duration::from_secs(1200),
             window: Duration::from_secs(300),
             max_concurrent: 52,
             retry_after_secs: 5,

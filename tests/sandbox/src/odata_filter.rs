@@ -1201,7 +1201,9 @@ mod tests {
             Some(vec![a.to_string(), b.to_lowercase()])
         );
         assert_eq!(
-            ks(&format!("Microsoft.Dynamics.CRM.In(PropertyName='id',PropertyValues=[\"{a}\",\"{b}\"])")),
+            ks(&format!(
+                "Microsoft.Dynamics.CRM.In(PropertyName='id',PropertyValues=[\"{a}\",\"{b}\"])"
+            )),
             Some(vec![a.to_string(), b.to_lowercase()])
         );
         assert_eq!(ks(&format!("id eq {a} or n gt 1")), None);
@@ -1296,4 +1298,3 @@ mod tests {
         assert!(parse(&nots, Dialect::Dataverse, &S, &[]).is_err());
     }
 }
-

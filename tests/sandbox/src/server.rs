@@ -187,9 +187,29 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
             _ => fno::handle(&state, &req),
         }
     };
-    if !state.cfg.latency.is_zero() {
-        tokio::time::sleep(state.cfg.latency).await;
+    // The service runs the operations of a `$batch` one after another; each takes `op_time`.
+    let execution = state.cfg.op_time * operations(&req);
+    if let Some(g) = &guard {
+        lock(&state.limiter).executed(svc, &g.client, execution);
+    }
+    let wait = state.cfg.latency + execution;
+    if !wait.is_zero() {
+        tokio::time::sleep(wait).await;
     }
     drop(guard);
     Some(resp)
+}
+
+/// Operations in a request: one, or for `$batch` one per embedded request (`Content-Type: application/http`).
+fn operations(req: &Req) -> u32 {
+    if !decode_path(&req.path).ends_with("$batch") {
+        return 1;
+    }
+    let marker = b"application/http";
+    let n = req
+        .body
+        .windows(marker.len())
+        .filter(|w| w.eq_ignore_ascii_case(marker))
+        .count();
+    (n as u32).max(1)
 }

@@ -108,6 +108,7 @@ async fn service_protection_limits_per_window_and_concurrency() {
     let sb = sandbox_with(SandboxConfig {
         limits: Some(ServiceLimits {
             requests_per_window: 3,
+            execution_per_window: Duration::from_secs(3600),
             window: Duration::from_millis(400),
             max_concurrent: 2,
             retry_after_secs: 1,
@@ -144,4 +145,51 @@ async fn service_protection_limits_per_window_and_concurrency() {
     let mut statuses: Vec<u16> = [a, b, c].into_iter().map(|r| r.unwrap().status().as_u16()).collect();
     statuses.sort_unstable();
     assert_eq!(statuses, vec![200, 200, 429]);
+}
+
+#[tokio::test]
+async fn each_operation_of_a_batch_takes_execution_time_and_the_budget_runs_out() {
+    let sb = sandbox_with(SandboxConfig {
+        op_time: Duration::from_millis(40),
+        limits: Some(ServiceLimits {
+            requests_per_window: 1000,
+            execution_per_window: Duration::from_millis(100),
+            window: Duration::from_millis(800),
+            max_concurrent: 52,
+            retry_after_secs: 1,
+        }),
+        ..Default::default()
+    })
+    .await;
+    let sales = Api::sales(&sb).await;
+    let get = "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\n\r\n\
+               GET /api/data/v9.2/accounts?$select=name HTTP/1.1\r\n\r\n";
+    let body = format!("--b\r\n{get}--b\r\n{get}--b\r\n{get}--b--\r\n");
+    let started = Instant::now();
+    let r = sales.batch("b", body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(
+        started.elapsed() >= Duration::from_millis(120),
+        "three operations of 40 ms run one after another: {:?}",
+        started.elapsed()
+    );
+
+    // 120 ms used of a 100 ms budget: the next request is refused with the execution-time error.
+    let r = sales.get("accounts").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v = json(r).await;
+    assert_eq!(v["error"]["code"], "0x80072321");
+    assert_eq!(
+        v["error"]["message"],
+        "Combined execution time of incoming requests exceeded limit of 100 milliseconds over time window of 0 \
+         seconds. Decrease number of concurrent requests or reduce the duration of requests and try again later."
+    );
+    // F&O has its own budget; after the window Sales has its budget back.
+    assert_eq!(
+        Api::fno(&sb).await.get("CustomersV2").send().await.unwrap().status(),
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(850)).await;
+    assert_eq!(sales.get("accounts").send().await.unwrap().status(), 200);
 }

@@ -108,6 +108,10 @@ enum Cmd {
         /// Added to every sandbox response.
         #[arg(long, default_value_t = 20)]
         latency_ms: u64,
+        /// Server execution time of each operation (a `$batch` runs its operations one after another); counts
+        /// toward the services' execution-time limit.
+        #[arg(long, default_value_t = 5)]
+        op_ms: u64,
         /// Workers for the segmented initial load.
         #[arg(long, default_value_t = 8)]
         workers: usize,
@@ -165,6 +169,7 @@ async fn main() -> std::process::ExitCode {
             scenario,
             records,
             latency_ms,
+            op_ms,
             workers,
             no_naive,
         } => {
@@ -172,6 +177,7 @@ async fn main() -> std::process::ExitCode {
                 scenario,
                 records,
                 latency_ms,
+                op_ms,
                 workers,
                 naive: !no_naive,
             };
