@@ -50,11 +50,14 @@ pub(crate) enum Throttle {
     Concurrency,
 }
 
+/// Finished requests' execution times in the window, and their sum.
+type Executions = (VecDeque<(Instant, Duration)>, Duration);
+
 /// Per service and client: sliding windows of request instants and of execution times, and an in-flight count.
 #[derive(Default)]
 pub(crate) struct Limiter {
     windows: HashMap<(Service, String), VecDeque<Instant>>,
-    executions: HashMap<(Service, String), (VecDeque<(Instant, Duration)>, Duration)>,
+    executions: HashMap<(Service, String), Executions>,
     inflight: HashMap<(Service, String), u32>,
 }
 
@@ -199,7 +202,7 @@ fn thousands(n: u128) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
