@@ -459,8 +459,11 @@ impl StateStore {
         Ok(out)
     }
 
-    /// Store links (insert or replace). When the same link appears twice the last one wins.
-    pub async fn put_links(&self, links: &[Link]) -> Result<(), StateError> {
+    /// Store links (insert or replace). When the same link appears twice the last one wins. `before` holds the
+    /// links as the caller read them ahead of this write (`get_links` maps); a link found there that differs from
+    /// its replacement goes to the history. The link item itself is the newest entry of the trail, so a first
+    /// sync costs one item and a change two.
+    pub async fn put_links(&self, links: &[Link], before: &[&HashMap<String, Link>]) -> Result<(), StateError> {
         if self.dry_run {
             return Ok(());
         }
@@ -489,11 +492,18 @@ impl StateStore {
                 }
             }
         }
-        // Each link write also leaves an audit entry (history), in the same batch requests.
+        // A replaced state goes to the history, in the same batch requests.
+        let replaced = |link: &Link| -> Option<&Link> {
+            before
+                .iter()
+                .find_map(|m| m.get(&link.source_key))
+                .filter(|old| old.entity == link.entity && old.company == link.company && old.system == link.system)
+                .filter(|old| *old != link)
+        };
         let items: Vec<Item> = unique
             .iter()
             .map(|(pk, link)| link_item(pk, link))
-            .chain(unique.iter().map(|(_, link)| history_item(link)))
+            .chain(unique.iter().filter_map(|(_, link)| replaced(link).map(history_item)))
             .collect();
         for chunk in items.chunks(WRITE_CHUNK) {
             let mut pending = chunk
@@ -796,7 +806,8 @@ impl StateStore {
         Ok(())
     }
 
-    /// The audit trail of one record's syncs, newest first (at most `limit` entries).
+    /// The audit trail of one record's syncs, newest first (at most `limit` entries): the link as it stands,
+    /// then the states it replaced in the last 30 days.
     pub async fn history(
         &self,
         entity: &str,
@@ -808,6 +819,11 @@ impl StateStore {
         check_part("entity", entity)?;
         check_part("company", company)?;
         check_part("system", system)?;
+        let mut out: Vec<Link> = self
+            .get_links(entity, company, system, &[source_key.to_string()])
+            .await?
+            .into_values()
+            .collect();
         let pk = history_pk(entity, company, system, source_key);
         self.bump();
         let resp = self
@@ -821,7 +837,11 @@ impl StateStore {
             .send()
             .await
             .map_err(|e| dynamo_err("Query (history)", &self.table, pk.clone(), e))?;
-        resp.items().iter().map(|item| self.link_from_item(item)).collect()
+        for item in resp.items() {
+            out.push(self.link_from_item(item)?);
+        }
+        out.truncate(limit.max(1) as usize);
+        Ok(out)
     }
 
     /// The newest `limit` run records of a flow and company, newest first. Records past their TTL are

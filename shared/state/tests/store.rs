@@ -149,16 +149,16 @@ async fn links_round_trip_in_batches_and_count_requests() {
     decoy2.target_key = "decoy2".into();
 
     let before = store.request_count();
-    store.put_links(&links).await.unwrap();
-    // 250 links + their 250 history entries = 20 BatchWriteItem calls of 25 (moto never returns unprocessed items).
-    assert_eq!(store.request_count() - before, 20);
-    // Each link write left an audit entry with the link's content.
+    store.put_links(&links, &[]).await.unwrap();
+    // New links replace nothing: 250 items = 10 BatchWriteItem calls of 25 (moto never returns unprocessed items).
+    assert_eq!(store.request_count() - before, 10);
+    // The trail of a new link is the link itself.
     let hist = store
         .history("account", "usmf", "sales", &links[4].source_key, 10)
         .await
         .unwrap();
     assert_eq!(hist, vec![links[4].clone()]);
-    store.put_links(&[decoy.clone(), decoy2.clone()]).await.unwrap();
+    store.put_links(&[decoy.clone(), decoy2.clone()], &[]).await.unwrap();
 
     let mut keys: Vec<String> = links.iter().map(|l| l.source_key.clone()).collect();
     keys.push("not-linked-1".into());
@@ -184,12 +184,32 @@ async fn links_round_trip_in_batches_and_count_requests() {
     changed.source_version = None;
     let mut older = links[42].clone();
     older.target_hash = Some("older".into());
-    store.put_links(&[older, changed.clone()]).await.unwrap();
-    let got = store
+    changed.synced_at = "2026-11-25T22:00:00Z".into();
+    let before = store.request_count();
+    store.put_links(&[older, changed.clone()], &[&got]).await.unwrap();
+    assert_eq!(
+        store.request_count() - before,
+        1,
+        "the link and the state it replaced in one call"
+    );
+    let now = store
         .get_links("account", "usmf", "sales", &[changed.source_key.clone()])
         .await
         .unwrap();
-    assert_eq!(got.get(&changed.source_key), Some(&changed));
+    assert_eq!(now.get(&changed.source_key), Some(&changed));
+    // The replaced state went to the history, behind the link as it stands.
+    let hist = store
+        .history("account", "usmf", "sales", &changed.source_key, 10)
+        .await
+        .unwrap();
+    assert_eq!(hist, vec![changed.clone(), links[42].clone()]);
+    // Writing the same link again replaces nothing new: no second history entry.
+    store.put_links(&[changed.clone()], &[&now]).await.unwrap();
+    let hist = store
+        .history("account", "usmf", "sales", &changed.source_key, 10)
+        .await
+        .unwrap();
+    assert_eq!(hist.len(), 2);
 
     let all = store.scan_links("account", "usmf", Some("sales")).await.unwrap();
     assert_eq!(all.len(), 250);

@@ -356,6 +356,7 @@ async fn sync_contacts(
 
     // Skip unchanged: the mapped content equals what p2c last wrote.
     let mut unchanged: HashSet<usize> = HashSet::new();
+    let mut before = Vec::new();
     for route in [Route::Customer, Route::Person] {
         let idx: Vec<usize> = (0..pending.len()).filter(|&i| pending[i].route == route).collect();
         if idx.is_empty() {
@@ -373,6 +374,7 @@ async fn sync_contacts(
                 unchanged.insert(i);
             }
         }
+        before.push(links);
     }
     let pending: Vec<Pending> = pending
         .into_iter()
@@ -443,7 +445,9 @@ async fn sync_contacts(
         todo = again;
     }
     deps.crashes.check(CrashPoint::AfterTargetWrite)?;
-    deps.state.put_links(&new_links).await?;
+    deps.state
+        .put_links(&new_links, &before.iter().collect::<Vec<_>>())
+        .await?;
     Ok(failures)
 }
 

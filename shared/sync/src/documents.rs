@@ -486,7 +486,7 @@ async fn delete_lines(
             }),
         }
     }
-    deps.state.put_links(&tombstones).await?;
+    deps.state.put_links(&tombstones, &[&links]).await?;
     Ok(failures)
 }
 
@@ -1027,7 +1027,7 @@ async fn sync_documents(
         todo = again;
     }
     deps.crashes.check(CrashPoint::AfterTargetWrite)?;
-    deps.state.put_links(&new_links).await?;
+    deps.state.put_links(&new_links, &[&header_links, &line_links]).await?;
     Ok(failures)
 }
 

@@ -182,17 +182,18 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
     if fix && !resync.is_empty() {
         // A resync through the queue: the worker re-reads each record and writes it the normal way. Forgetting
         // the link's hash makes the worker write even when it believes the target is up to date.
-        let stale: Vec<p2c_state::Link> = deps
+        let read = deps
             .state
             .get_links(plan.link_entity, &company, plan.link_system, &resync)
-            .await?
-            .into_values()
-            .map(|mut l| {
-                l.target_hash = None;
-                l
+            .await?;
+        let stale: Vec<p2c_state::Link> = read
+            .values()
+            .map(|l| p2c_state::Link {
+                target_hash: None,
+                ..l.clone()
             })
             .collect();
-        deps.state.put_links(&stale).await?;
+        deps.state.put_links(&stale, &[&read]).await?;
         let pair = deps.queue_pair(flow).await?;
         let bodies: Vec<String> = resync
             .chunks(crate::message::MAX_KEYS)

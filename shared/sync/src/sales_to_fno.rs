@@ -202,7 +202,7 @@ pub async fn sync_rows(
             }),
         }
     }
-    deps.state.put_links(&new_links).await?;
+    deps.state.put_links(&new_links, &[&links]).await?;
     Ok(failures)
 }
 

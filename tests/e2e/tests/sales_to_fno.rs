@@ -81,17 +81,20 @@ async fn product(env: &Env, number: &str, external: bool, linked: bool) -> Strin
 async fn link_product(env: &Env, number: &str, id: &str) {
     env.deps
         .state
-        .put_links(&[Link {
-            entity: "product".into(),
-            company: "usmf".into(),
-            system: "fno".into(),
-            source_key: number.into(),
-            target_key: id.into(),
-            source_version: None,
-            source_hash: None,
-            target_hash: None,
-            synced_at: "2024-01-01T00:00:00Z".into(),
-        }])
+        .put_links(
+            &[Link {
+                entity: "product".into(),
+                company: "usmf".into(),
+                system: "fno".into(),
+                source_key: number.into(),
+                target_key: id.into(),
+                source_version: None,
+                source_hash: None,
+                target_hash: None,
+                synced_at: "2024-01-01T00:00:00Z".into(),
+            }],
+            &[],
+        )
         .await
         .unwrap();
 }
@@ -768,7 +771,7 @@ async fn order_with_discount_split_echo_and_duplicate_message() {
         .unwrap();
     let mut lost = links.remove(&order).unwrap();
     lost.target_hash = None;
-    env.deps.state.put_links(&[lost]).await.unwrap();
+    env.deps.state.put_links(&[lost], &[]).await.unwrap();
     let r = run_flow(
         &env.deps,
         FlowName::OrdersToFno,

@@ -322,7 +322,7 @@ async fn reconcile_finds_deleted_changed_and_orphaned_then_fix_heals() {
         .next()
         .unwrap();
     orphan.source_key = "00000000-0000-0000-0000-00000000dead".into();
-    env.deps.state.put_links(&[orphan]).await.unwrap();
+    env.deps.state.put_links(&[orphan], &[]).await.unwrap();
 
     let (code, v) = p2c(&env, &["reconcile", "accounts-to-fno"]);
     assert_eq!(code, 1, "differences exit non-zero");

@@ -1283,7 +1283,17 @@ async fn commit_links(deps: &Deps, spec: &Spec, company: &str, works: &[Work]) -
             }
         }
     }
-    deps.state.put_links(&out).await?;
+    // The links as read before this run's writes: what they replace goes to the history.
+    let before = |part: fn(&Work) -> Vec<&Part>| -> HashMap<String, Link> {
+        works
+            .iter()
+            .flat_map(part)
+            .filter_map(|p| p.link.clone().map(|l| (l.source_key.clone(), l)))
+            .collect()
+    };
+    let parents = before(|w| vec![&w.parent]);
+    let children = before(|w| w.children.iter().collect());
+    deps.state.put_links(&out, &[&parents, &children]).await?;
     Ok(())
 }
 
