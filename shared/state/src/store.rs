@@ -594,11 +594,16 @@ impl StateStore {
     fn link_from_item(&self, item: &Item) -> Result<Link, StateError> {
         let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
         let r = self.reader(item, &pk);
+        // `<LINK|HIST>#<entity>#<company>#<system>#<source key>`: the parts before the key cannot hold `#`.
+        let parts: Vec<&str> = pk.splitn(5, '#').collect();
+        let [_, entity, company, system, source_key] = parts[..] else {
+            return Err(r.corrupt(format!("key `{pk}` is not <LINK|HIST>#entity#company#system#key")));
+        };
         Ok(Link {
-            entity: r.s("entity")?,
-            company: r.s("company")?,
-            system: r.s("system")?,
-            source_key: r.s("source_key")?,
+            entity: entity.into(),
+            company: company.into(),
+            system: system.into(),
+            source_key: source_key.into(),
             target_key: r.s("target_key")?,
             source_version: r.opt_s("source_version")?,
             source_hash: r.opt_s("source_hash")?,
@@ -998,13 +1003,10 @@ impl Reader<'_> {
 }
 
 fn link_item(pk: &str, link: &Link) -> Item {
-    let mut item = Item::with_capacity(12);
+    let mut item = Item::with_capacity(8);
+    // Entity, company, system and source key are in `pk`; items stay small (cheaper writes).
     item.insert("pk".into(), s(pk));
     item.insert("sk".into(), s("LINK"));
-    item.insert("entity".into(), s(&link.entity));
-    item.insert("company".into(), s(&link.company));
-    item.insert("system".into(), s(&link.system));
-    item.insert("source_key".into(), s(&link.source_key));
     item.insert("target_key".into(), s(&link.target_key));
     item.insert("synced_at".into(), s(&link.synced_at));
     // Absent optionals are left out rather than stored as NULL, which keeps items small.
