@@ -116,12 +116,15 @@ impl Fno {
     }
 
     /// The create operation for a `$batch` (or a direct POST).
+    /// The create operation. p2c reads only its status, so it asks for `return=minimal` (OData v4): the answer
+    /// need not echo the whole entity (a CustomersV2 row has 257 properties, a `$batch` 500 of them). A service
+    /// that ignores the preference answers 201 with the body, which is read the same way.
     pub fn create_op(&self, entity_set: &str, body: Value) -> BatchOp {
         BatchOp {
             method: "POST",
             url: self.set_url(entity_set),
             body: Some(body),
-            headers: vec![],
+            headers: vec![("Prefer", "return=minimal".into())],
         }
     }
 

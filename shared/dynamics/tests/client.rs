@@ -275,6 +275,9 @@ async fn batch_reports_each_operation_on_its_own() {
     let r = c.fno.batch(&ops).await.unwrap();
     let statuses: Vec<u16> = r.iter().map(|p| p.status).collect();
     assert!(r[0].is_success() && r[3].is_success(), "{statuses:?}");
+    // Creates ask for return=minimal: no echo of the 257-property entity.
+    assert_eq!(r[0].status, 204, "{statuses:?}");
+    assert!(r[0].body.is_empty(), "{}", r[0].body);
     assert_eq!(r[1].status, 500);
     let e = r[1].error("fno", &ops[1]);
     assert!(e.to_string().contains("already exists"), "{e}");

@@ -273,11 +273,7 @@ async fn write_all(deps: &Deps, entity_set: &str, items: Vec<WriteItem>) -> Vec<
 
 fn op_for(deps: &Deps, entity_set: &str, item: &WriteItem, create: bool) -> BatchOp {
     if create {
-        let mut op = deps.fno.create_op(entity_set, Value::Object(item.body.clone()));
-        // Only the status is read: a service that honours this (OData v4) skips echoing the whole entity (a
-        // CustomersV2 row has 257 properties); one that does not answers 201 with the body, which is fine too.
-        op.headers.push(("Prefer", "return=minimal".into()));
-        op
+        deps.fno.create_op(entity_set, Value::Object(item.body.clone()))
     } else {
         // Key fields stay out of an update body: they are in the URL.
         let mut body = item.body.clone();
