@@ -152,6 +152,7 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
     );
     let fault = lock(&state.faults).take(svc, &[&target, &decoded]);
     let mut guard = None;
+    let mut handled = false;
     let resp = 'resp: {
         match fault {
             Some(FaultKind::Drop) => return None,
@@ -182,13 +183,19 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
                 Err(why) => break 'resp faults::too_many(svc, Some(why), Some(limits), limits.retry_after_secs),
             }
         }
+        handled = true;
         match svc {
             Service::Sales => dataverse::handle(&state, &req),
             _ => fno::handle(&state, &req),
         }
     };
-    // The service runs the operations of a `$batch` one after another; each takes `op_time`.
-    let execution = state.cfg.op_time * operations(&req);
+    // The service runs the operations of a `$batch` one after another; each takes `op_time`. A refused request
+    // (fault, 401, 429) ran nothing.
+    let execution = if handled {
+        state.cfg.op_time * operations(&req)
+    } else {
+        std::time::Duration::ZERO
+    };
     if let Some(g) = &guard {
         lock(&state.limiter).executed(svc, &g.client, execution);
     }
