@@ -214,6 +214,22 @@ pub(crate) async fn send_batch(
     }
     let boundary = format!("batch_{}", uuid::Uuid::new_v4());
     let body = batch::build(&boundary, ops);
+    let (resp_ct, text) = post_batch(api, url, &boundary, body, continue_on_error).await?;
+    batch::parse(&resp_ct, &text, ops.len()).map_err(|message| DynamicsError::Decode {
+        service: api.service,
+        what: "$batch".into(),
+        message,
+    })
+}
+
+/// POSTs a built multipart `$batch` body; returns the answer's Content-Type and text for the caller to split.
+pub(crate) async fn post_batch(
+    api: &Api,
+    url: &str,
+    boundary: &str,
+    body: String,
+    continue_on_error: bool,
+) -> Result<(String, String), DynamicsError> {
     let ct = format!("multipart/mixed; boundary={boundary}");
     let resp = api
         .send(Method::POST, url, "$batch", |mut r| {
@@ -236,11 +252,7 @@ pub(crate) async fn send_batch(
         path: "$batch".into(),
         message: crate::api::redact(&e),
     })?;
-    batch::parse(&resp_ct, &text, ops.len()).map_err(|message| DynamicsError::Decode {
-        service: api.service,
-        what: "$batch".into(),
-        message,
-    })
+    Ok((resp_ct, text))
 }
 
 /// A batch operation recorded by a dry run, answered as a success.

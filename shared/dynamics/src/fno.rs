@@ -217,28 +217,8 @@ impl Fno {
         }
         let boundary = format!("batch_{}", uuid::Uuid::new_v4());
         let body = batch::build_sets(&boundary, &sets);
-        let ct = format!("multipart/mixed; boundary={boundary}");
         let url = format!("{}/data/$batch", self.api.base_url);
-        let resp = self
-            .api
-            .send(Method::POST, &url, "$batch", |r| {
-                r.header("Content-Type", ct.as_str())
-                    .header("Prefer", "odata.continue-on-error")
-                    .body(body.clone())
-            })
-            .await?;
-        let resp_ct = resp
-            .headers()
-            .get("Content-Type")
-            .and_then(|h| h.to_str().ok())
-            .unwrap_or("")
-            .to_string();
-        let text = resp.text().await.map_err(|e| DynamicsError::Transport {
-            service: self.api.service,
-            method: "POST".into(),
-            path: "$batch".into(),
-            message: crate::api::redact(&e),
-        })?;
+        let (resp_ct, text) = crate::dataverse::post_batch(&self.api, &url, &boundary, body, true).await?;
         let sizes: Vec<usize> = sets.iter().map(|s| s.len()).collect();
         batch::parse_sets(&resp_ct, &text, &sizes).map_err(|message| DynamicsError::Decode {
             service: self.api.service,

@@ -176,6 +176,22 @@ impl Deps {
         Ok(id)
     }
 
+    /// The legal entity a configured company name stands for; an unknown one is an error naming the configured.
+    pub fn legal_entity(&self, company: &str) -> Result<String, SyncError> {
+        self.cfg
+            .company(company)
+            .map(|c| c.legal_entity.clone())
+            .ok_or_else(|| SyncError::UnknownCompany(company.into(), self.companies_list()))
+    }
+
+    /// The companies a command means: the one named, or every configured one.
+    pub fn companies_or_all(&self, company: Option<&str>) -> Vec<String> {
+        match company {
+            Some(c) => vec![c.to_string()],
+            None => self.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
+        }
+    }
+
     pub fn companies_list(&self) -> String {
         self.cfg
             .companies

@@ -19,12 +19,12 @@ pub(crate) async fn run_changes(
     match flow {
         FlowName::AccountsToFno => sales_to_fno::run_changes(deps, flow, company, opts, report, lease).await,
         FlowName::ContactsToFno => crate::contacts::run_changes(deps, flow, company, opts, report, lease).await,
-        FlowName::ProductsToSales => fno_to_sales::run_changes(deps, flow, company, opts, report, lease).await,
         FlowName::QuotesToFno | FlowName::OrdersToFno => {
             crate::documents::run_changes(deps, flow, company, opts, report, lease).await
         }
-        FlowName::OrdersToSales => fno_to_sales::run_changes(deps, flow, company, opts, report, lease).await,
-        FlowName::InvoicesToSales => fno_to_sales::run_changes(deps, flow, company, opts, report, lease).await,
+        FlowName::ProductsToSales | FlowName::OrdersToSales | FlowName::InvoicesToSales => {
+            fno_to_sales::run_changes(deps, flow, company, opts, report, lease).await
+        }
     }
 }
 
@@ -38,11 +38,11 @@ pub(crate) async fn process_keys(
     match flow {
         FlowName::AccountsToFno => sales_to_fno::process_keys(deps, flow, company, keys, report).await,
         FlowName::ContactsToFno => crate::contacts::process_keys(deps, flow, company, keys, report).await,
-        FlowName::ProductsToSales => fno_to_sales::process_keys(deps, flow, company, keys, report).await,
         FlowName::QuotesToFno | FlowName::OrdersToFno => {
             crate::documents::process_keys(deps, flow, company, keys, report).await
         }
-        FlowName::OrdersToSales => fno_to_sales::process_keys(deps, flow, company, keys, report).await,
-        FlowName::InvoicesToSales => fno_to_sales::process_keys(deps, flow, company, keys, report).await,
+        FlowName::ProductsToSales | FlowName::OrdersToSales | FlowName::InvoicesToSales => {
+            fno_to_sales::process_keys(deps, flow, company, keys, report).await
+        }
     }
 }

@@ -55,10 +55,7 @@ pub async fn handle_schedule(deps: &Deps, flow: FlowName, run: &ScheduledRun) ->
             got: run.flow.clone(),
         });
     }
-    let companies: Vec<String> = match &run.company {
-        Some(c) => vec![c.clone()],
-        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
-    };
+    let companies = deps.companies_or_all(run.company.as_deref());
     let opts = RunOptions {
         full_resync: run.full_resync,
         trigger: "schedule".into(),
@@ -146,11 +143,7 @@ async fn process_messages(
     msgs: &[(String, Message)],
     report: &mut RunReport,
 ) -> Result<(), SyncError> {
-    let company = deps
-        .cfg
-        .company(company)
-        .map(|c| c.legal_entity.clone())
-        .unwrap_or_else(|| company.to_string());
+    let company = deps.legal_entity(company)?;
     // The same key in two messages (a duplicate delivery) is read and written once.
     let mut keys: Vec<String> = msgs.iter().flat_map(|(_, m)| m.keys.iter().cloned()).collect();
     keys.sort();

@@ -86,12 +86,7 @@ struct Plan<'a> {
 /// Compares both systems for a flow. Field by field for the single-record flows (accounts, contacts that are
 /// customers, products); the document flows are checked through `p2c links` and the flows' own echo reads.
 pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) -> Result<Reconciliation, SyncError> {
-    let company = deps
-        .cfg
-        .company(company)
-        .ok_or_else(|| SyncError::UnknownCompany(company.into(), deps.companies_list()))?
-        .legal_entity
-        .clone();
+    let company = deps.legal_entity(company)?;
     let company_filter = format!("dataAreaId eq {}", p2c_dynamics::odata::string_literal(&company));
     let plan = match flow {
         FlowName::AccountsToFno | FlowName::ContactsToFno => {

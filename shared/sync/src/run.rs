@@ -47,12 +47,7 @@ pub fn resume_key(flow: FlowName) -> String {
 
 /// Runs one flow for one company. Another run holding the lease is not an error: the report says so.
 pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOptions) -> Result<RunReport, SyncError> {
-    let company = deps
-        .cfg
-        .company(company)
-        .ok_or_else(|| SyncError::UnknownCompany(company.into(), deps.companies_list()))?
-        .legal_entity
-        .clone();
+    let company = deps.legal_entity(company)?;
     let started = Instant::now();
     let run_id = uuid::Uuid::new_v4().to_string();
     let trigger = if opts.trigger.is_empty() {

@@ -20,12 +20,7 @@ pub async fn enqueue_backfill(
     if flow != FlowName::AccountsToFno {
         return Err(SyncError::NotBuilt(flow));
     }
-    let company = deps
-        .cfg
-        .company(company)
-        .ok_or_else(|| SyncError::UnknownCompany(company.into(), deps.companies_list()))?
-        .legal_entity
-        .clone();
+    let company = deps.legal_entity(company)?;
     let spec = deps.sales_to_fno(flow);
     let bu = deps.business_unit_id(&company).await?;
     let filter = format!("_owningbusinessunit_value eq {bu}");

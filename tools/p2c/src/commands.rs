@@ -103,10 +103,7 @@ pub async fn run(
 ) -> Result<bool> {
     let f = flow(flow_name)?;
     let deps = deps_with(dry_run).await?;
-    let companies: Vec<String> = match company {
-        Some(c) => vec![c.to_string()],
-        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
-    };
+    let companies = deps.companies_or_all(company);
     let opts = RunOptions {
         full_resync,
         trigger: if dry_run { "dry-run" } else { "cli" }.into(),
@@ -368,10 +365,7 @@ pub async fn links(entity: &str, key: &str, company: &str, system: &str, as_json
 pub async fn backfill(flow_name: &str, company: Option<&str>, as_json: bool) -> Result<bool> {
     let f = flow(flow_name)?;
     let deps = deps_from_env().await?;
-    let companies: Vec<String> = match company {
-        Some(c) => vec![c.to_string()],
-        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
-    };
+    let companies = deps.companies_or_all(company);
     let mut reports = Vec::new();
     for c in companies {
         // An estimate for the ETA; Sales counts the whole table (all business units), up to 5,000.
@@ -395,10 +389,7 @@ pub async fn backfill(flow_name: &str, company: Option<&str>, as_json: bool) -> 
 pub async fn reconcile(flow_name: &str, company: Option<&str>, fix: bool, as_json: bool) -> Result<bool> {
     let f = flow(flow_name)?;
     let deps = deps_from_env().await?;
-    let companies: Vec<String> = match company {
-        Some(c) => vec![c.to_string()],
-        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
-    };
+    let companies = deps.companies_or_all(company);
     let mut all = Vec::new();
     for c in companies {
         all.push(p2c_sync::reconcile::reconcile(&deps, f, &c, fix).await?);
@@ -454,10 +445,7 @@ pub async fn bench(args: crate::bench::BenchArgs, as_json: bool) -> Result<bool>
 pub async fn backfill_segments(flow_name: &str, company: Option<&str>, keys: usize, as_json: bool) -> Result<bool> {
     let f = flow(flow_name)?;
     let deps = deps_from_env().await?;
-    let companies: Vec<String> = match company {
-        Some(c) => vec![c.to_string()],
-        None => deps.cfg.companies.iter().map(|c| c.legal_entity.clone()).collect(),
-    };
+    let companies = deps.companies_or_all(company);
     let mut out = Vec::new();
     for c in companies {
         let n = p2c_sync::segments::enqueue_backfill(&deps, f, &c, keys).await?;

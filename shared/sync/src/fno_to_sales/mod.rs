@@ -83,8 +83,13 @@ use p2c_mapping::{Role, Template, Transform};
 use p2c_state::Lease;
 
 use crate::{
-    deps::Deps, error::SyncError, flows::FlowName, report::RunReport, route::route_failures, run::RunOptions,
-    sales_to_fno::Failure,
+    deps::Deps,
+    error::SyncError,
+    flows::FlowName,
+    report::RunReport,
+    route::route_failures,
+    run::RunOptions,
+    sales_to_fno::{Failure, now},
 };
 
 pub(crate) use unit::Mode;
@@ -323,7 +328,10 @@ async fn read_lines(
         return Ok(Vec::new());
     };
     if let Some(keys) = keys {
-        return Ok(sweep::read_keys(deps, entity, company, parent_field, keys, select).await?);
+        return Ok(deps
+            .fno
+            .find_by_keys(entity, company, parent_field, keys, select)
+            .await?);
     }
     // The service's order, not ours, decides the range: the first and last header of the page.
     let key = |h: Option<&p2c_dynamics::Record>| h.and_then(|h| sweep::text_of(h, spec.key_field()));
@@ -331,12 +339,6 @@ async fn read_lines(
         return Ok(Vec::new());
     };
     Ok(sweep::read_lines_between(deps, entity, company, parent_field, line_field, select, (&first, &last)).await?)
-}
-
-fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
 }
 
 /// A scheduled run: sweep the company page by page from the cursor, sync what changed, move the cursor.
@@ -441,15 +443,16 @@ pub async fn process_keys(
     let mut keys: Vec<String> = keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
     keys.sort();
     keys.dedup();
-    let headers = sweep::read_keys(
-        deps,
-        &spec.parent.source_entity,
-        company,
-        spec.key_field(),
-        &keys,
-        &spec.parent_select,
-    )
-    .await?;
+    let headers = deps
+        .fno
+        .find_by_keys(
+            &spec.parent.source_entity,
+            company,
+            spec.key_field(),
+            &keys,
+            &spec.parent_select,
+        )
+        .await?;
     // F&O compares keys ignoring case.
     let found: std::collections::HashSet<String> = headers
         .iter()

@@ -106,23 +106,6 @@ pub(crate) async fn read_lines_between(
         .await
 }
 
-/// Records of `company` whose `key_field` is one of `keys` (SQS messages name records by key).
-pub(crate) async fn read_keys(
-    deps: &Deps,
-    entity_set: &str,
-    company: &str,
-    key_field: &str,
-    keys: &[String],
-    select: &[String],
-) -> Result<Vec<Record>, DynamicsError> {
-    if keys.is_empty() {
-        return Ok(Vec::new());
-    }
-    deps.fno
-        .find_by_keys(entity_set, company, key_field, keys, select)
-        .await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
