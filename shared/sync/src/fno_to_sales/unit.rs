@@ -781,14 +781,7 @@ async fn write_parents(
                     w.existed = false;
                 }
                 if w.parent.id.is_none() {
-                    w.parent.outcome = Outcome::fail(
-                        format!(
-                            "{} {}: Sales created it but did not say its id",
-                            spec.parent.record_noun(),
-                            w.key
-                        ),
-                        true,
-                    );
+                    w.parent.outcome = no_id(spec, &w.key);
                     continue;
                 }
                 w.parent.outcome = Outcome::Written { created: create };
@@ -833,16 +826,7 @@ async fn write_parents(
                         state_ops.push((i, t.update_op(deps, &id, s)));
                     }
                 }
-                Written::Ok(None) => {
-                    w.parent.outcome = Outcome::fail(
-                        format!(
-                            "{} {}: Sales created it but did not say its id",
-                            spec.parent.record_noun(),
-                            w.key
-                        ),
-                        true,
-                    )
-                }
+                Written::Ok(None) => w.parent.outcome = no_id(spec, &w.key),
                 Written::Failed { status, reason, .. } if duplicate_key(status, &reason) => {
                     w.parent.outcome = created_concurrently(spec.parent.record_noun(), &w.key);
                 }
@@ -1189,6 +1173,17 @@ async fn invoice_orders(
         }
     }
     Ok(())
+}
+
+/// Sales answered a create without the new record's id: a transient failure, retried from the queue.
+fn no_id(spec: &Spec, key: &str) -> Outcome {
+    Outcome::fail(
+        format!(
+            "{} {key}: Sales created it but did not say its id",
+            spec.parent.record_noun()
+        ),
+        true,
+    )
 }
 
 /// The parent's link as it stands (or a new one to the parent's id), to put a marker on.
