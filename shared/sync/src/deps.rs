@@ -10,9 +10,10 @@ use tokio::sync::Mutex;
 use crate::{
     config::{Config, ConfigError, SecretSource},
     error::SyncError,
-    flows::{FlowName, SalesToFno},
-    lookups::Lookups,
+    flow_name::FlowName,
 };
+// The lookup cache is state of the process, not of the pipeline: only that leaf module is used here.
+use crate::pipeline::lookups::Lookups;
 
 pub struct Deps {
     pub cfg: Config,
@@ -26,7 +27,6 @@ pub struct Deps {
     pub crashes: crate::faults::Crashes,
     /// Set in a dry run: the writes that would have been made.
     pub dry_run: Option<Arc<DryRun>>,
-    flows: HashMap<FlowName, SalesToFno>,
     /// Every flow's templates in run order, with the P2C_MAPPING overrides applied.
     templates: HashMap<FlowName, Vec<p2c_mapping::Template>>,
     business_units: Mutex<HashMap<String, String>>,
@@ -79,20 +79,6 @@ impl Deps {
             }
             templates.insert(f, ts);
         }
-        let mut flows = HashMap::new();
-        let mut accounts = p2c_mapping::accounts_to_customers();
-        if let Some(o) = &overrides {
-            o.apply(&mut accounts).map_err(|e| SyncError::Mapping(e.to_string()))?;
-        }
-        flows.insert(
-            FlowName::AccountsToFno,
-            SalesToFno {
-                flow: FlowName::AccountsToFno,
-                link_entity: "account",
-                noun: "account",
-                template: accounts,
-            },
-        );
         Ok(Deps {
             cfg,
             tokens,
@@ -103,7 +89,6 @@ impl Deps {
             lookups: Lookups::default(),
             dry_run,
             crashes: Default::default(),
-            flows,
             templates,
             business_units: Default::default(),
             queue_urls: Default::default(),
@@ -115,10 +100,6 @@ impl Deps {
         let cfg = Config::from_env()?;
         let aws = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Deps::new(cfg, &aws).await
-    }
-
-    pub fn sales_to_fno(&self, flow: FlowName) -> &SalesToFno {
-        &self.flows[&flow]
     }
 
     /// The flow's templates in run order (headers before lines), overrides applied.

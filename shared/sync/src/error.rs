@@ -29,12 +29,16 @@ pub enum SyncError {
     SimulatedCrash(crate::faults::CrashPoint),
     #[error("{0}")]
     Unsupported(String),
-    #[error("flow {0} is not built yet")]
-    NotBuilt(crate::flows::FlowName),
     #[error("the lease of {flow}/{company} was lost mid-run (it expired or was taken); the next run redoes the rest")]
     LeaseLost { flow: String, company: String },
     #[error("the event is neither an SQS batch nor a schedule input: {0}")]
     BadEvent(String),
+}
+
+impl From<crate::faults::CrashPoint> for SyncError {
+    fn from(p: crate::faults::CrashPoint) -> Self {
+        SyncError::SimulatedCrash(p)
+    }
 }
 
 impl SyncError {

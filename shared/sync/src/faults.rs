@@ -4,8 +4,6 @@
 
 use std::sync::Mutex;
 
-use crate::error::SyncError;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum CrashPoint {
     /// After the target writes of a page, before their links are committed.
@@ -31,8 +29,8 @@ impl Crashes {
         *self.armed.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 
-    /// Called by the pipeline at each crash point.
-    pub fn check(&self, point: CrashPoint) -> Result<(), SyncError> {
+    /// Called by the pipeline at each crash point; `Err` is the simulated death (a `SyncError` through `?`).
+    pub fn check(&self, point: CrashPoint) -> Result<(), CrashPoint> {
         let mut armed = self.armed.lock().unwrap_or_else(|p| p.into_inner());
         if point == CrashPoint::AfterTargetWrite && matches!(*armed, Some((CrashPoint::PanicAfterTargetWrite, _))) {
             *armed = None;
@@ -42,7 +40,7 @@ impl Crashes {
         match *armed {
             Some((p, 1)) if p == point => {
                 *armed = None;
-                Err(SyncError::SimulatedCrash(point))
+                Err(point)
             }
             Some((p, n)) if p == point => {
                 *armed = Some((p, n - 1));

@@ -8,16 +8,132 @@ use serde::Serialize;
 /// At most this many failures are kept verbatim in a report (the counts stay exact).
 const MAX_ERRORS: usize = 50;
 
-#[derive(Clone, Debug, Serialize)]
-pub struct RecordFailure {
-    /// The source record's id (what a retry message carries).
+/// A record that did not make it, and whether trying again later can help. The one per-record failure type:
+/// every flow returns these and the pipeline routes them.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Failure {
+    /// The source record's id (what a retry message carries); empty when the record has none.
     pub id: String,
     /// The record's business key when known (account number), else its id.
     pub key: String,
     pub reason: String,
     pub transient: bool,
-    /// "retry" (queued), "dlq", or "none" (not routed: dry run, or the queue was unreachable).
-    pub routed: String,
+}
+
+impl Failure {
+    pub fn new(id: &str, key: &str, reason: impl Into<String>, transient: bool) -> Failure {
+        Failure {
+            id: id.to_string(),
+            key: key.to_string(),
+            reason: reason.into(),
+            transient,
+        }
+    }
+}
+
+/// Where a failed record went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Routed {
+    /// Queued for another try.
+    Retry,
+    Dlq,
+    /// Not routed: it has no id to queue.
+    None,
+}
+
+impl Routed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Routed::Retry => "retry",
+            Routed::Dlq => "dlq",
+            Routed::None => "none",
+        }
+    }
+}
+
+impl std::fmt::Display for Routed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RecordFailure {
+    #[serde(flatten)]
+    pub failure: Failure,
+    pub routed: Routed,
+}
+
+impl std::ops::Deref for RecordFailure {
+    type Target = Failure;
+    fn deref(&self) -> &Failure {
+        &self.failure
+    }
+}
+
+/// Why a record read was not written. The report counts each by its label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Skip {
+    /// The mapped content equals what was last written.
+    Unchanged,
+    /// The target already holds every mapped value (the change came from the target in the first place).
+    Echo,
+    Filtered,
+    /// contacts-to-fno: neither an active customer nor a contact of an account.
+    NotCustomerNorPerson,
+    LineFiltered,
+    WriteInProduct,
+    ProductNotInFno,
+    OtherBusinessUnit,
+    DeletedInSales,
+    DocumentDeletedInSales,
+    DeletedWithDocument,
+    AlreadyDeletedInFno,
+    GoneFromSales,
+    GoneFromFno,
+    /// Failed before and unchanged since: the queue and DLQ own it.
+    FailedEarlier,
+    ClosedInSales,
+}
+
+impl Skip {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Unchanged => "unchanged",
+            Skip::Echo => "echo",
+            Skip::Filtered => "filtered by the template",
+            Skip::NotCustomerNorPerson => {
+                "filtered by the template (neither an active customer nor a contact of an account)"
+            }
+            Skip::LineFiltered => "filtered by the line template",
+            Skip::WriteInProduct => {
+                "filtered: a line has a write-in product (only externally maintained products go to F&O)"
+            }
+            Skip::ProductNotInFno => "filtered: a line's product is not maintained in F&O",
+            Skip::OtherBusinessUnit => "owned by another business unit",
+            Skip::DeletedInSales => "deleted in Sales (F&O records are never deleted by p2c)",
+            Skip::DocumentDeletedInSales => "deleted in Sales (F&O documents are never deleted by p2c)",
+            Skip::DeletedWithDocument => "deleted with its document (F&O documents are never deleted by p2c)",
+            Skip::AlreadyDeletedInFno => "already deleted in F&O",
+            Skip::GoneFromSales => "no longer in Sales",
+            Skip::GoneFromFno => "no longer in F&O",
+            Skip::FailedEarlier => "failed earlier, unchanged",
+            Skip::ClosedInSales => "closed in Sales",
+        }
+    }
+}
+
+impl Serialize for Skip {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl std::fmt::Display for Skip {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -36,7 +152,7 @@ pub struct RunReport {
     pub failed: u64,
     pub retry_queued: u64,
     pub dead_lettered: u64,
-    pub skipped_by_reason: BTreeMap<String, u64>,
+    pub skipped_by_reason: BTreeMap<Skip, u64>,
     pub errors: Vec<RecordFailure>,
     /// Set when another run held the lease and this one did nothing.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -64,9 +180,9 @@ impl RunReport {
         }
     }
 
-    pub fn skip(&mut self, reason: &str) {
+    pub fn skip(&mut self, reason: Skip) {
         self.skipped += 1;
-        *self.skipped_by_reason.entry(reason.to_string()).or_default() += 1;
+        *self.skipped_by_reason.entry(reason).or_default() += 1;
     }
 
     pub fn wrote(&mut self, created: bool) {
@@ -86,10 +202,10 @@ impl RunReport {
 
     pub fn fail(&mut self, f: RecordFailure) {
         self.failed += 1;
-        match f.routed.as_str() {
-            "retry" => self.retry_queued += 1,
-            "dlq" => self.dead_lettered += 1,
-            _ => {}
+        match f.routed {
+            Routed::Retry => self.retry_queued += 1,
+            Routed::Dlq => self.dead_lettered += 1,
+            Routed::None => {}
         }
         if self.errors.len() < MAX_ERRORS {
             self.errors.push(f);

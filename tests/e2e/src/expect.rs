@@ -306,7 +306,7 @@ fn with_company(mut body: Record) -> Record {
 /// accounts-to-fno: the F&O customer of a Sales account holds every mapped field; the link holds its number.
 pub async fn assert_account(env: &Env, account: &Value) -> Covered {
     let sb = &env.sb;
-    let t = &env.deps.sales_to_fno(FlowName::AccountsToFno).template;
+    let t = &env.deps.templates(FlowName::AccountsToFno)[0];
     let body = with_company(t.map(&sales_source(sb, t, account)).expect("the account maps"));
     let number = body["CustomerAccount"].clone();
     let customer = fno_find(sb, "CustomersV2", &[("CustomerAccount", number.clone())])

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use p2c_e2e::{Env, sqs_event};
 use p2c_sandbox::{Fault, FaultKind, SandboxConfig, Service};
-use p2c_sync::{FlowName, Message, Reason, handle_event, handle_sqs};
+use p2c_sync::{FlowName, Message, Reason, Skip, handle_event, handle_sqs};
 use serde_json::{Value, json};
 
 const FLOW: FlowName = FlowName::AccountsToFno;
@@ -21,7 +21,7 @@ fn expected_customer(env: &Env, account: &Value) -> serde_json::Map<String, Valu
     if let Some(c) = currency {
         row.insert("transactioncurrencyid.isocurrencycode".into(), c);
     }
-    env.deps.sales_to_fno(FLOW).template.map(&row).expect("maps")
+    env.deps.templates(FLOW)[0].map(&row).expect("maps")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,7 +122,7 @@ async fn thousand_accounts_then_ten_changes_then_nothing_then_duplicate_message(
     env.sb.sales_update("accounts", id, json!({"revenue": 12345}));
     let r = env.run(FLOW).await;
     assert_eq!((r.read, r.written, r.skipped), (1, 0, 1));
-    assert_eq!(r.skipped_by_reason.get("unchanged"), Some(&1));
+    assert_eq!(r.skipped_by_reason.get(&Skip::Unchanged), Some(&1));
 
     // The same SQS message delivered twice creates no duplicate.
     let a = &accounts[5];

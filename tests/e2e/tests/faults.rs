@@ -725,7 +725,7 @@ async fn check(w: &World) -> Check {
     }
 
     // accounts-to-fno: every account of the company is a customer with the mapped values.
-    let t = &env.deps.sales_to_fno(FlowName::AccountsToFno).template;
+    let t = &env.deps.templates(FlowName::AccountsToFno)[0];
     for a in sales.rows("accounts").filter(|a| owned(a)) {
         let id = lower(&a["accountid"]);
         let rec = format!("{}:{id}", FlowName::AccountsToFno);

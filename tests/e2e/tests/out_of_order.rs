@@ -147,7 +147,7 @@ fn deferred(r: &RunReport, parent: &str, docs: u64) {
     assert_eq!(r.written, 0, "{}: nothing written {r:?}", r.flow);
     assert!(r.failed >= docs && r.retry_queued >= docs, "{}: {r:?}", r.flow);
     for e in &r.errors {
-        assert!(e.transient && e.routed == "retry", "{}: {e:?}", r.flow);
+        assert!(e.transient && e.routed == p2c_sync::Routed::Retry, "{}: {e:?}", r.flow);
     }
     assert!(
         r.errors.iter().any(|e| e.reason.contains(parent)),

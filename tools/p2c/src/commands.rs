@@ -370,7 +370,12 @@ pub async fn backfill(flow_name: &str, company: Option<&str>, as_json: bool) -> 
     for c in companies {
         // An estimate for the ETA; Sales counts the whole table (all business units), up to 5,000.
         let total = match f {
-            FlowName::AccountsToFno => deps.sales.count(deps.sales_to_fno(f).source_set()).await.ok().flatten(),
+            FlowName::AccountsToFno => deps
+                .sales
+                .count(&deps.templates(f)[0].source_entity)
+                .await
+                .ok()
+                .flatten(),
             _ => None,
         };
         let opts = RunOptions {

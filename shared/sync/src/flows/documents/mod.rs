@@ -42,24 +42,26 @@ use std::collections::{HashMap, HashSet};
 use p2c_dynamics::{BatchOp, Record};
 use p2c_mapping::money::{decimal_from_json, decimal_to_json, split_line_discount};
 use p2c_mapping::{Role, Template, content_hash, fno_property};
-use p2c_state::{Lease, Link};
+use p2c_state::Link;
 use serde_json::{Value, json};
 
 use crate::{
-    contacts::split_guids,
     deps::Deps,
     error::SyncError,
     faults::CrashPoint,
-    flows::FlowName,
-    lookups::lookup_paths,
-    report::RunReport,
-    route::route_failures,
-    run::RunOptions,
-    sales_to_fno::{Failure, now, str_of},
-    to_fno::{
-        DeltaReader, Key, Plan, TOMBSTONE, customer_accounts, delete_op, describe_customers, key_text, plan, plan_op,
-        read_current, renew, row_has_key, target_fields, target_key, text_of, write_sets,
+    flow_name::FlowName,
+    pipeline::{
+        Flow,
+        links::{TOMBSTONE, customer_accounts, describe_customers},
+        lookups::lookup_paths,
+        record::{now, split_guids, str_of, version_of},
+        sink::fno::{
+            Key, Plan, WriteError, delete_op, key_text, plan, plan_op, read_current, row_has_key, target_fields,
+            target_key, text_of, write_sets,
+        },
+        source::{Page, SourceSpec, delta::DeltaTable},
     },
+    report::{Failure, RunReport, Skip},
 };
 
 /// Where the rounding remainder of a line discount goes (F&O "sales charges" on the line).
@@ -73,6 +75,7 @@ const DEFAULT_DECIMALS: u32 = 2;
 
 /// One document flow: its two templates and names.
 struct DocFlow<'a> {
+    flow: FlowName,
     header: &'a Template,
     line: &'a Template,
     /// Link entities (`LINK#<entity>#...`): Sales logical names.
@@ -119,6 +122,7 @@ impl<'a> DocFlow<'a> {
             _ => ("salesorder", "salesorderdetail", "order"),
         };
         Ok(DocFlow {
+            flow,
             header,
             line,
             header_entity,
@@ -224,103 +228,112 @@ impl<'a> DocFlow<'a> {
     }
 }
 
-/// The two delta links of a run, saved as one watermark value.
-fn parse_watermark(value: &str, spec: &DocFlow) -> (Option<String>, Option<String>) {
-    let v: Value = serde_json::from_str(value).unwrap_or(Value::Null);
-    let get = |set: &str| {
-        v.get(set)
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-    };
-    (get(spec.header_set()), get(spec.line_set()))
+/// quotes-to-fno or orders-to-fno for one company.
+pub struct Documents<'a> {
+    spec: DocFlow<'a>,
+    company: String,
+    business_unit: String,
+    /// Documents synced in this run (by header id): a later line change of the same document is already in.
+    done: HashSet<String>,
+    /// Header keys of documents deleted in Sales: their lines' deletions are not sent to F&O.
+    deleted_docs: HashSet<String>,
 }
 
-/// A scheduled run: documents whose header or any line changed since the watermark.
-pub async fn run_changes(
-    deps: &Deps,
-    flow: FlowName,
-    company: &str,
-    opts: &RunOptions,
-    report: &mut RunReport,
-    lease: &Lease,
-) -> Result<(), SyncError> {
-    let spec = DocFlow::of(deps, flow)?;
-    let bu = deps.business_unit_id(company).await?;
-    let watermark = deps.state.watermark(flow.as_str(), company).await?;
-    let (saved_headers, saved_lines) = match &watermark {
-        Some(w) if !opts.full_resync => parse_watermark(&w.value, &spec),
-        _ => (None, None),
-    };
-    if watermark.is_some() && (saved_headers.is_none() || saved_lines.is_none()) {
-        report.full_resync = true;
+impl<'a> Documents<'a> {
+    pub async fn open(deps: &'a Deps, flow: FlowName, company: &str) -> Result<Documents<'a>, SyncError> {
+        Ok(Documents {
+            spec: DocFlow::of(deps, flow)?,
+            company: company.to_string(),
+            business_unit: deps.business_unit_id(company).await?,
+            done: HashSet::new(),
+            deleted_docs: HashSet::new(),
+        })
     }
-    let header_select = spec.header_select();
-    // Documents synced in this run (by header id): a later line change of the same document is already in.
-    let mut done: HashSet<String> = HashSet::new();
-    // Header keys of documents deleted in Sales: their lines' deletions are not sent to F&O.
-    let mut deleted_docs: HashSet<String> = HashSet::new();
 
-    let mut headers = DeltaReader::new(deps, spec.header_set(), &header_select, saved_headers.as_deref());
-    while let Some(page) = headers.next(deps, report).await? {
+    /// A page of changed headers: sync them; deleted headers are counted and their keys remembered.
+    async fn header_page(
+        &mut self,
+        deps: &Deps,
+        page: Page,
+        report: &mut RunReport,
+    ) -> Result<Vec<Failure>, SyncError> {
+        let (spec, company) = (&self.spec, self.company.as_str());
         if !page.deleted.is_empty() {
             let links = deps
                 .state
                 .get_links(spec.header_entity, company, "sales", &page.deleted)
                 .await?;
-            deleted_docs.extend(links.values().map(|l| l.target_key.to_ascii_lowercase()));
+            self.deleted_docs
+                .extend(links.values().map(|l| l.target_key.to_ascii_lowercase()));
             for _ in &page.deleted {
                 report.read += 1;
-                report.skip("deleted in Sales (F&O documents are never deleted by p2c)");
+                report.skip(Skip::DocumentDeletedInSales);
             }
         }
-        done.extend(
+        self.done.extend(
             page.rows
                 .iter()
                 .filter_map(|r| str_of(r, &spec.header.source_id).map(str::to_ascii_lowercase)),
         );
-        let failures = sync_documents(deps, &spec, company, &bu, page.rows, report).await?;
-        route_failures(deps, flow, company, failures, 1, report).await?;
-        renew(deps, lease, flow, company).await?;
-        opts.tick(report)?;
+        sync_documents(deps, spec, company, &self.business_unit, page.rows, report).await
     }
 
-    let mut lines = DeltaReader::new(deps, spec.line_set(), &spec.line_delta_select(), saved_lines.as_deref());
-    while let Some(page) = lines.next(deps, report).await? {
-        let mut failures = delete_lines(deps, &spec, company, &page.deleted, &deleted_docs, report).await?;
+    /// A page of changed lines: delete what was deleted, and sync each changed line's whole document once.
+    async fn line_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
+        let (spec, company) = (&self.spec, self.company.as_str());
+        let mut failures = delete_lines(deps, spec, company, &page.deleted, &self.deleted_docs, report).await?;
         let mut ids: Vec<String> = page
             .rows
             .iter()
             .filter_map(|r| str_of(r, &spec.parent_col).map(str::to_ascii_lowercase))
-            .filter(|id| !done.contains(id))
+            .filter(|id| !self.done.contains(id))
             .collect();
         ids.sort();
         ids.dedup();
-        done.extend(ids.iter().cloned());
-        let rows = read_headers(deps, &spec, &ids, &header_select, report).await?;
-        failures.extend(sync_documents(deps, &spec, company, &bu, rows, report).await?);
-        route_failures(deps, flow, company, failures, 1, report).await?;
-        renew(deps, lease, flow, company).await?;
-        opts.tick(report)?;
+        self.done.extend(ids.iter().cloned());
+        let rows = read_headers(deps, spec, &ids, &spec.header_select(), report).await?;
+        failures.extend(sync_documents(deps, spec, company, &self.business_unit, rows, report).await?);
+        Ok(failures)
+    }
+}
+
+impl Flow for Documents<'_> {
+    fn name(&self) -> FlowName {
+        self.spec.flow
     }
 
-    // Links were committed page by page; only now may the watermark move (both tables at once).
-    let mut value = serde_json::Map::new();
-    value.insert(
-        spec.header_set().into(),
-        json!(headers.delta_link().unwrap_or_default()),
-    );
-    value.insert(spec.line_set().into(), json!(lines.delta_link().unwrap_or_default()));
-    deps.crashes.check(CrashPoint::BeforeWatermark)?;
-    deps.state
-        .put_watermark(
-            flow.as_str(),
-            company,
-            &Value::Object(value).to_string(),
-            watermark.map(|w| w.version),
-        )
-        .await?;
-    Ok(())
+    /// Headers first, then lines; the watermark holds both delta links as one JSON value by entity set.
+    fn source(&self) -> SourceSpec {
+        SourceSpec::Delta(vec![
+            DeltaTable {
+                set: self.spec.header_set().into(),
+                select: self.spec.header_select(),
+            },
+            DeltaTable {
+                set: self.spec.line_set().into(),
+                select: self.spec.line_delta_select(),
+            },
+        ])
+    }
+
+    async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
+        if page.table == 0 {
+            self.header_page(deps, page, report).await
+        } else {
+            self.line_page(deps, page, report).await
+        }
+    }
+
+    /// Keys are header ids (quoteid / salesorderid); a line id is accepted too (its document is synced, or the
+    /// line is deleted in F&O when Sales no longer has it: that is how a failed line delete is retried).
+    async fn sync_keys(
+        &mut self,
+        deps: &Deps,
+        keys: Vec<String>,
+        report: &mut RunReport,
+    ) -> Result<Vec<Failure>, SyncError> {
+        sync_keys(deps, &self.spec, &self.company, &self.business_unit, keys, report).await
+    }
 }
 
 /// Headers by id; an id Sales no longer has is counted and skipped.
@@ -345,23 +358,20 @@ async fn read_headers(
     for id in ids {
         if !found.contains(&id.to_ascii_lowercase()) {
             report.read += 1;
-            report.skip("no longer in Sales");
+            report.skip(Skip::GoneFromSales);
         }
     }
     Ok(rows)
 }
 
-/// SQS: keys are header ids (quoteid / salesorderid); a line id is accepted too (its document is synced, or the
-/// line is deleted in F&O when Sales no longer has it: that is how a failed line delete is retried).
-pub async fn process_keys(
+async fn sync_keys(
     deps: &Deps,
-    flow: FlowName,
+    spec: &DocFlow<'_>,
     company: &str,
+    bu: &str,
     keys: Vec<String>,
     report: &mut RunReport,
 ) -> Result<Vec<Failure>, SyncError> {
-    let spec = DocFlow::of(deps, flow)?;
-    let bu = deps.business_unit_id(company).await?;
     let (good, mut failures) = split_guids(keys, spec.noun);
     let mut good: Vec<String> = good.into_iter().map(|k| k.to_ascii_lowercase()).collect();
     good.sort();
@@ -395,7 +405,7 @@ pub async fn process_keys(
             .collect();
         parents.sort();
         parents.dedup();
-        let more = read_headers(deps, &spec, &parents, &select, report).await?;
+        let more = read_headers(deps, spec, &parents, &select, report).await?;
         found.extend(
             more.iter()
                 .filter_map(|r| str_of(r, &spec.header.source_id).map(str::to_ascii_lowercase)),
@@ -403,9 +413,9 @@ pub async fn process_keys(
         headers.extend(more);
         // Neither a header nor a line in Sales: a deleted line whose F&O line may still need deleting.
         let gone: Vec<String> = rest.into_iter().filter(|k| !line_ids.contains(k)).collect();
-        failures.extend(delete_lines(deps, &spec, company, &gone, &HashSet::new(), report).await?);
+        failures.extend(delete_lines(deps, spec, company, &gone, &HashSet::new(), report).await?);
     }
-    failures.extend(sync_documents(deps, &spec, company, &bu, headers, report).await?);
+    failures.extend(sync_documents(deps, spec, company, bu, headers, report).await?);
     Ok(failures)
 }
 
@@ -427,11 +437,11 @@ async fn delete_lines(
     for id in ids {
         report.read += 1;
         let Some(link) = links.get(id) else {
-            report.skip("no longer in Sales");
+            report.skip(Skip::GoneFromSales);
             continue;
         };
         if link.source_hash.as_deref() == Some(TOMBSTONE) {
-            report.skip("already deleted in F&O");
+            report.skip(Skip::AlreadyDeletedInFno);
             continue;
         }
         let parsed = link
@@ -452,7 +462,7 @@ async fn delete_lines(
             continue;
         };
         if deleted_docs.contains(&header_key.to_ascii_lowercase()) {
-            report.skip("deleted with its document (F&O documents are never deleted by p2c)");
+            report.skip(Skip::DeletedWithDocument);
             continue;
         }
         let Some(key) = spec.line_key(company, header_key, number) else {
@@ -469,7 +479,7 @@ async fn delete_lines(
     for ((link, _), r) in todo.into_iter().zip(results) {
         match r {
             // 404: F&O no longer has the line (deleted there, or by an earlier try): the goal is reached.
-            Ok(()) | Err(crate::to_fno::WriteError { status: Some(404), .. }) => {
+            Ok(()) | Err(WriteError { status: Some(404), .. }) => {
                 report.wrote_delete();
                 tombstones.push(Link {
                     source_hash: Some(TOMBSTONE.into()),
@@ -512,11 +522,6 @@ struct Doc {
     lines: Vec<LineOut>,
     /// F&O keys of lines p2c wrote under another key (a line renumbered in Sales): deleted with the document.
     stale: Vec<Key>,
-}
-
-fn version_of(row: &Record) -> Option<String> {
-    row.get("versionnumber")
-        .map(|v| v.to_string().trim_matches('"').to_string())
 }
 
 fn failure(id: &str, key: &str, reason: String, transient: bool) -> Failure {
@@ -586,7 +591,7 @@ async fn read_products(
 
 /// Why a document cannot go yet, or at all; `None`: every line is fine.
 enum LineVerdict {
-    Filtered(String),
+    Filtered(Skip),
     Fail(String, bool),
 }
 
@@ -624,11 +629,11 @@ async fn sync_documents(
         }
         report.read += 1;
         if str_of(&h, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(business_unit)) {
-            report.skip("owned by another business unit");
+            report.skip(Skip::OtherBusinessUnit);
             continue;
         }
         if !ht.passes_filter(&h) {
-            report.skip("filtered by the template");
+            report.skip(Skip::Filtered);
             continue;
         }
         let number = str_of(&h, &ht.source_key).unwrap_or(&id).to_string();
@@ -741,9 +746,7 @@ async fn sync_documents(
                 }
             }
             let Some(pid) = str_of(&l, "_productid_value").map(str::to_ascii_lowercase) else {
-                verdict = Some(LineVerdict::Filtered(
-                    "filtered: a line has a write-in product (only externally maintained products go to F&O)".into(),
-                ));
+                verdict = Some(LineVerdict::Filtered(Skip::WriteInProduct));
                 break;
             };
             let Some((pnum, pname, external)) = products.get(&pid) else {
@@ -754,9 +757,7 @@ async fn sync_documents(
                 break;
             };
             if !external {
-                verdict = Some(LineVerdict::Filtered(
-                    "filtered: a line's product is not maintained in F&O".into(),
-                ));
+                verdict = Some(LineVerdict::Filtered(Skip::ProductNotInFno));
                 break;
             }
             let Some(pnum) = pnum else {
@@ -799,9 +800,8 @@ async fn sync_documents(
                 l.insert(p.clone(), Value::String(pnum.clone()));
             }
             if !lt.passes_filter(&l) {
-                verdict = Some(LineVerdict::Filtered(format!(
-                    "filtered by the line template (line {ln})"
-                )));
+                tracing::debug!(line = %ln, "filtered by the line template");
+                verdict = Some(LineVerdict::Filtered(Skip::LineFiltered));
                 break;
             }
             let mut body = match lt.map(&l) {
@@ -845,7 +845,7 @@ async fn sync_documents(
         }
         match verdict {
             Some(LineVerdict::Filtered(why)) => {
-                report.skip(&why);
+                report.skip(why);
                 continue 'docs;
             }
             Some(LineVerdict::Fail(reason, transient)) => {
@@ -907,7 +907,7 @@ async fn sync_documents(
                 .iter()
                 .all(|l| same(line_links.get(&l.id), &l.key_text, &l.hash));
         if unchanged {
-            report.skip("unchanged");
+            report.skip(Skip::Unchanged);
             return false;
         }
         // A line p2c wrote under another key of this document (renumbered): its old F&O line goes.
@@ -993,7 +993,7 @@ async fn sync_documents(
                 }
             }
             if ops.is_empty() {
-                report.skip("unchanged in F&O (echo)");
+                report.skip(Skip::Echo);
                 new_links.extend(links_of(spec, company, d));
             } else {
                 sets.push(ops);

@@ -1,167 +1,17 @@
-//! Pieces shared by the Sales → F&O flows that write records F&O may already hold (contacts, quotes, orders):
-//! reading a Sales table's changes page by page, resolving customers through the links of the flows that synced
-//! them, and writing by comparing with F&O's current rows.
+//! The F&O sink: keys, plans and `$batch` writes for every Sales → F&O flow.
 //!
 //! The write rule: read the target rows first (batched, by natural key), then create what F&O lacks, PATCH only
 //! the fields whose values differ, and write nothing when F&O already holds every mapped value. So a redo after a
 //! crash never duplicates, and a value that came from F&O in the first place (the other direction's write,
 //! echoed back by Sales change tracking) is recognised and not written back.
 
-use std::collections::HashMap;
-
 use futures::StreamExt;
-use p2c_dynamics::{BatchOp, ChangePage, DynamicsError, Record, SetResult};
+use p2c_dynamics::{BatchOp, DynamicsError, Record, SetResult};
 use p2c_mapping::Template;
 use p2c_mapping::money::decimal_from_json;
-use p2c_state::Lease;
 use serde_json::Value;
 
-use crate::{
-    deps::Deps,
-    error::SyncError,
-    flows::FlowName,
-    report::RunReport,
-    sales_to_fno::{delta_link_refused, is_already_exists, str_of},
-};
-
-/// `source_hash` of a link whose target record p2c deleted (a document line removed in Sales).
-pub(crate) const TOMBSTONE: &str = "deleted";
-
-// ------------------------------------------------------------------------------------------ change tracking
-
-/// Pages of one Sales table's change tracking, from a saved delta link or from a full read. A refused or expired
-/// delta link falls back to a full read once (links keep it free of duplicates).
-pub(crate) struct DeltaReader {
-    set: String,
-    initial: String,
-    url: Option<String>,
-    first: bool,
-    delta: Option<String>,
-}
-
-impl DeltaReader {
-    /// `saved`: the delta link of the last run; `None` or empty starts with a full read.
-    pub fn new(deps: &Deps, set: &str, select: &[String], saved: Option<&str>) -> DeltaReader {
-        let initial = deps.sales.initial_changes_url(set, select);
-        let url = saved
-            .filter(|s| !s.is_empty())
-            .map_or_else(|| initial.clone(), str::to_string);
-        DeltaReader {
-            set: set.to_string(),
-            initial,
-            url: Some(url),
-            first: true,
-            delta: None,
-        }
-    }
-
-    /// The next page, or `None` after the last one (then [`DeltaReader::delta_link`] is set).
-    pub async fn next(&mut self, deps: &Deps, report: &mut RunReport) -> Result<Option<ChangePage>, SyncError> {
-        let Some(url) = self.url.clone() else {
-            return Ok(None);
-        };
-        let page = match deps.sales.change_page(&self.set, &url).await {
-            Ok(p) => p,
-            Err(e) if self.first && url != self.initial && delta_link_refused(&e) => {
-                tracing::warn!(set = %self.set, error = %e, "delta link refused; falling back to a full read");
-                report.full_resync = true;
-                deps.sales.change_page(&self.set, &self.initial).await?
-            }
-            Err(e) => return Err(e.into()),
-        };
-        self.first = false;
-        match (&page.next_link, &page.delta_link) {
-            (Some(next), _) => self.url = Some(next.clone()),
-            (None, Some(delta)) => {
-                self.delta = Some(delta.clone());
-                self.url = None;
-            }
-            (None, None) => {
-                return Err(SyncError::Dynamics(DynamicsError::Decode {
-                    service: "sales",
-                    what: format!("change tracking of {}", self.set),
-                    message: "the last page carries neither a next link nor a delta link".into(),
-                }));
-            }
-        }
-        Ok(Some(page))
-    }
-
-    pub fn delta_link(&self) -> Option<&str> {
-        self.delta.as_deref()
-    }
-}
-
-/// Keeps the run's lease between pages; a lost lease stops the run before the watermark moves.
-pub(crate) async fn renew(deps: &Deps, lease: &Lease, flow: FlowName, company: &str) -> Result<(), SyncError> {
-    if deps.state.renew_lease(lease, deps.cfg.lease_ttl).await? {
-        Ok(())
-    } else {
-        Err(SyncError::LeaseLost {
-            flow: flow.as_str().into(),
-            company: company.into(),
-        })
-    }
-}
-
-// ------------------------------------------------------------------------------------------ customers
-
-/// The F&O customer account of Sales customers (accounts, and contacts when `contacts` is set), by lower-case
-/// Sales id, from the links accounts-to-fno and contacts-to-fno commit (`target_key` = the customer account).
-/// A customer with no link in this company is absent: it is not in F&O yet.
-pub(crate) async fn customer_accounts(
-    deps: &Deps,
-    company: &str,
-    ids: &[String],
-    contacts: bool,
-) -> Result<HashMap<String, String>, SyncError> {
-    let ids: Vec<String> = ids.iter().map(|i| i.to_ascii_lowercase()).collect();
-    let mut out: HashMap<String, String> = deps
-        .state
-        .get_links("account", company, "sales", &ids)
-        .await?
-        .into_iter()
-        .map(|(k, l)| (k.to_ascii_lowercase(), l.target_key))
-        .collect();
-    let rest: Vec<String> = ids.iter().filter(|i| !out.contains_key(*i)).cloned().collect();
-    if contacts && !rest.is_empty() {
-        out.extend(
-            deps.state
-                .get_links("contact", company, "sales", &rest)
-                .await?
-                .into_iter()
-                .map(|(k, l)| (k.to_ascii_lowercase(), l.target_key)),
-        );
-    }
-    Ok(out)
-}
-
-/// Names Sales customers for a failure reason: `account ACC-1 "Contoso"`, `contact CON-1 "Jane Doe"`, or the
-/// id when Sales does not know it. Best effort: a read error leaves the id.
-pub(crate) async fn describe_customers(deps: &Deps, ids: &[String]) -> HashMap<String, String> {
-    let mut out = HashMap::new();
-    let reads = [
-        ("accounts", "accountid", "accountnumber", "name", "account"),
-        ("contacts", "contactid", "msdynce_contactnumber", "fullname", "contact"),
-    ];
-    for (set, pk, number, name, noun) in reads {
-        let select = vec![pk.to_string(), number.to_string(), name.to_string()];
-        let Ok(rows) = deps.sales.get_by_ids(set, pk, ids, &select).await else {
-            continue;
-        };
-        for r in rows {
-            let Some(id) = str_of(&r, pk) else { continue };
-            let what = match (str_of(&r, number), str_of(&r, name)) {
-                (Some(n), Some(m)) => format!("{noun} {n} \"{m}\""),
-                (Some(n), None) => format!("{noun} {n}"),
-                (None, Some(m)) => format!("{noun} \"{m}\" (id {id}, no {number})"),
-                (None, None) => format!("{noun} {id}"),
-            };
-            out.entry(id.to_ascii_lowercase()).or_insert(what);
-        }
-    }
-    out
-}
+use crate::{deps::Deps, error::SyncError};
 
 // ------------------------------------------------------------------------------------------ F&O keys and plans
 
@@ -300,6 +150,79 @@ pub(crate) async fn read_current(
 
 // ------------------------------------------------------------------------------------------ writes
 
+/// F&O refused a create because the key is taken.
+pub(crate) fn is_already_exists(e: &DynamicsError) -> bool {
+    matches!(e, DynamicsError::Http { message, .. } if message.contains("already exists"))
+}
+
+/// One record to write without reading F&O first: created when `create`, else updated by its key.
+pub(crate) struct Upsert {
+    pub key: Key,
+    pub body: Record,
+    pub create: bool,
+}
+
+fn upsert_op(deps: &Deps, entity_set: &str, u: Upsert) -> BatchOp {
+    let Upsert { key, mut body, create } = u;
+    if create {
+        for (k, v) in key {
+            body.entry(k).or_insert(v);
+        }
+        deps.fno.create_op(entity_set, Value::Object(body))
+    } else {
+        // Key fields stay out of an update body: they are in the URL.
+        for (k, _) in &key {
+            body.remove(k);
+        }
+        deps.fno
+            .update_op_json(entity_set, &key_refs(&key), Value::Object(body))
+    }
+}
+
+/// Writes every record in `$batch` requests; `Ok(created)` per record, in order. A create that finds the key
+/// taken becomes an update and an update whose key vanished becomes a create (twice at most), so a redo after a
+/// crash or a concurrent run is harmless without reading F&O first. The bodies move into the operations: one
+/// copy of a page's payload in memory, not two.
+pub(crate) async fn upsert_all(deps: &Deps, entity_set: &str, items: Vec<Upsert>) -> Vec<Result<bool, WriteError>> {
+    let mut results: Vec<Option<Result<bool, WriteError>>> = (0..items.len()).map(|_| None).collect();
+    let mut todo: Vec<(usize, Key, bool)> = Vec::with_capacity(items.len());
+    let mut sets: Vec<Vec<BatchOp>> = Vec::with_capacity(items.len());
+    for (i, u) in items.into_iter().enumerate() {
+        todo.push((i, u.key.clone(), u.create));
+        sets.push(vec![upsert_op(deps, entity_set, u)]);
+    }
+    for pass in 0..3 {
+        let answers = write_sets(deps, &sets).await;
+        let mut again = Vec::new();
+        let mut again_sets = Vec::new();
+        for ((i, key, create), (set, r)) in todo.into_iter().zip(sets.into_iter().zip(answers)) {
+            match r {
+                Ok(()) => results[i] = Some(Ok(create)),
+                Err(e) if e.race && pass < 2 => {
+                    let body = set.into_iter().next().and_then(|op| op.body);
+                    let body = body.and_then(|b| b.as_object().cloned()).unwrap_or_default();
+                    let flipped = Upsert {
+                        key: key.clone(),
+                        body,
+                        create: !create,
+                    };
+                    again_sets.push(vec![upsert_op(deps, entity_set, flipped)]);
+                    again.push((i, key, !create));
+                }
+                Err(e) => results[i] = Some(Err(e)),
+            }
+        }
+        if again.is_empty() {
+            break;
+        }
+        (todo, sets) = (again, again_sets);
+    }
+    results
+        .into_iter()
+        .map(|r| r.unwrap_or_else(|| Err(WriteError::transient("no result for this record"))))
+        .collect()
+}
+
 /// Why a change set was not written.
 #[derive(Clone, Debug)]
 pub(crate) struct WriteError {
@@ -309,6 +232,17 @@ pub(crate) struct WriteError {
     /// update): planning again from a fresh read will do.
     pub race: bool,
     pub status: Option<u16>,
+}
+
+impl WriteError {
+    fn transient(reason: &str) -> WriteError {
+        WriteError {
+            reason: reason.into(),
+            transient: true,
+            race: false,
+            status: None,
+        }
+    }
 }
 
 /// Sends change sets in `$batch` requests of at most `batch_size` operations (a set is never split). One result

@@ -7,43 +7,7 @@ use futures::FutureExt;
 
 use p2c_state::RunRecord;
 
-use crate::{deps::Deps, error::SyncError, flows::FlowName, report::RunReport};
-
-/// Called after each page with the counts so far; returning false interrupts the run (it resumes next time).
-pub type Progress = std::sync::Arc<dyn Fn(&RunReport) -> bool + Send + Sync>;
-
-#[derive(Clone, Default)]
-pub struct RunOptions {
-    /// Ignore the watermark and re-read everything (links still prevent duplicates and rewrites).
-    pub full_resync: bool,
-    pub trigger: String,
-    pub progress: Option<Progress>,
-}
-
-impl std::fmt::Debug for RunOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunOptions")
-            .field("full_resync", &self.full_resync)
-            .field("trigger", &self.trigger)
-            .field("progress", &self.progress.is_some())
-            .finish()
-    }
-}
-
-impl RunOptions {
-    /// Reports progress; an error when the caller asked to stop.
-    pub fn tick(&self, report: &RunReport) -> Result<(), SyncError> {
-        match &self.progress {
-            Some(p) if !p(report) => Err(SyncError::Interrupted { done: report.read }),
-            _ => Ok(()),
-        }
-    }
-}
-
-/// Key of the item that remembers where an interrupted full read stopped (`WM#<flow>.resume#<company>`).
-pub fn resume_key(flow: FlowName) -> String {
-    format!("{}.resume", flow.as_str())
-}
+use crate::{deps::Deps, error::SyncError, flow_name::FlowName, pipeline::RunOptions, report::RunReport};
 
 /// Runs one flow for one company. Another run holding the lease is not an error: the report says so.
 pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOptions) -> Result<RunReport, SyncError> {
@@ -83,17 +47,10 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         _ => None,
     };
     // A panic inside the flow must not take the lease and the run record with it.
-    let result = AssertUnwindSafe(crate::dispatch::run_changes(
-        deps,
-        flow,
-        &company,
-        opts,
-        &mut report,
-        &lease,
-    ))
-    .catch_unwind()
-    .await
-    .unwrap_or_else(|p| Err(SyncError::Panic(panic_text(&p))));
+    let result = AssertUnwindSafe(crate::flows::run(deps, flow, &company, opts, &mut report, &lease))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|p| Err(SyncError::Panic(panic_text(&p))));
     if let Err(SyncError::SimulatedCrash(point)) = &result {
         // A process that died writes nothing more: the lease stays until it expires, no run record.
         tracing::warn!(flow = %flow, company, point = ?point, "simulated crash");
@@ -126,7 +83,7 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
     }
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() || std::env::var_os("P2C_EMF").is_some() {
         // One CloudWatch Embedded Metric Format line per run; the dashboard and alarms read these.
-        println!("{}", crate::metrics::emf_line(&report, result.is_err()));
+        println!("{}", crate::entry::metrics::emf_line(&report, result.is_err()));
     }
     result?;
     tracing::info!(

@@ -10,9 +10,9 @@ use serde_json::Value;
 use crate::{
     deps::Deps,
     error::SyncError,
-    flows::FlowName,
-    lookups::lookup_paths,
+    flow_name::FlowName,
     message::{Message, Reason},
+    pipeline::lookups::lookup_paths,
 };
 
 #[derive(Debug, Default, Serialize)]

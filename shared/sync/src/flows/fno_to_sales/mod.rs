@@ -75,21 +75,20 @@
 //! while its F&O content stays the same (the queue and DLQ own it); SQS messages always retry it.
 
 mod resolve;
-mod sales;
-mod sweep;
 mod unit;
 
 use p2c_mapping::{Role, Template, Transform};
-use p2c_state::Lease;
 
 use crate::{
     deps::Deps,
     error::SyncError,
-    flows::FlowName,
-    report::RunReport,
-    route::route_failures,
-    run::RunOptions,
-    sales_to_fno::{Failure, now},
+    flow_name::FlowName,
+    pipeline::{
+        Flow,
+        sink::sales,
+        source::{Page, SourceSpec, sweep},
+    },
+    report::{Failure, RunReport, Skip},
 };
 
 pub(crate) use unit::Mode;
@@ -341,105 +340,74 @@ async fn read_lines(
     Ok(sweep::read_lines_between(deps, entity, company, parent_field, line_field, select, (&first, &last)).await?)
 }
 
-/// A scheduled run: sweep the company page by page from the cursor, sync what changed, move the cursor.
-pub async fn run_changes(
-    deps: &Deps,
-    flow: FlowName,
-    company: &str,
-    opts: &RunOptions,
-    report: &mut RunReport,
-    lease: &Lease,
-) -> Result<(), SyncError> {
-    let spec = Spec::new(deps, flow)?;
-    let bu = if spec.owned {
-        Some(deps.business_unit_id(company).await?)
-    } else {
-        None
-    };
-    let watermark = deps.state.watermark(flow.as_str(), company).await?;
-    let mut version = watermark.as_ref().map(|w| w.version);
-    let mut after = match &watermark {
-        Some(w) if !opts.full_resync => sweep::cursor_of(&w.value),
-        _ => None,
-    };
-    if after.is_some() {
-        tracing::info!(flow = %flow, company, after = ?after, "resuming an unfinished sweep");
-        report.resumed = true;
+/// products-to-sales, orders-to-sales or invoices-to-sales for one company.
+pub struct FnoToSales {
+    spec: Spec,
+    company: String,
+    /// The company's business unit, for the flows whose Sales records are owned (orders, invoices).
+    business_unit: Option<String>,
+    resolver: resolve::Resolver,
+}
+
+impl FnoToSales {
+    pub async fn open(deps: &Deps, flow: FlowName, company: &str) -> Result<FnoToSales, SyncError> {
+        let spec = Spec::new(deps, flow)?;
+        let business_unit = if spec.owned {
+            Some(deps.business_unit_id(company).await?)
+        } else {
+            None
+        };
+        Ok(FnoToSales {
+            spec,
+            company: company.to_string(),
+            business_unit,
+            resolver: resolve::Resolver::default(),
+        })
     }
-    let page_size = deps.cfg.page_size.clamp(1, 10_000);
-    let mut resolver = resolve::Resolver::default();
-    loop {
-        let headers = sweep::read_page(
-            deps,
-            &spec.parent.source_entity,
-            company,
-            spec.key_field(),
-            &spec.parent_select,
-            after.as_deref(),
-            page_size,
-        )
-        .await?;
-        let more = headers.len() >= page_size;
-        let last = headers.last().and_then(|h| sweep::text_of(h, spec.key_field()));
-        let lines = read_lines(deps, &spec, company, &headers, None).await?;
-        let units = units_of(&spec, headers, lines);
-        let failures = unit::sync_units(
-            deps,
-            &spec,
-            company,
-            bu.as_deref(),
-            units,
-            report,
-            &mut resolver,
-            Mode::Sweep,
-        )
-        .await?;
-        route_failures(deps, flow, company, failures, 1, report).await?;
-        if !deps.state.renew_lease(lease, deps.cfg.lease_ttl).await? {
-            return Err(SyncError::LeaseLost {
-                flow: flow.as_str().into(),
-                company: company.into(),
-            });
-        }
-        match (more, last) {
-            (true, Some(last)) => {
-                // This page's links are committed: a crash from here on resumes after its last key.
-                let wm = deps
-                    .state
-                    .put_watermark(flow.as_str(), company, &sweep::cursor_value(&last), version)
-                    .await?;
-                version = Some(wm.version);
-                after = Some(last);
-                // Only once the cursor is past this page may the caller stop the run.
-                opts.tick(report)?;
-            }
-            _ => break,
+}
+
+impl Flow for FnoToSales {
+    fn name(&self) -> FlowName {
+        self.spec.flow
+    }
+
+    fn source(&self) -> SourceSpec {
+        SourceSpec::Sweep {
+            entity: self.spec.parent.source_entity.clone(),
+            key_field: self.spec.key_field().to_string(),
+            select: self.spec.parent_select.clone(),
         }
     }
-    // Links and the cursor are committed page by page; only now may the sweep be marked finished.
-    deps.crashes.check(crate::faults::CrashPoint::BeforeWatermark)?;
-    deps.state
-        .put_watermark(flow.as_str(), company, &sweep::finished_value(&now()), version)
-        .await?;
-    Ok(())
+
+    /// A page of parents (products, headers): their lines in one range read, then the units.
+    async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
+        let (spec, company) = (&self.spec, self.company.as_str());
+        let lines = read_lines(deps, spec, company, &page.rows, None).await?;
+        let units = units_of(spec, page.rows, lines);
+        let bu = self.business_unit.as_deref();
+        unit::sync_units(deps, spec, company, bu, units, report, &mut self.resolver, Mode::Sweep).await
+    }
+
+    async fn sync_keys(
+        &mut self,
+        deps: &Deps,
+        keys: Vec<String>,
+        report: &mut RunReport,
+    ) -> Result<Vec<Failure>, SyncError> {
+        sync_keys(deps, self, keys, report).await
+    }
 }
 
 /// Syncs the records named by F&O key (products: ProductNumber, orders: SalesOrderNumber, invoices:
 /// InvoiceNumber). The current F&O records are read again, so a late or replayed message never writes stale
 /// data. Returns the failures for the caller to route.
-pub async fn process_keys(
+async fn sync_keys(
     deps: &Deps,
-    flow: FlowName,
-    company: &str,
+    flow: &mut FnoToSales,
     keys: Vec<String>,
     report: &mut RunReport,
 ) -> Result<Vec<Failure>, SyncError> {
-    let spec = Spec::new(deps, flow)?;
-    let bu = if spec.owned {
-        Some(deps.business_unit_id(company).await?)
-    } else {
-        None
-    };
+    let (spec, company, bu) = (&flow.spec, flow.company.as_str(), flow.business_unit.clone());
     let mut keys: Vec<String> = keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
     keys.sort();
     keys.dedup();
@@ -462,20 +430,19 @@ pub async fn process_keys(
     for k in &keys {
         if !found.contains(&k.to_lowercase()) {
             report.read += 1;
-            report.skip("no longer in F&O");
+            report.skip(Skip::GoneFromFno);
         }
     }
-    let lines = read_lines(deps, &spec, company, &headers, Some(&keys)).await?;
-    let units = units_of(&spec, headers, lines);
-    let mut resolver = resolve::Resolver::default();
+    let lines = read_lines(deps, spec, company, &headers, Some(&keys)).await?;
+    let units = units_of(spec, headers, lines);
     unit::sync_units(
         deps,
-        &spec,
+        spec,
         company,
         bu.as_deref(),
         units,
         report,
-        &mut resolver,
+        &mut flow.resolver,
         Mode::Keys,
     )
     .await

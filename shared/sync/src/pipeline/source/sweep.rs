@@ -4,7 +4,75 @@
 use p2c_dynamics::{DynamicsError, Record, odata};
 use serde_json::{Value, json};
 
-use crate::deps::Deps;
+use super::Page;
+use crate::{deps::Deps, error::SyncError, pipeline::record::now};
+
+/// A keyset sweep of one F&O entity for one company, page by page from a cursor.
+pub struct SweepSource {
+    entity: String,
+    key_field: String,
+    select: Vec<String>,
+    company: String,
+    page_size: usize,
+    after: Option<String>,
+    done: bool,
+}
+
+impl SweepSource {
+    /// `from`: a cursor value (`{"after":"<key>"}`) or anything else to start from the first key.
+    pub fn new(spec: (&str, &str, &[String]), company: &str, page_size: usize, from: Option<&str>) -> SweepSource {
+        let (entity, key_field, select) = spec;
+        SweepSource {
+            entity: entity.into(),
+            key_field: key_field.into(),
+            select: select.to_vec(),
+            company: company.into(),
+            page_size: page_size.clamp(1, 10_000),
+            after: from.and_then(cursor_of),
+            done: false,
+        }
+    }
+
+    /// Whether this sweep continues an unfinished one.
+    pub fn resumes(&self) -> bool {
+        self.after.is_some()
+    }
+
+    pub async fn next(&mut self, deps: &Deps) -> Result<Option<Page>, SyncError> {
+        if self.done {
+            return Ok(None);
+        }
+        let rows = read_page(
+            deps,
+            &self.entity,
+            &self.company,
+            &self.key_field,
+            &self.select,
+            self.after.as_deref(),
+            self.page_size,
+        )
+        .await?;
+        // A short page ends the sweep; a full one moves the cursor to its last key.
+        match rows.last().and_then(|r| text_of(r, &self.key_field)) {
+            Some(last) if rows.len() >= self.page_size => self.after = Some(last),
+            _ => self.done = true,
+        }
+        Ok(Some(Page {
+            table: 0,
+            rows,
+            deleted: Vec::new(),
+        }))
+    }
+
+    /// Where to resume after the pages returned so far; `None` once the last page was returned.
+    pub fn position(&self) -> Option<String> {
+        (!self.done).then(|| cursor_value(self.after.as_deref().unwrap_or_default()))
+    }
+
+    pub fn watermark(&self) -> String {
+        finished_value(&now())
+    }
+}
 
 /// The sweep position kept as the flow's watermark value.
 ///

@@ -5,7 +5,7 @@
 use crate::{
     deps::Deps,
     error::SyncError,
-    flows::FlowName,
+    flow_name::FlowName,
     message::{MAX_KEYS, Message, Reason},
 };
 
@@ -18,19 +18,24 @@ pub async fn enqueue_backfill(
     keys_per_message: usize,
 ) -> Result<usize, SyncError> {
     if flow != FlowName::AccountsToFno {
-        return Err(SyncError::NotBuilt(flow));
+        return Err(SyncError::Unsupported(format!(
+            "a segmented backfill is built for accounts-to-fno only, not {flow}; run `p2c backfill {flow}` instead"
+        )));
     }
     let company = deps.legal_entity(company)?;
-    let spec = deps.sales_to_fno(flow);
+    let t = deps
+        .templates(flow)
+        .first()
+        .ok_or_else(|| SyncError::Mapping(format!("flow {flow} has no template")))?;
     let bu = deps.business_unit_id(&company).await?;
     let filter = format!("_owningbusinessunit_value eq {bu}");
     let rows = deps
         .sales
-        .list(spec.source_set(), &[spec.source_id().to_string()], Some(&filter))
+        .list(&t.source_entity, std::slice::from_ref(&t.source_id), Some(&filter))
         .await?;
     let ids: Vec<String> = rows
         .iter()
-        .filter_map(|r| r.get(spec.source_id()).and_then(|v| v.as_str()).map(str::to_string))
+        .filter_map(|r| r.get(&t.source_id).and_then(|v| v.as_str()).map(str::to_string))
         .collect();
     let bodies: Vec<String> = ids
         .chunks(keys_per_message.clamp(1, MAX_KEYS))

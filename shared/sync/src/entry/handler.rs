@@ -10,12 +10,12 @@ use serde_json::{Value, json};
 
 use crate::{
     deps::Deps,
+    entry::run::run_flow,
     error::SyncError,
-    flows::FlowName,
+    flow_name::FlowName,
     message::Message,
+    pipeline::{RunOptions, failures::route_failures},
     report::RunReport,
-    route::route_failures,
-    run::{RunOptions, run_flow},
 };
 
 /// The schedule's `Input` (EventBridge Scheduler delivers it as-is).
@@ -100,7 +100,7 @@ pub async fn handle_sqs_report(deps: &Deps, flow: FlowName, event: SqsEvent) -> 
         let outcome = AssertUnwindSafe(process_messages(deps, flow, &company, attempt, &msgs, &mut report))
             .catch_unwind()
             .await
-            .unwrap_or_else(|p| Err(SyncError::Panic(crate::run::panic_text(&p))));
+            .unwrap_or_else(|p| Err(SyncError::Panic(crate::entry::run::panic_text(&p))));
         match outcome {
             Ok(()) => {}
             Err(e) => {
@@ -148,6 +148,6 @@ async fn process_messages(
     let mut keys: Vec<String> = msgs.iter().flat_map(|(_, m)| m.keys.iter().cloned()).collect();
     keys.sort();
     keys.dedup();
-    let failures = crate::dispatch::process_keys(deps, flow, &company, keys, report).await?;
+    let failures = crate::flows::sync_keys(deps, flow, &company, keys, report).await?;
     route_failures(deps, flow, &company, failures, attempt, report).await
 }

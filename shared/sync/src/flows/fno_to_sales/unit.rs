@@ -16,9 +16,13 @@ use serde_json::{Value, json};
 use super::{
     Children, PRICE_LIST, Spec,
     resolve::{Resolver, read_in},
-    sales::{self, Written, bound_id, changed_fields, is_closed, same},
 };
-use crate::{deps::Deps, error::SyncError, report::RunReport, sales_to_fno::Failure};
+use crate::{
+    deps::Deps,
+    error::SyncError,
+    pipeline::sink::sales::{self, Written, bound_id, changed_fields, is_closed, same},
+    report::{Failure, RunReport, Skip},
+};
 
 /// F&O order line fields the discount rule reads.
 pub(crate) const DISCOUNT_FIELDS: &[&str] = &["LineDiscountAmount", "OrderedSalesQuantity", "TotalChargesAmount"];
@@ -1224,7 +1228,7 @@ fn link(entity: &str, company: &str, key: &str, target: &str, hash: Option<Strin
 /// Links go in after the writes: a record is linked only once Sales has it, and a failed record is marked so
 /// that sweeps leave it to the queue.
 async fn commit_links(deps: &Deps, spec: &Spec, company: &str, works: &[Work]) -> Result<(), SyncError> {
-    let now = super::now();
+    let now = crate::pipeline::record::now();
     let mut out = Vec::new();
     for w in works {
         if w.key.is_empty() || matches!(w.parent.outcome, Outcome::Filtered | Outcome::FailedEarlier) || !w.touched {
@@ -1295,11 +1299,11 @@ async fn commit_links(deps: &Deps, spec: &Spec, company: &str, works: &[Work]) -
 fn tally(report: &mut RunReport, failures: &mut Vec<Failure>, unit_key: &str, part_key: &str, o: &Outcome) {
     report.read += 1;
     match o {
-        Outcome::Filtered => report.skip("filtered by the template"),
-        Outcome::Unchanged => report.skip("unchanged"),
-        Outcome::FailedEarlier => report.skip("failed earlier, unchanged"),
-        Outcome::Echo => report.skip("echo"),
-        Outcome::Closed => report.skip("closed in Sales"),
+        Outcome::Filtered => report.skip(Skip::Filtered),
+        Outcome::Unchanged => report.skip(Skip::Unchanged),
+        Outcome::FailedEarlier => report.skip(Skip::FailedEarlier),
+        Outcome::Echo => report.skip(Skip::Echo),
+        Outcome::Closed => report.skip(Skip::ClosedInSales),
         Outcome::Written { created } => report.wrote(*created),
         Outcome::Failed { reason, transient } => failures.push(Failure {
             id: unit_key.into(),

@@ -1,0 +1,256 @@
+//! accounts-to-fno (templates.md 5.1): Sales `account` → F&O `CustomersV2`, keyed by the account number.
+//!
+//! Decide: skip a record whose mapped content equals what its link says was last written (`Skip::Unchanged`).
+//! Write: create what has no link and update what has one, without reading F&O first (see
+//! [`upsert_all`]: F&O enforces the key, so a create that an earlier crashed run already made becomes an
+//! update, and nothing is duplicated).
+
+use std::collections::{HashMap, HashSet};
+
+use p2c_dynamics::Record;
+use p2c_mapping::{Template, content_hash};
+use p2c_state::Link;
+use serde_json::Value;
+
+use crate::{
+    deps::Deps,
+    error::SyncError,
+    faults::CrashPoint,
+    flow_name::FlowName,
+    pipeline::{
+        Flow,
+        lookups::lookup_paths,
+        record::{now, split_guids, str_of, version_of},
+        sink::fno::{Upsert, upsert_all},
+        source::{Page, SourceSpec, delta::DeltaTable},
+    },
+    report::{Failure, RunReport, Skip},
+};
+
+/// Entity name of the link items (`LINK#account#...`); quotes and orders resolve customers through them.
+const LINK_ENTITY: &str = "account";
+const NOUN: &str = "account";
+
+/// accounts-to-fno for one company.
+pub struct Accounts<'a> {
+    template: &'a Template,
+    company: String,
+    business_unit: String,
+}
+
+struct Pending {
+    id: String,
+    key: String,
+    body: Record,
+    hash: String,
+    version: Option<String>,
+    linked_same_key: bool,
+}
+
+impl<'a> Accounts<'a> {
+    pub async fn open(deps: &'a Deps, company: &str) -> Result<Accounts<'a>, SyncError> {
+        let template = deps.templates(FlowName::AccountsToFno).first().ok_or_else(|| {
+            SyncError::Mapping("flow accounts-to-fno has no template; the mapping crate must define it".into())
+        })?;
+        Ok(Accounts {
+            template,
+            company: company.to_string(),
+            business_unit: deps.business_unit_id(company).await?,
+        })
+    }
+
+    /// Columns to read: the template's, plus the owner business unit and the row version.
+    fn select(&self) -> Vec<String> {
+        let mut cols = self.template.source_select();
+        for extra in ["_owningbusinessunit_value", "versionnumber"] {
+            if !cols.iter().any(|c| c == extra) {
+                cols.push(extra.to_string());
+            }
+        }
+        cols
+    }
+
+    /// The target key field other than `dataAreaId` (`CustomerAccount`).
+    fn key_field(&self) -> &str {
+        let t = self.template;
+        t.target_key
+            .iter()
+            .find(|k| *k != "dataAreaId")
+            .map_or("", String::as_str)
+    }
+
+    /// Transform: filter, map, key. Rows that cannot be mapped fail on their own.
+    fn transform(&self, rows: Vec<Record>, report: &mut RunReport, failures: &mut Vec<Failure>) -> Vec<Pending> {
+        let t = self.template;
+        let mut pending = Vec::with_capacity(rows.len());
+        let mut seen_keys: HashMap<String, String> = HashMap::new();
+        for row in rows {
+            report.read += 1;
+            let Some(id) = str_of(&row, &t.source_id).map(str::to_string) else {
+                let why = format!("the {NOUN} has no {}; it cannot be synced or retried", t.source_id);
+                failures.push(Failure::new("", "(no id)", why, false));
+                continue;
+            };
+            if str_of(&row, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(&self.business_unit))
+            {
+                report.skip(Skip::OtherBusinessUnit);
+                continue;
+            }
+            if !t.passes_filter(&row) {
+                report.skip(Skip::Filtered);
+                continue;
+            }
+            let mapped = match t.key_of(&row) {
+                Ok(key) => t.map(&row).map(|body| (key, body)),
+                Err(e) => Err(e),
+            };
+            let (key, mut body) = match mapped {
+                Ok(v) => v,
+                Err(e) => {
+                    let key = str_of(&row, &t.source_key).unwrap_or(&id).to_string();
+                    failures.push(Failure::new(&id, &key, e.to_string(), false));
+                    continue;
+                }
+            };
+            // Two Sales records with one account number would overwrite each other's customer.
+            if let Some(other) = seen_keys.get(&key) {
+                let sk = &t.source_key;
+                let why = format!("{NOUN} {key} has the same {sk} as {NOUN} {other}; give one of them a unique {sk}");
+                failures.push(Failure::new(&id, &key, why, false));
+                continue;
+            }
+            seen_keys.insert(key.clone(), id.clone());
+            body.insert("dataAreaId".into(), Value::String(self.company.clone()));
+            pending.push(Pending {
+                hash: content_hash(&body),
+                version: version_of(&row),
+                id,
+                key,
+                body,
+                linked_same_key: false,
+            });
+        }
+        pending
+    }
+
+    /// Syncs Sales rows of the company to F&O. Returns the records that failed.
+    async fn sync_rows(
+        &self,
+        deps: &Deps,
+        mut rows: Vec<Record>,
+        report: &mut RunReport,
+    ) -> Result<Vec<Failure>, SyncError> {
+        let company = self.company.as_str();
+        let mut failures = Vec::new();
+        deps.lookups
+            .enrich(&deps.sales, &lookup_paths(self.template), &mut rows)
+            .await?;
+        let mut pending = self.transform(rows, report, &mut failures);
+
+        // Decide: skip what its link says was written as it is now.
+        let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
+        let links = deps.state.get_links(LINK_ENTITY, company, "sales", &ids).await?;
+        pending.retain_mut(|p| match links.get(&p.id) {
+            Some(l)
+                if deps.cfg.skip_unchanged && l.target_key == p.key && l.target_hash.as_deref() == Some(&p.hash) =>
+            {
+                report.skip(Skip::Unchanged);
+                false
+            }
+            Some(l) => {
+                p.linked_same_key = l.target_key == p.key;
+                true
+            }
+            None => true,
+        });
+        if pending.is_empty() {
+            return Ok(failures);
+        }
+
+        // Write, then commit links for what was written.
+        let key_field = self.key_field().to_string();
+        let items: Vec<Upsert> = pending
+            .iter_mut()
+            .map(|p| Upsert {
+                key: vec![
+                    ("dataAreaId".into(), Value::String(company.to_string())),
+                    (key_field.clone(), Value::String(p.key.clone())),
+                ],
+                body: std::mem::take(&mut p.body),
+                create: !p.linked_same_key,
+            })
+            .collect();
+        let results = upsert_all(deps, &self.template.target_entity, items).await;
+        deps.crashes.check(CrashPoint::AfterTargetWrite)?;
+        let mut new_links = Vec::new();
+        let synced_at = now();
+        for (p, r) in pending.into_iter().zip(results) {
+            match r {
+                Ok(created) => {
+                    report.wrote(created);
+                    new_links.push(Link {
+                        entity: LINK_ENTITY.into(),
+                        company: company.into(),
+                        system: "sales".into(),
+                        source_key: p.id,
+                        target_key: p.key,
+                        source_version: p.version,
+                        source_hash: None,
+                        target_hash: Some(p.hash),
+                        synced_at: synced_at.clone(),
+                    });
+                }
+                Err(e) => failures.push(Failure::new(&p.id, &p.key, e.reason, e.transient)),
+            }
+        }
+        deps.state.put_links(&new_links, &[&links]).await?;
+        Ok(failures)
+    }
+}
+
+impl Flow for Accounts<'_> {
+    fn name(&self) -> FlowName {
+        FlowName::AccountsToFno
+    }
+
+    fn source(&self) -> SourceSpec {
+        SourceSpec::Delta(vec![DeltaTable {
+            set: self.template.source_entity.clone(),
+            select: self.select(),
+        }])
+    }
+
+    async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
+        for _ in &page.deleted {
+            report.read += 1;
+            report.skip(Skip::DeletedInSales);
+        }
+        self.sync_rows(deps, page.rows, report).await
+    }
+
+    /// Re-reads each record: a replay never writes stale data.
+    async fn sync_keys(
+        &mut self,
+        deps: &Deps,
+        keys: Vec<String>,
+        report: &mut RunReport,
+    ) -> Result<Vec<Failure>, SyncError> {
+        let t = self.template;
+        let (good, mut failures) = split_guids(keys, NOUN);
+        let rows = deps
+            .sales
+            .get_by_ids(&t.source_entity, &t.source_id, &good, &self.select())
+            .await?;
+        let found: HashSet<String> = rows
+            .iter()
+            .filter_map(|r| str_of(r, &t.source_id).map(str::to_ascii_lowercase))
+            .collect();
+        for k in good.iter().filter(|k| !found.contains(&k.to_ascii_lowercase())) {
+            tracing::debug!(id = %k, "no longer in Sales");
+            report.read += 1;
+            report.skip(Skip::GoneFromSales);
+        }
+        failures.extend(self.sync_rows(deps, rows, report).await?);
+        Ok(failures)
+    }
+}
