@@ -18,6 +18,7 @@ use aws_sdk_dynamodb::types::{
     ReturnValuesOnConditionCheckFailure, ScalarAttributeType, TableStatus, TimeToLiveSpecification, TimeToLiveStatus,
     WriteRequest,
 };
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -98,6 +99,8 @@ pub struct RunRecord {
     pub written: u64,
     pub skipped: u64,
     pub failed: u64,
+    /// Absent in a stored run reads as none.
+    #[serde(default)]
     pub first_errors: Vec<String>,
 }
 
@@ -287,15 +290,10 @@ impl StateStore {
         check_part("flow", flow)?;
         check_part("company", company)?;
         let pk = watermark_pk(flow, company);
-        let Some(item) = self.get(&pk, "WM", "GetItem (watermark)").await? else {
-            return Ok(None);
-        };
-        let r = self.reader(&item, &pk);
-        Ok(Some(Watermark {
-            value: r.s("value")?,
-            version: r.u64("version")?,
-            updated_at: r.s("updated_at")?,
-        }))
+        match self.get(&pk, "WM", "GetItem (watermark)").await? {
+            Some(item) => self.decode(item, &pk).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// Write a watermark if nobody else moved it: `expected_version` must equal the stored version
@@ -324,17 +322,18 @@ impl StateStore {
         if self.dry_run {
             return Ok(wm);
         }
+        let item = encode(WatermarkItem {
+            pk: &pk,
+            sk: "WM",
+            flow,
+            company,
+            watermark: &wm,
+        })?;
         let mut req = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(&pk))
-            .item("sk", s("WM"))
-            .item("flow", s(flow))
-            .item("company", s(company))
-            .item("value", s(&wm.value))
-            .item("version", n(wm.version))
-            .item("updated_at", s(&wm.updated_at))
+            .set_item(Some(item))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         req = match expected_version {
             None => req.condition_expression("attribute_not_exists(pk)"),
@@ -423,14 +422,15 @@ impl StateStore {
                     .build()
                     .map_err(|e| invalid("BatchGetItem request", e))?;
                 self.bump();
-                let resp = self
+                let mut resp = self
                     .client
                     .batch_get_item()
                     .request_items(&self.table, ka)
                     .send()
                     .await
                     .map_err(|e| dynamo_err("BatchGetItem (links)", &self.table, first_key.clone(), e))?;
-                for item in resp.responses().and_then(|r| r.get(&self.table)).into_iter().flatten() {
+                let found = resp.responses.as_mut().and_then(|r| r.remove(&self.table));
+                for item in found.unwrap_or_default() {
                     let link = self.link_from_item(item)?;
                     out.insert(link.source_key.clone(), link);
                 }
@@ -502,9 +502,9 @@ impl StateStore {
         };
         let items: Vec<Item> = unique
             .iter()
-            .map(|(pk, link)| link_item(pk, link))
+            .map(|(pk, link)| link_item(pk, "LINK", link, None))
             .chain(unique.iter().filter_map(|(_, link)| replaced(link).map(history_item)))
-            .collect();
+            .collect::<Result<_, _>>()?;
         for chunk in items.chunks(WRITE_CHUNK) {
             let mut pending = chunk
                 .iter()
@@ -568,7 +568,7 @@ impl StateStore {
         let mut start: Option<Item> = None;
         loop {
             self.bump();
-            let resp = self
+            let mut resp = self
                 .client
                 .scan()
                 .table_name(&self.table)
@@ -579,11 +579,11 @@ impl StateStore {
                 .send()
                 .await
                 .map_err(|e| dynamo_err("Scan (links)", &self.table, prefix.clone(), e))?;
-            for item in resp.items() {
+            for item in resp.items.take().unwrap_or_default() {
                 out.push(self.link_from_item(item)?);
             }
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
                 _ => break,
             }
         }
@@ -591,24 +591,24 @@ impl StateStore {
         Ok(out)
     }
 
-    fn link_from_item(&self, item: &Item) -> Result<Link, StateError> {
+    fn link_from_item(&self, item: Item) -> Result<Link, StateError> {
         let pk = item.get("pk").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-        let r = self.reader(item, &pk);
+        let stored: LinkItem<String> = self.decode(item, &pk)?;
         // `<LINK|HIST>#<entity>#<company>#<system>#<source key>`: the parts before the key cannot hold `#`.
         let parts: Vec<&str> = pk.splitn(5, '#').collect();
         let [_, entity, company, system, source_key] = parts[..] else {
-            return Err(r.corrupt(format!("key `{pk}` is not <LINK|HIST>#entity#company#system#key")));
+            return Err(self.corrupt(&pk, format!("key `{pk}` is not <LINK|HIST>#entity#company#system#key")));
         };
         Ok(Link {
             entity: entity.into(),
             company: company.into(),
             system: system.into(),
             source_key: source_key.into(),
-            target_key: r.s("target_key")?,
-            source_version: r.opt_s("source_version")?,
-            source_hash: r.opt_s("source_hash")?,
-            target_hash: r.opt_s("target_hash")?,
-            synced_at: r.s("synced_at")?,
+            target_key: stored.target_key,
+            source_version: stored.source_version,
+            source_hash: stored.source_hash,
+            target_hash: stored.target_hash,
+            synced_at: stored.synced_at,
         })
     }
 
@@ -642,20 +642,23 @@ impl StateStore {
                 expires_at_epoch: expires,
             }));
         }
+        let item = encode(LeaseItem {
+            pk: &pk,
+            sk: "LEASE",
+            flow,
+            company,
+            owner,
+            expires_at: expires,
+            acquired_at: now_rfc3339(),
+            // Lets DynamoDB clean up leases of flows that stopped running; an expired lease is free anyway.
+            ttl: expires + 86_400,
+        })?;
         self.bump();
         let res = self
             .client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(&pk))
-            .item("sk", s("LEASE"))
-            .item("flow", s(flow))
-            .item("company", s(company))
-            .item("owner", s(owner))
-            .item("expires_at", n(expires))
-            .item("acquired_at", s(now_rfc3339()))
-            // Lets DynamoDB clean up leases of flows that stopped running; an expired lease is free anyway.
-            .item(TTL_ATTRIBUTE, n(expires + 86_400))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(pk) OR #exp <= :now OR #o = :owner")
             .expression_attribute_names("#exp", "expires_at")
             .expression_attribute_names("#o", "owner")
@@ -758,12 +761,12 @@ impl StateStore {
         let Some(item) = self.get(&pk, "LEASE", "GetItem (lease)").await? else {
             return Ok(None);
         };
-        let r = self.reader(&item, &pk);
+        let LeaseHolder { owner, expires_at } = self.decode(item, &pk)?;
         let lease = Lease {
             flow: flow.to_owned(),
             company: company.to_owned(),
-            owner: r.s("owner")?,
-            expires_at_epoch: r.i64("expires_at")?,
+            owner,
+            expires_at_epoch: expires_at,
         };
         Ok((!lease.is_expired()).then_some(lease))
     }
@@ -786,25 +789,17 @@ impl StateStore {
         }
         let pk = run_pk(&run.flow, &run.company);
         let sk = format!("{}#{}", sort_time(&run.started_at)?, run.run_id);
-        let ttl = now_epoch() + RUN_RETENTION.as_secs() as i64;
+        let item = encode(RunItem {
+            pk: &pk,
+            sk: &sk,
+            run,
+            ttl: now_epoch() + RUN_RETENTION.as_secs() as i64,
+        })?;
         self.bump();
         self.client
             .put_item()
             .table_name(&self.table)
-            .item("pk", s(&pk))
-            .item("sk", s(&sk))
-            .item("run_id", s(&run.run_id))
-            .item("flow", s(&run.flow))
-            .item("company", s(&run.company))
-            .item("trigger", s(&run.trigger))
-            .item("started_at", s(&run.started_at))
-            .item("duration_ms", n(run.duration_ms))
-            .item("read", n(run.read))
-            .item("written", n(run.written))
-            .item("skipped", n(run.skipped))
-            .item("failed", n(run.failed))
-            .item("first_errors", AV::L(run.first_errors.iter().map(s).collect()))
-            .item(TTL_ATTRIBUTE, n(ttl))
+            .set_item(Some(item))
             .send()
             .await
             .map_err(|e| dynamo_err("PutItem (run)", &self.table, format!("{pk} / {sk}"), e))?;
@@ -842,7 +837,7 @@ impl StateStore {
             .send()
             .await
             .map_err(|e| dynamo_err("Query (history)", &self.table, pk.clone(), e))?;
-        for item in resp.items() {
+        for item in resp.items.unwrap_or_default() {
             out.push(self.link_from_item(item)?);
         }
         out.truncate(limit.max(1) as usize);
@@ -864,7 +859,7 @@ impl StateStore {
         let mut start: Option<Item> = None;
         loop {
             self.bump();
-            let resp = self
+            let mut resp = self
                 .client
                 .query()
                 .table_name(&self.table)
@@ -877,34 +872,22 @@ impl StateStore {
                 .send()
                 .await
                 .map_err(|e| dynamo_err("Query (runs)", &self.table, pk.clone(), e))?;
-            for item in resp.items() {
+            for item in resp.items.take().unwrap_or_default() {
                 let key = format!(
                     "{pk} / {}",
                     item.get("sk").and_then(|v| v.as_s().ok()).map_or("?", |s| s)
                 );
-                let r = self.reader(item, &key);
-                if r.opt_i64(TTL_ATTRIBUTE)?.is_some_and(|ttl| ttl <= now) {
+                let StoredRun { run, ttl } = self.decode(item, &key)?;
+                if ttl.is_some_and(|ttl| ttl <= now) {
                     continue;
                 }
-                out.push(RunRecord {
-                    run_id: r.s("run_id")?,
-                    flow: r.s("flow")?,
-                    company: r.s("company")?,
-                    trigger: r.s("trigger")?,
-                    started_at: r.s("started_at")?,
-                    duration_ms: r.u64("duration_ms")?,
-                    read: r.u64("read")?,
-                    written: r.u64("written")?,
-                    skipped: r.u64("skipped")?,
-                    failed: r.u64("failed")?,
-                    first_errors: r.list_s("first_errors")?,
-                });
+                out.push(run);
                 if out.len() == want {
                     return Ok(out);
                 }
             }
-            match resp.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(out),
             }
         }
@@ -928,119 +911,118 @@ impl StateStore {
         Ok(out.item)
     }
 
-    fn reader<'a>(&'a self, item: &'a Item, key: &str) -> Reader<'a> {
-        Reader {
-            item,
-            table: &self.table,
-            key: key.to_owned(),
-        }
+    /// Read an item into `T` (extra attributes are ignored); a mismatch is a [`StateError::Corrupt`] naming it.
+    fn decode<T: DeserializeOwned>(&self, item: Item, key: &str) -> Result<T, StateError> {
+        serde_dynamo::from_item(item).map_err(|e| self.corrupt(key, e))
     }
-}
 
-/// Typed reads from an item, with errors that name the item and attribute.
-struct Reader<'a> {
-    item: &'a Item,
-    table: &'a str,
-    key: String,
-}
-
-impl Reader<'_> {
-    fn corrupt(&self, detail: String) -> StateError {
+    fn corrupt(&self, key: &str, detail: impl std::fmt::Display) -> StateError {
         StateError::Corrupt {
-            table: self.table.to_owned(),
-            key: self.key.clone(),
-            detail,
-        }
-    }
-    fn opt_s(&self, name: &str) -> Result<Option<String>, StateError> {
-        match self.item.get(name) {
-            None | Some(AV::Null(_)) => Ok(None),
-            Some(AV::S(v)) => Ok(Some(v.clone())),
-            Some(other) => Err(self.corrupt(format!("attribute `{name}` should be a string, is {other:?}"))),
-        }
-    }
-    fn s(&self, name: &str) -> Result<String, StateError> {
-        self.opt_s(name)?
-            .ok_or_else(|| self.corrupt(format!("attribute `{name}` is missing")))
-    }
-    fn opt_num<T: std::str::FromStr>(&self, name: &str) -> Result<Option<T>, StateError> {
-        match self.item.get(name) {
-            None | Some(AV::Null(_)) => Ok(None),
-            Some(AV::N(v)) => v.parse().map(Some).map_err(|_| {
-                self.corrupt(format!(
-                    "attribute `{name}` = {v} is not a valid {}",
-                    std::any::type_name::<T>()
-                ))
-            }),
-            Some(other) => Err(self.corrupt(format!("attribute `{name}` should be a number, is {other:?}"))),
-        }
-    }
-    fn u64(&self, name: &str) -> Result<u64, StateError> {
-        self.opt_num(name)?
-            .ok_or_else(|| self.corrupt(format!("attribute `{name}` is missing")))
-    }
-    fn i64(&self, name: &str) -> Result<i64, StateError> {
-        self.opt_num(name)?
-            .ok_or_else(|| self.corrupt(format!("attribute `{name}` is missing")))
-    }
-    fn opt_i64(&self, name: &str) -> Result<Option<i64>, StateError> {
-        self.opt_num(name)
-    }
-    fn list_s(&self, name: &str) -> Result<Vec<String>, StateError> {
-        match self.item.get(name) {
-            None | Some(AV::Null(_)) => Ok(Vec::new()),
-            Some(AV::L(items)) => items
-                .iter()
-                .map(|v| {
-                    v.as_s()
-                        .cloned()
-                        .map_err(|_| self.corrupt(format!("attribute `{name}` holds a non-string {v:?}")))
-                })
-                .collect(),
-            Some(other) => Err(self.corrupt(format!("attribute `{name}` should be a list, is {other:?}"))),
+            table: self.table.clone(),
+            key: key.to_owned(),
+            detail: detail.to_string(),
         }
     }
 }
 
-fn link_item(pk: &str, link: &Link) -> Item {
-    let mut item = Item::with_capacity(8);
-    // Entity, company, system and source key are in `pk`; items stay small (cheaper writes).
-    item.insert("pk".into(), s(pk));
-    item.insert("sk".into(), s("LINK"));
-    item.insert("target_key".into(), s(&link.target_key));
-    item.insert("synced_at".into(), s(&link.synced_at));
-    // Absent optionals are left out rather than stored as NULL, which keeps items small.
-    for (name, value) in [
-        ("source_version", &link.source_version),
-        ("source_hash", &link.source_hash),
-        ("target_hash", &link.target_hash),
-    ] {
-        if let Some(v) = value {
-            item.insert(name.into(), s(v));
-        }
-    }
-    item
+// ---------------------------------------------------------------- items
+//
+// The stored items, written and read through serde_dynamo: a `String` is S, an integer N, a `Vec<String>` an
+// L of S, a field name the attribute name. The key strings (pk/sk) are built by the `*_pk` functions. Keys for
+// Get/Delete/BatchGet and condition or update values stay hand-built: they are not whole items.
+
+fn encode(value: impl Serialize) -> Result<Item, StateError> {
+    serde_dynamo::to_item(value).map_err(|e| invalid("DynamoDB item", e))
+}
+
+/// The watermark item: its key and scope next to the [`Watermark`] fields (which read back on their own).
+#[derive(Serialize)]
+struct WatermarkItem<'a> {
+    pk: &'a str,
+    sk: &'a str,
+    flow: &'a str,
+    company: &'a str,
+    #[serde(flatten)]
+    watermark: &'a Watermark,
+}
+
+/// A link item, or with a `ttl` a history entry; `S` is `&str` for writing and `String` for reading. Not
+/// [`Link`] itself: its entity, company, system and source key live only in `pk` (items stay small, cheaper
+/// writes) and must be parsed back out of it, and absent optionals are left out rather than stored as NULL.
+#[derive(Serialize, Deserialize)]
+struct LinkItem<S> {
+    pk: S,
+    sk: S,
+    target_key: S,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_version: Option<S>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source_hash: Option<S>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target_hash: Option<S>,
+    synced_at: S,
+    /// [`TTL_ATTRIBUTE`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ttl: Option<i64>,
+}
+
+/// The lease item. Not [`Lease`], whose expiry field is named differently (`expires_at` on the wire).
+#[derive(Serialize)]
+struct LeaseItem<'a> {
+    pk: &'a str,
+    sk: &'a str,
+    flow: &'a str,
+    company: &'a str,
+    owner: &'a str,
+    expires_at: i64,
+    acquired_at: String,
+    /// [`TTL_ATTRIBUTE`].
+    ttl: i64,
+}
+
+/// What [`StateStore::lease_holder`] needs of a lease item.
+#[derive(Deserialize)]
+struct LeaseHolder {
+    owner: String,
+    expires_at: i64,
+}
+
+/// A run item: key, the [`RunRecord`] fields and the expiry ([`TTL_ATTRIBUTE`]).
+#[derive(Serialize)]
+struct RunItem<'a> {
+    pk: &'a str,
+    sk: &'a str,
+    #[serde(flatten)]
+    run: &'a RunRecord,
+    ttl: i64,
+}
+
+#[derive(Deserialize)]
+struct StoredRun {
+    #[serde(flatten)]
+    run: RunRecord,
+    ttl: Option<i64>,
+}
+
+fn link_item(pk: &str, sk: &str, link: &Link, ttl: Option<i64>) -> Result<Item, StateError> {
+    encode(LinkItem {
+        pk,
+        sk,
+        target_key: &link.target_key,
+        source_version: link.source_version.as_deref(),
+        source_hash: link.source_hash.as_deref(),
+        target_hash: link.target_hash.as_deref(),
+        synced_at: &link.synced_at,
+        ttl,
+    })
 }
 
 /// An audit entry: what a link said at one sync. Kept for [`HISTORY_RETENTION`].
-fn history_item(link: &Link) -> Item {
-    let mut item = link_item(
-        &history_pk(&link.entity, &link.company, &link.system, &link.source_key),
-        link,
-    );
-    item.insert(
-        "sk".into(),
-        s(format!(
-            "{}#{}",
-            link.synced_at,
-            link.target_hash.as_deref().unwrap_or("-")
-        )),
-    );
-    item.insert(
-        TTL_ATTRIBUTE.into(),
-        AV::N((now_epoch() + HISTORY_RETENTION.as_secs() as i64).to_string()),
-    );
-    item
+fn history_item(link: &Link) -> Result<Item, StateError> {
+    let pk = history_pk(&link.entity, &link.company, &link.system, &link.source_key);
+    let sk = format!("{}#{}", link.synced_at, link.target_hash.as_deref().unwrap_or("-"));
+    let ttl = now_epoch() + HISTORY_RETENTION.as_secs() as i64;
+    link_item(&pk, &sk, link, Some(ttl))
 }
 
 fn key_item(pk: &str, sk: &str) -> Item {

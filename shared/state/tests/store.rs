@@ -447,3 +447,302 @@ async fn runs_come_back_newest_first_and_expired_ones_are_hidden() {
         "{err}"
     );
 }
+
+/// The raw items every writer produces: attribute names, S vs N, key formats. Data written by earlier releases
+/// must stay readable, so this pins the layout independent of how the items are encoded.
+#[tokio::test]
+async fn stored_items_keep_their_layout() {
+    let (_aws, store, client) = common::store().await;
+    let s = |v: &str| AV::S(v.into());
+    let n = |v: &str| AV::N(v.into());
+    let raw = |pk: &str, sk: &str| {
+        let (client, table) = (client.clone(), store.table().to_owned());
+        let (pk, sk) = (pk.to_owned(), sk.to_owned());
+        async move {
+            client
+                .get_item()
+                .table_name(table)
+                .key("pk", AV::S(pk.clone()))
+                .key("sk", AV::S(sk.clone()))
+                .send()
+                .await
+                .unwrap()
+                .item
+                .unwrap_or_else(|| panic!("no item {pk} / {sk}"))
+        }
+    };
+    // Attributes holding the current time: only their type is pinned, then they are dropped.
+    let take_n = |item: &mut HashMap<String, AV>, name: &str| {
+        let v = item.remove(name).unwrap_or_else(|| panic!("no `{name}`"));
+        v.as_n()
+            .unwrap_or_else(|_| panic!("`{name}` not N: {v:?}"))
+            .parse::<i64>()
+            .unwrap()
+    };
+    let take_s = |item: &mut HashMap<String, AV>, name: &str| {
+        let v = item.remove(name).unwrap_or_else(|| panic!("no `{name}`"));
+        v.as_s().unwrap_or_else(|_| panic!("`{name}` not S: {v:?}")).clone()
+    };
+
+    store
+        .put_watermark("accounts-to-fno", "usmf", "delta-1", None)
+        .await
+        .unwrap();
+    let mut wm = raw("WM#accounts-to-fno#usmf", "WM").await;
+    take_s(&mut wm, "updated_at");
+    assert_eq!(
+        wm,
+        HashMap::from([
+            ("pk".into(), s("WM#accounts-to-fno#usmf")),
+            ("sk".into(), s("WM")),
+            ("flow".into(), s("accounts-to-fno")),
+            ("company".into(), s("usmf")),
+            ("value".into(), s("delta-1")),
+            ("version".into(), n("1")),
+        ])
+    );
+
+    let full = Link {
+        source_key: "k1".into(),
+        target_key: "US-1".into(),
+        source_version: Some("7".into()),
+        source_hash: Some("sh".into()),
+        target_hash: Some("th".into()),
+        ..link(1)
+    };
+    let bare = Link {
+        source_key: "k2".into(),
+        target_key: "US-2".into(),
+        source_version: None,
+        source_hash: None,
+        target_hash: None,
+        ..link(2)
+    };
+    store.put_links(&[full.clone(), bare.clone()], &[]).await.unwrap();
+    assert_eq!(
+        raw("LINK#account#usmf#sales#k1", "LINK").await,
+        HashMap::from([
+            ("pk".into(), s("LINK#account#usmf#sales#k1")),
+            ("sk".into(), s("LINK")),
+            ("target_key".into(), s("US-1")),
+            ("source_version".into(), s("7")),
+            ("source_hash".into(), s("sh")),
+            ("target_hash".into(), s("th")),
+            ("synced_at".into(), s("2026-11-25T21:15:00Z")),
+        ])
+    );
+    // Absent optionals are left out, not stored as NULL.
+    assert_eq!(
+        raw("LINK#account#usmf#sales#k2", "LINK").await,
+        HashMap::from([
+            ("pk".into(), s("LINK#account#usmf#sales#k2")),
+            ("sk".into(), s("LINK")),
+            ("target_key".into(), s("US-2")),
+            ("synced_at".into(), s("2026-11-25T21:15:00Z")),
+        ])
+    );
+    // Replacing both puts their old states in the history.
+    let before = store
+        .get_links("account", "usmf", "sales", &["k1".into(), "k2".into()])
+        .await
+        .unwrap();
+    let newer = |l: &Link| Link {
+        target_hash: Some("th2".into()),
+        synced_at: "2026-11-26T08:00:00Z".into(),
+        ..l.clone()
+    };
+    store
+        .put_links(&[newer(&full), newer(&bare)], &[&before])
+        .await
+        .unwrap();
+    let mut hist = raw("HIST#account#usmf#sales#k1", "2026-11-25T21:15:00Z#th").await;
+    let ttl = take_n(&mut hist, "ttl");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!((now + 29 * 86_400..=now + 31 * 86_400).contains(&ttl), "ttl {ttl}");
+    assert_eq!(
+        hist,
+        HashMap::from([
+            ("pk".into(), s("HIST#account#usmf#sales#k1")),
+            ("sk".into(), s("2026-11-25T21:15:00Z#th")),
+            ("target_key".into(), s("US-1")),
+            ("source_version".into(), s("7")),
+            ("source_hash".into(), s("sh")),
+            ("target_hash".into(), s("th")),
+            ("synced_at".into(), s("2026-11-25T21:15:00Z")),
+        ])
+    );
+    let mut hist = raw("HIST#account#usmf#sales#k2", "2026-11-25T21:15:00Z#-").await;
+    take_n(&mut hist, "ttl");
+    assert_eq!(
+        hist,
+        HashMap::from([
+            ("pk".into(), s("HIST#account#usmf#sales#k2")),
+            ("sk".into(), s("2026-11-25T21:15:00Z#-")),
+            ("target_key".into(), s("US-2")),
+            ("synced_at".into(), s("2026-11-25T21:15:00Z")),
+        ])
+    );
+    let trail = store.history("account", "usmf", "sales", "k2", 10).await.unwrap();
+    assert_eq!(trail, vec![newer(&bare), bare.clone()]);
+
+    let lease = store
+        .acquire_lease("accounts-to-fno", "usmf", "run-1", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("free lease");
+    let mut item = raw("LEASE#accounts-to-fno#usmf", "LEASE").await;
+    assert_eq!(take_n(&mut item, "expires_at"), lease.expires_at_epoch);
+    assert_eq!(take_n(&mut item, "ttl"), lease.expires_at_epoch + 86_400);
+    take_s(&mut item, "acquired_at");
+    assert_eq!(
+        item,
+        HashMap::from([
+            ("pk".into(), s("LEASE#accounts-to-fno#usmf")),
+            ("sk".into(), s("LEASE")),
+            ("flow".into(), s("accounts-to-fno")),
+            ("company".into(), s("usmf")),
+            ("owner".into(), s("run-1")),
+        ])
+    );
+
+    let mut r = run("r1", "usmf", "2026-11-25T11:30:00.5+01:00", 10);
+    r.first_errors.push("second".into());
+    store.put_run(&r).await.unwrap();
+    let mut item = raw("RUN#accounts-to-fno#usmf", "2026-11-25T10:30:00.500Z#r1").await;
+    take_n(&mut item, "ttl");
+    assert_eq!(
+        item,
+        HashMap::from([
+            ("pk".into(), s("RUN#accounts-to-fno#usmf")),
+            ("sk".into(), s("2026-11-25T10:30:00.500Z#r1")),
+            ("run_id".into(), s("r1")),
+            ("flow".into(), s("accounts-to-fno")),
+            ("company".into(), s("usmf")),
+            ("trigger".into(), s("schedule")),
+            ("started_at".into(), s("2026-11-25T11:30:00.5+01:00")),
+            ("duration_ms".into(), n("1234")),
+            ("read".into(), n("10")),
+            ("written".into(), n("5")),
+            ("skipped".into(), n("4")),
+            ("failed".into(), n("1")),
+            (
+                "first_errors".into(),
+                AV::L(vec![s("account r1: parent missing"), s("second")])
+            ),
+        ])
+    );
+}
+
+/// Items as earlier releases (or an operator) may have left them still read back: optional attributes absent
+/// or NULL, a run without `first_errors`, unknown extra attributes.
+#[tokio::test]
+async fn sparse_and_extra_attributes_are_read() {
+    let (_aws, store, client) = common::store().await;
+    let put = |pairs: Vec<(&str, AV)>| {
+        let (client, table) = (client.clone(), store.table().to_owned());
+        let item: HashMap<String, AV> = pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+        async move {
+            client
+                .put_item()
+                .table_name(table)
+                .set_item(Some(item))
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let s = |v: &str| AV::S(v.into());
+    put(vec![
+        ("pk", s("LINK#account#usmf#fno#US-9")),
+        ("sk", s("LINK")),
+        ("target_key", s("guid-9")),
+        ("source_version", AV::Null(true)),
+        ("source_hash", s("sh")),
+        ("synced_at", s("2026-11-25T21:15:00Z")),
+        ("note", s("extra")),
+    ])
+    .await;
+    let got = store
+        .get_links("account", "usmf", "fno", &["US-9".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        got.get("US-9"),
+        Some(&Link {
+            entity: "account".into(),
+            company: "usmf".into(),
+            system: "fno".into(),
+            source_key: "US-9".into(),
+            target_key: "guid-9".into(),
+            source_version: None,
+            source_hash: Some("sh".into()),
+            target_hash: None,
+            synced_at: "2026-11-25T21:15:00Z".into(),
+        })
+    );
+
+    put(vec![
+        ("pk", s("RUN#accounts-to-fno#usmf")),
+        ("sk", s("2026-11-25T10:00:00.000Z#old")),
+        ("run_id", s("old")),
+        ("flow", s("accounts-to-fno")),
+        ("company", s("usmf")),
+        ("trigger", s("manual")),
+        ("started_at", s("2026-11-25T10:00:00Z")),
+        ("duration_ms", AV::N("5".into())),
+        ("read", AV::N("1".into())),
+        ("written", AV::N("1".into())),
+        ("skipped", AV::N("0".into())),
+        ("failed", AV::N("0".into())),
+    ])
+    .await;
+    let runs = store.recent_runs("accounts-to-fno", "usmf", 5).await.unwrap();
+    assert_eq!(
+        runs,
+        vec![RunRecord {
+            run_id: "old".into(),
+            flow: "accounts-to-fno".into(),
+            company: "usmf".into(),
+            trigger: "manual".into(),
+            started_at: "2026-11-25T10:00:00Z".into(),
+            duration_ms: 5,
+            read: 1,
+            written: 1,
+            skipped: 0,
+            failed: 0,
+            first_errors: vec![],
+        }]
+    );
+
+    // A broken item is reported as corrupt, naming the item (a missing attribute is named too; serde_dynamo's
+    // type mismatches only say e.g. "Expected string").
+    put(vec![
+        ("pk", s("LINK#account#usmf#fno#US-8")),
+        ("sk", s("LINK")),
+        ("target_key", AV::N("8".into())),
+        ("synced_at", s("2026-11-25T21:15:00Z")),
+    ])
+    .await;
+    let err = store
+        .get_links("account", "usmf", "fno", &["US-8".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StateError::Corrupt { key, .. } if key == "LINK#account#usmf#fno#US-8"),
+        "{err:?}"
+    );
+    put(vec![
+        ("pk", s("LINK#account#usmf#fno#US-7")),
+        ("sk", s("LINK")),
+        ("synced_at", s("2026-11-25T21:15:00Z")),
+    ])
+    .await;
+    let err = store
+        .get_links("account", "usmf", "fno", &["US-7".into()])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, StateError::Corrupt { key, detail, .. } if key == "LINK#account#usmf#fno#US-7" && detail.contains("target_key")),
+        "{err:?}"
+    );
+}
