@@ -4,6 +4,7 @@ use std::fmt;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum FlowName {
     AccountsToFno,
     ContactsToFno,
@@ -50,5 +51,20 @@ impl FlowName {
 impl fmt::Display for FlowName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_name_everywhere() {
+        for f in FlowName::ALL {
+            assert_eq!(FlowName::parse(f.as_str()), Some(f));
+            assert_eq!(serde_json::to_value(f).unwrap(), serde_json::json!(f.as_str()));
+            let back: FlowName = serde_json::from_value(serde_json::json!(f.as_str())).unwrap();
+            assert_eq!(back, f);
+        }
     }
 }
