@@ -4,9 +4,33 @@
 
 use crate::{api::error_text, error::DynamicsError};
 
+/// The write methods a `$batch` operation can have.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WriteMethod {
+    Post,
+    Patch,
+    Delete,
+}
+
+impl WriteMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteMethod::Post => "POST",
+            WriteMethod::Patch => "PATCH",
+            WriteMethod::Delete => "DELETE",
+        }
+    }
+}
+
+impl std::fmt::Display for WriteMethod {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct BatchOp {
-    pub method: &'static str,
+    pub method: WriteMethod,
     /// Absolute URL of the operation.
     pub url: String,
     pub body: Option<serde_json::Value>,
@@ -296,20 +320,20 @@ HTTP/1.1 204 No Content\r\nOData-Version: 4.0\r\n\r\n\r\n--changesetresponse_b--
 
     #[test]
     fn change_sets_number_operations_across_the_batch() {
-        let op = |m: &'static str| BatchOp {
+        let op = |m: WriteMethod| BatchOp {
             method: m,
             url: "https://x/data/E".into(),
             body: None,
             headers: vec![],
         };
-        let text = build_sets("b", &[vec![op("POST"), op("POST")], vec![op("DELETE")]]);
+        let text = build_sets("b", &[vec![op(WriteMethod::Post), op(WriteMethod::Post)], vec![op(WriteMethod::Delete)]]);
         assert_eq!(
             text.matches("Content-Type: multipart/mixed; boundary=changeset_b_")
                 .count(),
             2
         );
         assert!(text.contains("Content-ID: 1\r\n") && text.contains("Content-ID: 3\r\n"));
-        assert_eq!(build("b", &[op("POST")]), build_sets("b", &[vec![op("POST")]]));
+        assert_eq!(build("b", &[op(WriteMethod::Post)]), build_sets("b", &[vec![op(WriteMethod::Post)]]));
     }
 
     #[test]

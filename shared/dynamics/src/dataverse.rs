@@ -1,5 +1,6 @@
 //! Dataverse Web API (Dynamics 365 Sales): change tracking, reads by id, writes.
 
+use crate::batch::WriteMethod;
 use std::sync::Arc;
 
 use reqwest::Method;
@@ -263,7 +264,7 @@ fn planned_result(service: &'static str, dry: &crate::api::DryRun, op: &BatchOp)
         url: op.url.clone(),
         body: op.body.clone(),
     });
-    let create = op.method == "POST";
+    let create = op.method == WriteMethod::Post;
     BatchResult {
         status: if create { 201 } else { 204 },
         headers: if create {

@@ -51,7 +51,40 @@ fn code_suffix(code: &str) -> String {
     }
 }
 
+/// What kind of failure an error is, decided in one place (status, service error code, and for F&O's
+/// validation answers its message) so callers never search message text themselves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The key is taken: a create found the record there (F&O "already exists", Dataverse 0x80040237 / 412).
+    Duplicate,
+    /// No record with that key (404).
+    NotFound,
+    /// Service protection (429) or busy (503): wait and retry.
+    Throttled,
+    /// The credentials or the token were refused.
+    Auth,
+    /// The service refused the data (validation, 400, F&O write failures): fix the record.
+    Invalid,
+    /// Connection, timeout, or a server error that may pass.
+    Unavailable,
+    /// Configuration or an answer p2c could not read.
+    Other,
+}
+
 impl DynamicsError {
+    /// The kind of this failure (see [`ErrorKind`]).
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            DynamicsError::Auth { .. } => ErrorKind::Auth,
+            DynamicsError::Transport { .. } => ErrorKind::Unavailable,
+            DynamicsError::Exhausted { last, .. } => last.kind(),
+            DynamicsError::Config(_) | DynamicsError::Decode { .. } => ErrorKind::Other,
+            DynamicsError::Http {
+                status, code, message, ..
+            } => http_kind(*status, code, message),
+        }
+    }
+
     /// Transient errors may succeed when retried later; the rest need someone to fix data or configuration.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -71,6 +104,19 @@ impl DynamicsError {
     }
 }
 
+fn http_kind(status: u16, code: &str, message: &str) -> ErrorKind {
+    let duplicate_code = code.eq_ignore_ascii_case("0x80040237") || message.contains("0x80040237");
+    match status {
+        412 => ErrorKind::Duplicate,
+        _ if duplicate_code || message.contains("already exists") => ErrorKind::Duplicate,
+        401 | 403 => ErrorKind::Auth,
+        404 => ErrorKind::NotFound,
+        429 | 503 => ErrorKind::Throttled,
+        _ if is_transient_status(status, message) => ErrorKind::Unavailable,
+        _ => ErrorKind::Invalid,
+    }
+}
+
 /// F&O reports validation failures as HTTP 500 with an `AxODataWriteException`: those are permanent.
 pub(crate) fn is_transient_status(status: u16, message: &str) -> bool {
     match status {
@@ -82,4 +128,39 @@ pub(crate) fn is_transient_status(status: u16, message: &str) -> bool {
 
 pub(crate) fn is_write_validation(message: &str) -> bool {
     message.contains("Write failed") || message.contains("AxODataWriteException") || message.contains("already exists")
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    fn http(status: u16, code: &str, message: &str) -> DynamicsError {
+        DynamicsError::Http {
+            service: "fno",
+            method: "POST".into(),
+            path: "CustomersV2".into(),
+            status,
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn kinds_come_from_status_and_code() {
+        assert_eq!(http(412, "", "").kind(), ErrorKind::Duplicate);
+        assert_eq!(http(400, "0x80040237", "Cannot insert duplicate key.").kind(), ErrorKind::Duplicate);
+        let fno = "Write failed for table row of type 'CustCustomerV3Entity'. The record already exists.";
+        assert_eq!(http(500, "", fno).kind(), ErrorKind::Duplicate);
+        assert_eq!(http(404, "", "").kind(), ErrorKind::NotFound);
+        assert_eq!(http(429, "0x80072322", "").kind(), ErrorKind::Throttled);
+        assert_eq!(http(500, "", "Write failed: field too long").kind(), ErrorKind::Invalid);
+        assert_eq!(http(502, "", "").kind(), ErrorKind::Unavailable);
+        assert_eq!(http(400, "", "bad value").kind(), ErrorKind::Invalid);
+        let gave_up = DynamicsError::Exhausted {
+            service: "fno",
+            attempts: 3,
+            last: Box::new(http(429, "", "")),
+        };
+        assert_eq!(gave_up.kind(), ErrorKind::Throttled);
+    }
 }

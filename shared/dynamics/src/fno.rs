@@ -1,5 +1,6 @@
 //! F&O OData: reads by natural key and key-ordered sweeps (always company-explicit), creates, updates, `$batch`.
 
+use crate::batch::WriteMethod;
 use std::sync::Arc;
 
 use reqwest::Method;
@@ -121,7 +122,7 @@ impl Fno {
     /// that ignores the preference answers 201 with the body, which is read the same way.
     pub fn create_op(&self, entity_set: &str, body: Value) -> BatchOp {
         BatchOp {
-            method: "POST",
+            method: WriteMethod::Post,
             url: self.set_url(entity_set),
             body: Some(body),
             headers: vec![("Prefer", "return=minimal".into())],
@@ -131,7 +132,7 @@ impl Fno {
     /// The update operation: F&O has no upsert, PATCH on a missing key is a 404.
     pub fn update_op(&self, entity_set: &str, key: &[(&str, &str)], body: Value) -> BatchOp {
         BatchOp {
-            method: "PATCH",
+            method: WriteMethod::Patch,
             url: self.key_url(entity_set, key),
             body: Some(body),
             headers: vec![],
@@ -150,7 +151,7 @@ impl Fno {
     /// The update operation on a key with typed values.
     pub fn update_op_json(&self, entity_set: &str, key: &[(&str, &Value)], body: Value) -> BatchOp {
         BatchOp {
-            method: "PATCH",
+            method: WriteMethod::Patch,
             url: self.key_url_json(entity_set, key),
             body: Some(body),
             headers: vec![],
@@ -160,7 +161,7 @@ impl Fno {
     /// The delete operation on a key with typed values (404 when the row is already gone).
     pub fn delete_op_json(&self, entity_set: &str, key: &[(&str, &Value)]) -> BatchOp {
         BatchOp {
-            method: "DELETE",
+            method: WriteMethod::Delete,
             url: self.key_url_json(entity_set, key),
             body: None,
             headers: vec![],
@@ -207,7 +208,7 @@ impl Fno {
                 let done = set
                     .iter()
                     .map(|op| BatchResult {
-                        status: if op.method == "POST" { 201 } else { 204 },
+                        status: if op.method == WriteMethod::Post { 201 } else { 204 },
                         ..Default::default()
                     })
                     .collect();

@@ -14,9 +14,9 @@ pub mod odata;
 
 pub use api::{Api, DryRun, Limiter, PlannedWrite, RequestStats, RetryPolicy};
 pub use auth::{Credentials, Secret, TokenCache};
-pub use batch::{BatchOp, BatchResult, SetResult};
+pub use batch::{BatchOp, BatchResult, SetResult, WriteMethod};
 pub use dataverse::{ChangePage, Dataverse};
-pub use error::DynamicsError;
+pub use error::{DynamicsError, ErrorKind};
 pub use fno::Fno;
 
 /// A record as both APIs put it on the wire: a JSON object.

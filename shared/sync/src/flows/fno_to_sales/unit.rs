@@ -1145,7 +1145,7 @@ async fn invoice_orders(
         if !op_of.contains_key(&id) {
             op_of.insert(id.clone(), ops.len());
             ops.push(BatchOp {
-                method: "PATCH",
+                method: p2c_dynamics::WriteMethod::Patch,
                 url: format!("{}({})", deps.sales.set_url("salesorders"), found.id),
                 // The P2C processing status follows: an invoiced order is read-only in Sales from here on.
                 body: Some(json!({"statecode": 4, "statuscode": 100_003, "msdynce_processingstatus": 647_390_003})),

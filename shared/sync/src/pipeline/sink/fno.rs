@@ -6,7 +6,7 @@
 //! echoed back by Sales change tracking) is recognised and not written back.
 
 use futures::StreamExt;
-use p2c_dynamics::{BatchOp, DynamicsError, Record, SetResult};
+use p2c_dynamics::{BatchOp, DynamicsError, ErrorKind, Record, SetResult, WriteMethod};
 use p2c_mapping::Template;
 use p2c_mapping::money::decimal_from_json;
 use serde_json::Value;
@@ -151,8 +151,8 @@ pub(crate) async fn read_current(
 // ------------------------------------------------------------------------------------------ writes
 
 /// F&O refused a create because the key is taken.
-pub(crate) fn is_already_exists(e: &DynamicsError) -> bool {
-    matches!(e, DynamicsError::Http { message, .. } if message.contains("already exists"))
+fn is_already_exists(e: &DynamicsError) -> bool {
+    e.kind() == ErrorKind::Duplicate
 }
 
 /// One record to write without reading F&O first: created when `create`, else updated by its key.
@@ -281,8 +281,8 @@ pub(crate) async fn write_sets(deps: &Deps, sets: &[Vec<BatchOp>]) -> Vec<Result
                         Some(SetResult::Failed { op, result }) => {
                             let op = &sets[i][op.unwrap_or(0).min(sets[i].len() - 1)];
                             let err = result.error("fno", op);
-                            let race = (op.method == "POST" && is_already_exists(&err))
-                                || (op.method == "PATCH" && err.status() == Some(404));
+                            let race = (op.method == WriteMethod::Post && is_already_exists(&err))
+                                || (op.method == WriteMethod::Patch && err.kind() == ErrorKind::NotFound);
                             Err(WriteError {
                                 reason: err.to_string(),
                                 transient: err.is_transient() || race,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use p2c_dynamics::{BatchOp, DynamicsError, Record, dataverse::id_from_entity_url};
+use p2c_dynamics::{BatchOp, DynamicsError, ErrorKind, Record, WriteMethod, dataverse::id_from_entity_url};
 use p2c_mapping::{Template, lookup_targets, money::decimal_from_json};
 use serde_json::Value;
 
@@ -86,7 +86,7 @@ impl Table {
 
     pub fn create_op(&self, deps: &Deps, body: Record) -> BatchOp {
         BatchOp {
-            method: "POST",
+            method: WriteMethod::Post,
             url: deps.sales.set_url(&self.set),
             body: Some(Value::Object(body)),
             headers: vec![],
@@ -96,7 +96,7 @@ impl Table {
     /// `If-Match: *`: an update never creates a record by accident (a deleted record answers 404).
     pub fn update_op(&self, deps: &Deps, id: &str, body: Record) -> BatchOp {
         BatchOp {
-            method: "PATCH",
+            method: WriteMethod::Patch,
             url: self.url(deps, id),
             body: Some(Value::Object(body)),
             headers: vec![("If-Match", "*".into())],
@@ -105,7 +105,7 @@ impl Table {
 
     pub fn delete_op(&self, deps: &Deps, id: &str) -> BatchOp {
         BatchOp {
-            method: "DELETE",
+            method: WriteMethod::Delete,
             url: self.url(deps, id),
             body: None,
             headers: vec![],
@@ -171,6 +171,7 @@ pub(crate) enum Written {
     Ok(Option<String>),
     Failed {
         status: Option<u16>,
+        kind: ErrorKind,
         reason: String,
         transient: bool,
     },
@@ -194,6 +195,7 @@ pub(crate) async fn send(deps: &Deps, ops: &[BatchOp]) -> Vec<Written> {
                         let e = part.error("sales", op);
                         out.push(Written::Failed {
                             status: Some(part.status),
+                            kind: e.kind(),
                             reason: e.to_string(),
                             transient: e.is_transient(),
                         });
@@ -209,6 +211,7 @@ pub(crate) async fn send(deps: &Deps, ops: &[BatchOp]) -> Vec<Written> {
 fn failed_batch(e: &DynamicsError) -> Written {
     Written::Failed {
         status: None,
+        kind: e.kind(),
         reason: format!("the Sales $batch request failed: {e}"),
         transient: e.is_transient(),
     }
