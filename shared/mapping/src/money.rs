@@ -1,4 +1,4 @@
-//! The money rules of templates.md 5.4, 5.5 ("Discount rounding") and 6: how a Sales line discount becomes an
+//! The money rules of spec/templates.md 5.4, 5.5 ("Discount rounding") and 6: how a Sales line discount becomes an
 //! F&O per-unit line discount plus a sales charge, and back, to the cent.
 //!
 //! Sales keeps one discount amount per line (`manualdiscountamount`, with "Discount calculation method = Line

@@ -36,7 +36,7 @@ pub const PRICE_LISTS: &[(&str, &str)] = &[("USD", DEMO_PRICE_LIST)];
 /// The price list of the docs and the demo data.
 const DEMO_PRICE_LIST: &str = "CRM Service USA (sample)";
 
-/// F&O `SalesOrderProcessingStatus` -> Sales `msdynce_processingstatus` (templates.md section 4). The docs do not
+/// F&O `SalesOrderProcessingStatus` -> Sales `msdynce_processingstatus` (spec/templates.md section 4). The docs do not
 /// show the map; these are the nearest P2C options. Unused P2C options: Packing Slip, Partially Picked,
 /// Partially Packed (F&O has no such processing status) and Draft (Sales-only).
 pub const PROCESSING_STATUS: &[(&str, i64)] = &[

@@ -1,4 +1,4 @@
-//! The accounts template (templates.md 5.1): golden records and the errors a bad account gets.
+//! The accounts template (spec/templates.md 5.1): golden records and the errors a bad account gets.
 
 mod common;
 

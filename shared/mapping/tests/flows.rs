@@ -1,4 +1,4 @@
-//! The templates of templates.md 5.2-5.6 beyond their golden records: source filters, line keys, value-map
+//! The templates of spec/templates.md 5.2-5.6 beyond their golden records: source filters, line keys, value-map
 //! errors that name the record and field, Sales lookups (bind), and F&O lengths.
 
 mod common;

@@ -1,4 +1,4 @@
-//! One golden test per template of templates.md 5.2-5.6: `tests/golden/<flow>/<task>.input.json` (a source
+//! One golden test per template of spec/templates.md 5.2-5.6: `tests/golden/<flow>/<task>.input.json` (a source
 //! record as the pipeline hands it to `map`, lookups resolved under their dotted names) must map to exactly
 //! `<task>.expected.json`, writing every row of the table in table order. For Sales targets,
 //! `<task>.wire.json` is the body after `bind` with the Sales records of `golden/sales_records.json`.
@@ -154,7 +154,7 @@ fn every_template_has_golden_files() {
     }
 }
 
-/// The templates read like templates.md: the number of rows of each table, and its key rows.
+/// The templates read like spec/templates.md: the number of rows of each table, and its key rows.
 #[test]
 fn row_counts_and_roles_match_the_tables() {
     let expect: &[(&str, &str, usize, Role)] = &[

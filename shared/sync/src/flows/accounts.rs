@@ -1,4 +1,4 @@
-//! accounts-to-fno (templates.md 5.1): Sales `account` → F&O `CustomersV2`, keyed by the account number.
+//! accounts-to-fno (spec/templates.md 5.1): Sales `account` → F&O `CustomersV2`, keyed by the account number.
 //!
 //! Decide: skip a record whose mapped content equals what its link says was last written (`Skip::Unchanged`).
 //! Write: create what has no link and update what has one, without reading F&O first (see

@@ -1,4 +1,4 @@
-//! contacts-to-fno (templates.md 5.3): Sales contacts → F&O, routed by the two templates' filters.
+//! contacts-to-fno (spec/templates.md 5.3): Sales contacts → F&O, routed by the two templates' filters.
 //!
 //! - A contact flagged as an active customer (`ContactToCustomer`) becomes an F&O customer (`CustomersV2`), keyed
 //!   by its contact number. Its link, `LINK#contact#<company>#sales#<contactid>`, is what quotes and orders of

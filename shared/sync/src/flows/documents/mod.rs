@@ -1,4 +1,4 @@
-//! quotes-to-fno (templates.md 5.4) and orders-to-fno (5.5a/b): Sales documents → F&O. A document is a header
+//! quotes-to-fno (spec/templates.md 5.4) and orders-to-fno (5.5a/b): Sales documents → F&O. A document is a header
 //! (`quote` / `salesorder`) and its lines (`quotedetail` / `salesorderdetail`), and it always goes through whole.
 //!
 //! **Changes.** Change tracking runs on both the header table and the line table; the watermark holds both delta

@@ -331,7 +331,7 @@ impl Scope<'_> {
 }
 
 /// Sales keeps one discount amount per line; F&O a discount per unit in the currency's decimals plus a sales
-/// charge for what does not divide (templates.md 5.5, "Discount rounding"): qty 3, discount 10.00 → 3.33 per
+/// charge for what does not divide (spec/templates.md 5.5, "Discount rounding"): qty 3, discount 10.00 → 3.33 per
 /// unit and a charge of −0.01.
 fn split_discount(line: &Record, header: &Record, entity: &str, body: &mut Record) {
     let (Some(discount), Some(quantity)) = (
