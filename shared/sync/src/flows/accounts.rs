@@ -19,6 +19,7 @@ use crate::{
     flow_name::FlowName,
     pipeline::{
         Flow,
+        links::LinkEntity,
         lookups::lookup_paths,
         record::{now, split_guids, str_of, version_of},
         sink::fno::{Upsert, upsert_all},
@@ -28,7 +29,7 @@ use crate::{
 };
 
 /// Entity name of the link items (`LINK#account#...`); quotes and orders resolve customers through them.
-const LINK_ENTITY: &str = "account";
+const LINK_ENTITY: LinkEntity = LinkEntity::Account;
 const NOUN: &str = "account";
 
 /// accounts-to-fno for one company.
@@ -149,7 +150,7 @@ impl<'a> Accounts<'a> {
 
         // Decide: skip what its link says was written as it is now.
         let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
-        let links = deps.state.get_links(LINK_ENTITY, company, "sales", &ids).await?;
+        let links = deps.state.get_links(LINK_ENTITY.as_str(), company, "sales", &ids).await?;
         pending.retain_mut(|p| match links.get(&p.id) {
             Some(l)
                 if deps.cfg.skip_unchanged && l.target_key == p.key && l.target_hash.as_deref() == Some(&p.hash) =>
@@ -189,7 +190,7 @@ impl<'a> Accounts<'a> {
                 Ok(created) => {
                     report.wrote(created);
                     new_links.push(Link {
-                        entity: LINK_ENTITY.into(),
+                        entity: LINK_ENTITY.as_str().into(),
                         company: company.into(),
                         system: "sales".into(),
                         source_key: p.id,

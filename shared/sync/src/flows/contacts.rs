@@ -26,7 +26,7 @@ use crate::{
     flow_name::FlowName,
     pipeline::{
         Flow,
-        links::{customer_accounts, describe_customers},
+        links::{LinkEntity, customer_accounts, describe_customers},
         lookups::lookup_paths,
         record::{now, split_guids, str_of, version_of},
         sink::fno::{
@@ -88,10 +88,10 @@ impl<'a> Routes<'a> {
     }
 }
 
-fn link_entity(r: Route) -> &'static str {
+fn link_entity(r: Route) -> LinkEntity {
     match r {
-        Route::Customer => "contact",
-        Route::Person => "contactperson",
+        Route::Customer => LinkEntity::Contact,
+        Route::Person => LinkEntity::ContactPerson,
     }
 }
 
@@ -384,7 +384,7 @@ async fn skip_unchanged(
             continue;
         }
         let ids: Vec<String> = idx.iter().map(|&i| pending[i].id.clone()).collect();
-        let links = deps.state.get_links(link_entity(route), company, "sales", &ids).await?;
+        let links = deps.state.get_links(link_entity(route).as_str(), company, "sales", &ids).await?;
         for i in idx {
             let p = &pending[i];
             if links
@@ -495,7 +495,7 @@ async fn write(
 
 fn link_of(p: &Pending, company: &str) -> Link {
     Link {
-        entity: link_entity(p.route).into(),
+        entity: link_entity(p.route).as_str().into(),
         company: company.into(),
         system: "sales".into(),
         source_key: p.id.clone(),

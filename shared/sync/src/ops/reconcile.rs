@@ -7,6 +7,7 @@ use p2c_dynamics::Record;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::pipeline::links::LinkEntity;
 use crate::{
     deps::Deps,
     error::SyncError,
@@ -68,7 +69,7 @@ fn equal(a: &Value, b: &Value) -> bool {
 /// What to compare for one flow: source and target records as read, and how they meet.
 struct Plan<'a> {
     template: &'a p2c_mapping::Template,
-    link_entity: &'static str,
+    link_entity: LinkEntity,
     /// The system the link's source key belongs to ("sales" or "fno").
     link_system: &'static str,
     sources: Vec<Record>,
@@ -117,9 +118,9 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
             Plan {
                 template: t,
                 link_entity: if flow == FlowName::AccountsToFno {
-                    "account"
+                    LinkEntity::Account
                 } else {
-                    "contact"
+                    LinkEntity::Contact
                 },
                 link_system: "sales",
                 sources,
@@ -150,7 +151,7 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
                 .await?;
             Plan {
                 template: t,
-                link_entity: "product",
+                link_entity: LinkEntity::Product,
                 link_system: "fno",
                 sources,
                 source_id: t.source_key.clone(),
@@ -169,7 +170,7 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
     };
     let links = deps
         .state
-        .scan_links(plan.link_entity, &company, Some(plan.link_system))
+        .scan_links(plan.link_entity.as_str(), &company, Some(plan.link_system))
         .await?;
     let (mut out, resync) = compare(&plan, &links);
     out.flow = flow.as_str().into();
@@ -179,7 +180,7 @@ pub async fn reconcile(deps: &Deps, flow: FlowName, company: &str, fix: bool) ->
         // the link's hash makes the worker write even when it believes the target is up to date.
         let read = deps
             .state
-            .get_links(plan.link_entity, &company, plan.link_system, &resync)
+            .get_links(plan.link_entity.as_str(), &company, plan.link_system, &resync)
             .await?;
         let stale: Vec<p2c_state::Link> = read
             .values()

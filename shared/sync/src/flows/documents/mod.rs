@@ -96,7 +96,7 @@ impl<'a> Documents<'a> {
         if !page.deleted.is_empty() {
             let links = deps
                 .state
-                .get_links(spec.header_entity, company, "sales", &page.deleted)
+                .get_links(spec.header_entity.as_str(), company, "sales", &page.deleted)
                 .await?;
             self.deleted_docs
                 .extend(links.values().map(|l| l.target_key.to_ascii_lowercase()));

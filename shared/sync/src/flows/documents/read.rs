@@ -9,6 +9,7 @@ use p2c_state::Link;
 use serde_json::Value;
 
 use super::{spec::DocFlow, transform::Header};
+use crate::pipeline::links::LinkEntity;
 use crate::{
     deps::Deps,
     error::SyncError,
@@ -247,7 +248,7 @@ async fn read_product_links(
     if numbers.is_empty() {
         return Ok(HashMap::new());
     }
-    Ok(deps.state.get_links("product", company, "fno", &numbers).await?)
+    Ok(deps.state.get_links(LinkEntity::Product.as_str(), company, "fno", &numbers).await?)
 }
 
 /// The documents' customers: F&O accounts of those with a link, and names of those without (for the failure).

@@ -5,6 +5,7 @@
 use p2c_mapping::{Lookup, Role, Template};
 use serde_json::json;
 
+use crate::pipeline::links::LinkEntity;
 use crate::{
     deps::Deps,
     error::SyncError,
@@ -23,8 +24,8 @@ pub(super) struct DocFlow<'a> {
     pub(super) header: &'a Template,
     pub(super) line: &'a Template,
     /// Link entities (`LINK#<entity>#...`): Sales logical names.
-    pub(super) header_entity: &'static str,
-    pub(super) line_entity: &'static str,
+    pub(super) header_entity: LinkEntity,
+    pub(super) line_entity: LinkEntity,
     /// "quote" / "order", for messages.
     pub(super) noun: &'static str,
     /// The line's lookup to its header ("quoteid") and its `$select` column ("_quoteid_value").
@@ -68,8 +69,8 @@ impl<'a> DocFlow<'a> {
                 .map(|f| f.target.clone())
         };
         let (header_entity, line_entity, noun) = match flow {
-            FlowName::QuotesToFno => ("quote", "quotedetail", "quote"),
-            _ => ("salesorder", "salesorderdetail", "order"),
+            FlowName::QuotesToFno => (LinkEntity::Quote, LinkEntity::QuoteLine, "quote"),
+            _ => (LinkEntity::SalesOrder, LinkEntity::SalesOrderLine, "order"),
         };
         Ok(DocFlow {
             flow,

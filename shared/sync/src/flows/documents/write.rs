@@ -61,12 +61,12 @@ impl Known {
         let doc_ids: Vec<String> = docs.iter().map(|d| d.id.clone()).collect();
         let headers = deps
             .state
-            .get_links(spec.header_entity, company, "sales", &doc_ids)
+            .get_links(spec.header_entity.as_str(), company, "sales", &doc_ids)
             .await?;
         let line_ids: Vec<String> = docs.iter().flat_map(|d| d.lines.iter().map(|l| l.id.clone())).collect();
         let lines = deps
             .state
-            .get_links(spec.line_entity, company, "sales", &line_ids)
+            .get_links(spec.line_entity.as_str(), company, "sales", &line_ids)
             .await?;
         Ok(Known { headers, lines })
     }
@@ -291,11 +291,11 @@ impl Writer<'_> {
             target_hash: Some(hash.into()),
             synced_at: at.clone(),
         };
-        let mut out = vec![link(self.spec.header_entity, &d.id, &d.key_text, &d.hash, &d.version)];
+        let mut out = vec![link(self.spec.header_entity.as_str(), &d.id, &d.key_text, &d.hash, &d.version)];
         out.extend(
             d.lines
                 .iter()
-                .map(|l| link(self.spec.line_entity, &l.id, &l.key_text, &l.hash, &l.version)),
+                .map(|l| link(self.spec.line_entity.as_str(), &l.id, &l.key_text, &l.hash, &l.version)),
         );
         out
     }
@@ -322,7 +322,7 @@ pub(super) async fn delete_lines(
     if ids.is_empty() {
         return Ok(failures);
     }
-    let links = deps.state.get_links(spec.line_entity, company, "sales", ids).await?;
+    let links = deps.state.get_links(spec.line_entity.as_str(), company, "sales", ids).await?;
     let mut todo: Vec<(Link, BatchOp)> = Vec::new();
     for id in ids {
         report.read += 1;
