@@ -10,8 +10,23 @@ use p2c_state::LocalAws;
 use p2c_sync::{Deps, FlowName};
 use serde_json::{Value, json};
 
+/// What `p2c bench` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Scenario {
+    /// Accounts to F&O, every account changed.
+    Changed,
+    /// Accounts to F&O, nothing changed (a full re-read).
+    Unchanged,
+    /// Quotes of 5 lines to F&O.
+    Quotes,
+    /// The initial load of accounts: one run, then segments drained by 1 and by --workers workers.
+    Initial,
+    /// All of the above.
+    All,
+}
+
 pub struct BenchArgs {
-    pub scenario: String,
+    pub scenario: Scenario,
     pub records: usize,
     pub latency_ms: u64,
     pub op_ms: u64,
@@ -69,10 +84,7 @@ async fn rig(records: usize, a: &BenchArgs) -> Result<Rig> {
         _moto: moto,
     };
     let deps = rig.deps().await?;
-    deps.state.ensure_table().await?;
-    for f in FlowName::ALL {
-        deps.queues.ensure(f.as_str(), 5, 360).await?;
-    }
+    crate::commands::ensure_all(&deps.state, &deps.queues).await?;
     Ok(rig)
 }
 
@@ -259,10 +271,11 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
     let mut out = Vec::new();
     let n = a.records as u64;
     let run = ["run", "accounts-to-fno"];
-    if a.scenario == "all" || a.scenario == "changed" || a.scenario == "unchanged" {
+    let s = a.scenario;
+    if matches!(s, Scenario::All | Scenario::Changed | Scenario::Unchanged) {
         let rig = rig(a.records, a).await?;
         rig.measure("prime", &run, &[], 1, n).await?;
-        if a.scenario != "unchanged" {
+        if s != Scenario::Unchanged {
             rig.touch_all("0100");
             let p = rig.measure("p2c", &run, &[], 1, n).await?;
             rig.touch_all("0200");
@@ -273,7 +286,7 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
             };
             out.push(pair("accounts, every record changed", p, naive));
         }
-        if a.scenario != "changed" {
+        if s != Scenario::Changed {
             let full = ["run", "accounts-to-fno", "--full-resync"];
             let p = rig.measure("p2c", &full, &[], 1, n).await?;
             let naive = if a.naive {
@@ -284,7 +297,7 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
             out.push(pair("accounts, nothing changed (full re-read)", p, naive));
         }
     }
-    if a.scenario == "all" || a.scenario == "quotes" {
+    if matches!(s, Scenario::All | Scenario::Quotes) {
         // Quotes of 5 lines: customers and products synced first, then the quotes go to F&O.
         let rig = rig(100, a).await?;
         rig.measure("prime", &run, &[], 1, 100).await?;
@@ -304,7 +317,7 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
         };
         out.push(pair("quotes of 5 lines (per 1000 lines)", p, naive));
     }
-    if a.scenario == "all" || a.scenario == "initial" {
+    if matches!(s, Scenario::All | Scenario::Initial) {
         // One scheduled run doing the whole initial load (streaming, pages of 5,000).
         let rig1 = rig(a.records, a).await?;
         let single = rig1.measure("one run", &run, &[], 1, n).await?;

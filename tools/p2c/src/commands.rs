@@ -1,27 +1,16 @@
 //! The commands. Each returns Ok(true) when nothing failed, Ok(false) when some record failed.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use p2c_state::{Queues, StateStore};
 use p2c_sync::{Config, Deps, FlowName, RunOptions, RunReport, handle_sqs_report, run_flow};
 use serde_json::json;
 
-use crate::local;
+use crate::{local, ops::Ops};
 
 /// Receive limit before SQS moves a message to the DLQ, and the visibility timeout (≥ 6 × function timeout).
 const MAX_RECEIVE: u32 = 5;
 const VISIBILITY_SECS: u32 = 360;
-
-fn flow(name: &str) -> Result<FlowName> {
-    FlowName::parse(name).with_context(|| format!("unknown flow {name:?}; known flows: {}", FlowName::known()))
-}
-
-fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_string())
-}
 
 pub async fn sandbox(port: u16, accounts: usize) -> Result<bool> {
     let ports = (port != 0).then_some((port, port + 1, port + 2));
@@ -51,7 +40,7 @@ pub async fn sandbox(port: u16, accounts: usize) -> Result<bool> {
     Ok(true)
 }
 
-async fn ensure_all(state: &StateStore, queues: &Queues) -> Result<Vec<serde_json::Value>> {
+pub async fn ensure_all(state: &StateStore, queues: &Queues) -> Result<Vec<serde_json::Value>> {
     state.ensure_table().await?;
     let mut out = Vec::new();
     for f in FlowName::ALL {
@@ -62,11 +51,9 @@ async fn ensure_all(state: &StateStore, queues: &Queues) -> Result<Vec<serde_jso
 }
 
 pub async fn init(as_json: bool) -> Result<bool> {
-    let aws = p2c_state::aws_config(None).await;
-    let table = env_or("P2C_TABLE", "p2c");
-    let state = StateStore::new(aws_sdk_dynamodb::Client::new(&aws), table.clone());
-    let queues = Queues::new(aws_sdk_sqs::Client::new(&aws), env_or("P2C_QUEUE_PREFIX", "p2c-"));
-    let created = ensure_all(&state, &queues).await?;
+    let ops = Ops::from_env().await?;
+    let table = ops.state.table();
+    let created = ensure_all(&ops.state, &ops.queues).await?;
     if as_json {
         println!("{}", json!({"table": table, "queues": created}));
     } else {
@@ -94,14 +81,7 @@ async fn deps_with(dry_run: bool) -> Result<Deps> {
     Ok(Deps::new(cfg, &aws).await?)
 }
 
-pub async fn run(
-    flow_name: &str,
-    company: Option<&str>,
-    full_resync: bool,
-    dry_run: bool,
-    as_json: bool,
-) -> Result<bool> {
-    let f = flow(flow_name)?;
+pub async fn run(f: FlowName, company: Option<&str>, full_resync: bool, dry_run: bool, as_json: bool) -> Result<bool> {
     let deps = deps_with(dry_run).await?;
     let companies = deps.companies_or_all(company);
     let opts = RunOptions {
@@ -164,8 +144,7 @@ pub async fn drain_queue(deps: &Deps, f: FlowName) -> Result<Vec<RunReport>> {
     Ok(reports)
 }
 
-pub async fn drain(flow_name: &str, as_json: bool) -> Result<bool> {
-    let f = flow(flow_name)?;
+pub async fn drain(f: FlowName, as_json: bool) -> Result<bool> {
     let deps = deps_from_env().await?;
     let reports = drain_queue(&deps, f).await?;
     print_reports(&reports, as_json);
@@ -173,15 +152,13 @@ pub async fn drain(flow_name: &str, as_json: bool) -> Result<bool> {
 }
 
 pub async fn replay(
-    flow_name: &str,
+    f: FlowName,
     company: Option<&str>,
     limit: Option<usize>,
     dry_run: bool,
     as_json: bool,
 ) -> Result<bool> {
-    let f = flow(flow_name)?;
-    let aws = p2c_state::aws_config(None).await;
-    let queues = Queues::new(aws_sdk_sqs::Client::new(&aws), env_or("P2C_QUEUE_PREFIX", "p2c-"));
+    let queues = Ops::from_env().await?.queues;
     let pair = queues.urls(f.as_str()).await?;
     // A body that does not parse has no company: it moves only when no company was asked for.
     let company = company.map(str::to_ascii_lowercase);
@@ -336,12 +313,9 @@ fn print_reports(reports: &[RunReport], as_json: bool) {
     }
 }
 
-pub async fn status(flow_name: Option<&str>, as_json: bool) -> Result<bool> {
-    let flows = match flow_name {
-        Some(f) => vec![flow(f)?],
-        None => FlowName::ALL.to_vec(),
-    };
-    let ops = crate::ops::Ops::from_env().await?;
+pub async fn status(f: Option<FlowName>, as_json: bool) -> Result<bool> {
+    let flows = f.map_or(FlowName::ALL.to_vec(), |f| vec![f]);
+    let ops = Ops::from_env().await?;
     let v = crate::ops::status(&ops, &flows).await?;
     if as_json {
         println!("{v}");
@@ -351,8 +325,15 @@ pub async fn status(flow_name: Option<&str>, as_json: bool) -> Result<bool> {
     Ok(true)
 }
 
-pub async fn links(entity: &str, key: &str, company: &str, system: &str, as_json: bool) -> Result<bool> {
-    let ops = crate::ops::Ops::from_env().await?;
+pub async fn links(
+    entity: &str,
+    key: &str,
+    company: Option<&str>,
+    system: crate::ops::System,
+    as_json: bool,
+) -> Result<bool> {
+    let ops = Ops::from_env().await?;
+    let company = company.unwrap_or(&ops.companies[0]);
     let v = crate::ops::links(&ops, entity, key, company, system).await?;
     if as_json {
         println!("{v}");
@@ -362,8 +343,7 @@ pub async fn links(entity: &str, key: &str, company: &str, system: &str, as_json
     Ok(!v["link"].is_null())
 }
 
-pub async fn backfill(flow_name: &str, company: Option<&str>, as_json: bool) -> Result<bool> {
-    let f = flow(flow_name)?;
+pub async fn backfill(f: FlowName, company: Option<&str>, as_json: bool) -> Result<bool> {
     let deps = deps_from_env().await?;
     let companies = deps.companies_or_all(company);
     let mut reports = Vec::new();
@@ -391,8 +371,7 @@ pub async fn backfill(flow_name: &str, company: Option<&str>, as_json: bool) -> 
     Ok(reports.iter().all(|r| r.failed == 0))
 }
 
-pub async fn reconcile(flow_name: &str, company: Option<&str>, fix: bool, as_json: bool) -> Result<bool> {
-    let f = flow(flow_name)?;
+pub async fn reconcile(f: FlowName, company: Option<&str>, fix: bool, as_json: bool) -> Result<bool> {
     let deps = deps_from_env().await?;
     let companies = deps.companies_or_all(company);
     let mut all = Vec::new();
@@ -447,8 +426,7 @@ pub async fn bench(args: crate::bench::BenchArgs, as_json: bool) -> Result<bool>
     Ok(true)
 }
 
-pub async fn backfill_segments(flow_name: &str, company: Option<&str>, keys: usize, as_json: bool) -> Result<bool> {
-    let f = flow(flow_name)?;
+pub async fn backfill_segments(f: FlowName, company: Option<&str>, keys: usize, as_json: bool) -> Result<bool> {
     let deps = deps_from_env().await?;
     let companies = deps.companies_or_all(company);
     let mut out = Vec::new();

@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use p2c_sandbox::{Sandbox, SandboxConfig};
 use p2c_state::LocalAws;
-use p2c_sync::{Company, Config, config::SecretSource};
+use p2c_sync::Config;
 
 /// The AWS side: `AWS_ENDPOINT_URL` when set, else a moto_server started here (kept alive by the handle).
 pub async fn aws() -> Result<(aws_config::SdkConfig, Option<LocalAws>)> {
@@ -20,7 +20,7 @@ pub async fn aws() -> Result<(aws_config::SdkConfig, Option<LocalAws>)> {
 /// A configuration pointing every client at a running sandbox.
 pub fn sandbox_config(sb: &Sandbox, table: &str, queue_prefix: &str) -> Result<Config> {
     let c = sb.config();
-    let mut cfg = Config::from_lookup(|k| match k {
+    Ok(Config::from_lookup(|k| match k {
         "P2C_SALES_URL" => Some(sb.sales_url()),
         "P2C_FNO_URL" => Some(sb.fno_url()),
         "P2C_AUTHORITY_URL" => Some(sb.authority_url()),
@@ -31,13 +31,7 @@ pub fn sandbox_config(sb: &Sandbox, table: &str, queue_prefix: &str) -> Result<C
         "P2C_QUEUE_PREFIX" => Some(queue_prefix.to_string()),
         "P2C_COMPANIES" => Some("usmf=usmf".into()),
         _ => None,
-    })?;
-    cfg.client_secret = SecretSource::Value(p2c_dynamics::Secret::new(c.client_secret.clone()));
-    cfg.companies = vec![Company {
-        legal_entity: "usmf".into(),
-        business_unit: "usmf".into(),
-    }];
-    Ok(cfg)
+    })?)
 }
 
 pub async fn start_sandbox(ports: Option<(u16, u16, u16)>, accounts: usize) -> Result<Sandbox> {

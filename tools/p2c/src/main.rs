@@ -8,6 +8,7 @@ mod ops;
 mod progress;
 
 use clap::{Parser, Subcommand};
+use p2c_sync::FlowName;
 
 #[derive(Parser)]
 #[command(
@@ -38,7 +39,8 @@ enum Cmd {
     Init,
     /// One scheduled run of a flow, as its Lambda would do it.
     Run {
-        flow: String,
+        #[arg(value_parser = FlowArg)]
+        flow: FlowName,
         #[arg(long)]
         company: Option<String>,
         /// Ignore the watermark and re-read everything (no duplicates: links and keys are checked).
@@ -49,10 +51,14 @@ enum Cmd {
         dry_run: bool,
     },
     /// Process the flow's queue until it is empty, as the SQS trigger would.
-    Drain { flow: String },
+    Drain {
+        #[arg(value_parser = FlowArg)]
+        flow: FlowName,
+    },
     /// Move dead-lettered messages back to the flow's queue.
     Replay {
-        flow: String,
+        #[arg(value_parser = FlowArg)]
+        flow: FlowName,
         /// Only this company's messages (the others stay in the DLQ).
         #[arg(long)]
         company: Option<String>,
@@ -65,7 +71,8 @@ enum Cmd {
     /// Per flow and company: watermark and lag, last runs, queue and DLQ depth, lease holder.
     Status {
         /// Only this flow.
-        flow: Option<String>,
+        #[arg(value_parser = FlowArg)]
+        flow: Option<FlowName>,
     },
     /// One record's link (both systems' keys, hash, last sync) and its recent sync history.
     Links {
@@ -73,15 +80,17 @@ enum Cmd {
         entity: String,
         /// The source key (for Sales → F&O flows the Sales id, for F&O → Sales the F&O key).
         key: String,
-        #[arg(long, default_value = "usmf")]
-        company: String,
+        /// Default: the first company in P2C_COMPANIES.
+        #[arg(long)]
+        company: Option<String>,
         /// The system the key belongs to.
-        #[arg(long, default_value = "sales")]
-        system: String,
+        #[arg(long, value_enum, default_value_t = ops::System::Sales)]
+        system: ops::System,
     },
     /// Full resync from scratch with progress; resumable after an interruption; creates no duplicates.
     Backfill {
-        flow: String,
+        #[arg(value_parser = FlowArg)]
+        flow: FlowName,
         #[arg(long)]
         company: Option<String>,
         /// Instead of syncing here, enqueue the records in segments of this many keys on the flow's queue, for
@@ -91,7 +100,8 @@ enum Cmd {
     },
     /// Compare both systems for a flow: counts, missing records, field mismatches, orphan links.
     Reconcile {
-        flow: String,
+        #[arg(value_parser = FlowArg)]
+        flow: FlowName,
         #[arg(long)]
         company: Option<String>,
         /// Queue every missing or differing record for a resync.
@@ -100,9 +110,8 @@ enum Cmd {
     },
     /// Measure a flow against the sandbox (latency and service protection on) in p2c's mode and the naive mode.
     Bench {
-        /// changed | unchanged | quotes | initial | all
-        #[arg(long, default_value = "changed")]
-        scenario: String,
+        #[arg(long, value_enum, default_value_t = bench::Scenario::Changed)]
+        scenario: bench::Scenario,
         #[arg(long, default_value_t = 10_000)]
         records: usize,
         /// Added to every sandbox response.
@@ -126,6 +135,42 @@ enum Cmd {
     },
 }
 
+/// A flow argument: clap parses it as the `ValueEnum` [`FlowName`] (and lists the values in `--help`); an
+/// unknown name is refused with the known ones.
+#[derive(Clone)]
+struct FlowArg;
+
+impl clap::builder::TypedValueParser for FlowArg {
+    type Value = FlowName;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<FlowName, clap::Error> {
+        clap::builder::EnumValueParser::<FlowName>::new()
+            .parse_ref(cmd, arg, value)
+            .map_err(|_| {
+                let msg = format!(
+                    "unknown flow {:?}; known flows: {}\n",
+                    value.to_string_lossy(),
+                    FlowName::known()
+                );
+                clap::Error::raw(clap::error::ErrorKind::InvalidValue, msg).with_cmd(cmd)
+            })
+    }
+
+    fn possible_values(&self) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        use clap::ValueEnum;
+        Some(Box::new(
+            FlowName::value_variants()
+                .iter()
+                .filter_map(FlowName::to_possible_value),
+        ))
+    }
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
@@ -141,30 +186,30 @@ async fn main() -> std::process::ExitCode {
             company,
             full_resync,
             dry_run,
-        } => commands::run(&flow, company.as_deref(), full_resync, dry_run, cli.json).await,
-        Cmd::Drain { flow } => commands::drain(&flow, cli.json).await,
+        } => commands::run(flow, company.as_deref(), full_resync, dry_run, cli.json).await,
+        Cmd::Drain { flow } => commands::drain(flow, cli.json).await,
         Cmd::Replay {
             flow,
             company,
             limit,
             dry_run,
-        } => commands::replay(&flow, company.as_deref(), limit, dry_run, cli.json).await,
-        Cmd::Status { flow } => commands::status(flow.as_deref(), cli.json).await,
+        } => commands::replay(flow, company.as_deref(), limit, dry_run, cli.json).await,
+        Cmd::Status { flow } => commands::status(flow, cli.json).await,
         Cmd::Links {
             entity,
             key,
             company,
             system,
-        } => commands::links(&entity, &key, &company, &system, cli.json).await,
+        } => commands::links(&entity, &key, company.as_deref(), system, cli.json).await,
         Cmd::Backfill {
             flow,
             company,
             segments,
         } => match segments {
-            Some(n) => commands::backfill_segments(&flow, company.as_deref(), n, cli.json).await,
-            None => commands::backfill(&flow, company.as_deref(), cli.json).await,
+            Some(n) => commands::backfill_segments(flow, company.as_deref(), n, cli.json).await,
+            None => commands::backfill(flow, company.as_deref(), cli.json).await,
         },
-        Cmd::Reconcile { flow, company, fix } => commands::reconcile(&flow, company.as_deref(), fix, cli.json).await,
+        Cmd::Reconcile { flow, company, fix } => commands::reconcile(flow, company.as_deref(), fix, cli.json).await,
         Cmd::Bench {
             scenario,
             records,

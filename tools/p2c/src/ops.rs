@@ -2,34 +2,54 @@
 
 use anyhow::Result;
 use p2c_state::{Queues, StateStore};
-use p2c_sync::{FlowName, config::parse_companies};
+use p2c_sync::{Config, FlowName};
 use serde_json::{Value, json};
 
 /// The table, queues and companies named by the environment (no Dynamics settings needed).
 pub struct Ops {
     pub state: StateStore,
     pub queues: Queues,
+    /// Never empty.
     pub companies: Vec<String>,
 }
 
 impl Ops {
     pub async fn from_env() -> Result<Ops> {
+        let cfg = aws_side_config()?;
         let aws = p2c_state::aws_config(None).await;
-        let env = |k: &str, d: &str| {
-            std::env::var(k)
-                .ok()
-                .filter(|v| !v.is_empty())
-                .unwrap_or_else(|| d.to_string())
-        };
-        let companies = parse_companies(&env("P2C_COMPANIES", "usmf=usmf"))?
-            .into_iter()
-            .map(|c| c.legal_entity)
-            .collect();
         Ok(Ops {
-            state: StateStore::new(aws_sdk_dynamodb::Client::new(&aws), env("P2C_TABLE", "p2c")),
-            queues: Queues::new(aws_sdk_sqs::Client::new(&aws), env("P2C_QUEUE_PREFIX", "p2c-")),
-            companies,
+            state: StateStore::new(aws_sdk_dynamodb::Client::new(&aws), cfg.table),
+            queues: Queues::new(aws_sdk_sqs::Client::new(&aws), cfg.queue_prefix),
+            companies: cfg.companies.into_iter().map(|c| c.legal_entity).collect(),
         })
+    }
+}
+
+/// [`Config`] (its defaults and checks) for the settings [`Ops`] uses: P2C_TABLE, P2C_QUEUE_PREFIX and
+/// P2C_COMPANIES come from the environment; the Dynamics settings `Config` requires are stand-ins, as these
+/// commands never call Dynamics. No other variable is read, so none can make them fail.
+fn aws_side_config() -> Result<Config> {
+    Ok(Config::from_lookup(|k| match k {
+        "P2C_TABLE" | "P2C_QUEUE_PREFIX" | "P2C_COMPANIES" => std::env::var(k).ok().filter(|v| !v.trim().is_empty()),
+        "P2C_SALES_URL" | "P2C_FNO_URL" => Some("https://not-used.invalid".into()),
+        "P2C_TENANT_ID" | "P2C_CLIENT_ID" | "P2C_CLIENT_SECRET" => Some("not-used".into()),
+        _ => None,
+    })?)
+}
+
+/// The system a link's source key belongs to (the state table's `sales` / `fno`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    Sales,
+    Fno,
+}
+
+impl System {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            System::Sales => "sales",
+            System::Fno => "fno",
+        }
     }
 }
 
@@ -123,7 +143,8 @@ pub fn print_status(v: &Value) {
 }
 
 /// Both systems' keys, hashes and time of the last sync of one record, with its recent history.
-pub async fn links(ops: &Ops, entity: &str, key: &str, company: &str, system: &str) -> Result<Value> {
+pub async fn links(ops: &Ops, entity: &str, key: &str, company: &str, system: System) -> Result<Value> {
+    let system = system.as_str();
     let link = ops
         .state
         .get_links(entity, company, system, &[key.to_string()])
