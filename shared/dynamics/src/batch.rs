@@ -326,14 +326,23 @@ HTTP/1.1 204 No Content\r\nOData-Version: 4.0\r\n\r\n\r\n--changesetresponse_b--
             body: None,
             headers: vec![],
         };
-        let text = build_sets("b", &[vec![op(WriteMethod::Post), op(WriteMethod::Post)], vec![op(WriteMethod::Delete)]]);
+        let text = build_sets(
+            "b",
+            &[
+                vec![op(WriteMethod::Post), op(WriteMethod::Post)],
+                vec![op(WriteMethod::Delete)],
+            ],
+        );
         assert_eq!(
             text.matches("Content-Type: multipart/mixed; boundary=changeset_b_")
                 .count(),
             2
         );
         assert!(text.contains("Content-ID: 1\r\n") && text.contains("Content-ID: 3\r\n"));
-        assert_eq!(build("b", &[op(WriteMethod::Post)]), build_sets("b", &[vec![op(WriteMethod::Post)]]));
+        assert_eq!(
+            build("b", &[op(WriteMethod::Post)]),
+            build_sets("b", &[vec![op(WriteMethod::Post)]])
+        );
     }
 
     #[test]

@@ -148,7 +148,10 @@ mod kind_tests {
     #[test]
     fn kinds_come_from_status_and_code() {
         assert_eq!(http(412, "", "").kind(), ErrorKind::Duplicate);
-        assert_eq!(http(400, "0x80040237", "Cannot insert duplicate key.").kind(), ErrorKind::Duplicate);
+        assert_eq!(
+            http(400, "0x80040237", "Cannot insert duplicate key.").kind(),
+            ErrorKind::Duplicate
+        );
         let fno = "Write failed for table row of type 'CustCustomerV3Entity'. The record already exists.";
         assert_eq!(http(500, "", fno).kind(), ErrorKind::Duplicate);
         assert_eq!(http(404, "", "").kind(), ErrorKind::NotFound);

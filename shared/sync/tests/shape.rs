@@ -26,7 +26,11 @@ fn node_of(src: &Path, file: &Path) -> String {
         .map(|p| p.to_string_lossy().to_string())
         .filter(|p| p != "mod" && p != "lib")
         .collect();
-    if parts.is_empty() { "lib".into() } else { parts[..parts.len().min(2)].join("/") }
+    if parts.is_empty() {
+        "lib".into()
+    } else {
+        parts[..parts.len().min(2)].join("/")
+    }
 }
 
 /// The source without its `#[cfg(test)]` module: tests may import anything.
@@ -59,7 +63,10 @@ fn imports(text: &str, nodes: &BTreeSet<String>) -> BTreeSet<String> {
             }
             continue;
         }
-        let path: String = rest.chars().take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':').collect();
+        let path: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+            .collect();
         add(path.split("::").filter(|s| !s.is_empty()).collect());
     }
     out
@@ -115,11 +122,20 @@ fn layers_import_downwards_only() {
         for b in bs {
             let flow = |n: &str| n.starts_with("flows/");
             assert!(!(flow(a) && flow(b)), "flow {a} imports flow {b}");
-            assert!(!(a.starts_with("pipeline") && b.starts_with("flows")), "{a} (pipeline) imports {b}");
-            assert!(!b.starts_with("entry") || a.starts_with("entry") || a == "lib", "{a} imports {b}");
+            assert!(
+                !(a.starts_with("pipeline") && b.starts_with("flows")),
+                "{a} (pipeline) imports {b}"
+            );
+            assert!(
+                !b.starts_with("entry") || a.starts_with("entry") || a == "lib",
+                "{a} imports {b}"
+            );
         }
     }
-    assert!(g["flows/accounts"].contains("pipeline"), "the check sees imports: {g:?}");
+    assert!(
+        g["flows/accounts"].contains("pipeline"),
+        "the check sees imports: {g:?}"
+    );
 }
 
 #[test]
@@ -134,9 +150,16 @@ fn no_function_over_120_lines() {
         let mut i = 0;
         while i < lines.len() {
             let l = lines[i].trim_start();
-            let is_fn = ["fn ", "pub fn ", "async fn ", "pub async fn ", "pub(crate) fn ", "pub(crate) async fn "]
-                .iter()
-                .any(|p| l.starts_with(p));
+            let is_fn = [
+                "fn ",
+                "pub fn ",
+                "async fn ",
+                "pub async fn ",
+                "pub(crate) fn ",
+                "pub(crate) async fn ",
+            ]
+            .iter()
+            .any(|p| l.starts_with(p));
             if !is_fn {
                 i += 1;
                 continue;
@@ -156,5 +179,9 @@ fn no_function_over_120_lines() {
             i += 1;
         }
     }
-    assert!(long.is_empty(), "functions over {MAX_FN_LINES} lines:\n{}", long.join("\n"));
+    assert!(
+        long.is_empty(),
+        "functions over {MAX_FN_LINES} lines:\n{}",
+        long.join("\n")
+    );
 }

@@ -150,7 +150,10 @@ impl<'a> Accounts<'a> {
 
         // Decide: skip what its link says was written as it is now.
         let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
-        let links = deps.state.get_links(LINK_ENTITY.as_str(), company, "sales", &ids).await?;
+        let links = deps
+            .state
+            .get_links(LINK_ENTITY.as_str(), company, "sales", &ids)
+            .await?;
         pending.retain_mut(|p| match links.get(&p.id) {
             Some(l)
                 if deps.cfg.skip_unchanged && l.target_key == p.key && l.target_hash.as_deref() == Some(&p.hash) =>

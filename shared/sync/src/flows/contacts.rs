@@ -384,7 +384,10 @@ async fn skip_unchanged(
             continue;
         }
         let ids: Vec<String> = idx.iter().map(|&i| pending[i].id.clone()).collect();
-        let links = deps.state.get_links(link_entity(route).as_str(), company, "sales", &ids).await?;
+        let links = deps
+            .state
+            .get_links(link_entity(route).as_str(), company, "sales", &ids)
+            .await?;
         for i in idx {
             let p = &pending[i];
             if links

@@ -160,8 +160,14 @@ mod tests {
     #[test]
     fn link_entities_of_the_sales_sets_flows_write() {
         assert_eq!(LinkEntity::of_sales_set("products"), Some(LinkEntity::Product));
-        assert_eq!(LinkEntity::of_sales_set("productpricelevels"), Some(LinkEntity::PriceListItem));
-        assert_eq!(LinkEntity::of_sales_set("invoicedetails"), Some(LinkEntity::InvoiceLine));
+        assert_eq!(
+            LinkEntity::of_sales_set("productpricelevels"),
+            Some(LinkEntity::PriceListItem)
+        );
+        assert_eq!(
+            LinkEntity::of_sales_set("invoicedetails"),
+            Some(LinkEntity::InvoiceLine)
+        );
         assert_eq!(LinkEntity::of_sales_set("salesorders"), Some(LinkEntity::SalesOrder));
         assert_eq!(LinkEntity::of_sales_set("widgets"), None);
     }

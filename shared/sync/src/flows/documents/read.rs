@@ -248,7 +248,10 @@ async fn read_product_links(
     if numbers.is_empty() {
         return Ok(HashMap::new());
     }
-    Ok(deps.state.get_links(LinkEntity::Product.as_str(), company, "fno", &numbers).await?)
+    Ok(deps
+        .state
+        .get_links(LinkEntity::Product.as_str(), company, "fno", &numbers)
+        .await?)
 }
 
 /// The documents' customers: F&O accounts of those with a link, and names of those without (for the failure).

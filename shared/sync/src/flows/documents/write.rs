@@ -291,7 +291,13 @@ impl Writer<'_> {
             target_hash: Some(hash.into()),
             synced_at: at.clone(),
         };
-        let mut out = vec![link(self.spec.header_entity.as_str(), &d.id, &d.key_text, &d.hash, &d.version)];
+        let mut out = vec![link(
+            self.spec.header_entity.as_str(),
+            &d.id,
+            &d.key_text,
+            &d.hash,
+            &d.version,
+        )];
         out.extend(
             d.lines
                 .iter()
@@ -322,7 +328,10 @@ pub(super) async fn delete_lines(
     if ids.is_empty() {
         return Ok(failures);
     }
-    let links = deps.state.get_links(spec.line_entity.as_str(), company, "sales", ids).await?;
+    let links = deps
+        .state
+        .get_links(spec.line_entity.as_str(), company, "sales", ids)
+        .await?;
     let mut todo: Vec<(Link, BatchOp)> = Vec::new();
     for id in ids {
         report.read += 1;

@@ -73,11 +73,21 @@
 //! invoice number) goes to the queue; a document with several failed lines is queued once. A record that
 //! failed is marked on its link (`source_version = "failed:<hash of the F&O records>"`): later sweeps skip it
 //! while its F&O content stays the same (the queue and DLQ own it); SQS messages always retry it.
+//!
+//! # Code
+//!
+//! A page goes through `sync_units`, phase by phase, each a module: `transform` (map and hash), `decide`
+//! (links, what is unchanged or left alone, lookups, price lists, documents held whole), `write` (parents,
+//! children, invoiced orders), `commit` (links, then counting). `unit` holds the data they pass on, `spec` what
+//! the templates say, `resolve` the lookups.
 
+mod commit;
+mod decide;
 mod resolve;
+mod spec;
+mod transform;
 mod unit;
-
-use p2c_mapping::{Role, Template, Transform};
+mod write;
 
 use crate::{
     deps::Deps,
@@ -85,207 +95,13 @@ use crate::{
     flow_name::FlowName,
     pipeline::{
         Flow,
-        sink::sales,
         source::{Page, SourceSpec, sweep},
     },
     report::{Failure, RunReport, Skip},
 };
 
-pub(crate) use unit::Mode;
-use unit::Unit;
-
-/// Where a flow's child records come from.
-#[derive(Clone, Debug)]
-pub(crate) enum Children {
-    /// None: a flow with a single template.
-    None,
-    /// The companion is made from the parent's own F&O record (a product's price list item).
-    SameRecord,
-    /// Lines of their own entity, keyed by the header's key field and a line number.
-    Lines {
-        entity: String,
-        /// F&O field holding the header key, e.g. "SalesOrderNumber".
-        parent_field: String,
-        /// F&O line number field, e.g. "LineCreationSequenceNumber".
-        line_field: String,
-        select: Vec<String>,
-    },
-}
-
-/// The child's lookup of its parent (`salesorderid.ordernumber`).
-#[derive(Clone, Debug)]
-pub(crate) struct ParentRef {
-    /// The dotted target, e.g. "salesorderid.ordernumber".
-    pub path: String,
-    /// The child's lookup value column, e.g. "_salesorderid_value".
-    pub value_col: String,
-    /// The parent column matched, e.g. "ordernumber".
-    pub column: String,
-}
-
-/// How the products flow picks a price list (see the module docs).
-#[derive(Clone, Debug)]
-pub(crate) struct PriceListRule {
-    /// The templates with `pricelevelid.name` copied from the currency instead of value-mapped: what is mapped
-    /// and hashed when the rule decides (the name is then filled in before binding).
-    pub parent_without: Template,
-    pub child_without: Option<Template>,
-    /// P2C_MAPPING sets the row: its value map wins where it has an entry.
-    pub explicit: bool,
-}
-
-/// Everything a run of one F&O → Sales flow needs to know, derived from its templates.
-pub(crate) struct Spec {
-    pub flow: FlowName,
-    pub parent: Template,
-    pub child: Option<Template>,
-    pub parent_table: sales::Table,
-    pub child_table: Option<sales::Table>,
-    /// Sales column matched by the parent's key (productnumber, ordernumber, invoicenumber).
-    pub natural_key: String,
-    pub parent_ref: Option<ParentRef>,
-    /// The child's identity under its parent besides the parent itself (target names).
-    pub child_identity: Vec<String>,
-    /// Lines: the Sales column holding the F&O line number (deletions match on it).
-    pub line_number_col: Option<String>,
-    pub children: Children,
-    /// F&O columns of the parent entity.
-    pub parent_select: Vec<String>,
-    /// Headers are created in the company's business unit.
-    pub owned: bool,
-    pub price_list: Option<PriceListRule>,
-    /// Invoices: set the order Invoiced once the invoice is written.
-    pub closes_order: bool,
-}
-
-const PRICE_LIST: &str = "pricelevelid.name";
-
-fn without_price_list_map(t: &Template) -> Template {
-    let mut t = t.clone();
-    for f in t.fields.iter_mut().filter(|f| f.target == PRICE_LIST) {
-        f.transform = Transform::Copy;
-    }
-    t
-}
-
-impl Spec {
-    pub fn new(deps: &Deps, flow: FlowName) -> Result<Spec, SyncError> {
-        let ts = deps.templates(flow);
-        let bad = |why: String| SyncError::Mapping(format!("flow {flow}: {why}"));
-        let parent = ts
-            .iter()
-            .find(|t| matches!(t.role, Role::Single | Role::Header))
-            .cloned()
-            .ok_or_else(|| bad("no single or header template".into()))?;
-        let child = ts
-            .iter()
-            .find(|t| matches!(t.role, Role::Line | Role::Companion))
-            .cloned();
-        let natural_key = parent
-            .target_key
-            .first()
-            .filter(|k| !k.contains('.'))
-            .cloned()
-            .ok_or_else(|| bad(format!("{} needs a plain Sales key column", parent.name)))?;
-        let parent_table = sales::Table::of(&parent);
-        let mut parent_select = parent.source_select();
-        let mut parent_ref = None;
-        let mut child_identity = Vec::new();
-        let mut line_number_col = None;
-        let mut children = Children::None;
-        if let Some(c) = &child {
-            for k in &c.target_key {
-                let points_to_parent = p2c_mapping::lookup_targets(k)
-                    .and_then(|(nav, targets)| {
-                        targets
-                            .iter()
-                            .find(|t| t.entity_set == parent.target_entity)
-                            .map(|t| (nav, t.column.clone()))
-                    })
-                    .filter(|_| parent_ref.is_none());
-                match points_to_parent {
-                    Some((nav, column)) => {
-                        parent_ref = Some(ParentRef {
-                            path: k.clone(),
-                            value_col: format!("_{nav}_value"),
-                            column,
-                        })
-                    }
-                    None => child_identity.push(k.clone()),
-                }
-            }
-            if parent_ref.is_none() {
-                return Err(bad(format!(
-                    "{} has no key field that points to its {}",
-                    c.name, parent.target_entity
-                )));
-            }
-            if c.source_entity == parent.source_entity {
-                for col in c.source_select() {
-                    if !parent_select.contains(&col) {
-                        parent_select.push(col);
-                    }
-                }
-                children = Children::SameRecord;
-            } else {
-                let parent_field = c
-                    .parent_key
-                    .clone()
-                    .ok_or_else(|| bad(format!("{} has no parent key", c.name)))?;
-                line_number_col = c
-                    .fields
-                    .iter()
-                    .find(|f| f.enabled && f.source.path() == Some(c.source_key.as_str()))
-                    .map(|f| f.target.clone());
-                let mut select = c.source_select();
-                // The discount rule reads the per-unit discount, the quantity and the charge.
-                for extra in unit::DISCOUNT_FIELDS {
-                    if p2c_mapping::fno_property(&c.source_entity, extra).is_some()
-                        && !select.iter().any(|s| s == extra)
-                    {
-                        select.push(extra.to_string());
-                    }
-                }
-                children = Children::Lines {
-                    entity: c.source_entity.clone(),
-                    parent_field,
-                    line_field: c.source_key.clone(),
-                    select,
-                };
-            }
-        }
-        let price_list =
-            (parent.role == Role::Single && parent.field(PRICE_LIST).is_some_and(|f| f.enabled)).then(|| {
-                let builtin = p2c_mapping::template(flow.as_str(), &parent.name);
-                let explicit = builtin.as_ref().and_then(|b| b.field(PRICE_LIST)) != parent.field(PRICE_LIST);
-                PriceListRule {
-                    parent_without: without_price_list_map(&parent),
-                    child_without: child.as_ref().map(without_price_list_map),
-                    explicit,
-                }
-            });
-        Ok(Spec {
-            flow,
-            owned: matches!(parent.target_entity.as_str(), "salesorders" | "invoices" | "quotes"),
-            closes_order: parent.target_entity == "invoices",
-            child_table: child.as_ref().map(sales::Table::of),
-            parent,
-            child,
-            parent_table,
-            natural_key,
-            parent_ref,
-            child_identity,
-            line_number_col,
-            children,
-            parent_select,
-            price_list,
-        })
-    }
-
-    fn key_field(&self) -> &str {
-        &self.parent.source_key
-    }
-}
+use spec::{Children, Spec};
+use unit::{Mode, Unit, Work};
 
 /// Groups lines under the headers they belong to (lines of headers not in `headers` are dropped: they belong
 /// to another page or have no header).
@@ -381,11 +197,9 @@ impl Flow for FnoToSales {
 
     /// A page of parents (products, headers): their lines in one range read, then the units.
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
-        let (spec, company) = (&self.spec, self.company.as_str());
-        let lines = read_lines(deps, spec, company, &page.rows, None).await?;
-        let units = units_of(spec, page.rows, lines);
-        let bu = self.business_unit.as_deref();
-        unit::sync_units(deps, spec, company, bu, units, report, &mut self.resolver, Mode::Sweep).await
+        let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None).await?;
+        let units = units_of(&self.spec, page.rows, lines);
+        sync_units(deps, self, units, report, Mode::Sweep).await
     }
 
     async fn sync_keys(
@@ -407,7 +221,7 @@ async fn sync_keys(
     keys: Vec<String>,
     report: &mut RunReport,
 ) -> Result<Vec<Failure>, SyncError> {
-    let (spec, company, bu) = (&flow.spec, flow.company.as_str(), flow.business_unit.clone());
+    let (spec, company) = (&flow.spec, flow.company.as_str());
     let mut keys: Vec<String> = keys.into_iter().filter(|k| !k.trim().is_empty()).collect();
     keys.sort();
     keys.dedup();
@@ -435,15 +249,39 @@ async fn sync_keys(
     }
     let lines = read_lines(deps, spec, company, &headers, Some(&keys)).await?;
     let units = units_of(spec, headers, lines);
-    unit::sync_units(
-        deps,
+    sync_units(deps, flow, units, report, Mode::Keys).await
+}
+
+/// Syncs one page of units, phase by phase; returns the failures for the caller to route.
+async fn sync_units(
+    deps: &Deps,
+    flow: &mut FnoToSales,
+    units: Vec<Unit>,
+    report: &mut RunReport,
+    mode: Mode,
+) -> Result<Vec<Failure>, SyncError> {
+    let FnoToSales {
         spec,
         company,
-        bu.as_deref(),
-        units,
-        report,
-        &mut flow.resolver,
-        Mode::Keys,
-    )
-    .await
+        business_unit: bu,
+        resolver,
+    } = flow;
+    let mut works: Vec<Work> = units.into_iter().map(|u| transform::transform(spec, u)).collect();
+    decide::decide(deps, spec, company, &mut works, mode).await?;
+    decide::touch(spec, &mut works);
+    if works.iter().any(|w| w.touched) {
+        resolver.prepare(deps, &decide::needs(spec, &works)).await?;
+        if spec.price_list.is_some() {
+            decide::choose_price_lists(deps, spec, &mut works, resolver).await?;
+        }
+        decide::hold_incomplete_documents(spec, &mut works, resolver);
+        write::write_parents(deps, spec, bu.as_deref(), &mut works, resolver).await?;
+        write::write_children(deps, spec, &mut works, resolver).await?;
+        if spec.closes_order {
+            write::invoice_orders(deps, spec, &mut works, resolver).await?;
+        }
+        deps.crashes.check(crate::faults::CrashPoint::AfterTargetWrite)?;
+    }
+    commit::commit_links(deps, spec, company, &works).await?;
+    Ok(commit::count(spec, works, report))
 }

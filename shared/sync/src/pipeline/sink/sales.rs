@@ -7,15 +7,15 @@ use p2c_dynamics::{BatchOp, DynamicsError, ErrorKind, Record, WriteMethod, datav
 use p2c_mapping::{Template, lookup_targets, money::decimal_from_json};
 use serde_json::Value;
 
-use crate::deps::Deps;
+use crate::{deps::Deps, pipeline::links::LinkEntity};
 
 /// What p2c needs to know about one Sales table a template writes.
 #[derive(Clone, Debug)]
 pub(crate) struct Table {
     /// Entity set, e.g. "salesorders".
     pub set: String,
-    /// Logical name, e.g. "salesorder" (also the entity of its link items).
-    pub logical: String,
+    /// The entity of its link items (the table's logical name; `Spec::new` refuses a table without one).
+    pub link: LinkEntity,
     /// Primary key column, e.g. "salesorderid".
     pub pk: String,
     /// Columns to read to compare a record with what the template would write.
@@ -71,8 +71,8 @@ impl Table {
             }
         }
         Table {
+            link: LinkEntity::of_sales_set(&set).unwrap_or(LinkEntity::Product),
             set,
-            logical,
             pk,
             select,
             bind_cols,
