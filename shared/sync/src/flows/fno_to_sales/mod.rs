@@ -51,12 +51,12 @@
 //! mapping); their lines follow their header. Products and price list items are organization-owned tables in
 //! Dataverse: they have no owner, and a product number is therefore one product for every company.
 //!
-//! **Price list of a product** (the P2C plug-in's rule, templates.md 4): the first valid price list, by name,
+//! **Price list of a product** (the P2C plug-in's rule, spec/templates.md 4): the first valid price list, by name,
 //! whose currency is the product's. A `pricelevelid.name` value map given in P2C_MAPPING wins where it has an
 //! entry. A currency without a price list fails the product, permanently, saying so. The chosen list is not
 //! part of the content hash, so a price list added later does not move existing products.
 //!
-//! **Order line discount** (templates.md 5.5, "Discount rounding"): where the F&O line has a per-unit discount
+//! **Order line discount** (spec/templates.md 5.5, "Discount rounding"): where the F&O line has a per-unit discount
 //! (`LineDiscountAmount`) or a negative charge (the rounding remainder), Sales gets
 //! `quantity × per-unit discount + remainder` (3 × 3.33 + 0.01 = 10.00); otherwise the template's copy of
 //! `TotalDiscountAmount` stands.

@@ -136,7 +136,7 @@ fn decimals(values: &[Decimal]) -> u32 {
         .clamp(2, 10)
 }
 
-/// templates.md 5.5, "Discount rounding": Sales line discount = quantity × F&O per-unit discount + the rounding
+/// spec/templates.md 5.5, "Discount rounding": Sales line discount = quantity × F&O per-unit discount + the rounding
 /// remainder F&O booked as a negative charge. Lines without a per-unit discount keep the template's value.
 fn apply_line_discount(t: &Template, src: &Record, mapped: &mut Record) {
     if !t.fields.iter().any(|f| f.enabled && f.target == "manualdiscountamount") {
