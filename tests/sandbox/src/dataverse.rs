@@ -1238,7 +1238,7 @@ fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, create: boo
             continue; // system columns: silently ignored like the platform does
         }
         if create && sales::ignored_on_create(t, k) {
-            continue; // IsValidForCreate = false: the platform drops it and system pricing fills it
+            continue; // IsValidForCreate = false: the platform drops it (system pricing fills the amounts)
         }
         if *k == t.pk && !create {
             continue; // key data in the URL wins on update

@@ -73,6 +73,9 @@ pub(crate) struct Table {
     /// Columns system pricing calculates (`extendedamount`, `totalamount`...): `IsValidForCreate` is false in the
     /// real metadata, so a create ignores them; an update is accepted and then recalculated (see `sales.rs`).
     pub computed: Vec<&'static str>,
+    /// Other columns with `IsValidForCreate = false` in the real metadata that a create ignores (set them with an
+    /// update): `ispricelocked` of orders and invoices (DCE `salesorder.md`, `invoice.md`).
+    pub not_valid_for_create: Vec<&'static str>,
 }
 
 impl Table {
@@ -163,6 +166,7 @@ impl Builder {
                 read_only: vec!["versionnumber".into(), "createdon".into(), "modifiedon".into()],
                 autonumber: None,
                 computed: Vec::new(),
+                not_valid_for_create: Vec::new(),
             },
         }
     }
@@ -218,6 +222,11 @@ impl Builder {
 
     fn computed(mut self, cols: &'static str) -> Builder {
         self.t.computed.extend(cols.split_whitespace());
+        self
+    }
+
+    fn not_valid_for_create(mut self, cols: &'static str) -> Builder {
+        self.t.not_valid_for_create.extend(cols.split_whitespace());
         self
     }
 
@@ -298,6 +307,11 @@ fn build() -> Vec<Table> {
             .lookup("transactioncurrencyid", &["transactioncurrencies"])
             .state()
             .done(),
+        // The organization (one row): its Sales setting "Use system pricing calculation" is
+        // `oobpricecalculationenabled` (PAD/Sales "Use custom pricing for products"; see `sales.rs`).
+        Builder::new("organizations", "organization", "name")
+            .cols("name:s160 oobpricecalculationenabled:b")
+            .done(),
         Builder::new("pricelevels", "pricelevel", "name")
             .cols("name:s100 description:s2000 begindate:t enddate:t")
             .lookup("transactioncurrencyid", &["transactioncurrencies"])
@@ -353,6 +367,7 @@ fn build() -> Vec<Table> {
             )
             .cols(DOC_TOTALS)
             .computed(DOC_COMPUTED)
+            .not_valid_for_create("ispricelocked")
             .prefixed("shipto", SHIP_BILL)
             .prefixed("billto", SHIP_BILL)
             .lookup("customerid", &["accounts", "contacts"])
@@ -386,6 +401,7 @@ fn build() -> Vec<Table> {
             )
             .cols(DOC_TOTALS)
             .computed(DOC_COMPUTED)
+            .not_valid_for_create("ispricelocked")
             .prefixed("shipto", SHIP_BILL)
             .prefixed("billto", SHIP_BILL)
             .lookup("customerid", &["accounts", "contacts"])

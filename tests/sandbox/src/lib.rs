@@ -446,9 +446,10 @@ impl Sandbox {
         ));
     }
 
-    /// F&O posts the invoice of the whole order: an `ExternallyMaintainedCustomerSalesInvoiceHeaders` row (number
-    /// `CIV-000001`... per company, voucher `ARIN-000001`..., date today at 12:00:00Z, the order's invoice
-    /// customer, address, currency and totals) and one `...Lines` row per order line (its
+    /// F&O posts the invoice of the whole order (of what earlier invoices left of it): an
+    /// `ExternallyMaintainedCustomerSalesInvoiceHeaders` row (number `CIV-000001`... per company, voucher
+    /// `ARIN-000001`..., date today at 12:00:00Z, the order's invoice customer, address, currency and totals, its
+    /// header tax as `InvoiceHeaderTaxAmount`) and one `...Lines` row per order line (its
     /// `LineCreationSequenceNumber`, quantity, price, amounts), after the totals are calculated; the order and its
     /// lines become Invoiced. The invoice entities show it only while the invoice customer's
     /// `IsExternallyMaintained` is Yes. Returns the invoice number. Panics when the order does not exist or is
@@ -458,6 +459,24 @@ impl Sandbox {
             &mut lock(&self.st().fno),
             company,
             order_number,
+            None,
+        ))
+    }
+
+    /// F&O posts an invoice of part of the order: `quantities` = (line number, quantity to invoice); lines not
+    /// named are not invoiced now. The invoice is built like [`Sandbox::fno_invoice_order`]'s, with each line's
+    /// share: quantity × (price - per-unit discount) and its tax; the invoice that completes a line takes what is
+    /// left of the line's amounts and its charges, so an order's invoices add up to the order. The order's end
+    /// discount and header tax (`OrderHeaderTaxAmount`, as `InvoiceHeaderTaxAmount`) go with its first invoice.
+    /// The order becomes PartiallyInvoiced (its completed lines Invoiced), or Invoiced when nothing is left;
+    /// [`Sandbox::fno_invoice_order`] invoices whatever is left. Panics when a quantity is more than the line has
+    /// left, a line does not exist, or nothing would be invoiced.
+    pub fn fno_invoice_order_lines(&self, company: &str, order_number: &str, quantities: &[(i64, f64)]) -> String {
+        panic_on(fno_sales::invoice_order(
+            &mut lock(&self.st().fno),
+            company,
+            order_number,
+            Some(quantities),
         ))
     }
 

@@ -1,5 +1,5 @@
-//! Reference data every environment has (root business unit, legal entities, customer groups) and the demo
-//! data set of `Sandbox::seed_demo`.
+//! Reference data every environment has (the organization, its root business unit, legal entities, customer
+//! groups) and the demo data set of `Sandbox::seed_demo`.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -19,6 +19,13 @@ pub(crate) fn base(state: &State) {
         row.insert("name".into(), json!("contoso"));
         if let Ok(id) = dataverse::direct_insert(&mut dv, t, row) {
             dv.root_bu = id;
+        }
+        // The organization, with "Use system pricing calculation" = Yes, as the P2C solution requires.
+        if let Some(t) = dv_schema::table("organizations") {
+            let mut row = Row::new();
+            row.insert("name".into(), json!("contoso"));
+            row.insert("oobpricecalculationenabled".into(), json!(true));
+            let _ = dataverse::direct_insert(&mut dv, t, row);
         }
     }
     let mut f = lock(&state.fno);
