@@ -742,7 +742,7 @@ pub fn invoice_headers_to_sales() -> Template {
             copy("TotalDiscountAmount", "totaldiscountamount"),
             copy("TotalTaxAmount", "totaltax"),
             default("ispricelocked", true),
-            default("statuscode", 4), // Billed
+            default("statuscode", 4),                          // Billed
             copy("InvoiceHeaderTaxAmount", "msdynce_misctax"), // spec 4: header tax, the "Freight Tax" line
         ],
     }

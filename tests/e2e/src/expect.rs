@@ -580,11 +580,43 @@ pub async fn assert_product(env: &Env, product_number: &str) -> Covered {
     c
 }
 
+/// The P2C price list rule: the first valid (active, begun, not ended) price list of the currency, by name.
+pub fn first_price_list(sb: &Sandbox, iso: &str) -> Option<String> {
+    let currency = sales_find(sb, "transactioncurrencies", "isocurrencycode", &json!(iso))?;
+    let id = currency["transactioncurrencyid"].as_str()?.to_string();
+    let now = time::OffsetDateTime::now_utc();
+    let date = |v: &Value| {
+        v.as_str()
+            .and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+    };
+    let mut names: Vec<String> = sb
+        .sales_rows("pricelevels")
+        .into_iter()
+        .filter(|p| {
+            p["_transactioncurrencyid_value"]
+                .as_str()
+                .is_some_and(|c| c.eq_ignore_ascii_case(&id))
+                && p["statecode"].as_i64().unwrap_or(0) == 0
+                && date(&p["begindate"]).is_none_or(|d| d <= now)
+                && date(&p["enddate"]).is_none_or(|d| d >= now)
+        })
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort_by(|a, b| a.to_lowercase().cmp(&b.to_lowercase()).then_with(|| a.cmp(b)));
+    names.into_iter().next()
+}
+
+/// A Sales document line made from its header's tax (the P2C "Freight Tax" write-in line).
+pub fn is_freight_tax_line(line: &Value) -> bool {
+    line["msdynce_ismisctax"] == true
+}
+
 /// orders-to-sales / invoices-to-sales: the Sales header and every line hold what the templates make of the F&O
-/// document (customer, product, unit, currency, price list and order bound by number; the order line discount
-/// combined from F&O's per-unit discount and charge); computed columns follow Sales system pricing; links hold
-/// the Sales ids and the hashes. `before`: Sales rows (header, lines) as they were before the flow updated them,
-/// for a document that was already in Sales (an order that came from Sales). Returns the Sales header.
+/// document (customer, product, unit, currency and order bound by number; the price list of the P2C rule, the first
+/// valid one of the document's currency by name; the order line discount combined from F&O's per-unit discount and
+/// charge; the header tax as one "Freight Tax" line); computed columns follow Sales system pricing; links hold the
+/// Sales ids and the hashes. `before`: Sales rows (header, lines) as they were before the flow updated them, for a
+/// document that was already in Sales (an order that came from Sales). Returns the Sales header.
 pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, before: &[Value]) -> (Covered, Value) {
     let sb = &env.sb;
     let ts = env.deps.templates(flow);
@@ -596,7 +628,17 @@ pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, befo
         ht.passes_filter(&object(&fno_header)),
         "F&O {key} passes the header filter"
     );
-    let mapped = ht.map(&object(&fno_header)).expect("the header maps");
+    let mut mapped = ht.map(&object(&fno_header)).expect("the header maps");
+    // The P2C rule picks the price list; it is left out of the hash, so a new list does not move documents.
+    let mut unhashed = mapped.clone();
+    if unhashed.remove("pricelevelid.name").is_some() {
+        let iso = mapped["transactioncurrencyid.isocurrencycode"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let list = first_price_list(sb, &iso).unwrap_or_else(|| panic!("a price list for {iso}"));
+        mapped.insert("pricelevelid.name".into(), json!(list));
+    }
     let natural = &ht.target_key[0];
     let header = sales_find(sb, &ht.target_entity, natural, &json!(key))
         .unwrap_or_else(|| panic!("Sales {} {key}", ht.target_entity));
@@ -617,7 +659,15 @@ pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, befo
         links: 1,
     };
     let logical = |set: &str| set.strip_suffix('s').unwrap_or(set).to_string();
-    assert_link(env, &logical(&ht.target_entity), "fno", key, &header_id, Some(&mapped)).await;
+    assert_link(
+        env,
+        &logical(&ht.target_entity),
+        "fno",
+        key,
+        &header_id,
+        Some(&unhashed),
+    )
+    .await;
 
     let parent_field = lt.parent_key.as_deref().unwrap();
     let fno_lines: Vec<Value> = sb
@@ -626,12 +676,13 @@ pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, befo
         .filter(|l| l["dataAreaId"] == COMPANY && l[parent_field].as_str() == Some(key))
         .collect();
     let parent_col = format!("_{}id_value", logical(&ht.target_entity));
-    let lines: Vec<Value> = sb
+    let (freight, lines): (Vec<Value>, Vec<Value>) = sb
         .sales_rows(&lt.target_entity)
         .into_iter()
         .filter(|l| l[&parent_col] == header_id.as_str())
-        .collect();
+        .partition(is_freight_tax_line);
     assert_eq!(lines.len(), fno_lines.len(), "{what}: one Sales line per F&O line");
+    c += assert_freight_tax_line(env, &lt.target_entity, key, &mapped, &freight, &what).await;
     for fl in &fno_lines {
         let mut m = lt.map(&object(fl)).expect("the line maps");
         // The order line discount: quantity × F&O's per-unit discount + the remainder F&O booked as a charge.
@@ -674,6 +725,48 @@ pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, befo
     }
     c.rows += assert_sales_pricing(sb, &ht.target_entity, &header_id);
     (c, sales_find(sb, &ht.target_entity, &pk, &json!(header_id)).unwrap())
+}
+
+/// The header tax (`msdynce_misctax`) as the document's one "Freight Tax" line: a write-in product with the tax
+/// as its tax, and its link; no such line without a header tax.
+async fn assert_freight_tax_line(
+    env: &Env,
+    line_set: &str,
+    key: &str,
+    header: &Record,
+    freight: &[Value],
+    what: &str,
+) -> Covered {
+    let tax = header.get("msdynce_misctax").map(dec).unwrap_or(Decimal::ZERO);
+    if tax.is_zero() {
+        assert!(
+            freight.is_empty(),
+            "{what}: no header tax, no Freight Tax line: {freight:?}"
+        );
+        return Covered::default();
+    }
+    assert_eq!(freight.len(), 1, "{what}: one Freight Tax line for the header tax");
+    let l = &freight[0];
+    assert_eq!(l["productdescription"], "Freight Tax", "{what}");
+    assert_eq!(l["isproductoverridden"], true, "{what}: a write-in product");
+    assert_eq!(dec(&l["tax"]), tax, "{what}: the header tax is the line's tax");
+    assert_eq!((num(&l["quantity"]), num(&l["priceperunit"])), (1.0, 0.0), "{what}");
+    let pk = sales_pk(line_set);
+    let logical = line_set.strip_suffix('s').unwrap_or(line_set);
+    assert_link(
+        env,
+        logical,
+        "fno",
+        &format!("{key}/freight-tax"),
+        l[&pk].as_str().unwrap(),
+        None,
+    )
+    .await;
+    Covered {
+        records: 1,
+        rows: 5,
+        links: 1,
+    }
 }
 
 /// The sandbox's Sales system pricing on a document: each line's `baseamount` and `extendedamount`, the header's

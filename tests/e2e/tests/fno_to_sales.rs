@@ -557,8 +557,8 @@ async fn invoice_links_to_its_order_and_the_order_becomes_invoiced() {
         "Invoiced"
     );
 
-    // Idempotent: the next sweeps write nothing. A later F&O change to the invoiced order is not forced on the
-    // closed (read-only) Sales order, and later sweeps leave it alone.
+    // Idempotent: the next sweeps write nothing. A later F&O change to the invoiced order still arrives: the
+    // order is reopened for it and Invoiced again after it; later sweeps leave it alone.
     env.sb.reset_counters();
     let r = env.run(INVOICES).await;
     assert_eq!((r.written, r.failed), (0, 0), "{:?}", r.errors);
@@ -571,21 +571,22 @@ async fn invoice_links_to_its_order_and_the_order_becomes_invoiced() {
         json!({"CustomersOrderReference": "PO after invoicing"}),
     );
     let r = env.run(ORDERS).await;
+    assert_eq!((r.written, r.updated, r.failed), (1, 1, 0), "{r:?}");
+    let o = row(&env, "salesorders", "ordernumber", &so).unwrap();
+    assert_eq!(o["description"], "PO after invoicing");
     assert_eq!(
-        (r.written, r.failed, r.skipped_by_reason.get(&Skip::ClosedInSales)),
-        (0, 0, Some(&1)),
-        "{r:?}"
+        (o["statecode"].as_i64(), o["statuscode"].as_i64()),
+        (Some(4), Some(100_003)),
+        "Invoiced again"
     );
     env.sb.reset_counters();
     let r = env.run(ORDERS).await;
     assert_eq!(
-        (r.written, r.skipped_by_reason.get(&Skip::ClosedInSales)),
-        (0, Some(&1)),
+        (r.written, r.skipped_by_reason.get(&Skip::Unchanged)),
+        (0, Some(&3)),
         "{r:?}"
     );
     assert_eq!(env.sb.total_requests("sales"), 0, "{:?}", env.sb.requests());
-    let o = row(&env, "salesorders", "ordernumber", &so).unwrap();
-    assert_eq!(o["statecode"].as_i64(), Some(4), "still Invoiced");
     assert_eq!(env.sb.sales_rows("salesorders").len(), 1);
 }
 
