@@ -628,10 +628,13 @@ pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, befo
         ht.passes_filter(&object(&fno_header)),
         "F&O {key} passes the header filter"
     );
-    let mut mapped = ht.map(&object(&fno_header)).expect("the header maps");
-    // The P2C rule picks the price list; it is left out of the hash, so a new list does not move documents.
-    let mut unhashed = mapped.clone();
-    if unhashed.remove("pricelevelid.name").is_some() {
+    // The P2C rule picks the price list (the template's own value map or default aside); it is left out of the
+    // hash, so a new list does not move documents.
+    let mut without_list = ht.clone();
+    without_list.fields.retain(|f| f.target != "pricelevelid.name");
+    let mut mapped = without_list.map(&object(&fno_header)).expect("the header maps");
+    let unhashed = mapped.clone();
+    if ht.field("pricelevelid.name").is_some_and(|f| f.enabled) {
         let iso = mapped["transactioncurrencyid.isocurrencycode"]
             .as_str()
             .unwrap_or("")
