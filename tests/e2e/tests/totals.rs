@@ -69,7 +69,7 @@ fn fno_invoice(env: &Env, number: &str) -> Value {
     .unwrap_or_else(|| panic!("F&O invoice {number}"))
 }
 
-fn order_key<'a>(number: &'a str) -> [(&'a str, &'a str); 2] {
+fn order_key(number: &str) -> [(&str, &str); 2] {
     [("dataAreaId", "usmf"), ("SalesOrderNumber", number)]
 }
 
