@@ -102,6 +102,9 @@ pub struct RunRecord {
     /// Absent in a stored run reads as none.
     #[serde(default)]
     pub first_errors: Vec<String>,
+    /// Skipped records by reason (e.g. accounts without a number: "not synced").
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub skipped_by_reason: std::collections::BTreeMap<String, u64>,
 }
 
 /// Key of the watermark item.

@@ -221,34 +221,63 @@ async fn throttling_storm_and_expired_token_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_message_and_account_without_number_fail_alone() {
+async fn malformed_message_fails_alone_and_an_account_without_number_is_not_synced() {
     let env = Env::start(50).await;
     let bu = env.sb.business_unit_id("usmf").unwrap();
     let orphan = env.sb.sales_insert(
         "accounts",
         json!({"name": "No Number Inc", "_owningbusinessunit_value": bu, "address1_city": "Oslo"}),
     );
+    // The Data Integrator's rule: an account without a number is "not synced" — counted, not a failure.
     let r = env.run(FLOW).await;
     assert_eq!(
-        (r.read, r.written, r.failed, r.dead_lettered),
-        (51, 50, 1, 1),
+        (r.read, r.written, r.skipped, r.failed),
+        (51, 50, 1, 0),
         "{:?}",
         r.errors
     );
-    let e = &r.errors[0];
-    assert_eq!(e.id, orphan);
-    assert!(
-        e.reason.contains(&orphan) && e.reason.contains("accountnumber"),
-        "{}",
-        e.reason
-    );
+    assert_eq!(r.skipped_by_reason.get(&Skip::NoNumber), Some(&1));
     assert_eq!(env.customers("usmf").len(), 50);
+    assert!(
+        !env.customers("usmf")
+            .iter()
+            .any(|c| c["OrganizationName"] == "No Number Inc")
+    );
     let (queued, dead) = env.queued(FLOW).await;
-    assert!(queued.is_empty());
-    assert_eq!(dead.len(), 1);
-    let m: Value = serde_json::from_str(&dead[0]).unwrap();
-    assert_eq!(m["keys"], json!([orphan]));
-    assert!(m["last_error"].as_str().unwrap().contains("accountnumber"));
+    assert!(
+        queued.is_empty() && dead.is_empty(),
+        "nothing fills the DLQ: {queued:?} {dead:?}"
+    );
+    // Visible in the run history `p2c status` prints.
+    let runs = env.deps.state.recent_runs(FLOW.as_str(), "usmf", 1).await.unwrap();
+    assert_eq!(runs[0].skipped_by_reason.get(Skip::NoNumber.as_str()), Some(&1));
+    // Given a number, it syncs.
+    env.sb
+        .sales_update("accounts", &orphan, json!({"accountnumber": "ACC-LATE-NUMBER"}));
+    let r = env.run(FLOW).await;
+    assert_eq!(r.written, 1);
+    assert!(
+        env.customers("usmf")
+            .iter()
+            .any(|c| c["CustomerAccount"] == "ACC-LATE-NUMBER")
+    );
+    // The same for an active customer contact without a contact number.
+    env.sb.sales_insert(
+        "contacts",
+        json!({"lastname": "Nameless", "msdynce_isactivecustomer": true, "_owningbusinessunit_value": bu}),
+    );
+    let before = env.customers("usmf").len();
+    let r = env.run(FlowName::ContactsToFno).await;
+    assert_eq!(
+        (r.failed, r.skipped_by_reason.get(&Skip::NoNumber)),
+        (0, Some(&1)),
+        "{r:?}"
+    );
+    assert_eq!(
+        env.customers("usmf").len(),
+        before + 2,
+        "the two demo customer contacts, not the nameless one"
+    );
 
     // An SQS batch: garbage, a wrong version, a wrong flow, and one good message. Only the bad ones fail.
     let accounts = env.sb.sales_rows("accounts");
@@ -320,4 +349,60 @@ async fn overlapping_scheduled_runs_write_each_record_once() {
     // And a third run afterwards finds nothing left to do.
     let r = env.run(FLOW).await;
     assert_eq!(r.written, 0);
+}
+
+/// P2C_MAPPING of this test: account category 2 names customer group 90, which F&O does not have, so F&O itself
+/// refuses those customers (HTTP 500, AxODataWriteException), as it refuses a duplicate.
+const GROUP_90: &str = r#"
+[[accounts-to-fno.fields]]
+source = "accountcategorycode"
+target = "CustomerGroupId"
+transform = "value_map"
+map = { "" = "10", "1" = "20", "2" = "90" }
+replace = true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn already_exists_is_confirmed_by_a_read_in_any_language_and_a_refusal_is_never_an_update() {
+    let mapping = std::env::temp_dir().join(format!("p2c-exists-{}.toml", std::process::id()));
+    std::fs::write(&mapping, GROUP_90).unwrap();
+    // F&O's API user works in German: "Der Datensatz ist bereits vorhanden", not "already exists".
+    let cfg = SandboxConfig {
+        fno_language: "de".into(),
+        ..Default::default()
+    };
+    let env = Env::start_with(cfg, 3, |c| c.mapping = Some(mapping.clone())).await;
+    let accounts = env.sb.sales_rows("accounts");
+    let (known, refused) = (&accounts[0], &accounts[1]);
+    let number = |a: &Value| a["accountnumber"].as_str().unwrap().to_string();
+    // Already in F&O (entered there before p2c ran): no link, so p2c creates and F&O refuses, in German.
+    env.sb.fno_insert(
+        "CustomersV2",
+        json!({"dataAreaId": "usmf", "CustomerAccount": number(known), "OrganizationName": "Old Name Ltd",
+               "CustomerGroupId": "10", "SalesCurrencyCode": "USD", "PartyType": "Organization"}),
+    );
+    env.sb.sales_update(
+        "accounts",
+        refused["accountid"].as_str().unwrap(),
+        json!({"accountcategorycode": 2}),
+    );
+
+    let r = env.run(FLOW).await;
+    let rows = |n: &str| -> Vec<Value> {
+        env.customers("usmf")
+            .into_iter()
+            .filter(|c| c["CustomerAccount"] == n)
+            .collect()
+    };
+    // The customer F&O held is updated to Sales' values: a read by key confirmed "exists".
+    let k = rows(&number(known));
+    assert_eq!(k.len(), 1);
+    assert_eq!(k[0]["OrganizationName"], known["name"]);
+    // The refusal stands: no customer, a permanent failure with F&O's reason, not an update of anything.
+    assert!(rows(&number(refused)).is_empty());
+    assert_eq!((r.written, r.failed, r.dead_lettered), (2, 1, 1), "{:?}", r.errors);
+    assert_eq!(r.errors[0].key, number(refused));
+    assert!(r.errors[0].reason.contains("90"), "{}", r.errors[0].reason);
+    assert_eq!(env.customers("usmf").len(), 2);
+    let _ = std::fs::remove_file(&mapping);
 }

@@ -909,15 +909,20 @@ pub(crate) fn create_row(state: &State, store: &mut FnoStore, e: &Entity, vals: 
     let key = key_of(e, &data);
     if store.get(&e.storage, &key).is_some() {
         let shown: Vec<String> = e.keys.iter().rev().map(|k| value_text(&data, k)).collect();
-        return Err(write_err(
-            e,
-            &format!(
-                "Error: Cannot create a record in {}. {}: {}. The record already exists.",
-                e.table_label(),
-                label(e.keys.last().map(String::as_str).unwrap_or("")),
+        let (table, field) = (e.table_label(), label(e.keys.last().map(String::as_str).unwrap_or("")));
+        // F&O words its messages in the API user's language (user options); p2c must not read the text.
+        let text = if state.cfg.fno_language.starts_with("de") {
+            format!(
+                "Fehler: In {table} kann kein Datensatz erstellt werden. {field}: {}. Der Datensatz ist bereits vorhanden.",
                 shown.join(", ")
-            ),
-        ));
+            )
+        } else {
+            format!(
+                "Error: Cannot create a record in {table}. {field}: {}. The record already exists.",
+                shown.join(", ")
+            )
+        };
+        return Err(write_err(e, &text));
     }
     let recid = store.alloc_recid();
     store.put(

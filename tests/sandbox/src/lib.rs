@@ -80,6 +80,8 @@ pub struct SandboxConfig {
     pub limits: Option<ServiceLimits>,
     /// (sales, fno, token) ports on 127.0.0.1; `None` = ephemeral ports.
     pub ports: Option<(u16, u16, u16)>,
+    /// Language of the F&O API user (F&O words validation messages in it): `en-us` (default) or `de`.
+    pub fno_language: String,
 }
 
 impl Default for SandboxConfig {
@@ -94,6 +96,7 @@ impl Default for SandboxConfig {
             op_time: Duration::ZERO,
             limits: None,
             ports: None,
+            fno_language: "en-us".into(),
         }
     }
 }

@@ -73,6 +73,11 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         written: report.written,
         skipped: report.skipped,
         failed: report.failed,
+        skipped_by_reason: report
+            .skipped_by_reason
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), *v))
+            .collect(),
         first_errors: match &result {
             Err(e) => vec![format!("run failed: {e}")],
             Ok(()) => report.first_errors(5),

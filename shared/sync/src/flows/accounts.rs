@@ -101,6 +101,11 @@ impl<'a> Accounts<'a> {
                 report.skip(Skip::Filtered);
                 continue;
             }
+            if str_of(&row, &t.source_key).is_none_or(|n| n.trim().is_empty()) {
+                tracing::info!(id = %id, "account without a number: not synced");
+                report.skip(Skip::NoNumber);
+                continue;
+            }
             let mapped = match t.key_of(&row) {
                 Ok(key) => t.map(&row).map(|body| (key, body)),
                 Err(e) => Err(e),

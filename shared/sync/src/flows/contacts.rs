@@ -230,6 +230,11 @@ fn route_rows(
             report.skip(Skip::NotCustomerNorPerson);
             continue;
         };
+        if str_of(&row, &flow.routes.template(route).source_key).is_none_or(|n| n.trim().is_empty()) {
+            tracing::info!(id = %id, "contact without a number: not synced");
+            report.skip(Skip::NoNumber);
+            continue;
+        }
         routed.push((route, id, row));
     }
     routed

@@ -150,9 +150,16 @@ pub(crate) async fn read_current(
 
 // ------------------------------------------------------------------------------------------ writes
 
-/// F&O refused a create because the key is taken.
-fn is_already_exists(e: &DynamicsError) -> bool {
-    e.kind() == ErrorKind::Duplicate
+/// Whether a refused write may have met another writer: a create F&O refused as a duplicate or as invalid
+/// (F&O words "already exists" in the user's language, as a 500 like any validation failure), or an update
+/// whose key is gone. Callers confirm with a read by key before acting on it, so a validation error is never
+/// taken for "exists".
+fn maybe_race(method: WriteMethod, e: &DynamicsError) -> bool {
+    match method {
+        WriteMethod::Post => matches!(e.kind(), ErrorKind::Duplicate | ErrorKind::Invalid),
+        WriteMethod::Patch => e.kind() == ErrorKind::NotFound,
+        WriteMethod::Delete => false,
+    }
 }
 
 /// One record to write without reading F&O first: created when `create`, else updated by its key.
@@ -193,12 +200,13 @@ pub(crate) async fn upsert_all(deps: &Deps, entity_set: &str, items: Vec<Upsert>
     }
     for pass in 0..3 {
         let answers = write_sets(deps, &sets).await;
+        let exists = confirm_creates(deps, entity_set, &todo, &answers).await;
         let mut again = Vec::new();
         let mut again_sets = Vec::new();
-        for ((i, key, create), (set, r)) in todo.into_iter().zip(sets.into_iter().zip(answers)) {
+        for (((i, key, create), (set, r)), taken) in todo.into_iter().zip(sets.into_iter().zip(answers)).zip(exists) {
             match r {
                 Ok(()) => results[i] = Some(Ok(create)),
-                Err(e) if e.race && pass < 2 => {
+                Err(e) if e.race && (!create || taken) && pass < 2 => {
                     let body = set.into_iter().next().and_then(|op| op.body);
                     let body = body.and_then(|b| b.as_object().cloned()).unwrap_or_default();
                     let flipped = Upsert {
@@ -209,7 +217,8 @@ pub(crate) async fn upsert_all(deps: &Deps, entity_set: &str, items: Vec<Upsert>
                     again_sets.push(vec![upsert_op(deps, entity_set, flipped)]);
                     again.push((i, key, !create));
                 }
-                Err(e) => results[i] = Some(Err(e)),
+                // A refused create whose key F&O does not hold: the refusal stands (a validation error).
+                Err(e) => results[i] = Some(Err(WriteError { race: false, ..e })),
             }
         }
         if again.is_empty() {
@@ -223,13 +232,46 @@ pub(crate) async fn upsert_all(deps: &Deps, entity_set: &str, items: Vec<Upsert>
         .collect()
 }
 
+/// Per record: whether a create F&O refused found its key taken, confirmed by reading the keys back (one read
+/// for all of them). A read that fails confirms nothing: the refusal then stands as it is.
+async fn confirm_creates(
+    deps: &Deps,
+    entity_set: &str,
+    todo: &[(usize, Key, bool)],
+    answers: &[Result<(), WriteError>],
+) -> Vec<bool> {
+    let refused: Vec<&Key> = todo
+        .iter()
+        .zip(answers)
+        .filter(|((_, _, create), r)| *create && r.as_ref().is_err_and(|e| e.race))
+        .map(|((_, key, _), _)| key)
+        .collect();
+    let rows = match refused.first().map(|k| k.as_slice()) {
+        Some([(_, company), .., (field, _)]) => {
+            let values: Vec<String> = refused
+                .iter()
+                .filter_map(|k| k.last())
+                .map(|(_, v)| text_of(v))
+                .collect();
+            let select: Vec<String> = refused[0].iter().map(|(k, _)| k.clone()).collect();
+            read_current(deps, entity_set, &text_of(company), field, &values, &select)
+                .await
+                .unwrap_or_default()
+        }
+        _ => Vec::new(),
+    };
+    todo.iter()
+        .map(|(_, key, create)| *create && rows.iter().any(|r| row_has_key(r, key)))
+        .collect()
+}
+
 /// Why a change set was not written.
 #[derive(Clone, Debug)]
 pub(crate) struct WriteError {
     pub reason: String,
     pub transient: bool,
-    /// Another writer got there between our read and our write ("already exists" on a create, 404 on an
-    /// update): planning again from a fresh read will do.
+    /// Another writer may have got there between our read and our write (a refused create, 404 on an update):
+    /// planning again from a fresh read tells, and will do.
     pub race: bool,
     pub status: Option<u16>,
 }
@@ -281,11 +323,13 @@ pub(crate) async fn write_sets(deps: &Deps, sets: &[Vec<BatchOp>]) -> Vec<Result
                         Some(SetResult::Failed { op, result }) => {
                             let op = &sets[i][op.unwrap_or(0).min(sets[i].len() - 1)];
                             let err = result.error("fno", op);
-                            let race = (op.method == WriteMethod::Post && is_already_exists(&err))
-                                || (op.method == WriteMethod::Patch && err.kind() == ErrorKind::NotFound);
+                            let race = maybe_race(op.method, &err);
+                            let duplicate = err.kind() == ErrorKind::Duplicate;
                             Err(WriteError {
                                 reason: err.to_string(),
-                                transient: err.is_transient() || race,
+                                // A concurrent writer is gone by the next try; a refusal of the data is not.
+                                transient: err.is_transient()
+                                    || (race && (duplicate || op.method != WriteMethod::Post)),
                                 race,
                                 status: err.status(),
                             })
