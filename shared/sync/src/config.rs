@@ -68,6 +68,9 @@ pub struct Config {
     pub skip_unchanged: bool,
     /// Read and map as a real run would, write nothing anywhere (set by `p2c run --dry-run`, not by env).
     pub dry_run: bool,
+    /// Flows that retire the target when its source is deleted or deactivated (P2C_DEACTIVATE_TARGETS); the
+    /// others only report it, as the Data Integrator did.
+    pub deactivate_targets: Vec<crate::flow_name::FlowName>,
 }
 
 pub const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
@@ -147,6 +150,7 @@ impl Config {
             http_timeout: Duration::from_secs(num("P2C_HTTP_TIMEOUT_SECONDS", 60)?),
             skip_unchanged: get("P2C_SKIP_UNCHANGED").is_none_or(|v| v != "false" && v != "0"),
             dry_run: false,
+            deactivate_targets: parse_flows("P2C_DEACTIVATE_TARGETS", get("P2C_DEACTIVATE_TARGETS"))?,
         })
     }
 
@@ -155,6 +159,25 @@ impl Config {
             .iter()
             .find(|c| c.legal_entity.eq_ignore_ascii_case(legal_entity))
     }
+}
+
+/// A comma-separated list of flow names.
+fn parse_flows(name: &'static str, v: Option<String>) -> Result<Vec<crate::flow_name::FlowName>, ConfigError> {
+    let Some(v) = v else { return Ok(Vec::new()) };
+    v.split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(|f| {
+            crate::flow_name::FlowName::parse(f).ok_or_else(|| ConfigError::Invalid {
+                name,
+                value: v.clone(),
+                why: format!(
+                    "{f:?} is not a flow; the flows are {}",
+                    crate::flow_name::FlowName::known()
+                ),
+            })
+        })
+        .collect()
 }
 
 /// `usmf=US Sales,usrt=<guid>`: legal entity = business unit (name or GUID), comma separated.

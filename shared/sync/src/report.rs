@@ -95,6 +95,8 @@ pub enum Skip {
     /// Failed before and unchanged since: the queue and DLQ own it.
     FailedEarlier,
     ClosedInSales,
+    /// Deactivated in Sales (statecode Inactive): reported; the target is retired only where configured.
+    Inactive,
     /// An account or contact without its number (the key F&O needs): the Data Integrator's "not synced".
     NoNumber,
 }
@@ -122,6 +124,7 @@ impl Skip {
             Skip::GoneFromFno => "no longer in F&O",
             Skip::FailedEarlier => "failed earlier, unchanged",
             Skip::ClosedInSales => "closed in Sales",
+            Skip::Inactive => "deactivated in Sales (reported; see P2C_DEACTIVATE_TARGETS)",
             Skip::NoNumber => "not synced: no number (give it an account or contact number in Sales)",
         }
     }

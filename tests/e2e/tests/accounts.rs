@@ -406,3 +406,76 @@ async fn already_exists_is_confirmed_by_a_read_in_any_language_and_a_refusal_is_
     assert_eq!(env.customers("usmf").len(), 2);
     let _ = std::fs::remove_file(&mapping);
 }
+
+/// The F&O customer of a Sales account, as F&O holds it now.
+fn customer_of(env: &Env, account: &Value) -> Value {
+    env.customers("usmf")
+        .into_iter()
+        .find(|c| c["CustomerAccount"] == account["accountnumber"])
+        .expect("the customer is in F&O")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_and_deactivated_accounts_are_reported_and_marked_and_held_only_when_asked() {
+    for hold in [false, true] {
+        let env = Env::start_with(SandboxConfig::default(), 3, |c| {
+            if hold {
+                c.deactivate_targets = vec![FLOW];
+            }
+        })
+        .await;
+        env.run(FLOW).await;
+        let accounts = env.sb.sales_rows("accounts");
+        let (deleted, inactive) = (&accounts[0], &accounts[1]);
+        let id = |a: &Value| a["accountid"].as_str().unwrap().to_string();
+        env.sb.sales_delete("accounts", &id(deleted));
+        env.sb
+            .sales_update("accounts", &id(inactive), json!({"statecode": 1, "statuscode": 2}));
+
+        let r = env.run(FLOW).await;
+        assert_eq!((r.read, r.failed), (2, 0), "{r:?}");
+        let links = env
+            .deps
+            .state
+            .get_links("account", "usmf", "sales", &[id(deleted), id(inactive)])
+            .await
+            .unwrap();
+        assert_eq!(links[&id(deleted)].source_version.as_deref(), Some("gone:deleted"));
+        assert_eq!(links[&id(inactive)].source_version.as_deref(), Some("gone:inactive"));
+        let held = if hold { json!("All") } else { json!(null) };
+        for a in [deleted, inactive] {
+            let c = customer_of(&env, a);
+            assert_eq!(
+                c["OnHoldStatus"].as_str().filter(|s| *s != "No"),
+                held.as_str(),
+                "hold={hold}: {c}"
+            );
+        }
+        if hold {
+            assert_eq!(r.written, 2, "{r:?}");
+        } else {
+            assert_eq!(
+                (
+                    r.skipped_by_reason.get(&Skip::DeletedInSales),
+                    r.skipped_by_reason.get(&Skip::Inactive)
+                ),
+                (Some(&1), Some(&1))
+            );
+        }
+        // Reported once: the next run is quiet.
+        let r = env.run(FLOW).await;
+        assert_eq!(r.written, 0, "{r:?}");
+
+        // Active again (and renamed): the customer follows, and comes off hold.
+        env.sb.sales_update(
+            "accounts",
+            &id(inactive),
+            json!({"statecode": 0, "statuscode": 1, "name": "Back Again Ltd"}),
+        );
+        let r = env.run(FLOW).await;
+        assert_eq!(r.written, 1, "{r:?}");
+        let c = customer_of(&env, inactive);
+        assert_eq!(c["OrganizationName"], "Back Again Ltd");
+        assert_ne!(c["OnHoldStatus"], "All", "{c}");
+    }
+}

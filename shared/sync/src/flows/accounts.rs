@@ -4,6 +4,9 @@
 //! Write: create what has no link and update what has one, without reading F&O first (see
 //! [`upsert_all`]: F&O enforces the key, so a create that an earlier crashed run already made becomes an
 //! update, and nothing is duplicated).
+//! Deleted or deactivated accounts: reported and their links marked ([`Gone`]); with the flow in
+//! P2C_DEACTIVATE_TARGETS their F&O customer is also put on hold (`OnHoldStatus` = All), and taken off hold
+//! when the account is active again.
 
 use std::collections::{HashMap, HashSet};
 
@@ -19,10 +22,10 @@ use crate::{
     flow_name::FlowName,
     pipeline::{
         Flow,
-        links::LinkEntity,
+        links::{Gone, LinkEntity},
         lookups::lookup_paths,
         record::{now, split_guids, str_of, version_of},
-        sink::fno::{Upsert, upsert_all},
+        sink::fno::{Upsert, upsert_all, write_sets},
         source::{Page, SourceSpec, delta::DeltaTable},
     },
     report::{Failure, RunReport, Skip},
@@ -37,7 +40,13 @@ pub struct Accounts<'a> {
     template: &'a Template,
     company: String,
     business_unit: String,
+    /// Put the F&O customer on hold when its account is deleted or deactivated (P2C_DEACTIVATE_TARGETS).
+    hold_when_gone: bool,
 }
+
+/// `OnHoldStatus` (CustVendorBlocked) of a customer whose account left Sales, and of one back again.
+const ON_HOLD: &str = "All";
+const NOT_ON_HOLD: &str = "No";
 
 struct Pending {
     id: String,
@@ -46,6 +55,8 @@ struct Pending {
     hash: String,
     version: Option<String>,
     linked_same_key: bool,
+    /// Its link says the account had left Sales (deleted or inactive): write even if unchanged.
+    returning: bool,
 }
 
 impl<'a> Accounts<'a> {
@@ -57,13 +68,14 @@ impl<'a> Accounts<'a> {
             template,
             company: company.to_string(),
             business_unit: deps.business_unit_id(company).await?,
+            hold_when_gone: deps.cfg.deactivate_targets.contains(&FlowName::AccountsToFno),
         })
     }
 
     /// Columns to read: the template's, plus the owner business unit and the row version.
     fn select(&self) -> Vec<String> {
         let mut cols = self.template.source_select();
-        for extra in ["_owningbusinessunit_value", "versionnumber"] {
+        for extra in ["_owningbusinessunit_value", "versionnumber", "statecode"] {
             if !cols.iter().any(|c| c == extra) {
                 cols.push(extra.to_string());
             }
@@ -80,8 +92,15 @@ impl<'a> Accounts<'a> {
             .map_or("", String::as_str)
     }
 
-    /// Transform: filter, map, key. Rows that cannot be mapped fail on their own.
-    fn transform(&self, rows: Vec<Record>, report: &mut RunReport, failures: &mut Vec<Failure>) -> Vec<Pending> {
+    /// Transform: filter, map, key. Rows that cannot be mapped fail on their own; deactivated accounts go to
+    /// `inactive` (their id and number).
+    fn transform(
+        &self,
+        rows: Vec<Record>,
+        report: &mut RunReport,
+        failures: &mut Vec<Failure>,
+        inactive: &mut Vec<(String, Gone)>,
+    ) -> Vec<Pending> {
         let t = self.template;
         let mut pending = Vec::with_capacity(rows.len());
         let mut seen_keys: HashMap<String, String> = HashMap::new();
@@ -104,6 +123,10 @@ impl<'a> Accounts<'a> {
             if str_of(&row, &t.source_key).is_none_or(|n| n.trim().is_empty()) {
                 tracing::info!(id = %id, "account without a number: not synced");
                 report.skip(Skip::NoNumber);
+                continue;
+            }
+            if row.get("statecode").and_then(Value::as_i64) == Some(1) {
+                inactive.push((id, Gone::Inactive));
                 continue;
             }
             let mapped = match t.key_of(&row) {
@@ -134,6 +157,7 @@ impl<'a> Accounts<'a> {
                 key,
                 body,
                 linked_same_key: false,
+                returning: false,
             });
         }
         pending
@@ -151,7 +175,9 @@ impl<'a> Accounts<'a> {
         deps.lookups
             .enrich(&deps.sales, &lookup_paths(self.template), &mut rows)
             .await?;
-        let mut pending = self.transform(rows, report, &mut failures);
+        let mut inactive = Vec::new();
+        let mut pending = self.transform(rows, report, &mut failures, &mut inactive);
+        failures.extend(self.retire(deps, inactive, report).await?);
 
         // Decide: skip what its link says was written as it is now.
         let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
@@ -160,14 +186,13 @@ impl<'a> Accounts<'a> {
             .get_links(LINK_ENTITY.as_str(), company, "sales", &ids)
             .await?;
         pending.retain_mut(|p| match links.get(&p.id) {
-            Some(l)
-                if deps.cfg.skip_unchanged && l.target_key == p.key && l.target_hash.as_deref() == Some(&p.hash) =>
-            {
+            Some(l) if deps.cfg.skip_unchanged && unchanged(l, p) => {
                 report.skip(Skip::Unchanged);
                 false
             }
             Some(l) => {
                 p.linked_same_key = l.target_key == p.key;
+                p.returning = Gone::marked(l.source_version.as_deref());
                 true
             }
             None => true,
@@ -180,13 +205,19 @@ impl<'a> Accounts<'a> {
         let key_field = self.key_field().to_string();
         let items: Vec<Upsert> = pending
             .iter_mut()
-            .map(|p| Upsert {
-                key: vec![
-                    ("dataAreaId".into(), Value::String(company.to_string())),
-                    (key_field.clone(), Value::String(p.key.clone())),
-                ],
-                body: std::mem::take(&mut p.body),
-                create: !p.linked_same_key,
+            .map(|p| {
+                let mut body = std::mem::take(&mut p.body);
+                if p.returning && self.hold_when_gone {
+                    body.insert("OnHoldStatus".into(), Value::String(NOT_ON_HOLD.into()));
+                }
+                Upsert {
+                    key: vec![
+                        ("dataAreaId".into(), Value::String(company.to_string())),
+                        (key_field.clone(), Value::String(p.key.clone())),
+                    ],
+                    body,
+                    create: !p.linked_same_key,
+                }
             })
             .collect();
         let results = upsert_all(deps, &self.template.target_entity, items).await;
@@ -217,6 +248,86 @@ impl<'a> Accounts<'a> {
     }
 }
 
+/// Its link says it was written as it is now (and it had not left Sales since).
+fn unchanged(l: &Link, p: &Pending) -> bool {
+    l.target_key == p.key && l.target_hash.as_deref() == Some(&p.hash) && !Gone::marked(l.source_version.as_deref())
+}
+
+impl Accounts<'_> {
+    /// Accounts that left Sales (deleted, or deactivated): counted, their links marked, and with
+    /// P2C_DEACTIVATE_TARGETS their customers put on hold. One never synced has nothing to retire.
+    async fn retire(
+        &self,
+        deps: &Deps,
+        gone: Vec<(String, Gone)>,
+        report: &mut RunReport,
+    ) -> Result<Vec<Failure>, SyncError> {
+        let mut failures = Vec::new();
+        if gone.is_empty() {
+            return Ok(failures);
+        }
+        let ids: Vec<String> = gone.iter().map(|(id, _)| id.clone()).collect();
+        let links = deps
+            .state
+            .get_links(LINK_ENTITY.as_str(), &self.company, "sales", &ids)
+            .await?;
+        let mut todo: Vec<(Link, Gone)> = Vec::new();
+        let mut marked = Vec::new();
+        for (id, why) in gone {
+            let skip = if why == Gone::Deleted {
+                Skip::DeletedInSales
+            } else {
+                Skip::Inactive
+            };
+            match links.get(&id) {
+                Some(l) if l.source_version.as_deref() != Some(why.as_version()) && self.hold_when_gone => {
+                    todo.push((l.clone(), why))
+                }
+                Some(l) if l.source_version.as_deref() != Some(why.as_version()) => {
+                    report.skip(skip);
+                    marked.push(Link {
+                        source_version: Some(why.as_version().into()),
+                        synced_at: now(),
+                        ..l.clone()
+                    });
+                }
+                _ => report.skip(skip),
+            }
+        }
+        let sets: Vec<Vec<p2c_dynamics::BatchOp>> = todo
+            .iter()
+            .map(|(l, _)| {
+                let key = [
+                    ("dataAreaId", self.company.as_str()),
+                    (self.key_field(), l.target_key.as_str()),
+                ];
+                let body = serde_json::json!({ "OnHoldStatus": ON_HOLD });
+                vec![deps.fno.update_op(&self.template.target_entity, &key, body)]
+            })
+            .collect();
+        for ((l, why), r) in todo.into_iter().zip(write_sets(deps, &sets).await) {
+            match r {
+                Ok(()) => {
+                    report.wrote(false);
+                    marked.push(Link {
+                        source_version: Some(why.as_version().into()),
+                        synced_at: now(),
+                        ..l
+                    });
+                }
+                Err(e) => failures.push(Failure::new(
+                    &l.source_key,
+                    &l.target_key,
+                    format!("putting customer {} on hold: {}", l.target_key, e.reason),
+                    e.transient,
+                )),
+            }
+        }
+        deps.state.put_links(&marked, &[&links]).await?;
+        Ok(failures)
+    }
+}
+
 impl Flow for Accounts<'_> {
     fn name(&self) -> FlowName {
         FlowName::AccountsToFno
@@ -230,11 +341,11 @@ impl Flow for Accounts<'_> {
     }
 
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
-        for _ in &page.deleted {
-            report.read += 1;
-            report.skip(Skip::DeletedInSales);
-        }
-        self.sync_rows(deps, page.rows, report).await
+        report.read += page.deleted.len() as u64;
+        let deleted = page.deleted.into_iter().map(|id| (id, Gone::Deleted)).collect();
+        let mut failures = self.retire(deps, deleted, report).await?;
+        failures.extend(self.sync_rows(deps, page.rows, report).await?);
+        Ok(failures)
     }
 
     /// Re-reads each record: a replay never writes stale data.
