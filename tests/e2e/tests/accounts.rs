@@ -479,3 +479,60 @@ async fn deleted_and_deactivated_accounts_are_reported_and_marked_and_held_only_
         assert_ne!(c["OnHoldStatus"], "All", "{c}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_contacts_are_reported_and_marked_and_their_customers_held_when_asked() {
+    for hold in [false, true] {
+        let env = Env::start_with(SandboxConfig::default(), 3, |c| {
+            if hold {
+                c.deactivate_targets = vec![FlowName::ContactsToFno];
+            }
+        })
+        .await;
+        env.run(FLOW).await;
+        env.run(FlowName::ContactsToFno).await;
+        let contacts = env.sb.sales_rows("contacts");
+        let customer = contacts.iter().find(|c| c["msdynce_isactivecustomer"] == true).unwrap();
+        let person = contacts
+            .iter()
+            .find(|c| c["msdynce_isactivecustomer"] != true && c["_parentcustomerid_value"].is_string())
+            .unwrap();
+        let id = |c: &Value| c["contactid"].as_str().unwrap().to_ascii_lowercase();
+        env.sb.sales_delete("contacts", &id(customer));
+        env.sb.sales_delete("contacts", &id(person));
+        let persons_before = env.sb.fno_rows("CDSContactPersons").len();
+
+        let r = env.run(FlowName::ContactsToFno).await;
+        assert_eq!((r.read, r.failed), (2, 0), "{r:?}");
+        let as_customer = env
+            .deps
+            .state
+            .get_links("contact", "usmf", "sales", &[id(customer)])
+            .await
+            .unwrap();
+        let as_person = env
+            .deps
+            .state
+            .get_links("contactperson", "usmf", "sales", &[id(person)])
+            .await
+            .unwrap();
+        assert_eq!(
+            as_customer[&id(customer)].source_version.as_deref(),
+            Some("gone:deleted")
+        );
+        assert_eq!(as_person[&id(person)].source_version.as_deref(), Some("gone:deleted"));
+        let c = env
+            .customers("usmf")
+            .into_iter()
+            .find(|c| c["CustomerAccount"] == customer["msdynce_contactnumber"])
+            .unwrap();
+        assert_eq!(c["OnHoldStatus"] == "All", hold, "hold={hold}: {}", c["OnHoldStatus"]);
+        assert_eq!(
+            env.sb.fno_rows("CDSContactPersons").len(),
+            persons_before,
+            "F&O parties are never deleted"
+        );
+        let r = env.run(FlowName::ContactsToFno).await;
+        assert_eq!(r.written, 0, "reported once: {r:?}");
+    }
+}

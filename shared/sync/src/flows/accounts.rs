@@ -25,7 +25,8 @@ use crate::{
         links::{Gone, LinkEntity},
         lookups::lookup_paths,
         record::{now, split_guids, str_of, version_of},
-        sink::fno::{Upsert, upsert_all, write_sets},
+        retire::{NOT_ON_HOLD, Retire, count_unlinked, retire},
+        sink::fno::{Upsert, upsert_all},
         source::{Page, SourceSpec, delta::DeltaTable},
     },
     report::{Failure, RunReport, Skip},
@@ -43,10 +44,6 @@ pub struct Accounts<'a> {
     /// Put the F&O customer on hold when its account is deleted or deactivated (P2C_DEACTIVATE_TARGETS).
     hold_when_gone: bool,
 }
-
-/// `OnHoldStatus` (CustVendorBlocked) of a customer whose account left Sales, and of one back again.
-const ON_HOLD: &str = "All";
-const NOT_ON_HOLD: &str = "No";
 
 struct Pending {
     id: String,
@@ -254,76 +251,22 @@ fn unchanged(l: &Link, p: &Pending) -> bool {
 }
 
 impl Accounts<'_> {
-    /// Accounts that left Sales (deleted, or deactivated): counted, their links marked, and with
-    /// P2C_DEACTIVATE_TARGETS their customers put on hold. One never synced has nothing to retire.
+    /// Accounts that left Sales (deleted, or deactivated): see [`retire`].
     async fn retire(
         &self,
         deps: &Deps,
         gone: Vec<(String, Gone)>,
         report: &mut RunReport,
     ) -> Result<Vec<Failure>, SyncError> {
-        let mut failures = Vec::new();
-        if gone.is_empty() {
-            return Ok(failures);
-        }
-        let ids: Vec<String> = gone.iter().map(|(id, _)| id.clone()).collect();
-        let links = deps
-            .state
-            .get_links(LINK_ENTITY.as_str(), &self.company, "sales", &ids)
-            .await?;
-        let mut todo: Vec<(Link, Gone)> = Vec::new();
-        let mut marked = Vec::new();
-        for (id, why) in gone {
-            let skip = if why == Gone::Deleted {
-                Skip::DeletedInSales
-            } else {
-                Skip::Inactive
-            };
-            match links.get(&id) {
-                Some(l) if l.source_version.as_deref() != Some(why.as_version()) && self.hold_when_gone => {
-                    todo.push((l.clone(), why))
-                }
-                Some(l) if l.source_version.as_deref() != Some(why.as_version()) => {
-                    report.skip(skip);
-                    marked.push(Link {
-                        source_version: Some(why.as_version().into()),
-                        synced_at: now(),
-                        ..l.clone()
-                    });
-                }
-                _ => report.skip(skip),
-            }
-        }
-        let sets: Vec<Vec<p2c_dynamics::BatchOp>> = todo
-            .iter()
-            .map(|(l, _)| {
-                let key = [
-                    ("dataAreaId", self.company.as_str()),
-                    (self.key_field(), l.target_key.as_str()),
-                ];
-                let body = serde_json::json!({ "OnHoldStatus": ON_HOLD });
-                vec![deps.fno.update_op(&self.template.target_entity, &key, body)]
-            })
-            .collect();
-        for ((l, why), r) in todo.into_iter().zip(write_sets(deps, &sets).await) {
-            match r {
-                Ok(()) => {
-                    report.wrote(false);
-                    marked.push(Link {
-                        source_version: Some(why.as_version().into()),
-                        synced_at: now(),
-                        ..l
-                    });
-                }
-                Err(e) => failures.push(Failure::new(
-                    &l.source_key,
-                    &l.target_key,
-                    format!("putting customer {} on hold: {}", l.target_key, e.reason),
-                    e.transient,
-                )),
-            }
-        }
-        deps.state.put_links(&marked, &[&links]).await?;
+        let r = Retire {
+            entity: LINK_ENTITY,
+            company: &self.company,
+            hold: self
+                .hold_when_gone
+                .then(|| (self.template.target_entity.as_str(), self.key_field())),
+        };
+        let (failures, unlinked) = retire(deps, &r, gone, report).await?;
+        count_unlinked(unlinked, report);
         Ok(failures)
     }
 }

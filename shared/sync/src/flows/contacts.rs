@@ -26,9 +26,10 @@ use crate::{
     flow_name::FlowName,
     pipeline::{
         Flow,
-        links::{LinkEntity, customer_accounts, describe_customers},
+        links::{Gone, LinkEntity, customer_accounts, describe_customers},
         lookups::lookup_paths,
         record::{now, split_guids, str_of, version_of},
+        retire::{Retire, count_unlinked, retire},
         sink::fno::{
             Key, Plan, key_text, plan, plan_op, read_current, row_has_key, target_fields, target_key, text_of,
             write_sets,
@@ -119,6 +120,8 @@ pub struct Contacts<'a> {
     routes: Routes<'a>,
     company: String,
     business_unit: String,
+    /// Put a deleted customer contact's F&O customer on hold (P2C_DEACTIVATE_TARGETS).
+    hold_when_gone: bool,
 }
 
 impl<'a> Contacts<'a> {
@@ -127,7 +130,43 @@ impl<'a> Contacts<'a> {
             routes: Routes::of(deps)?,
             company: company.to_string(),
             business_unit: deps.business_unit_id(company).await?,
+            hold_when_gone: deps.cfg.deactivate_targets.contains(&FlowName::ContactsToFno),
         })
+    }
+}
+
+impl Contacts<'_> {
+    /// Contacts deleted in Sales: their links marked, and with P2C_DEACTIVATE_TARGETS the F&O customer of a
+    /// customer contact put on hold (a contact person is only reported).
+    async fn retire_deleted(
+        &self,
+        deps: &Deps,
+        ids: Vec<String>,
+        report: &mut RunReport,
+    ) -> Result<Vec<Failure>, SyncError> {
+        let gone: Vec<(String, Gone)> = ids
+            .into_iter()
+            .map(|id| (id.to_ascii_lowercase(), Gone::Deleted))
+            .collect();
+        let customer = self.routes.customer;
+        let hold = self
+            .hold_when_gone
+            .then(|| (customer.target_entity.as_str(), read_field(customer)));
+        let as_customer = Retire {
+            entity: LinkEntity::Contact,
+            company: &self.company,
+            hold,
+        };
+        let (mut failures, rest) = retire(deps, &as_customer, gone, report).await?;
+        let as_person = Retire {
+            entity: LinkEntity::ContactPerson,
+            company: &self.company,
+            hold: None,
+        };
+        let (more, rest) = retire(deps, &as_person, rest, report).await?;
+        failures.extend(more);
+        count_unlinked(rest, report);
+        Ok(failures)
     }
 }
 
@@ -144,11 +183,10 @@ impl Flow for Contacts<'_> {
     }
 
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
-        for _ in &page.deleted {
-            report.read += 1;
-            report.skip(Skip::DeletedInSales);
-        }
-        sync_contacts(deps, self, page.rows, report).await
+        report.read += page.deleted.len() as u64;
+        let mut failures = self.retire_deleted(deps, page.deleted, report).await?;
+        failures.extend(sync_contacts(deps, self, page.rows, report).await?);
+        Ok(failures)
     }
 
     /// Contacts named by id, re-read from Sales so a replay never writes stale data.

@@ -12,6 +12,7 @@ pub mod links;
 pub mod lookups;
 pub mod ports;
 pub mod record;
+pub mod retire;
 pub mod sink;
 pub mod source;
 
