@@ -62,6 +62,8 @@ pub struct Config {
     pub page_size: usize,
     /// A record that failed transiently this many times goes to the DLQ.
     pub max_attempts: u32,
+    /// How long the retries of a record span before it is dead-lettered (exponential backoff with jitter).
+    pub retry_window: Duration,
     pub lease_ttl: Duration,
     pub http_timeout: Duration,
     /// Skip records whose mapped content equals what was last written (off only to measure the naive way).
@@ -146,6 +148,10 @@ impl Config {
             },
             page_size: num("P2C_PAGE_SIZE", 1000)?.min(5000) as usize,
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
+            retry_window: Duration::from_secs(match get("P2C_RETRY_WINDOW_SECONDS") {
+                Some(v) if v.trim() == "0" => 0,
+                _ => num("P2C_RETRY_WINDOW_SECONDS", 3600)?,
+            }),
             lease_ttl: Duration::from_secs(num("P2C_LEASE_SECONDS", 900)?),
             http_timeout: Duration::from_secs(num("P2C_HTTP_TIMEOUT_SECONDS", 60)?),
             skip_unchanged: get("P2C_SKIP_UNCHANGED").is_none_or(|v| v != "false" && v != "0"),

@@ -14,9 +14,14 @@ use crate::{
     error::SyncError,
     flow_name::FlowName,
     message::Message,
-    pipeline::{RunOptions, failures::route_failures},
-    report::RunReport,
+    pipeline::{
+        RunOptions,
+        failures::{route_failures, unix_now},
+        ports::FailureQueues,
+    },
+    report::{Routed, RunReport},
 };
+use p2c_state::queues::MAX_DELAY_SECONDS;
 
 /// The schedule's `Input` (EventBridge Scheduler delivers it as-is).
 #[derive(Debug, Deserialize)]
@@ -81,15 +86,21 @@ pub async fn handle_sqs_report(deps: &Deps, flow: FlowName, event: SqsEvent) -> 
     let mut resp = SqsBatchResponse::default();
     // company → (attempt → message ids and keys)
     let mut groups: BTreeMap<(String, u32), Vec<(String, Message)>> = BTreeMap::new();
+    let mut not_due: Vec<(String, Message)> = Vec::new();
+    let now = unix_now();
     for rec in event.records {
         let id = rec.message_id.clone().unwrap_or_default();
         match validate(deps, flow, rec.body.as_deref()) {
+            Ok(m) if m.wait_seconds(now) > 0 => not_due.push((id, m)),
             Ok(m) => groups.entry((m.company.clone(), m.attempt)).or_default().push((id, m)),
             Err(why) => {
                 tracing::warn!(message_id = %id, flow = %flow, reason = %why, "message rejected; it will be retried and then dead-lettered intact");
                 resp.add_failure(id);
             }
         }
+    }
+    for id in delay_again(deps, flow, not_due, now).await {
+        resp.add_failure(id);
     }
     let mut reports = Vec::new();
     for ((company, attempt), msgs) in groups {
@@ -115,6 +126,30 @@ pub async fn handle_sqs_report(deps: &Deps, flow: FlowName, event: SqsEvent) -> 
         reports.push(report);
     }
     (resp, reports)
+}
+
+/// Retries that are not due yet (their backoff is longer than SQS's 900 s delay) go back to the queue with the
+/// rest of their wait; no attempt is spent. Returns the ids that could not be re-sent (SQS redelivers those).
+async fn delay_again(deps: &Deps, flow: FlowName, msgs: Vec<(String, Message)>, now: u64) -> Vec<String> {
+    if msgs.is_empty() {
+        return Vec::new();
+    }
+    let bodies: Vec<(String, u32)> = msgs
+        .iter()
+        .map(|(_, m)| {
+            (
+                m.to_body(),
+                m.wait_seconds(now).min(u64::from(MAX_DELAY_SECONDS)) as u32,
+            )
+        })
+        .collect();
+    match deps.send(flow, Routed::Retry, &bodies).await {
+        Ok(()) => Vec::new(),
+        Err(e) => {
+            tracing::warn!(flow = %flow, error = %e, "could not delay messages again; SQS will redeliver them");
+            msgs.into_iter().map(|(id, _)| id).collect()
+        }
+    }
 }
 
 fn validate(deps: &Deps, flow: FlowName, body: Option<&str>) -> Result<Message, String> {
