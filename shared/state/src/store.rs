@@ -105,6 +105,12 @@ pub struct RunRecord {
     /// Skipped records by reason (e.g. accounts without a number: "not synced").
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub skipped_by_reason: std::collections::BTreeMap<String, u64>,
+    /// The run stopped before its Lambda deadline and the next invocation continues it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
+    /// The Lambda request id of the invocation, for finding its logs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// Key of the watermark item.

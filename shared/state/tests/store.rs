@@ -361,6 +361,8 @@ fn run(id: &str, company: &str, started_at: &str, read: u64) -> RunRecord {
         failed: 1,
         first_errors: vec![format!("account {id}: parent missing")],
         skipped_by_reason: Default::default(),
+        interrupted: false,
+        request_id: None,
     }
 }
 
@@ -713,6 +715,8 @@ async fn sparse_and_extra_attributes_are_read() {
             failed: 0,
             first_errors: vec![],
             skipped_by_reason: Default::default(),
+            interrupted: false,
+            request_id: None,
         }]
     );
 

@@ -64,6 +64,8 @@ pub struct Config {
     pub max_attempts: u32,
     /// How long the retries of a record span before it is dead-lettered (exponential backoff with jitter).
     pub retry_window: Duration,
+    /// A scheduled run stops this long before its Lambda deadline (committing what is done).
+    pub deadline_margin: Duration,
     pub lease_ttl: Duration,
     pub http_timeout: Duration,
     /// Skip records whose mapped content equals what was last written (off only to measure the naive way).
@@ -148,6 +150,7 @@ impl Config {
             },
             page_size: num("P2C_PAGE_SIZE", 1000)?.min(5000) as usize,
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
+            deadline_margin: Duration::from_secs(num("P2C_DEADLINE_MARGIN_SECONDS", 60)?),
             retry_window: Duration::from_secs(match get("P2C_RETRY_WINDOW_SECONDS") {
                 Some(v) if v.trim() == "0" => 0,
                 _ => num("P2C_RETRY_WINDOW_SECONDS", 3600)?,

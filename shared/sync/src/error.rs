@@ -22,6 +22,9 @@ pub enum SyncError {
     WrongFlow { expected: String, got: String },
     #[error("interrupted after {done} records; run the same command again to resume where it stopped")]
     Interrupted { done: u64 },
+    /// The invocation's deadline is near: the run stops cleanly and the next one continues.
+    #[error("stopped after {done} records before the Lambda deadline; the next run continues from there")]
+    Deadline { done: u64 },
     #[error("a bug stopped the run: {0}; nothing after the last commit was lost — please report it")]
     Panic(String),
     /// Test hook: the process "died" at this point (see `faults::CrashPoint`).

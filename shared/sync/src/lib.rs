@@ -26,7 +26,10 @@ pub mod report;
 
 pub use config::{Company, Config};
 pub use deps::Deps;
-pub use entry::handler::{ScheduledRun, handle_event, handle_schedule, handle_sqs, handle_sqs_report};
+pub use entry::handler::{
+    Invocation, ScheduledRun, handle_event, handle_invocation, handle_lambda, handle_schedule, handle_sqs,
+    handle_sqs_report,
+};
 pub use entry::run::run_flow;
 pub use error::SyncError;
 pub use flow_name::FlowName;

@@ -165,8 +165,13 @@ pub struct RunReport {
     pub lease_held_by: Option<String>,
     /// The delta link had expired or was refused: this run re-read everything.
     pub full_resync: bool,
-    /// This run continued an interrupted full read instead of starting it over.
+    /// This run continued an interrupted read instead of starting it over.
     pub resumed: bool,
+    /// This run stopped before its deadline; the next one continues from its resume point.
+    pub interrupted: bool,
+    /// The Lambda request id of the invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub duration_ms: u64,
     /// Age of the watermark when the run started (how far behind the source this run began).
     #[serde(skip_serializing_if = "Option::is_none")]

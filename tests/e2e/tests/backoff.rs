@@ -113,3 +113,21 @@ async fn a_retry_not_due_yet_is_delayed_again_without_spending_an_attempt() {
         .cloned();
     assert_eq!(delayed.as_deref(), Some("1"), "the message waits in the queue");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_sqs_batch_is_a_run_in_the_history() {
+    let env = Env::start(3).await;
+    let ids: Vec<String> = env
+        .sb
+        .sales_rows("accounts")
+        .iter()
+        .map(|a| a["accountid"].as_str().unwrap().to_string())
+        .collect();
+    let body = Message::new(FlowName::AccountsToFno.as_str(), "usmf", ids, Reason::Change).to_body();
+    let resp = handle_sqs(&env.deps, FlowName::AccountsToFno, sqs_event(&[body])).await;
+    assert!(resp.batch_item_failures.is_empty());
+    let runs = env.deps.state.recent_runs("accounts-to-fno", "usmf", 5).await.unwrap();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!((runs[0].trigger.as_str(), runs[0].read, runs[0].written), ("sqs", 3, 3));
+    assert_eq!(env.customers("usmf").len(), 3);
+}
