@@ -87,7 +87,7 @@ pub async fn run(f: FlowName, company: Option<&str>, full_resync: bool, dry_run:
     let opts = RunOptions {
         full_resync,
         trigger: if dry_run { "dry-run" } else { "cli" }.into(),
-        progress: None,
+        ..Default::default()
     };
     let mut reports = Vec::new();
     for c in companies {
@@ -362,6 +362,7 @@ pub async fn backfill(f: FlowName, company: Option<&str>, as_json: bool) -> Resu
             full_resync: true,
             trigger: "backfill".into(),
             progress: Some(crate::progress::printer(f.as_str(), &c, total)),
+            ..Default::default()
         };
         let r = run_flow(&deps, f, &c, &opts).await?;
         crate::progress::finish();
