@@ -66,6 +66,9 @@ pub struct Config {
     pub retry_window: Duration,
     /// A scheduled run stops this long before its Lambda deadline (committing what is done).
     pub deadline_margin: Duration,
+    /// Service protection shared by every invocation (requests per window per application user and service);
+    /// `None`: each process limits only itself.
+    pub budget: Option<(u32, Duration)>,
     pub lease_ttl: Duration,
     pub http_timeout: Duration,
     /// Skip records whose mapped content equals what was last written (off only to measure the naive way).
@@ -151,6 +154,13 @@ impl Config {
             page_size: num("P2C_PAGE_SIZE", 1000)?.min(5000) as usize,
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
             deadline_margin: Duration::from_secs(num("P2C_DEADLINE_MARGIN_SECONDS", 60)?),
+            budget: match get("P2C_BUDGET_REQUESTS") {
+                Some(v) if v.trim() == "0" => None,
+                _ => Some((
+                    num("P2C_BUDGET_REQUESTS", 6000)?.min(u64::from(u32::MAX)) as u32,
+                    Duration::from_secs(num("P2C_BUDGET_WINDOW_SECONDS", 300)?),
+                )),
+            },
             retry_window: Duration::from_secs(match get("P2C_RETRY_WINDOW_SECONDS") {
                 Some(v) if v.trim() == "0" => 0,
                 _ => num("P2C_RETRY_WINDOW_SECONDS", 3600)?,

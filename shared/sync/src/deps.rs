@@ -8,6 +8,7 @@ use p2c_state::{QueuePair, Queues, StateStore};
 use tokio::sync::Mutex;
 
 use crate::{
+    budget::SharedBudget,
     config::{Config, ConfigError, SecretSource},
     error::SyncError,
     flow_name::FlowName,
@@ -50,10 +51,23 @@ impl Deps {
                 client_secret: secret,
             },
         ));
-        let limiter = || Arc::new(Limiter::new(cfg.max_concurrent_requests, cfg.max_requests_per_second));
-        let mut sales_api = Api::new("sales", http.clone(), tokens.clone(), &cfg.sales_url).with_limiter(limiter());
-        let mut fno_api = Api::new("fno", http, tokens.clone(), &cfg.fno_url).with_limiter(limiter());
         let mut state = StateStore::new(aws_sdk_dynamodb::Client::new(aws), cfg.table.clone());
+        let limiter = |service: &str| {
+            let local = Limiter::new(cfg.max_concurrent_requests, cfg.max_requests_per_second);
+            Arc::new(match cfg.budget {
+                Some((requests, window)) => local.with_budget(Arc::new(SharedBudget::new(
+                    state.clone(),
+                    service,
+                    &cfg.client_id,
+                    requests,
+                    window,
+                ))),
+                None => local,
+            })
+        };
+        let mut sales_api =
+            Api::new("sales", http.clone(), tokens.clone(), &cfg.sales_url).with_limiter(limiter("sales"));
+        let mut fno_api = Api::new("fno", http, tokens.clone(), &cfg.fno_url).with_limiter(limiter("fno"));
         let mut queues = Queues::new(aws_sdk_sqs::Client::new(aws), cfg.queue_prefix.clone());
         let dry_run = cfg.dry_run.then(|| Arc::new(DryRun::default()));
         if let Some(d) = &dry_run {

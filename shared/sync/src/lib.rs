@@ -12,6 +12,7 @@
 //! `ops` (reconcile, segmented backfill) sits beside `entry`. Shared types: [`Config`], [`Deps`], [`SyncError`],
 //! [`FlowName`], [`RunReport`], [`Message`].
 
+pub mod budget;
 pub mod config;
 pub mod deps;
 pub mod entry;
