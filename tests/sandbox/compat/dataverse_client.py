@@ -126,6 +126,13 @@ def main():
         gone = client.records.retrieve("account", state["id"]) is None  # None = the service answered 404
         return gone, "gone (404)" if gone else "still there"
 
+    def metadata():
+        info = client.tables.get("account")
+        keys = client.tables.get_alternate_keys("contact")
+        key_cols = [list(k.key_attributes) for k in keys]
+        ok = info is not None and info["entity_set_name"] == "accounts" and key_cols == [["msdynce_contactnumber"]]
+        return ok, f"account -> {info['entity_set_name'] if info else None}; contact keys {key_cols}"
+
     ops = [
         ("create", create),
         ("retrieve", retrieve),
@@ -137,6 +144,7 @@ def main():
         ("UpdateMultiple", update_multiple),
         ("UpsertMultiple", upsert_multiple),
         ("batch change set", batch_changeset),
+        ("metadata (EntityDefinitions)", metadata),
         ("delete", delete),
     ]
     for name, fn in ops:
