@@ -379,7 +379,7 @@ fn attr_seed(t: &Table, a: &Attr) -> String {
 fn attr_json(t: &Table, a: &Attr) -> Map<String, Value> {
     let (ty, ty_name, derived) = a.kind.names();
     let seed = attr_seed(t, a);
-    let read_only = t.read_only.iter().any(|c| *c == a.name)
+    let read_only = t.read_only.contains(&a.name)
         || a.lookup.is_some_and(|l| l.name == "owningbusinessunit")
         || matches!(a.name.as_str(), "versionnumber" | "createdon" | "modifiedon");
     let computed = t.computed.contains(&a.name.as_str());
