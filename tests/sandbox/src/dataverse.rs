@@ -42,7 +42,7 @@ fn query_err(msg: impl Into<String>) -> Resp {
     err(400, "0x80060888", msg)
 }
 
-fn payload_err(set: &str, detail: &str) -> Resp {
+pub(crate) fn payload_err(set: &str, detail: &str) -> Resp {
     err(
         400,
         "0x80048d19",
@@ -62,7 +62,7 @@ fn not_found_segment(seg: &str) -> Resp {
     )
 }
 
-fn not_found_id(t: &Table, id: &str) -> Resp {
+pub(crate) fn not_found_id(t: &Table, id: &str) -> Resp {
     err(
         404,
         "0x80040217",
@@ -235,6 +235,9 @@ pub(crate) fn execute(state: &State, store: &mut DvStore, req: &Req) -> Resp {
         Ok(t) => t,
         Err(e) => return query_err(e),
     };
+    if target.set == "EntityDefinitions" {
+        return crate::dv_metadata::handle(state, req, rest);
+    }
     let Some(t) = dv_schema::table(target.set) else {
         return not_found_segment(target.set);
     };
@@ -244,6 +247,9 @@ pub(crate) fn execute(state: &State, store: &mut DvStore, req: &Req) -> Resp {
             ("GET", []) => get_collection(state, store, t, req),
             ("GET", ["$count"]) => count(store, t, req),
             ("POST", []) => create(state, store, t, req),
+            ("POST", [action]) if crate::dv_multiple::ACTIONS.contains(action) => {
+                crate::dv_multiple::handle(state, store, t, req, action)
+            }
             _ => method_not_allowed(m),
         };
     };
@@ -293,7 +299,7 @@ fn invalid_key(t: &Table) -> Resp {
     ))
 }
 
-fn parse_key(t: &Table, raw: &str) -> Result<KeySpec, Resp> {
+pub(crate) fn parse_key(t: &Table, raw: &str) -> Result<KeySpec, Resp> {
     let raw = raw.trim();
     if is_guid(raw) {
         return Ok(KeySpec::Id(raw.to_ascii_lowercase()));
@@ -354,7 +360,7 @@ fn split_outside_single_quotes(s: &str) -> Vec<String> {
     out
 }
 
-fn find_by_key(store: &DvStore, t: &Table, spec: &KeySpec) -> Option<String> {
+pub(crate) fn find_by_key(store: &DvStore, t: &Table, spec: &KeySpec) -> Option<String> {
     match spec {
         KeySpec::Id(id) => store.get(t.set, id).map(|_| id.clone()),
         KeySpec::Alt(pairs) => store.table(t.set).and_then(|tb| {
@@ -1143,7 +1149,7 @@ fn check_value(t: &Table, col: &str, ty: ColType, v: &Value) -> Result<Value, Re
 }
 
 /// Validate a request body into column values (lookups resolved). Hidden keys carry polymorphic targets.
-fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, create: bool) -> Result<Row, Resp> {
+pub(crate) fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, create: bool) -> Result<Row, Resp> {
     let mut out = Row::new();
     for (k, v) in body {
         if let Some(nav) = k.strip_suffix("@odata.bind") {
@@ -1314,7 +1320,7 @@ fn check_state(t: &Table, existing: Option<&Row>, patch: &mut Row) -> Result<(),
 }
 
 /// Create a row from validated values. `id` from the URL (upsert) or body.
-fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut vals: Row) -> Result<String, Resp> {
+pub(crate) fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut vals: Row) -> Result<String, Resp> {
     let id = match (id, vals.get(&t.pk).and_then(Value::as_str)) {
         (Some(id), _) => id,
         (None, Some(b)) => b.to_ascii_lowercase(),
@@ -1361,7 +1367,7 @@ fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut vals: Row)
     Ok(id)
 }
 
-fn update_row(store: &mut DvStore, t: &Table, id: &str, mut vals: Row) -> Result<(), Resp> {
+pub(crate) fn update_row(store: &mut DvStore, t: &Table, id: &str, mut vals: Row) -> Result<(), Resp> {
     let Some(existing) = store.get(t.set, id).cloned() else {
         return Err(not_found_id(t, id));
     };

@@ -16,6 +16,9 @@
 
 mod batch;
 mod dataverse;
+mod dv_metadata;
+mod dv_multiple;
+mod dv_options;
 mod dv_schema;
 mod faults;
 mod fno;
@@ -24,10 +27,12 @@ mod fno_schema;
 mod http;
 mod metadata;
 mod odata_filter;
+mod oidc;
 mod sales;
 mod seed;
 mod server;
 mod store;
+mod tls;
 mod token;
 
 use std::collections::BTreeMap;
@@ -82,6 +87,10 @@ pub struct SandboxConfig {
     pub ports: Option<(u16, u16, u16)>,
     /// Language of the F&O API user (F&O words validation messages in it): `en-us` (default) or `de`.
     pub fno_language: String,
+    /// Serve HTTPS (URLs become `https://127.0.0.1:<port>`) with a certificate signed by a CA made at start,
+    /// whose PEM [`Sandbox::tls_ca_pem`] returns. For clients that refuse plain HTTP, as the real services are
+    /// HTTPS only. Default false.
+    pub tls: bool,
 }
 
 impl Default for SandboxConfig {
@@ -97,6 +106,7 @@ impl Default for SandboxConfig {
             limits: None,
             ports: None,
             fno_language: "en-us".into(),
+            tls: false,
         }
     }
 }
@@ -180,6 +190,7 @@ pub(crate) struct State {
     pub counters: Mutex<BTreeMap<String, u64>>,
     pub faults: Mutex<faults::FaultQueue>,
     pub limiter: Mutex<faults::Limiter>,
+    pub tls: Option<tls::Tls>,
 }
 
 /// Mutex access that survives a poisoned lock (a panicking test must not wedge the other servers).
@@ -229,7 +240,9 @@ impl Sandbox {
         let ls = TcpListener::bind(("127.0.0.1", ps)).await?;
         let lf = TcpListener::bind(("127.0.0.1", pf)).await?;
         let lt = TcpListener::bind(("127.0.0.1", pt)).await?;
-        let url = |l: &TcpListener| l.local_addr().map(|a| format!("http://127.0.0.1:{}", a.port()));
+        let tls = if cfg.tls { Some(tls::generate()?) } else { None };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = |l: &TcpListener| l.local_addr().map(|a| format!("{scheme}://127.0.0.1:{}", a.port()));
         let state = Arc::new(State {
             sales_url: url(&ls)?,
             fno_url: url(&lf)?,
@@ -241,6 +254,7 @@ impl Sandbox {
             counters: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(faults::FaultQueue::default()),
             limiter: Mutex::new(faults::Limiter::default()),
+            tls,
         });
         seed::base(&state);
         let (tx, rx) = watch::channel(false);
@@ -275,6 +289,11 @@ impl Sandbox {
     /// `http://127.0.0.1:<port>`; tokens at `/{tenant}/oauth2/v2.0/token`.
     pub fn authority_url(&self) -> String {
         self.st().authority_url.clone()
+    }
+
+    /// PEM of the CA that signed the HTTPS certificate (`None` unless [`SandboxConfig::tls`]).
+    pub fn tls_ca_pem(&self) -> Option<String> {
+        self.st().tls.as_ref().map(|t| t.ca_pem.clone())
     }
 
     pub fn config(&self) -> &SandboxConfig {

@@ -103,6 +103,11 @@ impl DvStore {
         t.rows.remove(&id)
     }
 
+    /// A `$batch` change set (or a bulk action) is collecting undo records.
+    pub fn in_transaction(&self) -> bool {
+        self.journal.is_some()
+    }
+
     pub fn begin(&mut self) {
         self.journal = Some(Vec::new());
     }
