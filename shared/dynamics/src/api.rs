@@ -92,7 +92,7 @@ pub trait Budget: Send + Sync {
 }
 
 /// Requests taken from the shared budget at a time: one budget call per this many requests.
-const BUDGET_CHUNK: u32 = 10;
+const BUDGET_CHUNK: u32 = 20;
 
 /// Client-side limits per service: requests in flight, requests per second, one shared pause after a 429 so
 /// that a throttled service sees the whole client back off at once instead of a storm of retries, and (when

@@ -164,5 +164,7 @@ async fn prospect_to_cash_every_mapped_field_on_both_sides() {
     assert!(sales <= 50, "{requests:?}");
     assert!(fno <= 20, "{requests:?}");
     assert_eq!(token, 2, "one token per service: {requests:?}");
-    assert!(dynamodb <= 90, "{dynamodb}");
+    // Links, watermarks, leases, run records, resume points, and the shared request budget (a read and a
+    // conditional write per 20 Dynamics requests).
+    assert!(dynamodb <= 100, "{dynamodb}");
 }
