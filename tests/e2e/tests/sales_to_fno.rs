@@ -972,3 +972,45 @@ async fn story_quote_and_order_after_products_to_sales() {
     assert!(r.read >= 1, "the write-back is seen: {r:?}");
     assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
 }
+
+/// Issue 12 in a document flow: a quote's ship-to city and name cleared in Sales clear the quotation's delivery
+/// city and name in F&O (""), in one PATCH of the header; a later change to a column the templates do not map
+/// finds the quote unchanged and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_ship_to_city_and_name_clear_the_quotation_then_it_is_unchanged() {
+    let env = Env::start(1).await;
+    let fx = fixture(&env).await;
+    settle(&env, FlowName::QuotesToFno).await;
+    let p1 = product(&env, "D0001", true, true).await;
+    let q = quote(&env, &fx, "QUO-3001", &fx.accounts[0].0, &[(&p1, 1.0, 250.0, 0.0)]);
+    let r = env.run(FlowName::QuotesToFno).await;
+    assert_eq!((r.written, r.created, r.failed), (1, 1, 0), "{:?}", r.errors);
+    let h = &fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", &q.number)[0];
+    assert_eq!(
+        (&h["DeliveryAddressCity"], &h["DeliveryAddressName"]),
+        (&json!("Redmond"), &json!("Receiving dock"))
+    );
+
+    env.sb
+        .sales_update("quotes", &q.id, json!({"shipto_city": null, "shipto_name": ""}));
+    env.sb.reset_counters();
+    let r = env.run(FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.updated, r.failed), (1, 1, 1, 0), "{:?}", r.errors);
+    assert_eq!(fno_writes(&env), 1, "{:?}", env.sb.requests());
+    let h = &fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", &q.number)[0];
+    assert_eq!(
+        (&h["DeliveryAddressCity"], &h["DeliveryAddressName"]),
+        (&json!(""), &json!("")),
+        "cleared to F&O's empty text"
+    );
+    assert_eq!(h["DeliveryAddressStreet"], "1 Main St", "nothing else changed");
+
+    env.sb
+        .sales_update("quotes", &q.id, json!({"description": "Called the buyer"}));
+    env.sb.reset_counters();
+    let r = env.run(FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.failed), (1, 0, 0), "{r:?}");
+    assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
+    let h = &fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", &q.number)[0];
+    assert_eq!(h["DeliveryAddressCity"], "");
+}

@@ -43,6 +43,8 @@ struct Pending {
     id: String,
     key: String,
     body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    cleared: Vec<String>,
     hash: String,
     version: Option<String>,
     linked_same_key: bool,
@@ -102,10 +104,10 @@ impl<'a> Accounts<'a> {
                 continue;
             }
             let mapped = match t.key_of(&row) {
-                Ok(key) => t.map(&row).map(|body| (key, body)),
+                Ok(key) => t.map_parts(&row).map(|m| (key, m)),
                 Err(e) => Err(e),
             };
-            let (key, mut body) = match mapped {
+            let (key, p2c_mapping::Mapped { mut body, cleared }) = match mapped {
                 Ok(v) => v,
                 Err(e) => {
                     let key = str_of(&row, &t.source_key).unwrap_or(&id).to_string();
@@ -128,6 +130,7 @@ impl<'a> Accounts<'a> {
                 id,
                 key,
                 body,
+                cleared,
                 linked_same_key: false,
             });
         }
@@ -181,6 +184,7 @@ impl<'a> Accounts<'a> {
                     (key_field.clone(), Value::String(p.key.clone())),
                 ],
                 body: std::mem::take(&mut p.body),
+                cleared: std::mem::take(&mut p.cleared),
                 create: !p.linked_same_key,
             })
             .collect();

@@ -40,6 +40,8 @@ pub(super) struct LineOut {
     pub(super) key: Key,
     pub(super) key_text: String,
     pub(super) body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    pub(super) cleared: Vec<String>,
     pub(super) hash: String,
     pub(super) version: Option<String>,
 }
@@ -51,6 +53,8 @@ pub(super) struct Doc {
     pub(super) key: Key,
     pub(super) key_text: String,
     pub(super) body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    pub(super) cleared: Vec<String>,
     pub(super) hash: String,
     pub(super) version: Option<String>,
     pub(super) lines: Vec<LineOut>,
@@ -231,7 +235,7 @@ impl Scope<'_> {
             tracing::debug!(line = %ln, "filtered by the line template");
             return Err(Stop::Filtered(Skip::LineFiltered));
         }
-        let mut body = lt.map(&l).map_err(|e| Stop::fail(e.to_string()))?;
+        let p2c_mapping::Mapped { mut body, cleared } = lt.map_parts(&l).map_err(|e| Stop::fail(e.to_string()))?;
         body.insert("dataAreaId".into(), json!(company));
         if spec.splits_discount() {
             split_discount(&l, header, &lt.target_entity, &mut body);
@@ -252,6 +256,7 @@ impl Scope<'_> {
             key,
             key_text,
             body,
+            cleared,
         })
     }
 
@@ -304,8 +309,8 @@ impl Scope<'_> {
     /// The header, mapped; with its lines, the document ready for F&O.
     fn map_header(&self, id: String, number: String, h: Record, lines: Vec<LineOut>) -> Verdict {
         let (ht, company) = (self.spec.header, self.company);
-        let mut body = match ht.map(&h) {
-            Ok(b) => b,
+        let p2c_mapping::Mapped { mut body, cleared } = match ht.map_parts(&h) {
+            Ok(m) => m,
             Err(e) => return Verdict::Failed(Failure::new(&id, &number, e.to_string(), false)),
         };
         body.insert("dataAreaId".into(), json!(company));
@@ -324,6 +329,7 @@ impl Scope<'_> {
             hash: content_hash(&body),
             version: version_of(&h),
             body,
+            cleared,
             lines,
             stale: Vec::new(),
         })
