@@ -500,15 +500,29 @@ mod tests {
     fn empty_values_are_what_fno_holds_for_no_value() {
         let e = "CustomersV2";
         assert_eq!(fno_empty_value(e, "PrimaryContactFax"), Some(Value::from("")));
-        assert_eq!(fno_empty_value(e, "OrganizationNumberOfEmployees"), Some(Value::from(0)));
+        assert_eq!(
+            fno_empty_value(e, "OrganizationNumberOfEmployees"),
+            Some(Value::from(0))
+        );
         assert_eq!(fno_empty_value(e, "CreditLimit"), Some(Value::from(0)));
         assert_eq!(fno_empty_value(e, "AddressValidTo"), Some(Value::from(FNO_EMPTY_DATE)));
         assert_eq!(fno_empty_value(e, "IsExternallyMaintained"), Some(Value::from("No")));
-        assert_eq!(fno_empty_value("CDSContactPersons", "Gender"), Some(Value::from("Unknown")));
-        assert_eq!(fno_empty_value("CDSContactPersons", "MaritalStatus"), Some(Value::from("None")));
+        assert_eq!(
+            fno_empty_value("CDSContactPersons", "Gender"),
+            Some(Value::from("Unknown"))
+        );
+        assert_eq!(
+            fno_empty_value("CDSContactPersons", "MaritalStatus"),
+            Some(Value::from("None"))
+        );
         assert_eq!(fno_empty_value(e, "NoSuchField"), None);
         // Every empty value fits its field.
-        for field in ["PrimaryContactFax", "OrganizationNumberOfEmployees", "AddressValidTo", "OnHoldStatus"] {
+        for field in [
+            "PrimaryContactFax",
+            "OrganizationNumberOfEmployees",
+            "AddressValidTo",
+            "OnHoldStatus",
+        ] {
             let v = fno_empty_value(e, field).unwrap();
             assert_eq!(conform(e, field, &v), Ok(Some(v.clone())), "{field}");
         }

@@ -73,7 +73,12 @@ fn null_absent_and_blank_source_fields_clear_the_fno_field() {
     assert_eq!(m.body["OrganizationNumberOfEmployees"], 0);
     assert_eq!(
         m.cleared,
-        ["PrimaryContactFax", "OrganizationNumberOfEmployees", "PrimaryContactEmail", "PrimaryContactPhone"]
+        [
+            "PrimaryContactFax",
+            "OrganizationNumberOfEmployees",
+            "PrimaryContactEmail",
+            "PrimaryContactPhone"
+        ]
     );
     assert_eq!(m.body.len(), t.fields.len(), "every row writes");
     assert_eq!(t.map(&a).unwrap(), m.body, "map is the update body");

@@ -456,7 +456,11 @@ fn contact_option_sets_map_to_fno_enums() {
         ))
         .unwrap();
     assert_eq!(
-        (&m.body["Gender"], &m.body["MaritalStatus"], &m.body["IsReceivingDirectMail"]),
+        (
+            &m.body["Gender"],
+            &m.body["MaritalStatus"],
+            &m.body["IsReceivingDirectMail"]
+        ),
         (&json!("Unknown"), &json!("None"), &json!("No"))
     );
     assert_eq!(m.cleared, ["Gender", "MaritalStatus", "IsReceivingDirectMail"]);
@@ -734,9 +738,15 @@ fn fno_to_sales_blank_values_clear_sales() {
             json!({"DeliveryAddressStreetNumber": "", "ProductName": " "}),
         ))
         .unwrap();
-    assert_eq!((&m.body["shipto_line2"], &m.body["description"]), (&Value::Null, &Value::Null));
+    assert_eq!(
+        (&m.body["shipto_line2"], &m.body["description"]),
+        (&Value::Null, &Value::Null)
+    );
     assert_eq!(m.cleared, ["shipto_line2", "description"]);
-    assert!(!m.create_body().contains_key("shipto_line2"), "a create leaves clears out");
+    assert!(
+        !m.create_body().contains_key("shipto_line2"),
+        "a create leaves clears out"
+    );
     // A cleared lookup unlinks: `<nav>@odata.bind: null`, nothing to resolve.
     let p = t("products-to-sales", "Products");
     let src = input_with("products-to-sales", "Products", json!({"CurrencyCode": ""}));
@@ -748,7 +758,11 @@ fn fno_to_sales_blank_values_clear_sales() {
     assert_eq!(wire["transactioncurrencyid@odata.bind"], Value::Null);
     // A blank key part is still refused, not cleared.
     let err = l
-        .map(&input_with("orders-to-sales", "OrderLine", json!({"SalesOrderNumber": ""})))
+        .map(&input_with(
+            "orders-to-sales",
+            "OrderLine",
+            json!({"SalesOrderNumber": ""}),
+        ))
         .unwrap_err();
     assert!(matches!(err, MapError::MissingKey { .. }), "{err}");
 }

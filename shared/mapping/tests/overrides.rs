@@ -136,7 +136,10 @@ fn keep_when_blank_keeps_the_target_value_instead_of_clearing_it() {
     assert!(!kept.cleared.contains(&"PrimaryContactFax".to_string()));
     assert_eq!(kept.body["OrganizationNumberOfEmployees"], 0, "other rows still clear");
     // A value is still written.
-    assert_eq!(t.map(&account_with(json!({"fax": "+1 555"}))).unwrap()["PrimaryContactFax"], "+1 555");
+    assert_eq!(
+        t.map(&account_with(json!({"fax": "+1 555"}))).unwrap()["PrimaryContactFax"],
+        "+1 555"
+    );
 
     // Per task, in JSON, and on an extra field.
     let mut t = p2c_mapping::template("quotes-to-fno", "QuoteHeader").unwrap();
@@ -174,8 +177,9 @@ fn keep_when_blank_is_refused_where_it_means_nothing() {
     assert!(msg.contains("did you mean PrimaryContactFax"), "{msg}");
     let msg = toml_err("[accounts-to-fno]\nkeep_when_blank = \"PrimaryContactFax\"\n").to_string();
     assert!(msg.contains("line 2"), "a list is expected: {msg}");
-    let msg = toml_err("[[accounts-to-fno.fields]]\ntarget = \"DeliveryMode\"\ndefault = \"UPS\"\nkeep_when_blank = true\n")
-        .to_string();
+    let msg =
+        toml_err("[[accounts-to-fno.fields]]\ntarget = \"DeliveryMode\"\ndefault = \"UPS\"\nkeep_when_blank = true\n")
+            .to_string();
     assert!(msg.contains("DeliveryMode") && msg.contains("has no source"), "{msg}");
     let msg = toml_err("[accounts-to-fno]\nkeep_blank = [\"SalesMemo\"]\n").to_string();
     assert!(msg.contains("keep_when_blank"), "the allowed keys are listed: {msg}");

@@ -246,7 +246,10 @@ pub fn assert_rows(
         let have = &target[col];
         match want {
             Some(v) => assert!(same(v, have), "{what}: row {col} = {have}, the template maps {v}"),
-            None if cleared => assert!(blank(have), "{what}: row {col} cleared (blank source), but holds {have}"),
+            None if cleared => assert!(
+                blank(have),
+                "{what}: row {col} cleared (blank source), but holds {have}"
+            ),
             None => assert!(
                 kept(col, have),
                 "{what}: row {col} mapped nothing (blank source), so the target keeps {}, but holds {have}",

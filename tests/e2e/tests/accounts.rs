@@ -367,9 +367,17 @@ async fn cleared_fax_and_employees_clear_the_customer_once_then_it_is_unchanged(
     assert_eq!((r.read, r.written, r.updated, r.failed), (1, 1, 1, 0), "{r:?}");
     let c = customer(&env, &number);
     assert_eq!(c["PrimaryContactFax"], "", "F&O text has no null: cleared to \"\"");
-    assert_eq!(c["OrganizationNumberOfEmployees"], 0, "a non-nullable Int32 clears to 0");
+    assert_eq!(
+        c["OrganizationNumberOfEmployees"], 0,
+        "a non-nullable Int32 clears to 0"
+    );
     assert_eq!(c["OrganizationName"], name, "nothing else changed");
-    assert_eq!(env.sb.requests().get("fno POST $batch"), Some(&1), "{:?}", env.sb.requests());
+    assert_eq!(
+        env.sb.requests().get("fno POST $batch"),
+        Some(&1),
+        "{:?}",
+        env.sb.requests()
+    );
 
     // A change to a column the template does not map: the account is read, its mapped content (clears included)
     // hashes as last written, so it is skipped and F&O gets nothing.
@@ -380,7 +388,10 @@ async fn cleared_fax_and_employees_clear_the_customer_once_then_it_is_unchanged(
     assert_eq!(r.skipped_by_reason.get(&Skip::Unchanged), Some(&1));
     assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
     let c = customer(&env, &number);
-    assert_eq!((&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]), (&json!(""), &json!(0)));
+    assert_eq!(
+        (&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]),
+        (&json!(""), &json!(0))
+    );
 }
 
 /// A row marked `keep_when_blank` in P2C_MAPPING keeps F&O's value when the source is cleared; the other
@@ -399,7 +410,10 @@ async fn a_field_kept_when_blank_keeps_the_fno_value() {
     let r = env.run(FLOW).await;
     assert_eq!((r.read, r.written, r.failed), (1, 1, 0), "{r:?}");
     let c = customer(&env, &number);
-    assert_eq!(c["PrimaryContactFax"], "+1 425 555 0199", "kept: the row opts out of clears");
+    assert_eq!(
+        c["PrimaryContactFax"], "+1 425 555 0199",
+        "kept: the row opts out of clears"
+    );
     assert_eq!(c["OrganizationNumberOfEmployees"], 0, "cleared as usual");
 
     let rec = p2c_sync::ops::reconcile::reconcile(&env.deps, FLOW, "usmf", false)

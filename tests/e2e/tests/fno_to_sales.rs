@@ -745,7 +745,10 @@ async fn a_description_cleared_in_fno_clears_the_sales_product_then_sweeps_are_q
     let r = env.run(PRODUCTS).await;
     assert_eq!((r.read, r.created, r.failed), (5, 5, 0), "{:?}", r.errors);
     let before = row(&env, "products", "productnumber", "D0001").unwrap();
-    assert!(before["description"].as_str().is_some_and(|d| !d.is_empty()), "{before}");
+    assert!(
+        before["description"].as_str().is_some_and(|d| !d.is_empty()),
+        "{before}"
+    );
 
     env.sb.fno_update(
         "SellableReleasedProducts",
@@ -754,7 +757,12 @@ async fn a_description_cleared_in_fno_clears_the_sales_product_then_sweeps_are_q
     );
     env.sb.reset_counters();
     let r = env.run(PRODUCTS).await;
-    assert_eq!((r.read, r.written, r.updated, r.skipped), (5, 1, 1, 4), "{:?}", r.errors);
+    assert_eq!(
+        (r.read, r.written, r.updated, r.skipped),
+        (5, 1, 1, 4),
+        "{:?}",
+        r.errors
+    );
     let after = row(&env, "products", "productnumber", "D0001").unwrap();
     assert_eq!(after["description"], Value::Null, "cleared: Sales' no value is null");
     assert_eq!(after["name"], before["name"], "nothing else changed");
@@ -766,5 +774,34 @@ async fn a_description_cleared_in_fno_clears_the_sales_product_then_sweeps_are_q
     assert_eq!((r.read, r.written, r.skipped), (5, 0, 5), "{:?}", r.errors);
     assert_eq!(r.skipped_by_reason.get(&Skip::Unchanged), Some(&5));
     assert_eq!(env.sb.total_requests("sales"), 0, "{:?}", env.sb.requests());
-    assert_eq!(row(&env, "products", "productnumber", "D0001").unwrap()["description"], Value::Null);
+    assert_eq!(
+        row(&env, "products", "productnumber", "D0001").unwrap()["description"],
+        Value::Null
+    );
+
+    // Sales typed a description back, and a product's unit was changed by hand: reconcile compares every mapped
+    // field, the cleared one and the lookups (by the unit's name) included.
+    let pid = id(&env, "products", "productnumber", "D0001");
+    let pcs = id(&env, "uoms", "name", "pcs");
+    env.sb.sales_update(
+        "products",
+        &pid,
+        json!({"description": "Typed in Sales", "_defaultuomid_value": pcs}),
+    );
+    let rec = p2c_sync::ops::reconcile::reconcile(&env.deps, PRODUCTS, "usmf", false)
+        .await
+        .unwrap();
+    let mut m: Vec<(&str, &str, &Value, &Value)> = rec
+        .mismatches
+        .iter()
+        .map(|m| (m.key.as_str(), m.field.as_str(), &m.expected, &m.actual))
+        .collect();
+    m.sort_by_key(|x| x.1);
+    assert_eq!(
+        m,
+        [
+            ("D0001", "defaultuomid.name", &json!("ea"), &json!("pcs")),
+            ("D0001", "description", &Value::Null, &json!("Typed in Sales")),
+        ]
+    );
 }

@@ -338,8 +338,11 @@ async fn reconcile_sees_fields_cleared_in_sales_that_fno_still_holds_and_fix_cle
     );
     let (code, v) = p2c(&env, &["run", "accounts-to-fno"]);
     assert_eq!(code, 0, "{v}");
-    env.sb
-        .sales_update("accounts", id, serde_json::json!({"fax": null, "numberofemployees": null}));
+    env.sb.sales_update(
+        "accounts",
+        id,
+        serde_json::json!({"fax": null, "numberofemployees": null}),
+    );
     let (code, v) = p2c(&env, &["run", "accounts-to-fno"]);
     assert_eq!((code, v["runs"][0]["written"].as_u64()), (0, Some(1)), "{v}");
     let key = [("dataAreaId", "usmf"), ("CustomerAccount", number)];
@@ -366,15 +369,27 @@ async fn reconcile_sees_fields_cleared_in_sales_that_fno_still_holds_and_fix_cle
         .iter()
         .map(|m| {
             assert_eq!(m["key"], number, "{m}");
-            (m["field"].as_str().unwrap().to_string(), m["expected"].clone(), m["actual"].clone())
+            (
+                m["field"].as_str().unwrap().to_string(),
+                m["expected"].clone(),
+                m["actual"].clone(),
+            )
         })
         .collect();
     mism.sort_by(|a, b| a.0.cmp(&b.0));
     assert_eq!(
         mism,
         [
-            ("OrganizationNumberOfEmployees".into(), serde_json::json!(0), serde_json::json!(120)),
-            ("PrimaryContactFax".into(), serde_json::json!(""), serde_json::json!("+1 425 555 0199")),
+            (
+                "OrganizationNumberOfEmployees".into(),
+                serde_json::json!(0),
+                serde_json::json!(120)
+            ),
+            (
+                "PrimaryContactFax".into(),
+                serde_json::json!(""),
+                serde_json::json!("+1 425 555 0199")
+            ),
         ]
     );
 

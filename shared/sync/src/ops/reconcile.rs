@@ -213,7 +213,11 @@ fn company_filter(company: &str) -> String {
 /// Accounts, or contacts that are customers, against F&O's customers.
 async fn customers_plan<'a>(deps: &'a Deps, flow: FlowName, company: &str) -> Result<Plan<'a>, SyncError> {
     let accounts = flow == FlowName::AccountsToFno;
-    let task = if accounts { "Accounts - Customers" } else { "ContactToCustomer" };
+    let task = if accounts {
+        "Accounts - Customers"
+    } else {
+        "ContactToCustomer"
+    };
     let t = deps
         .template(flow, task)
         .ok_or_else(|| SyncError::Mapping(format!("{flow} has no template {task}")))?;
@@ -235,7 +239,11 @@ async fn customers_plan<'a>(deps: &'a Deps, flow: FlowName, company: &str) -> Re
         .unwrap_or_default();
     Ok(Plan {
         template: t,
-        link_entity: if accounts { LinkEntity::Account } else { LinkEntity::Contact },
+        link_entity: if accounts {
+            LinkEntity::Account
+        } else {
+            LinkEntity::Contact
+        },
         link_system: "sales",
         sources,
         source_id: t.source_id.clone(),

@@ -64,7 +64,8 @@ pub(super) struct Doc {
 
 /// What becomes of one document.
 enum Verdict {
-    Ready(Doc),
+    /// Boxed: a document is much larger than a skip or a failure.
+    Ready(Box<Doc>),
     Skipped(Skip),
     Failed(Failure),
 }
@@ -154,7 +155,7 @@ pub(super) fn map_documents(
             parents: &parents,
         };
         match scope.map_document(header, lines) {
-            Verdict::Ready(doc) => ready.push(doc),
+            Verdict::Ready(doc) => ready.push(*doc),
             Verdict::Skipped(why) => report.skip(why),
             Verdict::Failed(f) => failures.push(f),
         }
@@ -321,7 +322,7 @@ impl Scope<'_> {
                 return Verdict::Failed(Failure::new(&id, &number, reason, false));
             }
         };
-        Verdict::Ready(Doc {
+        Verdict::Ready(Box::new(Doc {
             id,
             number,
             key_text: key_text(&key),
@@ -332,7 +333,7 @@ impl Scope<'_> {
             cleared,
             lines,
             stale: Vec::new(),
-        })
+        }))
     }
 }
 

@@ -192,8 +192,7 @@ fn upsert_op(deps: &Deps, entity_set: &str, key: &Key, mut body: Record, clears:
         for (k, _) in key {
             body.remove(k);
         }
-        deps.fno
-            .update_op_json(entity_set, &key_refs(key), Value::Object(body))
+        deps.fno.update_op_json(entity_set, &key_refs(key), Value::Object(body))
     }
 }
 

@@ -270,7 +270,9 @@ mod tests {
         let body = rec(json!({"description": null, "transactioncurrencyid@odata.bind": null, "name": "N"}));
         let blank = rec(json!({"name": "N", "description": "", "_transactioncurrencyid_value": null}));
         assert!(changed_fields(&p, &body, &blank).is_empty());
-        let held = rec(json!({"name": "N", "description": "Old", "_transactioncurrencyid_value": "ab000000-0000-0000-0000-000000000001"}));
+        let held = rec(
+            json!({"name": "N", "description": "Old", "_transactioncurrencyid_value": "ab000000-0000-0000-0000-000000000001"}),
+        );
         assert_eq!(
             Value::Object(changed_fields(&p, &body, &held)),
             json!({"description": null, "transactioncurrencyid@odata.bind": null})
