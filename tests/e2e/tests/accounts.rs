@@ -536,3 +536,104 @@ async fn deleted_contacts_are_reported_and_marked_and_their_customers_held_when_
         assert_eq!(r.written, 0, "reported once: {r:?}");
     }
 }
+
+/// The F&O customer of `number` in usmf.
+fn customer(env: &Env, number: &str) -> Value {
+    env.customers("usmf")
+        .into_iter()
+        .find(|c| c["CustomerAccount"] == number)
+        .unwrap_or_else(|| panic!("F&O customer {number}"))
+}
+
+/// A synced account holding a fax and a number of employees: (accountid, accountnumber).
+async fn account_with_fax_and_staff(env: &Env) -> (String, String) {
+    let a = env.sb.sales_rows("accounts")[0].clone();
+    let (id, number) = (
+        a["accountid"].as_str().unwrap().to_string(),
+        a["accountnumber"].as_str().unwrap().to_string(),
+    );
+    env.sb.sales_update(
+        "accounts",
+        &id,
+        json!({"fax": "+1 425 555 0199", "numberofemployees": 120}),
+    );
+    let r = env.run(FLOW).await;
+    assert_eq!(r.failed, 0, "{:?}", r.errors);
+    let c = customer(env, &number);
+    assert_eq!(
+        (&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]),
+        (&json!("+1 425 555 0199"), &json!(120))
+    );
+    (id, number)
+}
+
+/// Issue 12: a fax and a number of employees cleared in Sales are cleared in F&O (text "" and 0: neither is
+/// nullable in F&O), in one PATCH; the next run that reads the account finds it unchanged and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleared_fax_and_employees_clear_the_customer_once_then_it_is_unchanged() {
+    let env = Env::start(3).await;
+    let (id, number) = account_with_fax_and_staff(&env).await;
+    let name = customer(&env, &number)["OrganizationName"].clone();
+
+    env.sb
+        .sales_update("accounts", &id, json!({"fax": null, "numberofemployees": null}));
+    env.sb.reset_counters();
+    let r = env.run(FLOW).await;
+    assert_eq!((r.read, r.written, r.updated, r.failed), (1, 1, 1, 0), "{r:?}");
+    let c = customer(&env, &number);
+    assert_eq!(c["PrimaryContactFax"], "", "F&O text has no null: cleared to \"\"");
+    assert_eq!(
+        c["OrganizationNumberOfEmployees"], 0,
+        "a non-nullable Int32 clears to 0"
+    );
+    assert_eq!(c["OrganizationName"], name, "nothing else changed");
+    assert_eq!(
+        env.sb.requests().get("fno POST $batch"),
+        Some(&1),
+        "{:?}",
+        env.sb.requests()
+    );
+
+    // A change to a column the template does not map: the account is read, its mapped content (clears included)
+    // hashes as last written, so it is skipped and F&O gets nothing.
+    env.sb.sales_update("accounts", &id, json!({"revenue": 5}));
+    env.sb.reset_counters();
+    let r = env.run(FLOW).await;
+    assert_eq!((r.read, r.written, r.skipped), (1, 0, 1), "{r:?}");
+    assert_eq!(r.skipped_by_reason.get(&Skip::Unchanged), Some(&1));
+    assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
+    let c = customer(&env, &number);
+    assert_eq!(
+        (&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]),
+        (&json!(""), &json!(0))
+    );
+}
+
+/// A row marked `keep_when_blank` in P2C_MAPPING keeps F&O's value when the source is cleared; the other
+/// cleared field is still cleared, and reconcile does not count the kept value as drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_kept_when_blank_keeps_the_fno_value() {
+    let dir = std::env::temp_dir().join(format!("p2c-e2e-keep-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mapping.toml");
+    std::fs::write(&path, "[accounts-to-fno]\nkeep_when_blank = [\"PrimaryContactFax\"]\n").unwrap();
+    let env = Env::start_with(SandboxConfig::default(), 3, |cfg| cfg.mapping = Some(path.clone())).await;
+    let (id, number) = account_with_fax_and_staff(&env).await;
+
+    env.sb
+        .sales_update("accounts", &id, json!({"fax": null, "numberofemployees": null}));
+    let r = env.run(FLOW).await;
+    assert_eq!((r.read, r.written, r.failed), (1, 1, 0), "{r:?}");
+    let c = customer(&env, &number);
+    assert_eq!(
+        c["PrimaryContactFax"], "+1 425 555 0199",
+        "kept: the row opts out of clears"
+    );
+    assert_eq!(c["OrganizationNumberOfEmployees"], 0, "cleared as usual");
+
+    let rec = p2c_sync::ops::reconcile::reconcile(&env.deps, FLOW, "usmf", false)
+        .await
+        .unwrap();
+    assert!(rec.mismatches.is_empty(), "{:?}", rec.mismatches);
+    std::fs::remove_dir_all(&dir).ok();
+}

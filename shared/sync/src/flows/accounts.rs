@@ -49,6 +49,8 @@ struct Pending {
     id: String,
     key: String,
     body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    cleared: Vec<String>,
     hash: String,
     version: Option<String>,
     linked_same_key: bool,
@@ -127,10 +129,10 @@ impl<'a> Accounts<'a> {
                 continue;
             }
             let mapped = match t.key_of(&row) {
-                Ok(key) => t.map(&row).map(|body| (key, body)),
+                Ok(key) => t.map_parts(&row).map(|m| (key, m)),
                 Err(e) => Err(e),
             };
-            let (key, mut body) = match mapped {
+            let (key, p2c_mapping::Mapped { mut body, cleared }) = match mapped {
                 Ok(v) => v,
                 Err(e) => {
                     let key = str_of(&row, &t.source_key).unwrap_or(&id).to_string();
@@ -153,6 +155,7 @@ impl<'a> Accounts<'a> {
                 id,
                 key,
                 body,
+                cleared,
                 linked_same_key: false,
                 returning: false,
             });
@@ -213,6 +216,7 @@ impl<'a> Accounts<'a> {
                         (key_field.clone(), Value::String(p.key.clone())),
                     ],
                     body,
+                    cleared: std::mem::take(&mut p.cleared),
                     create: !p.linked_same_key,
                 }
             })

@@ -111,6 +111,8 @@ struct Pending {
     key: Key,
     key_text: String,
     body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    cleared: Vec<String>,
     hash: String,
     version: Option<String>,
 }
@@ -373,8 +375,8 @@ fn transform(
             failures.push(f);
             continue;
         }
-        let mut body = match t.map(&row) {
-            Ok(b) => b,
+        let p2c_mapping::Mapped { mut body, cleared } = match t.map_parts(&row) {
+            Ok(m) => m,
             Err(e) => {
                 failures.push(fail(&id, &number, e.to_string(), false));
                 continue;
@@ -407,6 +409,7 @@ fn transform(
             key,
             key_text,
             body,
+            cleared,
         });
     }
     pending
@@ -509,7 +512,7 @@ async fn write(
                 .iter()
                 .find(|(r, row)| *r == p.route && row_has_key(row, &p.key))
                 .map(|(_, row)| row);
-            let pl = plan(&p.body, &p.key, cur);
+            let pl = plan(&p.body, &p.cleared, &p.key, cur);
             match plan_op(deps, &t.target_entity, &p.key, &pl) {
                 Some(op) => {
                     sets.push(vec![op]);

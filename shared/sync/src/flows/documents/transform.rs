@@ -40,6 +40,8 @@ pub(super) struct LineOut {
     pub(super) key: Key,
     pub(super) key_text: String,
     pub(super) body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    pub(super) cleared: Vec<String>,
     pub(super) hash: String,
     pub(super) version: Option<String>,
 }
@@ -51,6 +53,8 @@ pub(super) struct Doc {
     pub(super) key: Key,
     pub(super) key_text: String,
     pub(super) body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    pub(super) cleared: Vec<String>,
     pub(super) hash: String,
     pub(super) version: Option<String>,
     pub(super) lines: Vec<LineOut>,
@@ -60,7 +64,8 @@ pub(super) struct Doc {
 
 /// What becomes of one document.
 enum Verdict {
-    Ready(Doc),
+    /// Boxed: a document is much larger than a skip or a failure.
+    Ready(Box<Doc>),
     Skipped(Skip),
     Failed(Failure),
 }
@@ -150,7 +155,7 @@ pub(super) fn map_documents(
             parents: &parents,
         };
         match scope.map_document(header, lines) {
-            Verdict::Ready(doc) => ready.push(doc),
+            Verdict::Ready(doc) => ready.push(*doc),
             Verdict::Skipped(why) => report.skip(why),
             Verdict::Failed(f) => failures.push(f),
         }
@@ -231,7 +236,7 @@ impl Scope<'_> {
             tracing::debug!(line = %ln, "filtered by the line template");
             return Err(Stop::Filtered(Skip::LineFiltered));
         }
-        let mut body = lt.map(&l).map_err(|e| Stop::fail(e.to_string()))?;
+        let p2c_mapping::Mapped { mut body, cleared } = lt.map_parts(&l).map_err(|e| Stop::fail(e.to_string()))?;
         body.insert("dataAreaId".into(), json!(company));
         if spec.splits_discount() {
             split_discount(&l, header, &lt.target_entity, &mut body);
@@ -252,6 +257,7 @@ impl Scope<'_> {
             key,
             key_text,
             body,
+            cleared,
         })
     }
 
@@ -304,8 +310,8 @@ impl Scope<'_> {
     /// The header, mapped; with its lines, the document ready for F&O.
     fn map_header(&self, id: String, number: String, h: Record, lines: Vec<LineOut>) -> Verdict {
         let (ht, company) = (self.spec.header, self.company);
-        let mut body = match ht.map(&h) {
-            Ok(b) => b,
+        let p2c_mapping::Mapped { mut body, cleared } = match ht.map_parts(&h) {
+            Ok(m) => m,
             Err(e) => return Verdict::Failed(Failure::new(&id, &number, e.to_string(), false)),
         };
         body.insert("dataAreaId".into(), json!(company));
@@ -316,7 +322,7 @@ impl Scope<'_> {
                 return Verdict::Failed(Failure::new(&id, &number, reason, false));
             }
         };
-        Verdict::Ready(Doc {
+        Verdict::Ready(Box::new(Doc {
             id,
             number,
             key_text: key_text(&key),
@@ -324,9 +330,10 @@ impl Scope<'_> {
             hash: content_hash(&body),
             version: version_of(&h),
             body,
+            cleared,
             lines,
             stale: Vec::new(),
-        })
+        }))
     }
 }
 
