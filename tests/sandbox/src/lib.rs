@@ -24,6 +24,7 @@ mod fno_schema;
 mod http;
 mod metadata;
 mod odata_filter;
+mod owner;
 mod sales;
 mod seed;
 mod server;
@@ -80,6 +81,10 @@ pub struct SandboxConfig {
     pub limits: Option<ServiceLimits>,
     /// (sales, fno, token) ports on 127.0.0.1; `None` = ephemeral ports.
     pub ports: Option<(u16, u16, u16)>,
+    /// The Sales organization has "Record ownership across business units" on: `owningbusinessunit` may then be
+    /// set apart from the owner's business unit. Default `false`, as in a new organization: the column is
+    /// read-only and a body that binds it is refused (see the README, "Sandbox: ownership").
+    pub record_ownership_across_business_units: bool,
 }
 
 impl Default for SandboxConfig {
@@ -94,6 +99,7 @@ impl Default for SandboxConfig {
             op_time: Duration::ZERO,
             limits: None,
             ports: None,
+            record_ownership_across_business_units: false,
         }
     }
 }
@@ -296,8 +302,10 @@ impl Sandbox {
 
     /// Insert a Sales row (columns by logical name; lookups as `_x_value` or `x@odata.bind`; `statecode` allowed).
     /// Sets the primary key (unless given), `versionnumber`, `createdon`/`modifiedon`, `statecode` 0 and the
-    /// default `statuscode`, the root business unit as owner when none is given (a quote/order/invoice line takes
-    /// its header's owner, currency and next `sequencenumber`). System pricing runs as for the Web API (see the
+    /// default `statuscode`, and an owner: `_ownerid_value` (a user or team) if given, else the default team of
+    /// `_owningbusinessunit_value` if that is given, else the caller (in the root business unit); the business
+    /// unit follows the owner (a quote/order/invoice line takes its header's owner, currency and next
+    /// `sequencenumber`). System pricing runs as for the Web API (see the
     /// README): computed amounts given here are recalculated; the editing rules of non-draft documents do not
     /// apply to this trusted set-up API. Returns the id.
     /// Panics on an unknown entity set or column (test set-up errors).
@@ -417,6 +425,22 @@ impl Sandbox {
     /// accounts in turn; returns the number of lines. For benchmarks of the quotes flow.
     pub fn seed_quotes(&self, count: usize, lines: usize) -> usize {
         panic_on(seed::quotes(self.st(), count, lines))
+    }
+
+    /// Turns the organization's "Record ownership across business units" on or off (see
+    /// [`SandboxConfig::record_ownership_across_business_units`]); rows already stored keep their owners.
+    pub fn set_record_ownership_across_business_units(&self, on: bool) {
+        lock(&self.st().dv).ownership_across_business_units = on;
+    }
+
+    /// Id of the default team of a business unit (given by id): the team Dataverse creates with every unit.
+    pub fn default_team_id(&self, business_unit_id: &str) -> Option<String> {
+        owner::default_team(&lock(&self.st().dv), business_unit_id)
+    }
+
+    /// Id of the application user the API calls run as: the owner of rows created without an owner.
+    pub fn caller_user_id(&self) -> String {
+        lock(&self.st().dv).caller.clone()
     }
 
     /// Id of the Sales business unit with this name (`"usmf"` after `seed_demo`; the root BU is `"contoso"`).
