@@ -83,7 +83,7 @@ pub struct SandboxConfig {
     pub ports: Option<(u16, u16, u16)>,
     /// The Sales organization has "Record ownership across business units" on: `owningbusinessunit` may then be
     /// set apart from the owner's business unit. Default `false`, as in a new organization: the column is
-    /// read-only and a body that binds it is refused (see the README, "Sandbox: ownership").
+    /// read-only and a body that binds it is refused (see `owner.rs`).
     pub record_ownership_across_business_units: bool,
 }
 

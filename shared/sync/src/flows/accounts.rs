@@ -13,10 +13,11 @@ use p2c_state::Link;
 use serde_json::Value;
 
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
     faults::CrashPoint,
     flow_name::FlowName,
+    ownership::BusinessUnitScope,
     pipeline::{
         Flow,
         links::LinkEntity,
@@ -36,7 +37,8 @@ const NOUN: &str = "account";
 pub struct Accounts<'a> {
     template: &'a Template,
     company: String,
-    business_unit: String,
+    /// The business units whose accounts are the company's (read once per run, when there are accounts).
+    scope: ScopeOnce,
 }
 
 struct Pending {
@@ -56,7 +58,10 @@ impl<'a> Accounts<'a> {
         Ok(Accounts {
             template,
             company: company.to_string(),
-            business_unit: deps.business_unit_id(company).await?,
+            scope: {
+                deps.business_unit_id(company).await?; // a wrong P2C_COMPANIES stops the run here
+                ScopeOnce::new(company)
+            },
         })
     }
 
@@ -81,7 +86,13 @@ impl<'a> Accounts<'a> {
     }
 
     /// Transform: filter, map, key. Rows that cannot be mapped fail on their own.
-    fn transform(&self, rows: Vec<Record>, report: &mut RunReport, failures: &mut Vec<Failure>) -> Vec<Pending> {
+    fn transform(
+        &self,
+        rows: Vec<Record>,
+        scope: &BusinessUnitScope,
+        report: &mut RunReport,
+        failures: &mut Vec<Failure>,
+    ) -> Vec<Pending> {
         let t = self.template;
         let mut pending = Vec::with_capacity(rows.len());
         let mut seen_keys: HashMap<String, String> = HashMap::new();
@@ -92,8 +103,7 @@ impl<'a> Accounts<'a> {
                 failures.push(Failure::new("", "(no id)", why, false));
                 continue;
             };
-            if str_of(&row, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(&self.business_unit))
-            {
+            if !scope.owns(&row) {
                 report.skip(Skip::OtherBusinessUnit);
                 continue;
             }
@@ -146,7 +156,11 @@ impl<'a> Accounts<'a> {
         deps.lookups
             .enrich(&deps.sales, &lookup_paths(self.template), &mut rows)
             .await?;
-        let mut pending = self.transform(rows, report, &mut failures);
+        if rows.is_empty() {
+            return Ok(failures);
+        }
+        let scope = self.scope.get(deps).await?;
+        let mut pending = self.transform(rows, scope, report, &mut failures);
 
         // Decide: skip what its link says was written as it is now.
         let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
