@@ -22,6 +22,7 @@ pub mod flow_name;
 pub mod flows;
 pub mod message;
 pub mod ops;
+pub mod ownership;
 pub mod pipeline;
 pub mod report;
 

@@ -742,6 +742,9 @@ pub fn assert_sales_pricing(sb: &Sandbox, header_set: &str, header_id: &str) -> 
 /// The Sales tables the flows read or write, with the column that names a row to a person (its natural key).
 const SALES_TABLES: &[(&str, &str)] = &[
     ("businessunits", "name"),
+    // Owners of records: the default team of each business unit, and the application user p2c runs as.
+    ("teams", "name"),
+    ("systemusers", "fullname"),
     ("transactioncurrencies", "isocurrencycode"),
     ("uomschedules", "name"),
     ("uoms", "name"),

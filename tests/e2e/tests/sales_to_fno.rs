@@ -794,6 +794,7 @@ async fn two_companies_with_the_same_customer_number_stay_apart() {
         cfg.companies.push(p2c_sync::Company {
             legal_entity: "dat".into(),
             business_unit: "dat".into(),
+            include_child_units: true,
         });
     })
     .await;

@@ -27,9 +27,9 @@ use crate::http::{
     Req, Resp, decode_path, decode_query_part, encode_query_value, is_guid, now_iso, parse_date, parse_datetime,
 };
 use crate::odata_filter::{self as of, Dialect, PType, Schema, SortVal};
-use crate::sales;
 use crate::store::{DvStore, HIDDEN, Row};
 use crate::{State, lock};
+use crate::{owner, sales};
 
 pub(crate) const ROOT: &str = "/api/data/v9.2";
 const MAX_PAGE: usize = 5000;
@@ -514,11 +514,7 @@ fn render(store: &DvStore, t: &Table, row: &Row, shape: &Shape) -> Map<String, V
                     .and_then(|r| r.get(tt.primary_name))
                     .cloned()
                     .unwrap_or(Value::Null);
-                let nav = if l.targets.len() > 1 {
-                    format!("{}_{}", l.name, tt.logical)
-                } else {
-                    l.name.clone()
-                };
+                let nav = l.nav_name(tt.logical);
                 m.insert(format!("{c}@OData.Community.Display.V1.FormattedValue"), name);
                 m.insert(
                     format!("{c}@Microsoft.Dynamics.CRM.associatednavigationproperty"),
@@ -548,13 +544,16 @@ fn render(store: &DvStore, t: &Table, row: &Row, shape: &Shape) -> Map<String, V
         }
     }
     for e in &shape.expand {
-        let Some((l, target)) = t.nav(&e.nav) else { continue };
+        let Some((l, mut target)) = t.nav(&e.nav) else { continue };
+        let kind = row.get(&format!("{HIDDEN}{}", l.name)).and_then(Value::as_str);
+        if l.principal {
+            // The owner expands as whichever principal it is.
+            target = l.targets.iter().copied().find(|s| Some(*s) == kind).unwrap_or(target);
+        }
         let linked = row
             .get(&l.value_col())
             .and_then(Value::as_str)
-            .filter(|_| {
-                l.targets.len() == 1 || row.get(&format!("{HIDDEN}{}", l.name)).and_then(Value::as_str) == Some(target)
-            })
+            .filter(|_| l.targets.len() == 1 || kind == Some(target))
             .and_then(|id| store.get(target, id));
         let v = match (linked, dv_schema::table(target)) {
             (Some(r), Some(tt)) => {
@@ -1169,7 +1168,8 @@ pub(crate) fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, 
                 }
                 Value::String(s) => {
                     let (tt, id) = resolve_ref(store, s)?;
-                    if tt.set != expected {
+                    let fits = tt.set == expected || (l.principal && l.targets.contains(&tt.set));
+                    if !fits {
                         return Err(payload_err(
                             t.set,
                             &format!(
@@ -1345,12 +1345,9 @@ pub(crate) fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut
         let st = dv_schema::default_status(t);
         row.entry("statuscode").or_insert(json!(st));
     }
-    // Lines take their header's owner and currency (and prices) before the root-BU default applies.
+    // Lines take their header's currency (and prices), and its owner.
     sales::prepare(store, t, &mut row, true);
-    if t.col("_owningbusinessunit_value").is_some() && row.get("_owningbusinessunit_value").is_none_or(Value::is_null) {
-        let root = store.root_bu.clone();
-        row.insert("_owningbusinessunit_value".into(), Value::String(root));
-    }
+    owner::on_create(store, t, &mut row);
     if let Some((col, prefix)) = t.autonumber
         && row.get(col).is_none_or(Value::is_null)
     {
@@ -1363,6 +1360,7 @@ pub(crate) fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut
     let v = store.next_version();
     row.insert("versionnumber".into(), json!(v));
     store.put(t.set, &id, row.clone());
+    owner::after_insert(store, t, &row);
     sales::after_change(store, t, &row);
     Ok(id)
 }
@@ -1372,11 +1370,12 @@ pub(crate) fn update_row(store: &mut DvStore, t: &Table, id: &str, mut vals: Row
         return Err(not_found_id(t, id));
     };
     check_state(t, Some(&existing), &mut vals)?;
-    sales::check_write(store, t, Some(&existing), &vals)?;
+    check_write(store, t, Some(&existing), &vals)?;
     let mut row = existing.clone();
-    for (k, v) in vals {
-        row.insert(k, v);
+    for (k, v) in &vals {
+        row.insert(k.clone(), v.clone());
     }
+    owner::on_update(store, t, &mut row, &vals);
     computed(t, &mut row);
     sales::prepare(store, t, &mut row, false);
     row.insert("modifiedon".into(), Value::String(now_iso()));
@@ -1387,8 +1386,16 @@ pub(crate) fn update_row(store: &mut DvStore, t: &Table, id: &str, mut vals: Row
     Ok(())
 }
 
-/// System pricing after an update: the line's header (and its previous header, when the line moved).
+/// The Web API's rules for a write: the editing rules of documents, then ownership.
+fn check_write(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) -> Result<(), Resp> {
+    sales::check_write(store, t, existing, vals)?;
+    owner::check_write(store, t, existing, vals)
+}
+
+/// After an update: ownership follows (lines of an assigned header, a renamed unit's default team), then system
+/// pricing of the line's header (and its previous header, when the line moved).
 fn after_update(store: &mut DvStore, t: &Table, before: &Row, after: &Row) {
+    owner::after_update(store, t, before, after);
     sales::after_change(store, t, after);
     if let Some(old) = sales::previous_header(t, before, after) {
         sales::recalc_header_of_line_table(store, t, &old);
@@ -1441,7 +1448,7 @@ fn create(state: &State, store: &mut DvStore, t: &'static Table, req: &Req) -> R
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = sales::check_write(store, t, None, &vals) {
+    if let Err(r) = check_write(store, t, None, &vals) {
         return r;
     }
     let id = match insert_row(store, t, None, vals) {
@@ -1518,7 +1525,7 @@ fn upsert(
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            if let Err(r) = sales::check_write(store, t, None, &vals) {
+            if let Err(r) = check_write(store, t, None, &vals) {
                 return r;
             }
             // Key data from the URL fills the key columns when the body lacks them.
@@ -1698,6 +1705,7 @@ pub(crate) fn direct_insert(store: &mut DvStore, t: &Table, mut vals: Row) -> Re
     {
         after.insert("statuscode".into(), json!(dv_schema::default_status_for_state(t, st)));
     }
+    owner::trusted_owner(store, t, &mut vals);
     let id = vals.get(&t.pk).and_then(Value::as_str).map(str::to_ascii_lowercase);
     let id = insert_row(store, t, id, vals).map_err(|r| String::from_utf8_lossy(&r.body).into_owned())?;
     if !after.is_empty()
@@ -1719,8 +1727,10 @@ pub(crate) fn direct_update(store: &mut DvStore, t: &Table, id: &str, mut vals: 
         .remove("modifiedon")
         .filter(|v| !v.is_null())
         .unwrap_or_else(|| Value::String(now_iso()));
+    owner::trusted_owner(store, t, &mut vals);
     let mut row = existing.clone();
-    row.extend(vals);
+    row.extend(vals.clone());
+    owner::on_update(store, t, &mut row, &vals);
     computed(t, &mut row);
     sales::prepare(store, t, &mut row, false);
     row.insert("modifiedon".into(), modified);

@@ -28,6 +28,7 @@ mod http;
 mod metadata;
 mod odata_filter;
 mod oidc;
+mod owner;
 mod sales;
 mod seed;
 mod server;
@@ -91,6 +92,10 @@ pub struct SandboxConfig {
     /// whose PEM [`Sandbox::tls_ca_pem`] returns. For clients that refuse plain HTTP, as the real services are
     /// HTTPS only. Default false.
     pub tls: bool,
+    /// The Sales organization has "Record ownership across business units" on: `owningbusinessunit` may then be
+    /// set apart from the owner's business unit. Default `false`, as in a new organization: the column is
+    /// read-only and a body that binds it is refused (see `owner.rs`).
+    pub record_ownership_across_business_units: bool,
 }
 
 impl Default for SandboxConfig {
@@ -107,6 +112,7 @@ impl Default for SandboxConfig {
             ports: None,
             fno_language: "en-us".into(),
             tls: false,
+            record_ownership_across_business_units: false,
         }
     }
 }
@@ -318,8 +324,10 @@ impl Sandbox {
 
     /// Insert a Sales row (columns by logical name; lookups as `_x_value` or `x@odata.bind`; `statecode` allowed).
     /// Sets the primary key (unless given), `versionnumber`, `createdon`/`modifiedon`, `statecode` 0 and the
-    /// default `statuscode`, the root business unit as owner when none is given (a quote/order/invoice line takes
-    /// its header's owner, currency and next `sequencenumber`). System pricing runs as for the Web API (see the
+    /// default `statuscode`, and an owner: `_ownerid_value` (a user or team) if given, else the default team of
+    /// `_owningbusinessunit_value` if that is given, else the caller (in the root business unit); the business
+    /// unit follows the owner (a quote/order/invoice line takes its header's owner, currency and next
+    /// `sequencenumber`). System pricing runs as for the Web API (see the
     /// README): computed amounts given here are recalculated; the editing rules of non-draft documents do not
     /// apply to this trusted set-up API. Returns the id.
     /// Panics on an unknown entity set or column (test set-up errors).
@@ -439,6 +447,22 @@ impl Sandbox {
     /// accounts in turn; returns the number of lines. For benchmarks of the quotes flow.
     pub fn seed_quotes(&self, count: usize, lines: usize) -> usize {
         panic_on(seed::quotes(self.st(), count, lines))
+    }
+
+    /// Turns the organization's "Record ownership across business units" on or off (see
+    /// [`SandboxConfig::record_ownership_across_business_units`]); rows already stored keep their owners.
+    pub fn set_record_ownership_across_business_units(&self, on: bool) {
+        lock(&self.st().dv).ownership_across_business_units = on;
+    }
+
+    /// Id of the default team of a business unit (given by id): the team Dataverse creates with every unit.
+    pub fn default_team_id(&self, business_unit_id: &str) -> Option<String> {
+        owner::default_team(&lock(&self.st().dv), business_unit_id)
+    }
+
+    /// Id of the application user the API calls run as: the owner of rows created without an owner.
+    pub fn caller_user_id(&self) -> String {
+        lock(&self.st().dv).caller.clone()
     }
 
     /// Id of the Sales business unit with this name (`"usmf"` after `seed_demo`; the root BU is `"contoso"`).

@@ -25,8 +25,8 @@
 //! * These computed columns are `IsValidForCreate = false` and valid for update in the real metadata: a create
 //!   ignores them, an update is accepted, and either way the calculation overwrites them, so a written value
 //!   never sticks.
-//! * New lines inherit the header's currency and owning business unit, and get the next `sequencenumber` of their
-//!   header when the body has none.
+//! * New lines inherit the header's currency (and its owner, see `owner.rs`), and get the next `sequencenumber`
+//!   of their header when the body has none.
 //!
 //! Not emulated: volume discounts (price list discount lists), percentage pricing methods, re-pricing lines
 //! when a header's price list changes, and the P2C plug-ins (externally-maintained flags, order -> Invoiced on
@@ -200,12 +200,11 @@ fn price_list_amount(store: &DvStore, pricelevel: &str, product: &str, uom: &str
 fn prepare_line(store: &DvStore, doc: &Doc, row: &mut Row, new: bool) {
     let header = id_of(row, &doc.header_col()).and_then(|h| store.get(doc.header, h));
     if new && let Some(h) = header {
-        for col in ["_transactioncurrencyid_value", "_owningbusinessunit_value"] {
-            if is_blank(row, col)
-                && let Some(v) = h.get(col).filter(|v| !v.is_null())
-            {
-                row.insert(col.to_string(), v.clone());
-            }
+        let col = "_transactioncurrencyid_value";
+        if is_blank(row, col)
+            && let Some(v) = h.get(col).filter(|v| !v.is_null())
+        {
+            row.insert(col.to_string(), v.clone());
         }
         if is_blank(row, "sequencenumber") {
             let hid = id_of(row, &doc.header_col()).unwrap_or("");

@@ -39,8 +39,12 @@ pub(crate) struct DvStore {
     pub tables: HashMap<String, DvTable>,
     journal: Option<Vec<DvUndo>>,
     pub autonumber: u64,
-    /// The organization's root business unit: owner of rows created without one.
+    /// The organization's root business unit.
     pub root_bu: String,
+    /// The application user the API calls run as (`systemusers`): owner of rows created without one.
+    pub caller: String,
+    /// The organization allows "Record ownership across business units" (see `owner.rs`).
+    pub ownership_across_business_units: bool,
 }
 
 impl DvStore {
@@ -53,6 +57,8 @@ impl DvStore {
             journal: None,
             autonumber: 1000,
             root_bu: String::new(),
+            caller: String::new(),
+            ownership_across_business_units: false,
         }
     }
 

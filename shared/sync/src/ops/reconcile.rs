@@ -221,11 +221,14 @@ async fn customers_plan<'a>(deps: &'a Deps, flow: FlowName, company: &str) -> Re
     let t = deps
         .template(flow, task)
         .ok_or_else(|| SyncError::Mapping(format!("{flow} has no template {task}")))?;
-    let bu = deps.business_unit_id(company).await?;
+    let scope = deps.business_unit_scope(company).await?;
     let mut select = t.source_select();
     select.push("_owningbusinessunit_value".into());
-    let filter = format!("_owningbusinessunit_value eq {bu}");
-    let mut sources = deps.sales.list(&t.source_entity, &select, Some(&filter)).await?;
+    let mut sources = deps
+        .sales
+        .list(&t.source_entity, &select, scope.filter().as_deref())
+        .await?;
+    sources.retain(|r| scope.owns(r));
     deps.lookups.enrich(&deps.sales, &lookup_paths(t), &mut sources).await?;
     let targets = deps
         .fno

@@ -15,6 +15,7 @@ use super::{
     spec::{CHARGE_FIELD, DocFlow, PER_UNIT_DISCOUNT_FIELD},
 };
 use crate::{
+    ownership::BusinessUnitScope,
     pipeline::{
         record::{str_of, version_of},
         sink::fno::{Key, key_text, target_key, text_of},
@@ -104,7 +105,7 @@ struct Scope<'s> {
 /// twice goes once).
 pub(super) fn check_headers(
     spec: &DocFlow<'_>,
-    business_unit: &str,
+    scope: &BusinessUnitScope,
     headers: Vec<Record>,
     report: &mut RunReport,
 ) -> (Vec<Header>, Vec<Failure>) {
@@ -123,7 +124,7 @@ pub(super) fn check_headers(
             continue; // the same document twice in one call: once is enough
         }
         report.read += 1;
-        if str_of(&h, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(business_unit)) {
+        if !scope.owns(&h) {
             report.skip(Skip::OtherBusinessUnit);
             continue;
         }

@@ -45,11 +45,14 @@
 //! skipped as `"closed in Sales"`, and its link is marked (`source_version = "closed:<hash>"`) so later sweeps
 //! skip it without reading Sales until its F&O content changes again.
 //!
-//! **Ownership.** Orders and invoices are created in the company's business unit with
-//! `owningbusinessunit@odata.bind` (settable on create where the org allows records to be owned across
-//! business units; the business unit's default team then owns them, as with the Data Integrator's organization
-//! mapping); their lines follow their header. Products and price list items are organization-owned tables in
-//! Dataverse: they have no owner, and a product number is therefore one product for every company.
+//! **Ownership** (spec/templates.md 3 and 4). Orders are created owned by the default team of the company's business
+//! unit (`ownerid@odata.bind` to `/teams(<id>)`, as the Data Integrator's organization mapping did), and Dataverse
+//! puts them in that unit; `owningbusinessunit` is never bound (it is read-only unless the organization allows
+//! ownership across business units). An invoice is owned by its order's owner (the default team when its order
+//! is not in Sales). Lines follow their header. Before creating, an order or invoice is looked for by number among
+//! the company's records: its business unit's and those of the units below it (see `crate::ownership`).
+//! Products and price list items are organization-owned tables in Dataverse: they have no owner, and a product
+//! number is therefore one product for every company.
 //!
 //! **Price list of a product** (the P2C plug-in's rule, spec/templates.md 4): the first valid price list, by name,
 //! whose currency is the product's. A `pricelevelid.name` value map given in P2C_MAPPING wins where it has an
@@ -90,7 +93,7 @@ mod unit;
 mod write;
 
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
     flow_name::FlowName,
     pipeline::{
@@ -102,6 +105,7 @@ use crate::{
 
 use spec::{Children, Spec};
 use unit::{Mode, Unit, Work};
+use write::CompanyUnit;
 
 /// Groups lines under the headers they belong to (lines of headers not in `headers` are dropped: they belong
 /// to another page or have no header).
@@ -160,23 +164,28 @@ async fn read_lines(
 pub struct FnoToSales {
     spec: Spec,
     company: String,
-    /// The company's business unit, for the flows whose Sales records are owned (orders, invoices).
-    business_unit: Option<String>,
+    /// The company's business unit (and the units below it), for the flows whose Sales records are owned
+    /// (orders, invoices).
+    owner: Option<CompanyUnit>,
     resolver: resolve::Resolver,
 }
 
 impl FnoToSales {
     pub async fn open(deps: &Deps, flow: FlowName, company: &str) -> Result<FnoToSales, SyncError> {
         let spec = Spec::new(deps, flow)?;
-        let business_unit = if spec.owned {
-            Some(deps.business_unit_id(company).await?)
+        let owner = if spec.owned {
+            Some(CompanyUnit {
+                company: company.to_string(),
+                unit: deps.business_unit_id(company).await?,
+                scope: ScopeOnce::new(company),
+            })
         } else {
             None
         };
         Ok(FnoToSales {
             spec,
             company: company.to_string(),
-            business_unit,
+            owner,
             resolver: resolve::Resolver::default(),
         })
     }
@@ -263,7 +272,7 @@ async fn sync_units(
     let FnoToSales {
         spec,
         company,
-        business_unit: bu,
+        owner,
         resolver,
     } = flow;
     let mut works: Vec<Work> = units.into_iter().map(|u| transform::transform(spec, u)).collect();
@@ -275,7 +284,7 @@ async fn sync_units(
             decide::choose_price_lists(deps, spec, &mut works, resolver).await?;
         }
         decide::hold_incomplete_documents(spec, &mut works, resolver);
-        write::write_parents(deps, spec, bu.as_deref(), &mut works, resolver).await?;
+        write::write_parents(deps, spec, owner.as_ref(), &mut works, resolver).await?;
         write::write_children(deps, spec, &mut works, resolver).await?;
         if spec.closes_order {
             write::invoice_orders(deps, spec, &mut works, resolver).await?;

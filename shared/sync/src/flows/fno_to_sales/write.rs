@@ -18,10 +18,20 @@ use super::{
     unit::{Outcome, Work, lookup_text, number_text, own_unit_group, product_unit_group, text},
 };
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
+    ownership::{BusinessUnitScope, Owner},
     pipeline::sink::sales::{self, Written, bound_id, changed_fields, is_closed, same},
 };
+
+/// Where a company's owned Sales records (orders, invoices) live: its business unit (part of their stable ids)
+/// and the units whose records are the company's (read when a record is looked for by number). Their owner when
+/// p2c creates them, the unit's default team, is read when a create needs it (`Deps::default_team_id`).
+pub(super) struct CompanyUnit {
+    pub company: String,
+    pub unit: String,
+    pub scope: ScopeOnce,
+}
 use p2c_dynamics::ErrorKind;
 
 // ---- Parents --------------------------------------------------------------------------------------------
@@ -59,10 +69,11 @@ enum AfterWrite {
 }
 
 /// Binds, compares and writes the parents of the touched units (the echo rule, closed records, stable ids).
+/// `company` is set for owned tables (orders, invoices).
 pub(super) async fn write_parents(
     deps: &Deps,
     spec: &Spec,
-    bu: Option<&str>,
+    company: Option<&CompanyUnit>,
     works: &mut [Work],
     resolver: &Resolver,
 ) -> Result<(), SyncError> {
@@ -71,12 +82,19 @@ pub(super) async fn write_parents(
     if todo.is_empty() {
         return Ok(());
     }
-    let current = CurrentParents::read(deps, spec, bu, works, &todo).await?;
-    let mut batch = ParentBatch::new(deps, spec, bu);
-    for &i in &todo {
-        let step = parent_step(spec, &works[i], current.of(spec, &works[i]));
+    let current = CurrentParents::read(deps, spec, company, works, &todo).await?;
+    let mut batch = ParentBatch::new(deps, spec, company, resolver);
+    let steps: Vec<(usize, ParentStep)> = todo
+        .iter()
+        .map(|&i| (i, parent_step(spec, &works[i], current.of(spec, &works[i]))))
+        .collect();
+    if steps.iter().any(|(_, s)| matches!(s, ParentStep::Create(_))) {
+        batch.read_owner().await?;
+    }
+    for (i, step) in steps {
         batch.plan(i, &mut works[i], step);
     }
+    let team = batch.team.clone();
     let mut states = Vec::new();
     let mut recreate = Vec::new();
     for (i, op, r) in batch.send().await {
@@ -86,7 +104,12 @@ pub(super) async fn write_parents(
             AfterWrite::SetState { id, state } => states.push((i, id, state)),
         }
     }
-    states.extend(recreate_parents(deps, spec, bu, works, recreate).await);
+    if !recreate.is_empty() {
+        let mut batch = ParentBatch::new(deps, spec, company, resolver);
+        batch.team = team;
+        batch.read_owner().await?;
+        states.extend(recreate_parents(spec, batch, works, recreate).await);
+    }
     set_states(deps, spec, works, states).await;
     Ok(())
 }
@@ -130,7 +153,7 @@ impl CurrentParents {
     async fn read(
         deps: &Deps,
         spec: &Spec,
-        bu: Option<&str>,
+        company: Option<&CompanyUnit>,
         works: &[Work],
         todo: &[usize],
     ) -> Result<CurrentParents, SyncError> {
@@ -157,7 +180,11 @@ impl CurrentParents {
             })
             .filter_map(|&i| works[i].natural_key(spec))
             .collect();
-        let by_key = read_by_natural_key(deps, spec, bu, &unknown).await?;
+        let scope = match company {
+            Some(c) if !unknown.is_empty() => Some(c.scope.get(deps).await?),
+            _ => None,
+        };
+        let by_key = read_by_natural_key(deps, spec, scope, &unknown).await?;
         Ok(CurrentParents { by_id, by_key })
     }
 
@@ -170,11 +197,12 @@ impl CurrentParents {
     }
 }
 
-/// Parents by natural key, within the company's business unit where the table is owned (first one per key).
+/// Parents by natural key, among the company's records where the table is owned: those of its business unit and
+/// the units below it, as Sales → F&O reads them (first one per key).
 async fn read_by_natural_key(
     deps: &Deps,
     spec: &Spec,
-    bu: Option<&str>,
+    scope: Option<&BusinessUnitScope>,
     keys: &[String],
 ) -> Result<HashMap<String, Record>, SyncError> {
     let t = &spec.parent_table;
@@ -182,8 +210,15 @@ async fn read_by_natural_key(
     if keys.is_empty() {
         return Ok(by_key);
     }
-    let owner = bu.map(|b| format!("_owningbusinessunit_value eq {b}"));
-    for r in read_in(deps, &t.set, &spec.natural_key, keys, &t.select, owner.as_deref()).await? {
+    let mut select = t.select.clone();
+    if scope.is_some() && !select.iter().any(|c| c == "_owningbusinessunit_value") {
+        select.push("_owningbusinessunit_value".into());
+    }
+    let filter = scope.and_then(BusinessUnitScope::filter);
+    for r in read_in(deps, &t.set, &spec.natural_key, keys, &select, filter.as_deref()).await? {
+        if scope.is_some_and(|s| !s.owns(&r)) {
+            continue;
+        }
         if let Some(k) = r.get(&spec.natural_key).and_then(lookup_text) {
             by_key.entry(k.to_lowercase()).or_insert(r);
         }
@@ -218,20 +253,52 @@ fn parent_step(spec: &Spec, w: &Work, current: Option<&Record>) -> ParentStep {
 struct ParentBatch<'a> {
     deps: &'a Deps,
     spec: &'a Spec,
-    bu: Option<&'a str>,
+    company: Option<&'a CompanyUnit>,
+    /// The default team of the company's business unit, once a create needs it.
+    team: Option<String>,
+    /// What the run found in Sales: an invoice's order (and so its owner).
+    resolver: &'a Resolver,
     ops: Vec<BatchOp>,
     whose: Vec<(usize, ParentOp)>,
 }
 
 impl<'a> ParentBatch<'a> {
-    fn new(deps: &'a Deps, spec: &'a Spec, bu: Option<&'a str>) -> ParentBatch<'a> {
+    fn new(
+        deps: &'a Deps,
+        spec: &'a Spec,
+        company: Option<&'a CompanyUnit>,
+        resolver: &'a Resolver,
+    ) -> ParentBatch<'a> {
         ParentBatch {
             deps,
             spec,
-            bu,
+            company,
+            team: None,
+            resolver,
             ops: Vec::new(),
             whose: Vec::new(),
         }
+    }
+
+    /// Reads (once per process) the default team that owns what this batch creates for the company.
+    async fn read_owner(&mut self) -> Result<(), SyncError> {
+        if let (Some(c), None) = (self.company, &self.team) {
+            self.team = Some(self.deps.default_team_id(&c.company).await?);
+        }
+        Ok(())
+    }
+
+    /// The owner of a new record of an owned table: the company's default team; an invoice, its order's owner
+    /// (spec/templates.md 4) when its order is in Sales.
+    fn owner_of(&self, w: &Work) -> Option<Owner> {
+        let team = self.team.clone()?;
+        let order_owner = w
+            .parent
+            .mapped_text(ORDER_OF_INVOICE)
+            .filter(|_| self.spec.closes_order)
+            .and_then(|o| self.resolver.found("salesorders", "ordernumber", &o))
+            .and_then(|f| Owner::of_row(&f.row));
+        Some(order_owner.unwrap_or(Owner::Team(team)))
     }
 
     /// Records a step on the unit (closed, echo) or adds its write to the batch.
@@ -263,12 +330,14 @@ impl<'a> ParentBatch<'a> {
         }
     }
 
-    /// A create: owned by the company's business unit where the table is owned, with its stable id.
+    /// A create: with its owner where the table is owned, and its stable id.
     fn create(&mut self, i: usize, w: &Work, body: Record) {
-        let (spec, t, bu) = (self.spec, &self.spec.parent_table, self.bu);
-        let (mut body, state) = create_body(body, spec.owned.then_some(bu).flatten());
+        let (spec, t) = (self.spec, &self.spec.parent_table);
+        let owner = self.owner_of(w).filter(|_| spec.owned);
+        let (mut body, state) = create_body(body, owner.as_ref());
         if let Some(k) = w.natural_key(spec) {
-            body.insert(t.pk.clone(), Value::String(stable_id(&[&t.set, bu.unwrap_or(""), &k])));
+            let unit = self.company.map_or("", |c| c.unit.as_str());
+            body.insert(t.pk.clone(), Value::String(stable_id(&[&t.set, unit, &k])));
         }
         self.ops.push(t.create_op(self.deps, body));
         self.whose.push((i, ParentOp::Create { state }));
@@ -317,16 +386,11 @@ fn settle_parent(spec: &Spec, w: &mut Work, op: ParentOp, r: Written) -> AfterWr
 
 /// Creates again the parents deleted in Sales since they were read; returns the states still to set.
 async fn recreate_parents(
-    deps: &Deps,
     spec: &Spec,
-    bu: Option<&str>,
+    mut batch: ParentBatch<'_>,
     works: &mut [Work],
     recreate: Vec<usize>,
 ) -> Vec<(usize, String, Record)> {
-    if recreate.is_empty() {
-        return Vec::new();
-    }
-    let mut batch = ParentBatch::new(deps, spec, bu);
     for i in recreate {
         if let Some(body) = works[i].parent.body.clone() {
             batch.create(i, &works[i], body);
@@ -363,13 +427,12 @@ async fn set_states(deps: &Deps, spec: &Spec, works: &mut [Work], states: Vec<(u
     }
 }
 
-/// A create body: the company's business unit as owner; state moved out unless it is the default state.
-fn create_body(mut body: Record, bu: Option<&str>) -> (Record, Option<Record>) {
-    if let Some(bu) = bu {
-        body.insert(
-            "owningbusinessunit@odata.bind".into(),
-            Value::String(format!("/businessunits({bu})")),
-        );
+/// A create body: its owner (Dataverse puts the record in the owner's business unit; `owningbusinessunit` itself
+/// is read-only unless the organization allows ownership across business units); state moved out unless it is
+/// the default state.
+fn create_body(mut body: Record, owner: Option<&Owner>) -> (Record, Option<Record>) {
+    if let Some(owner) = owner {
+        body.insert("ownerid@odata.bind".into(), Value::String(owner.bind()));
     }
     let state = split_state(&mut body);
     match state {
@@ -841,10 +904,11 @@ mod tests {
 
     #[test]
     fn create_bodies_carry_the_owner_and_no_default_state() {
-        let (b, state) = create_body(rec(json!({"name": "x", "statecode": 0, "statuscode": 1})), Some("bu-1"));
+        let team = Owner::Team("team-1".into());
+        let (b, state) = create_body(rec(json!({"name": "x", "statecode": 0, "statuscode": 1})), Some(&team));
         assert_eq!(
             Value::Object(b),
-            json!({"name": "x", "owningbusinessunit@odata.bind": "/businessunits(bu-1)", "statuscode": 1})
+            json!({"name": "x", "ownerid@odata.bind": "/teams(team-1)", "statuscode": 1})
         );
         assert!(state.is_none());
         let (b, state) = create_body(rec(json!({"name": "x", "statecode": 1, "statuscode": 3})), None);
