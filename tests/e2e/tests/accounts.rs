@@ -637,3 +637,48 @@ async fn a_field_kept_when_blank_keeps_the_fno_value() {
     assert!(rec.mismatches.is_empty(), "{:?}", rec.mismatches);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// Whether F&O honours `Prefer: odata.continue-on-error` is undocumented; under either behaviour a refused
+/// customer in the middle of a `$batch` loses none of its neighbours: those F&O did not run come back as
+/// transient failures, are retried, and land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_mid_batch_loses_no_neighbour_whether_or_not_fno_stops_at_it() {
+    for stops in [false, true] {
+        let mapping = std::env::temp_dir().join(format!("p2c-stops-{}-{stops}.toml", std::process::id()));
+        std::fs::write(&mapping, GROUP_90).unwrap();
+        let cfg = SandboxConfig {
+            fno_batch_stops_at_first_failure: stops,
+            ..Default::default()
+        };
+        let env = Env::start_with(cfg, 20, |c| c.mapping = Some(mapping.clone())).await;
+        let mut accounts = env.sb.sales_rows("accounts");
+        accounts.sort_by(|a, b| a["accountnumber"].as_str().cmp(&b["accountnumber"].as_str()));
+        let refused = &accounts[5];
+        env.sb.sales_update(
+            "accounts",
+            refused["accountid"].as_str().unwrap(),
+            json!({"accountcategorycode": 2}),
+        );
+        let r = env.run(FLOW).await;
+        if stops {
+            assert!(
+                r.written < 19 && r.retry_queued > 0,
+                "F&O ran nothing after the refusal: {r:?}"
+            );
+        } else {
+            assert_eq!(r.written, 19, "{r:?}");
+        }
+        env.drain(FLOW).await;
+        let numbers: Vec<Value> = env
+            .customers("usmf")
+            .iter()
+            .map(|c| c["CustomerAccount"].clone())
+            .collect();
+        assert_eq!(numbers.len(), 19, "stops={stops}: every neighbour lands once");
+        assert!(!numbers.contains(&refused["accountnumber"]));
+        let (queued, dead) = env.queued(FLOW).await;
+        assert!(queued.is_empty(), "stops={stops}");
+        assert_eq!(dead.len(), 1, "stops={stops}: only the refused one is dead-lettered");
+        let _ = std::fs::remove_file(&mapping);
+    }
+}

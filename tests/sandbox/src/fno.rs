@@ -191,7 +191,7 @@ fn run_batch(state: &State, req: &Req) -> Resp {
     };
     let opts = batch::Options {
         dataverse: false,
-        continue_on_error: req.prefers("odata.continue-on-error"),
+        continue_on_error: req.prefers("odata.continue-on-error") && !state.cfg.fno_batch_stops_at_first_failure,
         root_path: ROOT,
     };
     let mut target = FnoBatch {

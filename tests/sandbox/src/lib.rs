@@ -88,6 +88,9 @@ pub struct SandboxConfig {
     pub ports: Option<(u16, u16, u16)>,
     /// Language of the F&O API user (F&O words validation messages in it): `en-us` (default) or `de`.
     pub fno_language: String,
+    /// F&O stops a `$batch` at the first failed change set even when `Prefer: odata.continue-on-error` asks it
+    /// not to (whether it honours the preference is undocumented: spec B.4, gap 11). Default false.
+    pub fno_batch_stops_at_first_failure: bool,
     /// Serve HTTPS (URLs become `https://127.0.0.1:<port>`) with a certificate signed by a CA made at start,
     /// whose PEM [`Sandbox::tls_ca_pem`] returns. For clients that refuse plain HTTP, as the real services are
     /// HTTPS only. Default false.
@@ -111,6 +114,7 @@ impl Default for SandboxConfig {
             limits: None,
             ports: None,
             fno_language: "en-us".into(),
+            fno_batch_stops_at_first_failure: false,
             tls: false,
             record_ownership_across_business_units: false,
         }
