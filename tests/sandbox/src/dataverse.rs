@@ -142,7 +142,31 @@ pub(crate) fn parse_target(rest: &str) -> Result<Target<'_>, String> {
     Ok(Target { set, key, sub })
 }
 
+/// Longest GET URL Dataverse accepts (spec/protocols.md: 32 KB; 64 KB inside a `$batch` body).
+pub(crate) const MAX_GET_URL: usize = 32_768;
+
+/// Refusals before routing: a GET URL over the limit (414), a JSON write with another content type (415).
+/// Microsoft documents the limit and the media type, not these error bodies: the statuses are HTTP's (RFC 9110
+/// 15.5.15 and 15.5.16) and the error codes are left empty rather than guessed.
+fn refuse_early(req: &Req) -> Option<Resp> {
+    let url_len = req.path.len() + 1 + req.query.len();
+    if req.method == "GET" && url_len > MAX_GET_URL {
+        let msg = format!("The request URL is {url_len} characters long; the limit is {MAX_GET_URL}.");
+        return Some(err(414, "", msg));
+    }
+    let writes_json = matches!(req.method.as_str(), "POST" | "PATCH" | "PUT") && !req.body.is_empty();
+    let ct = req.header("content-type").unwrap_or("").to_ascii_lowercase();
+    if writes_json && !req.path.ends_with("$batch") && !ct.starts_with("application/json") {
+        let msg = format!("The content type '{ct}' is not supported; send application/json.");
+        return Some(err(415, "", msg));
+    }
+    None
+}
+
 pub(crate) fn handle(state: &State, req: &Req) -> Resp {
+    if let Some(refused) = refuse_early(req) {
+        return refused;
+    }
     let path = decode_path(&req.path);
     let Some(rest) = strip_root(&path) else {
         return not_found_segment(path.trim_start_matches('/').split('/').next().unwrap_or(""));
