@@ -82,7 +82,7 @@ pub struct SandboxConfig {
     /// them one after another). The response waits for it and it counts toward the execution-time limit.
     /// Default 0.
     pub op_time: Duration,
-    /// Service protection limits; `None` (default) = off.
+    /// Service protection limits: on by default, at Dataverse's documented values; `None` turns them off.
     pub limits: Option<ServiceLimits>,
     /// (sales, fno, token) ports on 127.0.0.1; `None` = ephemeral ports.
     pub ports: Option<(u16, u16, u16)>,
@@ -111,7 +111,7 @@ impl Default for SandboxConfig {
             token_ttl: Duration::from_secs(3599),
             latency: Duration::ZERO,
             op_time: Duration::ZERO,
-            limits: None,
+            limits: Some(ServiceLimits::default()),
             ports: None,
             fno_language: "en-us".into(),
             fno_batch_stops_at_first_failure: false,
@@ -123,7 +123,8 @@ impl Default for SandboxConfig {
 
 /// Per service and per client: at most `requests_per_window` requests and `execution_per_window` of server
 /// execution time (see [`SandboxConfig::op_time`]) in a sliding `window`, and at most `max_concurrent` in flight.
-/// Exceeding any returns 429 with `Retry-After: retry_after_secs`.
+/// Exceeding any returns 429 with `Retry-After`: the seconds until the window admits the request again (the
+/// oldest counted request or execution leaving it), at least `retry_after_secs`.
 #[derive(Debug, Clone)]
 pub struct ServiceLimits {
     pub requests_per_window: u32,
@@ -141,7 +142,7 @@ impl Default for ServiceLimits {
             execution_per_window: Duration::from_secs(1200),
             window: Duration::from_secs(300),
             max_concurrent: 52,
-            retry_after_secs: 5,
+            retry_after_secs: 1,
         }
     }
 }

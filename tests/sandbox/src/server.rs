@@ -194,7 +194,16 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
                         client: client.clone(),
                     })
                 }
-                Err(why) => break 'resp faults::too_many(svc, Some(why), Some(limits), limits.retry_after_secs),
+                // Whole seconds, rounded up, at least the configured floor (never 0: a client would spin).
+                Err((why, wait)) => {
+                    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    break 'resp faults::too_many(
+                        svc,
+                        Some(why),
+                        Some(limits),
+                        secs.max(limits.retry_after_secs).max(1),
+                    );
+                }
             }
         }
         handled = true;
