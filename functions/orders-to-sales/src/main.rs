@@ -1,7 +1,7 @@
 //! F&O confirmed sales orders (status, totals, lines) → Sales orders. Thin by design: build the clients once, hand every event to the shared handler.
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use p2c_sync::{Deps, FlowName, handle_event};
+use p2c_sync::{Deps, FlowName, handle_lambda};
 use serde_json::Value;
 
 #[tokio::main]
@@ -10,7 +10,7 @@ async fn main() -> Result<(), Error> {
     let deps = Deps::from_env().await?;
     let deps = &deps;
     lambda_runtime::run(service_fn(move |ev: LambdaEvent<Value>| async move {
-        handle_event(deps, FlowName::OrdersToSales, ev.payload).await
+        handle_lambda(deps, FlowName::OrdersToSales, ev).await
     }))
     .await
 }

@@ -14,6 +14,8 @@ use crate::StateError;
 use crate::error::sqs_err;
 
 /// SQS batch calls take at most 10 entries.
+/// SQS's longest message delay.
+pub const MAX_DELAY_SECONDS: u32 = 900;
 const BATCH: usize = 10;
 /// The longest retention SQS allows (14 days), so dead letters wait for an operator as long as possible.
 const DLQ_RETENTION_SECS: u32 = 14 * 24 * 3600;
@@ -173,21 +175,31 @@ impl Queues {
     }
 
     pub async fn send(&self, queue_url: &str, bodies: &[String]) -> Result<(), StateError> {
+        let delayed: Vec<(String, u32)> = bodies.iter().map(|b| (b.clone(), 0)).collect();
+        self.send_delayed(queue_url, &delayed).await
+    }
+
+    /// As [`Queues::send`], each body with its own `DelaySeconds` (capped at SQS's 900).
+    pub async fn send_delayed(&self, queue_url: &str, bodies: &[(String, u32)]) -> Result<(), StateError> {
         if self.dry_run {
             return Ok(());
         }
-        let indexed: Vec<(usize, &str)> = bodies.iter().map(String::as_str).enumerate().collect();
+        let indexed: Vec<(usize, &str, u32)> = bodies
+            .iter()
+            .enumerate()
+            .map(|(i, (b, d))| (i, b.as_str(), (*d).min(MAX_DELAY_SECONDS)))
+            .collect();
         for chunk in indexed.chunks(BATCH) {
             let mut failed = self.send_chunk(queue_url, chunk).await?;
             if !failed.is_empty() {
-                let retry: Vec<(usize, &str)> = failed.iter().map(|(i, _)| (*i, bodies[*i].as_str())).collect();
+                let retry: Vec<(usize, &str, u32)> = failed.iter().map(|(i, _)| indexed[*i]).collect();
                 failed = self.send_chunk(queue_url, &retry).await?;
             }
             if let Some((i, e)) = failed.into_iter().next() {
                 return Err(entry_error(
                     "SendMessageBatch",
                     queue_url,
-                    format!("#{i} ({})", preview(&bodies[i])),
+                    format!("#{i} ({})", preview(&bodies[i].0)),
                     &e,
                 ));
             }
@@ -314,10 +326,12 @@ impl Queues {
                     moved.extend(batch.into_iter().map(|m| m.body));
                     continue;
                 }
-                let indexed: Vec<(usize, &str)> = batch.iter().map(|m| m.body.as_str()).enumerate().collect();
+                let indexed: Vec<(usize, &str, u32)> =
+                    batch.iter().enumerate().map(|(i, m)| (i, m.body.as_str(), 0)).collect();
                 let mut failed = self.send_chunk(to_url, &indexed).await?;
                 if !failed.is_empty() {
-                    let retry: Vec<(usize, &str)> = failed.iter().map(|(i, _)| (*i, batch[*i].body.as_str())).collect();
+                    let retry: Vec<(usize, &str, u32)> =
+                        failed.iter().map(|(i, _)| (*i, batch[*i].body.as_str(), 0)).collect();
                     failed = self.send_chunk(to_url, &retry).await?;
                 }
                 let failed_idx: HashSet<usize> = failed.iter().map(|(i, _)| *i).collect();
@@ -459,14 +473,15 @@ impl Queues {
     async fn send_chunk(
         &self,
         queue_url: &str,
-        entries: &[(usize, &str)],
+        entries: &[(usize, &str, u32)],
     ) -> Result<Vec<(usize, BatchResultErrorEntry)>, StateError> {
         let built = entries
             .iter()
-            .map(|(i, body)| {
+            .map(|(i, body, delay)| {
                 SendMessageBatchRequestEntry::builder()
                     .id(i.to_string())
                     .message_body(*body)
+                    .delay_seconds(*delay as i32)
                     .build()
                     .map_err(|e| StateError::Invalid {
                         what: "SQS batch entry",

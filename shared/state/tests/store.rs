@@ -360,6 +360,9 @@ fn run(id: &str, company: &str, started_at: &str, read: u64) -> RunRecord {
         skipped: read - read / 2 - 1,
         failed: 1,
         first_errors: vec![format!("account {id}: parent missing")],
+        skipped_by_reason: Default::default(),
+        interrupted: false,
+        request_id: None,
     }
 }
 
@@ -711,6 +714,9 @@ async fn sparse_and_extra_attributes_are_read() {
             skipped: 0,
             failed: 0,
             first_errors: vec![],
+            skipped_by_reason: Default::default(),
+            interrupted: false,
+            request_id: None,
         }]
     );
 

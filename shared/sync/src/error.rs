@@ -18,10 +18,18 @@ pub enum SyncError {
     UnknownCompany(String, String),
     #[error("business unit {bu:?} of company {company} was not found in Sales; fix P2C_COMPANIES")]
     BusinessUnit { company: String, bu: String },
+    #[error(
+        "business unit {bu} of company {company} has no default team in Sales (Dataverse creates one with every \
+         business unit, and p2c's records are owned by it); check that p2c's application user may read teams"
+    )]
+    DefaultTeam { company: String, bu: String },
     #[error("this function runs flow {expected}, but the event asks for {got}")]
     WrongFlow { expected: String, got: String },
     #[error("interrupted after {done} records; run the same command again to resume where it stopped")]
     Interrupted { done: u64 },
+    /// The invocation's deadline is near: the run stops cleanly and the next one continues.
+    #[error("stopped after {done} records before the Lambda deadline; the next run continues from there")]
+    Deadline { done: u64 },
     #[error("a bug stopped the run: {0}; nothing after the last commit was lost — please report it")]
     Panic(String),
     /// Test hook: the process "died" at this point (see `faults::CrashPoint`).

@@ -12,6 +12,7 @@
 //! `ops` (reconcile, segmented backfill) sits beside `entry`. Shared types: [`Config`], [`Deps`], [`SyncError`],
 //! [`FlowName`], [`RunReport`], [`Message`].
 
+pub mod budget;
 pub mod config;
 pub mod deps;
 pub mod entry;
@@ -21,12 +22,16 @@ pub mod flow_name;
 pub mod flows;
 pub mod message;
 pub mod ops;
+pub mod ownership;
 pub mod pipeline;
 pub mod report;
 
 pub use config::{Company, Config};
 pub use deps::Deps;
-pub use entry::handler::{ScheduledRun, handle_event, handle_schedule, handle_sqs, handle_sqs_report};
+pub use entry::handler::{
+    Invocation, ScheduledRun, handle_event, handle_invocation, handle_lambda, handle_schedule, handle_sqs,
+    handle_sqs_report,
+};
 pub use entry::run::run_flow;
 pub use error::SyncError;
 pub use flow_name::FlowName;

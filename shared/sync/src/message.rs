@@ -29,6 +29,10 @@ pub struct Message {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Unix time (seconds) before which a retry is not due: backoff beyond SQS's 900 s delay is kept here and the
+    /// message delayed again until then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -63,6 +67,7 @@ impl Message {
             reason,
             attempt: 1,
             last_error: None,
+            not_before: None,
         }
     }
 
@@ -93,6 +98,11 @@ impl Message {
             return Err(MessageError::BadKey(k.clone()));
         }
         Ok(m)
+    }
+
+    /// Seconds until this message is due (0: now).
+    pub fn wait_seconds(&self, now_unix: u64) -> u64 {
+        self.not_before.map_or(0, |t| t.saturating_sub(now_unix))
     }
 
     pub fn to_body(&self) -> String {

@@ -95,6 +95,10 @@ pub enum Skip {
     /// Failed before and unchanged since: the queue and DLQ own it.
     FailedEarlier,
     ClosedInSales,
+    /// Deactivated in Sales (statecode Inactive): reported; the target is retired only where configured.
+    Inactive,
+    /// An account or contact without its number (the key F&O needs): the Data Integrator's "not synced".
+    NoNumber,
 }
 
 impl Skip {
@@ -120,6 +124,8 @@ impl Skip {
             Skip::GoneFromFno => "no longer in F&O",
             Skip::FailedEarlier => "failed earlier, unchanged",
             Skip::ClosedInSales => "closed in Sales",
+            Skip::Inactive => "deactivated in Sales (reported; see P2C_DEACTIVATE_TARGETS)",
+            Skip::NoNumber => "not synced: no number (give it an account or contact number in Sales)",
         }
     }
 }
@@ -159,8 +165,13 @@ pub struct RunReport {
     pub lease_held_by: Option<String>,
     /// The delta link had expired or was refused: this run re-read everything.
     pub full_resync: bool,
-    /// This run continued an interrupted full read instead of starting it over.
+    /// This run continued an interrupted read instead of starting it over.
     pub resumed: bool,
+    /// This run stopped before its deadline; the next one continues from its resume point.
+    pub interrupted: bool,
+    /// The Lambda request id of the invocation.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
     pub duration_ms: u64,
     /// Age of the watermark when the run started (how far behind the source this run began).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -4,8 +4,10 @@
 //! `Deps::templates`, lookups resolved as the flow resolves them: Sales reference data by id, customers through
 //! the accounts-to-fno / contacts-to-fno links, product numbers from the Sales product, a line's header fields
 //! from its header; on the Sales side dotted targets bound to the record they name), then walks **every enabled
-//! row of the template** and asserts the target holds the mapped value. A row whose source is blank writes
-//! nothing: a created target is blank there (F&O: its type's "no value"), an updated one keeps what it had.
+//! row of the template** and asserts the target holds the mapped value. A row whose source is blank clears the
+//! target (F&O: its type's "no value", which the mapped value is; Sales: null, so the target must be blank); a row
+//! that keeps the target's value (`keep_when_blank`) maps nothing: a created target is blank there, an updated one
+//! keeps what it had.
 //! Columns the target computes itself (Sales system pricing:
 //! `extendedamount`, `totalamount`, ...; F&O `LineAmount`) are asserted against the sandbox's documented
 //! formulas instead. The links in DynamoDB are checked too: target key and the hash of the mapped content.
@@ -195,9 +197,9 @@ fn bound(sb: &Sandbox, path: &str, value: &Value) -> (String, String) {
     panic!("{path} = {value}: no Sales record to bind to (looked in {targets:?})")
 }
 
-/// Asserts every enabled row of `t`: the target holds the mapped value. Where nothing was mapped (blank source)
-/// nothing is written: a created target is blank there (F&O: its type's "no value"), an updated one still holds
-/// what it held `before`. Targets in `computed` are left to the caller (the target system calculates them).
+/// Asserts every enabled row of `t`: the target holds the mapped value; a Sales clear (null) leaves it blank. Where
+/// nothing was mapped (a blank source on a row kept when blank) nothing is written: a created target is blank
+/// there (F&O: its type's "no value"), an updated one still holds what it held `before`. Targets in `computed` are left to the caller (the target system calculates them).
 /// Returns how many rows were asserted.
 pub fn assert_rows(
     sb: &Sandbox,
@@ -219,6 +221,7 @@ pub fn assert_rows(
             continue;
         }
         n += 1;
+        let cleared = mapped.get(col).is_some_and(Value::is_null);
         let want = mapped.get(col).filter(|v| !v.is_null());
         if !t.writes_fno()
             && let Some((nav, _)) = lookup_targets(col)
@@ -232,6 +235,7 @@ pub fn assert_rows(
                         "{what}: row {col} = {v} should bind {column} to {id}, found {have}"
                     );
                 }
+                None if cleared => assert!(have.is_null(), "{what}: row {col} cleared, but {nav} is {have}"),
                 None => assert!(
                     kept(&format!("_{nav}_value"), have),
                     "{what}: row {col} mapped nothing, but {nav} is {have}"
@@ -242,6 +246,10 @@ pub fn assert_rows(
         let have = &target[col];
         match want {
             Some(v) => assert!(same(v, have), "{what}: row {col} = {have}, the template maps {v}"),
+            None if cleared => assert!(
+                blank(have),
+                "{what}: row {col} cleared (blank source), but holds {have}"
+            ),
             None => assert!(
                 kept(col, have),
                 "{what}: row {col} mapped nothing (blank source), so the target keeps {}, but holds {have}",
@@ -830,6 +838,9 @@ pub fn assert_sales_pricing(sb: &Sandbox, header_set: &str, header_id: &str) -> 
 /// The Sales tables the flows read or write, with the column that names a row to a person (its natural key).
 const SALES_TABLES: &[(&str, &str)] = &[
     ("businessunits", "name"),
+    // Owners of records: the default team of each business unit, and the application user p2c runs as.
+    ("teams", "name"),
+    ("systemusers", "fullname"),
     ("transactioncurrencies", "isocurrencycode"),
     ("uomschedules", "name"),
     ("uoms", "name"),

@@ -140,6 +140,8 @@ pub fn config_for(sb: &Sandbox) -> Config {
         "P2C_CLIENT_SECRET" => Some(c.client_secret.clone()),
         "P2C_TABLE" => Some(format!("p2c-test-{suffix}")),
         "P2C_QUEUE_PREFIX" => Some(format!("t{}-", &suffix[..12])),
+        // Retries at once: the tests drain the queue right after a run (backoff has tests of its own).
+        "P2C_RETRY_WINDOW_SECONDS" => Some("0".into()),
         _ => None,
     })
     .expect("config");
@@ -147,6 +149,7 @@ pub fn config_for(sb: &Sandbox) -> Config {
     cfg.companies = vec![Company {
         legal_entity: "usmf".into(),
         business_unit: "usmf".into(),
+        include_child_units: true,
     }];
     cfg
 }

@@ -221,34 +221,63 @@ async fn throttling_storm_and_expired_token_lose_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn malformed_message_and_account_without_number_fail_alone() {
+async fn malformed_message_fails_alone_and_an_account_without_number_is_not_synced() {
     let env = Env::start(50).await;
     let bu = env.sb.business_unit_id("usmf").unwrap();
     let orphan = env.sb.sales_insert(
         "accounts",
         json!({"name": "No Number Inc", "_owningbusinessunit_value": bu, "address1_city": "Oslo"}),
     );
+    // The Data Integrator's rule: an account without a number is "not synced" — counted, not a failure.
     let r = env.run(FLOW).await;
     assert_eq!(
-        (r.read, r.written, r.failed, r.dead_lettered),
-        (51, 50, 1, 1),
+        (r.read, r.written, r.skipped, r.failed),
+        (51, 50, 1, 0),
         "{:?}",
         r.errors
     );
-    let e = &r.errors[0];
-    assert_eq!(e.id, orphan);
-    assert!(
-        e.reason.contains(&orphan) && e.reason.contains("accountnumber"),
-        "{}",
-        e.reason
-    );
+    assert_eq!(r.skipped_by_reason.get(&Skip::NoNumber), Some(&1));
     assert_eq!(env.customers("usmf").len(), 50);
+    assert!(
+        !env.customers("usmf")
+            .iter()
+            .any(|c| c["OrganizationName"] == "No Number Inc")
+    );
     let (queued, dead) = env.queued(FLOW).await;
-    assert!(queued.is_empty());
-    assert_eq!(dead.len(), 1);
-    let m: Value = serde_json::from_str(&dead[0]).unwrap();
-    assert_eq!(m["keys"], json!([orphan]));
-    assert!(m["last_error"].as_str().unwrap().contains("accountnumber"));
+    assert!(
+        queued.is_empty() && dead.is_empty(),
+        "nothing fills the DLQ: {queued:?} {dead:?}"
+    );
+    // Visible in the run history `p2c status` prints.
+    let runs = env.deps.state.recent_runs(FLOW.as_str(), "usmf", 1).await.unwrap();
+    assert_eq!(runs[0].skipped_by_reason.get(Skip::NoNumber.as_str()), Some(&1));
+    // Given a number, it syncs.
+    env.sb
+        .sales_update("accounts", &orphan, json!({"accountnumber": "ACC-LATE-NUMBER"}));
+    let r = env.run(FLOW).await;
+    assert_eq!(r.written, 1);
+    assert!(
+        env.customers("usmf")
+            .iter()
+            .any(|c| c["CustomerAccount"] == "ACC-LATE-NUMBER")
+    );
+    // The same for an active customer contact without a contact number.
+    env.sb.sales_insert(
+        "contacts",
+        json!({"lastname": "Nameless", "msdynce_isactivecustomer": true, "_owningbusinessunit_value": bu}),
+    );
+    let before = env.customers("usmf").len();
+    let r = env.run(FlowName::ContactsToFno).await;
+    assert_eq!(
+        (r.failed, r.skipped_by_reason.get(&Skip::NoNumber)),
+        (0, Some(&1)),
+        "{r:?}"
+    );
+    assert_eq!(
+        env.customers("usmf").len(),
+        before + 2,
+        "the two demo customer contacts, not the nameless one"
+    );
 
     // An SQS batch: garbage, a wrong version, a wrong flow, and one good message. Only the bad ones fail.
     let accounts = env.sb.sales_rows("accounts");
@@ -320,4 +349,336 @@ async fn overlapping_scheduled_runs_write_each_record_once() {
     // And a third run afterwards finds nothing left to do.
     let r = env.run(FLOW).await;
     assert_eq!(r.written, 0);
+}
+
+/// P2C_MAPPING of this test: account category 2 names customer group 90, which F&O does not have, so F&O itself
+/// refuses those customers (HTTP 500, AxODataWriteException), as it refuses a duplicate.
+const GROUP_90: &str = r#"
+[[accounts-to-fno.fields]]
+source = "accountcategorycode"
+target = "CustomerGroupId"
+transform = "value_map"
+map = { "" = "10", "1" = "20", "2" = "90" }
+replace = true
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn already_exists_is_confirmed_by_a_read_in_any_language_and_a_refusal_is_never_an_update() {
+    let mapping = std::env::temp_dir().join(format!("p2c-exists-{}.toml", std::process::id()));
+    std::fs::write(&mapping, GROUP_90).unwrap();
+    // F&O's API user works in German: "Der Datensatz ist bereits vorhanden", not "already exists".
+    let cfg = SandboxConfig {
+        fno_language: "de".into(),
+        ..Default::default()
+    };
+    let env = Env::start_with(cfg, 3, |c| c.mapping = Some(mapping.clone())).await;
+    let accounts = env.sb.sales_rows("accounts");
+    let (known, refused) = (&accounts[0], &accounts[1]);
+    let number = |a: &Value| a["accountnumber"].as_str().unwrap().to_string();
+    // Already in F&O (entered there before p2c ran): no link, so p2c creates and F&O refuses, in German.
+    env.sb.fno_insert(
+        "CustomersV2",
+        json!({"dataAreaId": "usmf", "CustomerAccount": number(known), "OrganizationName": "Old Name Ltd",
+               "CustomerGroupId": "10", "SalesCurrencyCode": "USD", "PartyType": "Organization"}),
+    );
+    env.sb.sales_update(
+        "accounts",
+        refused["accountid"].as_str().unwrap(),
+        json!({"accountcategorycode": 2}),
+    );
+
+    let r = env.run(FLOW).await;
+    let rows = |n: &str| -> Vec<Value> {
+        env.customers("usmf")
+            .into_iter()
+            .filter(|c| c["CustomerAccount"] == n)
+            .collect()
+    };
+    // The customer F&O held is updated to Sales' values: a read by key confirmed "exists".
+    let k = rows(&number(known));
+    assert_eq!(k.len(), 1);
+    assert_eq!(k[0]["OrganizationName"], known["name"]);
+    // The refusal stands: no customer, a permanent failure with F&O's reason, not an update of anything.
+    assert!(rows(&number(refused)).is_empty());
+    assert_eq!((r.written, r.failed, r.dead_lettered), (2, 1, 1), "{:?}", r.errors);
+    assert_eq!(r.errors[0].key, number(refused));
+    assert!(r.errors[0].reason.contains("90"), "{}", r.errors[0].reason);
+    assert_eq!(env.customers("usmf").len(), 2);
+    let _ = std::fs::remove_file(&mapping);
+}
+
+/// The F&O customer of a Sales account, as F&O holds it now.
+fn customer_of(env: &Env, account: &Value) -> Value {
+    env.customers("usmf")
+        .into_iter()
+        .find(|c| c["CustomerAccount"] == account["accountnumber"])
+        .expect("the customer is in F&O")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_and_deactivated_accounts_are_reported_and_marked_and_held_only_when_asked() {
+    for hold in [false, true] {
+        let env = Env::start_with(SandboxConfig::default(), 3, |c| {
+            if hold {
+                c.deactivate_targets = vec![FLOW];
+            }
+        })
+        .await;
+        env.run(FLOW).await;
+        let accounts = env.sb.sales_rows("accounts");
+        let (deleted, inactive) = (&accounts[0], &accounts[1]);
+        let id = |a: &Value| a["accountid"].as_str().unwrap().to_string();
+        env.sb.sales_delete("accounts", &id(deleted));
+        env.sb
+            .sales_update("accounts", &id(inactive), json!({"statecode": 1, "statuscode": 2}));
+
+        let r = env.run(FLOW).await;
+        assert_eq!((r.read, r.failed), (2, 0), "{r:?}");
+        let links = env
+            .deps
+            .state
+            .get_links("account", "usmf", "sales", &[id(deleted), id(inactive)])
+            .await
+            .unwrap();
+        assert_eq!(links[&id(deleted)].source_version.as_deref(), Some("gone:deleted"));
+        assert_eq!(links[&id(inactive)].source_version.as_deref(), Some("gone:inactive"));
+        let held = if hold { json!("All") } else { json!(null) };
+        for a in [deleted, inactive] {
+            let c = customer_of(&env, a);
+            assert_eq!(
+                c["OnHoldStatus"].as_str().filter(|s| *s != "No"),
+                held.as_str(),
+                "hold={hold}: {c}"
+            );
+        }
+        if hold {
+            assert_eq!(r.written, 2, "{r:?}");
+        } else {
+            assert_eq!(
+                (
+                    r.skipped_by_reason.get(&Skip::DeletedInSales),
+                    r.skipped_by_reason.get(&Skip::Inactive)
+                ),
+                (Some(&1), Some(&1))
+            );
+        }
+        // Reported once: the next run is quiet.
+        let r = env.run(FLOW).await;
+        assert_eq!(r.written, 0, "{r:?}");
+
+        // Active again (and renamed): the customer follows, and comes off hold.
+        env.sb.sales_update(
+            "accounts",
+            &id(inactive),
+            json!({"statecode": 0, "statuscode": 1, "name": "Back Again Ltd"}),
+        );
+        let r = env.run(FLOW).await;
+        assert_eq!(r.written, 1, "{r:?}");
+        let c = customer_of(&env, inactive);
+        assert_eq!(c["OrganizationName"], "Back Again Ltd");
+        assert_ne!(c["OnHoldStatus"], "All", "{c}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleted_contacts_are_reported_and_marked_and_their_customers_held_when_asked() {
+    for hold in [false, true] {
+        let env = Env::start_with(SandboxConfig::default(), 3, |c| {
+            if hold {
+                c.deactivate_targets = vec![FlowName::ContactsToFno];
+            }
+        })
+        .await;
+        env.run(FLOW).await;
+        env.run(FlowName::ContactsToFno).await;
+        let contacts = env.sb.sales_rows("contacts");
+        let customer = contacts.iter().find(|c| c["msdynce_isactivecustomer"] == true).unwrap();
+        let person = contacts
+            .iter()
+            .find(|c| c["msdynce_isactivecustomer"] != true && c["_parentcustomerid_value"].is_string())
+            .unwrap();
+        let id = |c: &Value| c["contactid"].as_str().unwrap().to_ascii_lowercase();
+        env.sb.sales_delete("contacts", &id(customer));
+        env.sb.sales_delete("contacts", &id(person));
+        let persons_before = env.sb.fno_rows("CDSContactPersons").len();
+
+        let r = env.run(FlowName::ContactsToFno).await;
+        assert_eq!((r.read, r.failed), (2, 0), "{r:?}");
+        let as_customer = env
+            .deps
+            .state
+            .get_links("contact", "usmf", "sales", &[id(customer)])
+            .await
+            .unwrap();
+        let as_person = env
+            .deps
+            .state
+            .get_links("contactperson", "usmf", "sales", &[id(person)])
+            .await
+            .unwrap();
+        assert_eq!(
+            as_customer[&id(customer)].source_version.as_deref(),
+            Some("gone:deleted")
+        );
+        assert_eq!(as_person[&id(person)].source_version.as_deref(), Some("gone:deleted"));
+        let c = env
+            .customers("usmf")
+            .into_iter()
+            .find(|c| c["CustomerAccount"] == customer["msdynce_contactnumber"])
+            .unwrap();
+        assert_eq!(c["OnHoldStatus"] == "All", hold, "hold={hold}: {}", c["OnHoldStatus"]);
+        assert_eq!(
+            env.sb.fno_rows("CDSContactPersons").len(),
+            persons_before,
+            "F&O parties are never deleted"
+        );
+        let r = env.run(FlowName::ContactsToFno).await;
+        assert_eq!(r.written, 0, "reported once: {r:?}");
+    }
+}
+
+/// The F&O customer of `number` in usmf.
+fn customer(env: &Env, number: &str) -> Value {
+    env.customers("usmf")
+        .into_iter()
+        .find(|c| c["CustomerAccount"] == number)
+        .unwrap_or_else(|| panic!("F&O customer {number}"))
+}
+
+/// A synced account holding a fax and a number of employees: (accountid, accountnumber).
+async fn account_with_fax_and_staff(env: &Env) -> (String, String) {
+    let a = env.sb.sales_rows("accounts")[0].clone();
+    let (id, number) = (
+        a["accountid"].as_str().unwrap().to_string(),
+        a["accountnumber"].as_str().unwrap().to_string(),
+    );
+    env.sb.sales_update(
+        "accounts",
+        &id,
+        json!({"fax": "+1 425 555 0199", "numberofemployees": 120}),
+    );
+    let r = env.run(FLOW).await;
+    assert_eq!(r.failed, 0, "{:?}", r.errors);
+    let c = customer(env, &number);
+    assert_eq!(
+        (&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]),
+        (&json!("+1 425 555 0199"), &json!(120))
+    );
+    (id, number)
+}
+
+/// Issue 12: a fax and a number of employees cleared in Sales are cleared in F&O (text "" and 0: neither is
+/// nullable in F&O), in one PATCH; the next run that reads the account finds it unchanged and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleared_fax_and_employees_clear_the_customer_once_then_it_is_unchanged() {
+    let env = Env::start(3).await;
+    let (id, number) = account_with_fax_and_staff(&env).await;
+    let name = customer(&env, &number)["OrganizationName"].clone();
+
+    env.sb
+        .sales_update("accounts", &id, json!({"fax": null, "numberofemployees": null}));
+    env.sb.reset_counters();
+    let r = env.run(FLOW).await;
+    assert_eq!((r.read, r.written, r.updated, r.failed), (1, 1, 1, 0), "{r:?}");
+    let c = customer(&env, &number);
+    assert_eq!(c["PrimaryContactFax"], "", "F&O text has no null: cleared to \"\"");
+    assert_eq!(
+        c["OrganizationNumberOfEmployees"], 0,
+        "a non-nullable Int32 clears to 0"
+    );
+    assert_eq!(c["OrganizationName"], name, "nothing else changed");
+    assert_eq!(
+        env.sb.requests().get("fno POST $batch"),
+        Some(&1),
+        "{:?}",
+        env.sb.requests()
+    );
+
+    // A change to a column the template does not map: the account is read, its mapped content (clears included)
+    // hashes as last written, so it is skipped and F&O gets nothing.
+    env.sb.sales_update("accounts", &id, json!({"revenue": 5}));
+    env.sb.reset_counters();
+    let r = env.run(FLOW).await;
+    assert_eq!((r.read, r.written, r.skipped), (1, 0, 1), "{r:?}");
+    assert_eq!(r.skipped_by_reason.get(&Skip::Unchanged), Some(&1));
+    assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
+    let c = customer(&env, &number);
+    assert_eq!(
+        (&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]),
+        (&json!(""), &json!(0))
+    );
+}
+
+/// A row marked `keep_when_blank` in P2C_MAPPING keeps F&O's value when the source is cleared; the other
+/// cleared field is still cleared, and reconcile does not count the kept value as drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_kept_when_blank_keeps_the_fno_value() {
+    let dir = std::env::temp_dir().join(format!("p2c-e2e-keep-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mapping.toml");
+    std::fs::write(&path, "[accounts-to-fno]\nkeep_when_blank = [\"PrimaryContactFax\"]\n").unwrap();
+    let env = Env::start_with(SandboxConfig::default(), 3, |cfg| cfg.mapping = Some(path.clone())).await;
+    let (id, number) = account_with_fax_and_staff(&env).await;
+
+    env.sb
+        .sales_update("accounts", &id, json!({"fax": null, "numberofemployees": null}));
+    let r = env.run(FLOW).await;
+    assert_eq!((r.read, r.written, r.failed), (1, 1, 0), "{r:?}");
+    let c = customer(&env, &number);
+    assert_eq!(
+        c["PrimaryContactFax"], "+1 425 555 0199",
+        "kept: the row opts out of clears"
+    );
+    assert_eq!(c["OrganizationNumberOfEmployees"], 0, "cleared as usual");
+
+    let rec = p2c_sync::ops::reconcile::reconcile(&env.deps, FLOW, "usmf", false)
+        .await
+        .unwrap();
+    assert!(rec.mismatches.is_empty(), "{:?}", rec.mismatches);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Whether F&O honours `Prefer: odata.continue-on-error` is undocumented; under either behaviour a refused
+/// customer in the middle of a `$batch` loses none of its neighbours: those F&O did not run come back as
+/// transient failures, are retried, and land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_mid_batch_loses_no_neighbour_whether_or_not_fno_stops_at_it() {
+    for stops in [false, true] {
+        let mapping = std::env::temp_dir().join(format!("p2c-stops-{}-{stops}.toml", std::process::id()));
+        std::fs::write(&mapping, GROUP_90).unwrap();
+        let cfg = SandboxConfig {
+            fno_batch_stops_at_first_failure: stops,
+            ..Default::default()
+        };
+        let env = Env::start_with(cfg, 20, |c| c.mapping = Some(mapping.clone())).await;
+        let mut accounts = env.sb.sales_rows("accounts");
+        accounts.sort_by(|a, b| a["accountnumber"].as_str().cmp(&b["accountnumber"].as_str()));
+        let refused = &accounts[5];
+        env.sb.sales_update(
+            "accounts",
+            refused["accountid"].as_str().unwrap(),
+            json!({"accountcategorycode": 2}),
+        );
+        let r = env.run(FLOW).await;
+        if stops {
+            assert!(
+                r.written < 19 && r.retry_queued > 0,
+                "F&O ran nothing after the refusal: {r:?}"
+            );
+        } else {
+            assert_eq!(r.written, 19, "{r:?}");
+        }
+        env.drain(FLOW).await;
+        let numbers: Vec<Value> = env
+            .customers("usmf")
+            .iter()
+            .map(|c| c["CustomerAccount"].clone())
+            .collect();
+        assert_eq!(numbers.len(), 19, "stops={stops}: every neighbour lands once");
+        assert!(!numbers.contains(&refused["accountnumber"]));
+        let (queued, dead) = env.queued(FLOW).await;
+        assert!(queued.is_empty(), "stops={stops}");
+        assert_eq!(dead.len(), 1, "stops={stops}: only the refused one is dead-lettered");
+        let _ = std::fs::remove_file(&mapping);
+    }
 }

@@ -38,8 +38,8 @@
 //!   ignores the computed columns (their metadata does not change).
 //! * `ispricelocked` of orders and invoices is `IsValidForCreate = false` too (DCE `salesorder.md`,
 //!   `invoice.md`): a create ignores it; an update sets it.
-//! * New lines inherit the header's currency and owning business unit, and get the next `sequencenumber` of their
-//!   header when the body has none.
+//! * New lines inherit the header's currency (and its owner, see `owner.rs`), and get the next `sequencenumber`
+//!   of their header when the body has none.
 //!
 //! **Freight Tax** (the P2C plug-in on order and invoice lines, spec/templates.md 4): F&O's header tax arrives as
 //! a write-in line flagged `msdynce_ismisctax`; a second such line on one document is refused with 400
@@ -305,12 +305,11 @@ pub(crate) fn system_pricing(store: &DvStore) -> bool {
 fn prepare_line(store: &DvStore, doc: &Doc, row: &mut Row, new: bool) {
     let header = id_of(row, &doc.header_col()).and_then(|h| store.get(doc.header, h));
     if new && let Some(h) = header {
-        for col in ["_transactioncurrencyid_value", "_owningbusinessunit_value"] {
-            if is_blank(row, col)
-                && let Some(v) = h.get(col).filter(|v| !v.is_null())
-            {
-                row.insert(col.to_string(), v.clone());
-            }
+        let col = "_transactioncurrencyid_value";
+        if is_blank(row, col)
+            && let Some(v) = h.get(col).filter(|v| !v.is_null())
+        {
+            row.insert(col.to_string(), v.clone());
         }
         if is_blank(row, "sequencenumber") {
             let hid = id_of(row, &doc.header_col()).unwrap_or("");

@@ -526,7 +526,8 @@ async fn system_pricing_computes_lines_and_header_totals() {
     let usmf = sb.business_unit_id("usmf").unwrap();
 
     let mut head = header_body(&r, "Priced");
-    head["owningbusinessunit@odata.bind"] = json!(format!("/businessunits({usmf})"));
+    let team = sb.default_team_id(&usmf).unwrap();
+    head["ownerid@odata.bind"] = json!(format!("/teams({team})"));
     head["totalamount"] = json!(99999); // not valid for create: ignored
     let q = post_id(&api, "quotes", &head).await;
     assert_eq!(sb.sales_get("quotes", &q).unwrap()["totalamount"], 0.0);
@@ -548,7 +549,12 @@ async fn system_pricing_computes_lines_and_header_totals() {
         json!(r.usd),
         "the quote's currency"
     );
-    assert_eq!(row["_owningbusinessunit_value"], json!(usmf), "the quote's owner");
+    assert_eq!(
+        row["_owningbusinessunit_value"],
+        json!(usmf),
+        "the quote's business unit"
+    );
+    assert_eq!(row["_ownerid_value"], json!(team), "the quote's owner");
 
     // Override price: kept; line-item discount and tax: extended = qty × price - discount + tax.
     let mut l2 = line_body(&sb, &r, ("quoteid", &bind), "D0003", 3.0);

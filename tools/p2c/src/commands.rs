@@ -12,10 +12,20 @@ use crate::{local, ops::Ops};
 const MAX_RECEIVE: u32 = 5;
 const VISIBILITY_SECS: u32 = 360;
 
-pub async fn sandbox(port: u16, accounts: usize) -> Result<bool> {
+pub async fn sandbox(port: u16, accounts: usize, tls: bool) -> Result<bool> {
     let ports = (port != 0).then_some((port, port + 1, port + 2));
-    let sb = local::start_sandbox(ports, accounts).await?;
+    let sb = local::start_sandbox_with(ports, accounts, tls).await?;
     let c = sb.config();
+    if let Some(pem) = sb.tls_ca_pem() {
+        let path = std::env::temp_dir().join(format!("p2c-sandbox-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, pem)?;
+        println!("HTTPS: trust the sandbox CA in {}", path.display());
+        println!(
+            "export SSL_CERT_FILE={0} REQUESTS_CA_BUNDLE={0} NODE_EXTRA_CA_CERTS={0}",
+            path.display()
+        );
+        println!();
+    }
     println!("Sales (Dataverse)  {}/api/data/v9.2", sb.sales_url());
     println!("F&O                {}/data", sb.fno_url());
     println!(
@@ -87,7 +97,7 @@ pub async fn run(f: FlowName, company: Option<&str>, full_resync: bool, dry_run:
     let opts = RunOptions {
         full_resync,
         trigger: if dry_run { "dry-run" } else { "cli" }.into(),
-        progress: None,
+        ..Default::default()
     };
     let mut reports = Vec::new();
     for c in companies {
@@ -362,6 +372,7 @@ pub async fn backfill(f: FlowName, company: Option<&str>, as_json: bool) -> Resu
             full_resync: true,
             trigger: "backfill".into(),
             progress: Some(crate::progress::printer(f.as_str(), &c, total)),
+            ..Default::default()
         };
         let r = run_flow(&deps, f, &c, &opts).await?;
         crate::progress::finish();

@@ -134,6 +134,12 @@ pub fn print_status(v: &Value) {
             last.unwrap_or_else(|| "-".into()),
             r["lease_holder"]["owner"].as_str().unwrap_or("-"),
         );
+        if let Some(skips) = r["runs"].get(0).and_then(|run| run["skipped_by_reason"].as_object()) {
+            let list: Vec<String> = skips.iter().map(|(why, n)| format!("{why}: {n}")).collect();
+            if !list.is_empty() {
+                println!("    skipped by the last run: {}", list.join(", "));
+            }
+        }
         for run in r["runs"].as_array().into_iter().flatten() {
             for e in run["first_errors"].as_array().into_iter().flatten().take(3) {
                 println!("    ! {}", e.as_str().unwrap_or(""));

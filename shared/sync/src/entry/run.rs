@@ -4,6 +4,7 @@
 use std::{panic::AssertUnwindSafe, time::Instant};
 
 use futures::FutureExt;
+use tracing::Instrument;
 
 use p2c_state::RunRecord;
 
@@ -22,9 +23,7 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
     let mut report = RunReport::new(&run_id, flow.as_str(), &company, trigger);
     let ddb_before = deps.state.request_count();
     let stats_before = deps.dynamics_stats();
-    let started_at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
+    let started_at = now_rfc3339();
 
     let Some(lease) = deps
         .state
@@ -47,8 +46,11 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         _ => None,
     };
     // A panic inside the flow must not take the lease and the run record with it.
+    // Every log line of the run carries its id (and the Lambda request id).
+    let span = tracing::info_span!("run", run_id = %run_id, flow = %flow, company = %company, request_id = opts.request_id.as_deref().unwrap_or(""));
     let result = AssertUnwindSafe(crate::flows::run(deps, flow, &company, opts, &mut report, &lease))
         .catch_unwind()
+        .instrument(span)
         .await
         .unwrap_or_else(|p| Err(SyncError::Panic(panic_text(&p))));
     if let Err(SyncError::SimulatedCrash(point)) = &result {
@@ -62,28 +64,15 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.dynamodb_requests = deps.state.request_count() - ddb_before;
     report.dynamics_requests = diff(&deps.dynamics_stats(), &stats_before);
-    let record = RunRecord {
-        run_id: run_id.clone(),
-        flow: flow.as_str().into(),
-        company: company.clone(),
-        trigger: trigger.into(),
-        started_at,
-        duration_ms: report.duration_ms,
-        read: report.read,
-        written: report.written,
-        skipped: report.skipped,
-        failed: report.failed,
-        first_errors: match &result {
-            Err(e) => vec![format!("run failed: {e}")],
-            Ok(()) => report.first_errors(5),
-        },
-    };
-    if let Err(e) = deps.state.put_run(&record).await {
-        tracing::warn!(flow = %flow, company, error = %e, "could not record the run");
-    }
-    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() || std::env::var_os("P2C_EMF").is_some() {
-        // One CloudWatch Embedded Metric Format line per run; the dashboard and alarms read these.
-        println!("{}", crate::entry::metrics::emf_line(&report, result.is_err()));
+    let interrupted = matches!(result, Err(SyncError::Deadline { .. }));
+    report.interrupted = interrupted;
+    report.request_id = opts.request_id.clone();
+    let failed = result.as_ref().err().filter(|_| !interrupted);
+    record(deps, &report, started_at, failed).await;
+    if interrupted {
+        // Stopped before the deadline with everything committed: not an error; the next run continues.
+        tracing::info!(flow = %flow, company, read = report.read, "stopped before the Lambda deadline");
+        return Ok(report);
     }
     result?;
     tracing::info!(
@@ -91,6 +80,45 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
         failed = report.failed, duration_ms = report.duration_ms, "run finished"
     );
     Ok(report)
+}
+
+/// The run's record in the history (`p2c status`) and its metrics line: for scheduled runs and SQS groups alike.
+pub(crate) async fn record(deps: &Deps, report: &RunReport, started_at: String, failed: Option<&SyncError>) {
+    let record = RunRecord {
+        run_id: report.run_id.clone(),
+        flow: report.flow.clone(),
+        company: report.company.clone(),
+        trigger: report.trigger.clone(),
+        started_at,
+        duration_ms: report.duration_ms,
+        read: report.read,
+        written: report.written,
+        skipped: report.skipped,
+        failed: report.failed,
+        skipped_by_reason: report
+            .skipped_by_reason
+            .iter()
+            .map(|(k, v)| (k.as_str().to_string(), *v))
+            .collect(),
+        first_errors: match failed {
+            Some(e) => vec![format!("run failed: {e}")],
+            None => report.first_errors(5),
+        },
+        interrupted: report.interrupted,
+        request_id: report.request_id.clone(),
+    };
+    if let Err(e) = deps.state.put_run(&record).await {
+        tracing::warn!(flow = %report.flow, company = %report.company, error = %e, "could not record the run");
+    }
+    if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() || std::env::var_os("P2C_EMF").is_some() {
+        // One CloudWatch Embedded Metric Format line per run; the dashboard and alarms read these.
+        println!("{}", crate::entry::metrics::emf_line(report, failed.is_some()));
+    }
+}
+
+/// Now, as run records keep it.
+pub(crate) fn now_rfc3339() -> String {
+    crate::pipeline::record::now()
 }
 
 fn diff(after: &p2c_dynamics::RequestStats, before: &p2c_dynamics::RequestStats) -> p2c_dynamics::RequestStats {

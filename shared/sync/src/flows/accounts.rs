@@ -4,6 +4,9 @@
 //! Write: create what has no link and update what has one, without reading F&O first (see
 //! [`upsert_all`]: F&O enforces the key, so a create that an earlier crashed run already made becomes an
 //! update, and nothing is duplicated).
+//! Deleted or deactivated accounts: reported and their links marked ([`Gone`]); with the flow in
+//! P2C_DEACTIVATE_TARGETS their F&O customer is also put on hold (`OnHoldStatus` = All), and taken off hold
+//! when the account is active again.
 
 use std::collections::{HashMap, HashSet};
 
@@ -13,15 +16,17 @@ use p2c_state::Link;
 use serde_json::Value;
 
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
     faults::CrashPoint,
     flow_name::FlowName,
+    ownership::BusinessUnitScope,
     pipeline::{
         Flow,
-        links::LinkEntity,
+        links::{Gone, LinkEntity},
         lookups::lookup_paths,
         record::{now, split_guids, str_of, version_of},
+        retire::{NOT_ON_HOLD, Retire, count_unlinked, retire},
         sink::fno::{Upsert, upsert_all},
         source::{Page, SourceSpec, delta::DeltaTable},
     },
@@ -36,16 +41,23 @@ const NOUN: &str = "account";
 pub struct Accounts<'a> {
     template: &'a Template,
     company: String,
-    business_unit: String,
+    /// The business units whose accounts are the company's (read once per run, when there are accounts).
+    scope: ScopeOnce,
+    /// Put the F&O customer on hold when its account is deleted or deactivated (P2C_DEACTIVATE_TARGETS).
+    hold_when_gone: bool,
 }
 
 struct Pending {
     id: String,
     key: String,
     body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    cleared: Vec<String>,
     hash: String,
     version: Option<String>,
     linked_same_key: bool,
+    /// Its link says the account had left Sales (deleted or inactive): write even if unchanged.
+    returning: bool,
 }
 
 impl<'a> Accounts<'a> {
@@ -56,14 +68,18 @@ impl<'a> Accounts<'a> {
         Ok(Accounts {
             template,
             company: company.to_string(),
-            business_unit: deps.business_unit_id(company).await?,
+            scope: {
+                deps.business_unit_id(company).await?; // a wrong P2C_COMPANIES stops the run here
+                ScopeOnce::new(company)
+            },
+            hold_when_gone: deps.cfg.deactivate_targets.contains(&FlowName::AccountsToFno),
         })
     }
 
     /// Columns to read: the template's, plus the owner business unit and the row version.
     fn select(&self) -> Vec<String> {
         let mut cols = self.template.source_select();
-        for extra in ["_owningbusinessunit_value", "versionnumber"] {
+        for extra in ["_owningbusinessunit_value", "versionnumber", "statecode"] {
             if !cols.iter().any(|c| c == extra) {
                 cols.push(extra.to_string());
             }
@@ -80,8 +96,16 @@ impl<'a> Accounts<'a> {
             .map_or("", String::as_str)
     }
 
-    /// Transform: filter, map, key. Rows that cannot be mapped fail on their own.
-    fn transform(&self, rows: Vec<Record>, report: &mut RunReport, failures: &mut Vec<Failure>) -> Vec<Pending> {
+    /// Transform: filter, map, key. Rows that cannot be mapped fail on their own; deactivated accounts go to
+    /// `inactive` (their id and number).
+    fn transform(
+        &self,
+        rows: Vec<Record>,
+        scope: &BusinessUnitScope,
+        report: &mut RunReport,
+        failures: &mut Vec<Failure>,
+        inactive: &mut Vec<(String, Gone)>,
+    ) -> Vec<Pending> {
         let t = self.template;
         let mut pending = Vec::with_capacity(rows.len());
         let mut seen_keys: HashMap<String, String> = HashMap::new();
@@ -92,8 +116,7 @@ impl<'a> Accounts<'a> {
                 failures.push(Failure::new("", "(no id)", why, false));
                 continue;
             };
-            if str_of(&row, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(&self.business_unit))
-            {
+            if !scope.owns(&row) {
                 report.skip(Skip::OtherBusinessUnit);
                 continue;
             }
@@ -101,11 +124,20 @@ impl<'a> Accounts<'a> {
                 report.skip(Skip::Filtered);
                 continue;
             }
+            if str_of(&row, &t.source_key).is_none_or(|n| n.trim().is_empty()) {
+                tracing::info!(id = %id, "account without a number: not synced");
+                report.skip(Skip::NoNumber);
+                continue;
+            }
+            if row.get("statecode").and_then(Value::as_i64) == Some(1) {
+                inactive.push((id, Gone::Inactive));
+                continue;
+            }
             let mapped = match t.key_of(&row) {
-                Ok(key) => t.map(&row).map(|body| (key, body)),
+                Ok(key) => t.map_parts(&row).map(|m| (key, m)),
                 Err(e) => Err(e),
             };
-            let (key, mut body) = match mapped {
+            let (key, p2c_mapping::Mapped { mut body, cleared }) = match mapped {
                 Ok(v) => v,
                 Err(e) => {
                     let key = str_of(&row, &t.source_key).unwrap_or(&id).to_string();
@@ -128,7 +160,9 @@ impl<'a> Accounts<'a> {
                 id,
                 key,
                 body,
+                cleared,
                 linked_same_key: false,
+                returning: false,
             });
         }
         pending
@@ -146,7 +180,13 @@ impl<'a> Accounts<'a> {
         deps.lookups
             .enrich(&deps.sales, &lookup_paths(self.template), &mut rows)
             .await?;
-        let mut pending = self.transform(rows, report, &mut failures);
+        if rows.is_empty() {
+            return Ok(failures);
+        }
+        let scope = self.scope.get(deps).await?;
+        let mut inactive = Vec::new();
+        let mut pending = self.transform(rows, scope, report, &mut failures, &mut inactive);
+        failures.extend(self.retire(deps, inactive, report).await?);
 
         // Decide: skip what its link says was written as it is now.
         let ids: Vec<String> = pending.iter().map(|p| p.id.clone()).collect();
@@ -155,14 +195,13 @@ impl<'a> Accounts<'a> {
             .get_links(LINK_ENTITY.as_str(), company, "sales", &ids)
             .await?;
         pending.retain_mut(|p| match links.get(&p.id) {
-            Some(l)
-                if deps.cfg.skip_unchanged && l.target_key == p.key && l.target_hash.as_deref() == Some(&p.hash) =>
-            {
+            Some(l) if deps.cfg.skip_unchanged && unchanged(l, p) => {
                 report.skip(Skip::Unchanged);
                 false
             }
             Some(l) => {
                 p.linked_same_key = l.target_key == p.key;
+                p.returning = Gone::marked(l.source_version.as_deref());
                 true
             }
             None => true,
@@ -175,13 +214,20 @@ impl<'a> Accounts<'a> {
         let key_field = self.key_field().to_string();
         let items: Vec<Upsert> = pending
             .iter_mut()
-            .map(|p| Upsert {
-                key: vec![
-                    ("dataAreaId".into(), Value::String(company.to_string())),
-                    (key_field.clone(), Value::String(p.key.clone())),
-                ],
-                body: std::mem::take(&mut p.body),
-                create: !p.linked_same_key,
+            .map(|p| {
+                let mut body = std::mem::take(&mut p.body);
+                if p.returning && self.hold_when_gone {
+                    body.insert("OnHoldStatus".into(), Value::String(NOT_ON_HOLD.into()));
+                }
+                Upsert {
+                    key: vec![
+                        ("dataAreaId".into(), Value::String(company.to_string())),
+                        (key_field.clone(), Value::String(p.key.clone())),
+                    ],
+                    body,
+                    cleared: std::mem::take(&mut p.cleared),
+                    create: !p.linked_same_key,
+                }
             })
             .collect();
         let results = upsert_all(deps, &self.template.target_entity, items).await;
@@ -212,6 +258,32 @@ impl<'a> Accounts<'a> {
     }
 }
 
+/// Its link says it was written as it is now (and it had not left Sales since).
+fn unchanged(l: &Link, p: &Pending) -> bool {
+    l.target_key == p.key && l.target_hash.as_deref() == Some(&p.hash) && !Gone::marked(l.source_version.as_deref())
+}
+
+impl Accounts<'_> {
+    /// Accounts that left Sales (deleted, or deactivated): see [`retire`].
+    async fn retire(
+        &self,
+        deps: &Deps,
+        gone: Vec<(String, Gone)>,
+        report: &mut RunReport,
+    ) -> Result<Vec<Failure>, SyncError> {
+        let r = Retire {
+            entity: LINK_ENTITY,
+            company: &self.company,
+            hold: self
+                .hold_when_gone
+                .then(|| (self.template.target_entity.as_str(), self.key_field())),
+        };
+        let (failures, unlinked) = retire(deps, &r, gone, report).await?;
+        count_unlinked(unlinked, report);
+        Ok(failures)
+    }
+}
+
 impl Flow for Accounts<'_> {
     fn name(&self) -> FlowName {
         FlowName::AccountsToFno
@@ -225,11 +297,11 @@ impl Flow for Accounts<'_> {
     }
 
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
-        for _ in &page.deleted {
-            report.read += 1;
-            report.skip(Skip::DeletedInSales);
-        }
-        self.sync_rows(deps, page.rows, report).await
+        report.read += page.deleted.len() as u64;
+        let deleted = page.deleted.into_iter().map(|id| (id, Gone::Deleted)).collect();
+        let mut failures = self.retire(deps, deleted, report).await?;
+        failures.extend(self.sync_rows(deps, page.rows, report).await?);
+        Ok(failures)
     }
 
     /// Re-reads each record: a replay never writes stale data.

@@ -20,15 +20,17 @@ use p2c_state::Link;
 use serde_json::Value;
 
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
     faults::CrashPoint,
     flow_name::FlowName,
+    ownership::BusinessUnitScope,
     pipeline::{
         Flow,
-        links::{LinkEntity, customer_accounts, describe_customers},
+        links::{Gone, LinkEntity, customer_accounts, describe_customers},
         lookups::lookup_paths,
         record::{now, split_guids, str_of, version_of},
+        retire::{Retire, count_unlinked, retire},
         sink::fno::{
             Key, Plan, key_text, plan, plan_op, read_current, row_has_key, target_fields, target_key, text_of,
             write_sets,
@@ -110,6 +112,8 @@ struct Pending {
     key: Key,
     key_text: String,
     body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    cleared: Vec<String>,
     hash: String,
     version: Option<String>,
 }
@@ -118,7 +122,10 @@ struct Pending {
 pub struct Contacts<'a> {
     routes: Routes<'a>,
     company: String,
-    business_unit: String,
+    /// The business units whose contacts are the company's (read once per run, when there are contacts).
+    scope: ScopeOnce,
+    /// Put a deleted customer contact's F&O customer on hold (P2C_DEACTIVATE_TARGETS).
+    hold_when_gone: bool,
 }
 
 impl<'a> Contacts<'a> {
@@ -126,8 +133,47 @@ impl<'a> Contacts<'a> {
         Ok(Contacts {
             routes: Routes::of(deps)?,
             company: company.to_string(),
-            business_unit: deps.business_unit_id(company).await?,
+            scope: {
+                deps.business_unit_id(company).await?; // a wrong P2C_COMPANIES stops the run here
+                ScopeOnce::new(company)
+            },
+            hold_when_gone: deps.cfg.deactivate_targets.contains(&FlowName::ContactsToFno),
         })
+    }
+}
+
+impl Contacts<'_> {
+    /// Contacts deleted in Sales: their links marked, and with P2C_DEACTIVATE_TARGETS the F&O customer of a
+    /// customer contact put on hold (a contact person is only reported).
+    async fn retire_deleted(
+        &self,
+        deps: &Deps,
+        ids: Vec<String>,
+        report: &mut RunReport,
+    ) -> Result<Vec<Failure>, SyncError> {
+        let gone: Vec<(String, Gone)> = ids
+            .into_iter()
+            .map(|id| (id.to_ascii_lowercase(), Gone::Deleted))
+            .collect();
+        let customer = self.routes.customer;
+        let hold = self
+            .hold_when_gone
+            .then(|| (customer.target_entity.as_str(), read_field(customer)));
+        let as_customer = Retire {
+            entity: LinkEntity::Contact,
+            company: &self.company,
+            hold,
+        };
+        let (mut failures, rest) = retire(deps, &as_customer, gone, report).await?;
+        let as_person = Retire {
+            entity: LinkEntity::ContactPerson,
+            company: &self.company,
+            hold: None,
+        };
+        let (more, rest) = retire(deps, &as_person, rest, report).await?;
+        failures.extend(more);
+        count_unlinked(rest, report);
+        Ok(failures)
     }
 }
 
@@ -144,11 +190,10 @@ impl Flow for Contacts<'_> {
     }
 
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
-        for _ in &page.deleted {
-            report.read += 1;
-            report.skip(Skip::DeletedInSales);
-        }
-        sync_contacts(deps, self, page.rows, report).await
+        report.read += page.deleted.len() as u64;
+        let mut failures = self.retire_deleted(deps, page.deleted, report).await?;
+        failures.extend(sync_contacts(deps, self, page.rows, report).await?);
+        Ok(failures)
     }
 
     /// Contacts named by id, re-read from Sales so a replay never writes stale data.
@@ -191,7 +236,11 @@ async fn sync_contacts(
     deps.lookups
         .enrich(&deps.sales, &lookup_paths(flow.routes.customer), &mut rows)
         .await?;
-    let routed = route_rows(flow, rows, report, &mut failures);
+    if rows.is_empty() {
+        return Ok(failures);
+    }
+    let scope = flow.scope.get(deps).await?;
+    let routed = route_rows(flow, scope, rows, report, &mut failures);
     let parents = PersonParents::resolve(deps, flow, &routed).await?;
     let pending = transform(flow, routed, &parents, &mut failures);
     let (pending, before) = skip_unchanged(deps, &flow.company, pending, report).await?;
@@ -206,6 +255,7 @@ async fn sync_contacts(
 /// Routes each contact by the templates' filters.
 fn route_rows(
     flow: &Contacts<'_>,
+    scope: &BusinessUnitScope,
     rows: Vec<Record>,
     report: &mut RunReport,
     failures: &mut Vec<Failure>,
@@ -218,7 +268,7 @@ fn route_rows(
             failures.push(fail("", "(no id)", why, false));
             continue;
         };
-        if str_of(&row, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(&flow.business_unit)) {
+        if !scope.owns(&row) {
             report.skip(Skip::OtherBusinessUnit);
             continue;
         }
@@ -230,6 +280,11 @@ fn route_rows(
             report.skip(Skip::NotCustomerNorPerson);
             continue;
         };
+        if str_of(&row, &flow.routes.template(route).source_key).is_none_or(|n| n.trim().is_empty()) {
+            tracing::info!(id = %id, "contact without a number: not synced");
+            report.skip(Skip::NoNumber);
+            continue;
+        }
         routed.push((route, id, row));
     }
     routed
@@ -330,8 +385,8 @@ fn transform(
             failures.push(f);
             continue;
         }
-        let mut body = match t.map(&row) {
-            Ok(b) => b,
+        let p2c_mapping::Mapped { mut body, cleared } = match t.map_parts(&row) {
+            Ok(m) => m,
             Err(e) => {
                 failures.push(fail(&id, &number, e.to_string(), false));
                 continue;
@@ -364,6 +419,7 @@ fn transform(
             key,
             key_text,
             body,
+            cleared,
         });
     }
     pending
@@ -466,7 +522,7 @@ async fn write(
                 .iter()
                 .find(|(r, row)| *r == p.route && row_has_key(row, &p.key))
                 .map(|(_, row)| row);
-            let pl = plan(&p.body, &p.key, cur);
+            let pl = plan(&p.body, &p.cleared, &p.key, cur);
             match plan_op(deps, &t.target_entity, &p.key, &pl) {
                 Some(op) => {
                     sets.push(vec![op]);

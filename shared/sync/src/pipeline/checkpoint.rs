@@ -1,6 +1,11 @@
-//! Where a run starts and what it commits: the flow's watermark (`WM#<flow>#<company>`) and, for a full read,
-//! its resume point (`WM#<flow>.resume#<company>`), saved after every committed page so an interrupted read
-//! (a Lambda timeout, Ctrl-C in `p2c backfill`) continues from the next page instead of page 1.
+//! Where a run starts and what it commits: the flow's watermark (`WM#<flow>#<company>`) and a resume point,
+//! saved after every committed page so an interrupted read (a run stopped before its Lambda deadline, Ctrl-C in
+//! `p2c backfill`) continues from the next page instead of page 1:
+//! - `WM#<flow>.resume#<company>`: the position of a full read (a first run, a backfill, an expired delta link);
+//! - `WM#<flow>.next#<company>`: the position of an incremental read (from the saved delta links).
+//!
+//! A sweep keeps its cursor in the watermark itself (the next scheduled run continues it); a backfill of a sweep
+//! keeps it in the resume item.
 
 use crate::{
     error::SyncError,
@@ -14,30 +19,25 @@ pub fn resume_name(flow: FlowName) -> String {
     format!("{}.resume", flow.as_str())
 }
 
-/// Where positions go while a run reads.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Slot {
-    /// The watermark itself (a sweep continued by the next scheduled run).
-    Watermark,
-    /// The resume item, while a full read is under way.
-    Resume,
-    /// Nowhere: an incremental read from a delta link restarts from that link.
-    None,
+/// Name of the item that remembers where an interrupted incremental read stopped.
+pub fn next_name(flow: FlowName) -> String {
+    format!("{}.next", flow.as_str())
 }
 
 pub struct Checkpoint {
     flow: FlowName,
     company: String,
     start: Start,
-    slot: Slot,
+    /// Where positions go: `None` = the watermark itself (a sweep), else the named resume item.
+    slot: Option<String>,
     /// Version of the watermark item as this run last saw or wrote it (optimistic locking).
     version: Option<u64>,
-    /// Version of the resume item, when there is one.
+    /// Version of the resume item, once read or written.
     resume_version: Option<u64>,
 }
 
 impl Checkpoint {
-    /// Reads the watermark (and the resume point of a full read) and decides where the run starts.
+    /// Reads the watermark (and the resume point of an interrupted read) and decides where the run starts.
     /// `full_resync` ignores the watermark; `position_is_watermark`: see [`SourceSpec`](super::source::SourceSpec).
     pub async fn open(
         store: &impl Checkpoints,
@@ -57,29 +57,35 @@ impl Checkpoint {
             flow,
             company: company.to_string(),
             start: Start::Beginning,
-            slot: Slot::Resume,
+            slot: None,
             version: wm.as_ref().map(|w| w.version),
             resume_version: None,
         };
         if position_is_watermark && !full_resync {
-            cp.slot = Slot::Watermark;
             cp.start = saved.map_or(Start::Beginning, Start::Saved);
             return Ok(cp);
         }
-        if let Some(v) = saved {
-            cp.start = Start::Saved(v);
-            cp.slot = Slot::None;
-            return Ok(cp);
-        }
-        if !position_is_watermark {
+        if saved.is_none() && !position_is_watermark {
             report.full_resync = wm.is_some();
         }
-        if let Some(r) = store.get(&resume_name(flow), company).await? {
-            tracing::info!(flow = %flow, company, "resuming an interrupted full read");
-            report.resumed = true;
-            cp.resume_version = Some(r.version);
-            cp.start = Start::Resume(r.value);
-        }
+        let slot = if saved.is_some() {
+            next_name(flow)
+        } else {
+            resume_name(flow)
+        };
+        cp.start = match (store.get(&slot, company).await?, saved) {
+            (Some(r), saved) => {
+                tracing::info!(flow = %flow, company, "resuming an interrupted read");
+                report.resumed = true;
+                cp.resume_version = Some(r.version);
+                Start::Resume {
+                    position: r.value,
+                    saved,
+                }
+            }
+            (None, saved) => saved.map_or(Start::Beginning, Start::Saved),
+        };
+        cp.slot = Some(slot);
         Ok(cp)
     }
 
@@ -87,42 +93,31 @@ impl Checkpoint {
         &self.start
     }
 
-    /// Saves the position after a committed page. A delta link refused mid-run turns an incremental read into
-    /// a full one (`report.full_resync`): from then on its positions are saved too.
-    pub async fn save(
-        &mut self,
-        store: &impl Checkpoints,
-        position: &str,
-        report: &RunReport,
-    ) -> Result<(), SyncError> {
-        let slot = match self.slot {
-            Slot::None if report.full_resync => Slot::Resume,
-            s => s,
+    /// Saves the position after a committed page.
+    pub async fn save(&mut self, store: &impl Checkpoints, position: &str) -> Result<(), SyncError> {
+        let (name, expected) = match &self.slot {
+            None => (self.flow.as_str().to_string(), self.version),
+            Some(n) => (n.clone(), self.resume_version),
         };
-        match slot {
-            Slot::Watermark => {
-                let w = store
-                    .put(self.flow.as_str(), &self.company, position, self.version)
-                    .await?;
-                self.version = Some(w.version);
-            }
-            Slot::Resume => {
-                let name = resume_name(self.flow);
-                let w = store.put(&name, &self.company, position, self.resume_version).await?;
-                self.resume_version = Some(w.version);
-            }
-            Slot::None => {}
+        let w = store.put(&name, &self.company, position, expected).await?;
+        match self.slot {
+            None => self.version = Some(w.version),
+            Some(_) => self.resume_version = Some(w.version),
         }
         Ok(())
     }
 
-    /// Every page is committed: the watermark moves, and the resume point (if any) goes.
+    /// Every page is committed: the watermark moves, and the resume point (if any) goes. A full read also
+    /// drops the position of an interrupted incremental read: it belonged to the watermark it replaces.
     pub async fn finish(self, store: &impl Checkpoints, watermark: &str) -> Result<(), SyncError> {
         store
             .put(self.flow.as_str(), &self.company, watermark, self.version)
             .await?;
-        if self.resume_version.is_some() {
-            store.delete(&resume_name(self.flow), &self.company).await?;
+        if let (Some(name), Some(_)) = (&self.slot, self.resume_version) {
+            store.delete(name, &self.company).await?;
+        }
+        if self.slot.as_deref() == Some(resume_name(self.flow).as_str()) {
+            store.delete(&next_name(self.flow), &self.company).await?;
         }
         Ok(())
     }
@@ -146,12 +141,18 @@ mod tests {
         let store = MemoryCheckpoints::default();
         let (mut cp, _) = open(&store, true, false).await;
         assert_eq!(cp.start(), &Start::Beginning);
-        cp.save(&store, "page-2", &RunReport::default()).await.unwrap();
-        cp.save(&store, "page-3", &RunReport::default()).await.unwrap();
+        cp.save(&store, "page-2").await.unwrap();
+        cp.save(&store, "page-3").await.unwrap();
         drop(cp); // interrupted
 
         let (cp, r) = open(&store, true, false).await;
-        assert_eq!(cp.start(), &Start::Resume("page-3".into()));
+        assert_eq!(
+            cp.start(),
+            &Start::Resume {
+                position: "page-3".into(),
+                saved: None
+            }
+        );
         assert!(r.resumed);
         cp.finish(&store, "delta-1").await.unwrap();
         assert_eq!(store.value("contacts-to-fno", "usmf").as_deref(), Some("delta-1"));
@@ -165,7 +166,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_incremental_read_saves_no_positions_unless_its_delta_link_was_refused() {
+    async fn an_interrupted_incremental_read_resumes_from_its_own_position_and_a_backfill_ignores_it() {
         let store = MemoryCheckpoints::default();
         Checkpoint::open(&store, F, "usmf", false, false, &mut RunReport::default())
             .await
@@ -174,14 +175,26 @@ mod tests {
             .await
             .unwrap();
         let (mut cp, _) = open(&store, false, false).await;
-        cp.save(&store, "next", &RunReport::default()).await.unwrap();
+        assert_eq!(cp.start(), &Start::Saved("delta-1".into()));
+        cp.save(&store, "delta-1-page-2").await.unwrap();
+        assert_eq!(
+            store.value("contacts-to-fno.next", "usmf").as_deref(),
+            Some("delta-1-page-2")
+        );
         assert_eq!(store.value("contacts-to-fno.resume", "usmf"), None);
-        let fell_back = RunReport {
-            full_resync: true,
-            ..Default::default()
+        drop(cp); // stopped before the deadline
+
+        // A backfill starts from the beginning, and its end drops the stale incremental position.
+        let (cp, r) = open(&store, true, false).await;
+        assert_eq!((cp.start(), r.resumed), (&Start::Beginning, false));
+        let (cp2, r) = open(&store, false, false).await;
+        let resumed = Start::Resume {
+            position: "delta-1-page-2".into(),
+            saved: Some("delta-1".into()),
         };
-        cp.save(&store, "next", &fell_back).await.unwrap();
-        assert_eq!(store.value("contacts-to-fno.resume", "usmf").as_deref(), Some("next"));
+        assert_eq!((cp2.start(), r.resumed), (&resumed, true));
+        cp.finish(&store, "delta-2").await.unwrap();
+        assert_eq!(store.value("contacts-to-fno.next", "usmf"), None);
     }
 
     #[tokio::test]
@@ -189,9 +202,7 @@ mod tests {
         let store = MemoryCheckpoints::default();
         let (mut cp, _) = open(&store, false, true).await;
         assert_eq!(cp.start(), &Start::Beginning);
-        cp.save(&store, r#"{"after":"D2"}"#, &RunReport::default())
-            .await
-            .unwrap();
+        cp.save(&store, r#"{"after":"D2"}"#).await.unwrap();
         assert_eq!(
             store.value("contacts-to-fno", "usmf").as_deref(),
             Some(r#"{"after":"D2"}"#)
@@ -205,14 +216,13 @@ mod tests {
             &Start::Beginning,
             "a backfill ignores the scheduled sweep's cursor"
         );
-        cp.save(&store, r#"{"after":"D4"}"#, &RunReport::default())
-            .await
-            .unwrap();
+        cp.save(&store, r#"{"after":"D4"}"#).await.unwrap();
         let (cp, r) = open(&store, true, true).await;
-        assert_eq!(
-            (cp.start(), r.resumed),
-            (&Start::Resume(r#"{"after":"D4"}"#.into()), true)
-        );
+        let resumed = Start::Resume {
+            position: r#"{"after":"D4"}"#.into(),
+            saved: None,
+        };
+        assert_eq!((cp.start(), r.resumed), (&resumed, true));
     }
 
     #[tokio::test]

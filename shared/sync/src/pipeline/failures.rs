@@ -1,5 +1,7 @@
 //! Failed records go to the flow's queue (transient, with attempt count) or straight to its DLQ (permanent, or
-//! out of attempts), one key per message so each can be replayed on its own.
+//! out of attempts), one key per message so each can be replayed on its own. Retries back off exponentially,
+//! with jitter, so that a record's attempts span the configured window (P2C_RETRY_WINDOW_SECONDS) instead of a
+//! minute: a parent not synced yet, or a throttled service, has time to come right.
 
 use std::collections::HashMap;
 
@@ -59,9 +61,11 @@ pub async fn route_failures(
     if failures.is_empty() {
         return Ok(());
     }
-    let plan = route_plan(flow, company, failures, attempt, queues.max_attempts());
+    let max = queues.max_attempts();
+    let plan = route_plan(flow, company, failures, attempt, max);
     let mut retry = Vec::new();
     let mut dead = Vec::new();
+    let now = unix_now();
     for (f, to, m) in &plan {
         match (to, m) {
             (Routed::None, _) => {
@@ -70,9 +74,15 @@ pub async fn route_failures(
             (_, Some(m)) => {
                 tracing::warn!(flow = %flow, company, key = %f.key, id = %f.id, transient = f.transient, attempt, to = %to, reason = %f.reason, "record failed");
                 if *to == Routed::Dlq {
-                    dead.push(m.to_body());
+                    dead.push((m.to_body(), 0));
                 } else {
-                    retry.push(m.to_body());
+                    let wait = jitter(backoff(m.attempt, max, queues.retry_window()), rand_u32());
+                    let mut m = m.clone();
+                    m.not_before = (wait > 0).then_some(now + wait);
+                    retry.push((
+                        m.to_body(),
+                        wait.min(u64::from(p2c_state::queues::MAX_DELAY_SECONDS)) as u32,
+                    ));
                 }
             }
             _ => {}
@@ -84,6 +94,34 @@ pub async fn route_failures(
         report.fail(RecordFailure { failure, routed });
     }
     Ok(())
+}
+
+/// Seconds to wait before attempt `next_attempt` (2 = the first retry): doubling each time, from a base chosen
+/// so that the retries of `max_attempts` together span `window` seconds (5 attempts, 1 hour: 4, 8, 16, 32 min).
+pub fn backoff(next_attempt: u32, max_attempts: u32, window: u64) -> u64 {
+    if next_attempt < 2 || max_attempts < 2 || window == 0 {
+        return 0;
+    }
+    let retries = (max_attempts - 1).min(32);
+    let base = window / ((1u64 << retries) - 1);
+    base << (next_attempt - 2).min(31)
+}
+
+/// ±20 %, so records that failed together do not all come back at the same second.
+pub fn jitter(delay: u64, random: u32) -> u64 {
+    let span = delay / 5;
+    delay - span + u64::from(random) % (2 * span + 1)
+}
+
+fn rand_u32() -> u32 {
+    (uuid::Uuid::new_v4().as_u128() & 0xffff_ffff) as u32
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 fn truncate(s: &str, max: usize) -> &str {
@@ -130,9 +168,39 @@ mod tests {
         assert_eq!(plan[2].1, Routed::None);
     }
 
+    #[test]
+    fn retries_double_and_span_the_window() {
+        let d: Vec<u64> = (2..=5).map(|a| backoff(a, 5, 3600)).collect();
+        assert_eq!(d, vec![240, 480, 960, 1920]);
+        assert_eq!(d.iter().sum::<u64>(), 3600);
+        assert_eq!(backoff(2, 5, 0), 0, "no window: at once");
+        assert_eq!(backoff(2, 1, 3600), 0, "one attempt: no retry");
+        for r in [0, 1, 7, u32::MAX] {
+            let j = jitter(1000, r);
+            assert!((800..=1200).contains(&j), "{j}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_retry_beyond_sqs_delay_keeps_its_due_time_in_the_message() {
+        let q = MemoryQueues::new(5, 3600);
+        let mut report = RunReport::default();
+        route_failures(&q, FlowName::AccountsToFno, "usmf", vec![f("a", true)], 3, &mut report)
+            .await
+            .unwrap();
+        let (_, to, m, delay) = &q.sent()[0];
+        assert_eq!(
+            (*to, m.attempt, *delay),
+            (Routed::Retry, 4, 900),
+            "SQS delays at most 900 s"
+        );
+        let wait = m.wait_seconds(unix_now());
+        assert!((768..=1152).contains(&wait), "960 s ± 20 %: {wait}");
+    }
+
     #[tokio::test]
     async fn routed_failures_are_sent_then_counted() {
-        let q = MemoryQueues::new(3);
+        let q = MemoryQueues::new(3, 0);
         let mut report = RunReport::default();
         let failures = vec![f("a", true), f("b", false), f("c", true)];
         route_failures(&q, FlowName::AccountsToFno, "usmf", failures, 1, &mut report)
@@ -140,11 +208,11 @@ mod tests {
             .unwrap();
         assert_eq!((report.failed, report.retry_queued, report.dead_lettered), (3, 2, 1));
         let sent = q.sent();
-        assert_eq!(sent.iter().filter(|(_, to, _)| *to == Routed::Retry).count(), 2);
+        assert_eq!(sent.iter().filter(|(_, to, _, _)| *to == Routed::Retry).count(), 2);
         let dead: Vec<&Message> = sent
             .iter()
-            .filter(|(_, to, _)| *to == Routed::Dlq)
-            .map(|(_, _, m)| m)
+            .filter(|(_, to, _, _)| *to == Routed::Dlq)
+            .map(|(_, _, m, _)| m)
             .collect();
         assert_eq!(dead[0].keys, vec!["b".to_string()]);
         assert_eq!(dead[0].last_error.as_deref(), Some("K-b: why"));

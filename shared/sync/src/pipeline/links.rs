@@ -71,6 +71,28 @@ impl std::fmt::Display for LinkEntity {
     }
 }
 
+/// A source record that left: deleted, or deactivated (statecode Inactive). Kept in its link's `source_version`
+/// so the next run knows the target was retired (and, with P2C_DEACTIVATE_TARGETS, put on hold).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Gone {
+    Deleted,
+    Inactive,
+}
+
+impl Gone {
+    pub fn as_version(self) -> &'static str {
+        match self {
+            Gone::Deleted => "gone:deleted",
+            Gone::Inactive => "gone:inactive",
+        }
+    }
+
+    /// Whether a link says its source left.
+    pub fn marked(source_version: Option<&str>) -> bool {
+        source_version.is_some_and(|v| v.starts_with("gone:"))
+    }
+}
+
 /// A mark kept in a link's `source_version` by the F&O → Sales flows: the F&O content (by hash) that failed, or
 /// that found its Sales record closed. Later sweeps skip it while that content stays the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

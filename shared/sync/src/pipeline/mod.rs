@@ -12,6 +12,7 @@ pub mod links;
 pub mod lookups;
 pub mod ports;
 pub mod record;
+pub mod retire;
 pub mod sink;
 pub mod source;
 
@@ -39,6 +40,11 @@ pub struct RunOptions {
     pub full_resync: bool,
     pub trigger: String,
     pub progress: Option<Progress>,
+    /// Stop cleanly after the page under way once this time has come (resume point saved, lease released):
+    /// the Lambda deadline less `Config::deadline_margin`.
+    pub stop_by: Option<std::time::Instant>,
+    /// The Lambda request id, kept on the run record.
+    pub request_id: Option<String>,
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -47,13 +53,17 @@ impl std::fmt::Debug for RunOptions {
             .field("full_resync", &self.full_resync)
             .field("trigger", &self.trigger)
             .field("progress", &self.progress.is_some())
+            .field("stop_by", &self.stop_by)
             .finish()
     }
 }
 
 impl RunOptions {
-    /// Reports progress; an error when the caller asked to stop.
+    /// Reports progress; an error when the caller asked to stop, or when the deadline is near.
     pub fn tick(&self, report: &RunReport) -> Result<(), SyncError> {
+        if self.stop_by.is_some_and(|t| std::time::Instant::now() >= t) {
+            return Err(SyncError::Deadline { done: report.read });
+        }
         match &self.progress {
             Some(p) if !p(report) => Err(SyncError::Interrupted { done: report.read }),
             _ => Ok(()),
@@ -101,7 +111,7 @@ pub async fn run_changes(
         route_failures(deps, name, company, failures, 1, report).await?;
         renew(deps, lease, name, company).await?;
         if let Some(position) = source.position() {
-            cp.save(deps, &position, report).await?;
+            cp.save(deps, &position).await?;
             // Only after the position moved past this page may the caller stop the run.
             opts.tick(report)?;
         }

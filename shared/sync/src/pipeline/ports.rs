@@ -27,8 +27,15 @@ pub trait Checkpoints: Sync {
 pub trait FailureQueues: Sync {
     /// Attempts before a transient failure goes to the DLQ.
     fn max_attempts(&self) -> u32;
-    fn send(&self, flow: FlowName, to: Routed, bodies: &[String])
-    -> impl Future<Output = Result<(), SyncError>> + Send;
+    /// Seconds the retries of a record span before it is dead-lettered (0: retry at once).
+    fn retry_window(&self) -> u64;
+    /// Sends message bodies, each with its delay in seconds (SQS caps a delay at 900).
+    fn send(
+        &self,
+        flow: FlowName,
+        to: Routed,
+        bodies: &[(String, u32)],
+    ) -> impl Future<Output = Result<(), SyncError>> + Send;
 }
 
 impl Checkpoints for Deps {
@@ -47,7 +54,10 @@ impl FailureQueues for Deps {
     fn max_attempts(&self) -> u32 {
         self.cfg.max_attempts
     }
-    async fn send(&self, flow: FlowName, to: Routed, bodies: &[String]) -> Result<(), SyncError> {
+    fn retry_window(&self) -> u64 {
+        self.cfg.retry_window.as_secs()
+    }
+    async fn send(&self, flow: FlowName, to: Routed, bodies: &[(String, u32)]) -> Result<(), SyncError> {
         if bodies.is_empty() {
             return Ok(());
         }
@@ -57,7 +67,7 @@ impl FailureQueues for Deps {
         } else {
             &pair.queue_url
         };
-        Ok(self.queues.send(url, bodies).await?)
+        Ok(self.queues.send_delayed(url, bodies).await?)
     }
 }
 
@@ -106,20 +116,22 @@ impl Checkpoints for MemoryCheckpoints {
     }
 }
 
-/// In-memory queues: what was sent where.
+/// In-memory queues: what was sent where, with which delay.
 pub struct MemoryQueues {
     max_attempts: u32,
-    sent: Mutex<Vec<(FlowName, Routed, Message)>>,
+    window: u64,
+    sent: Mutex<Vec<(FlowName, Routed, Message, u32)>>,
 }
 
 impl MemoryQueues {
-    pub fn new(max_attempts: u32) -> MemoryQueues {
+    pub fn new(max_attempts: u32, window: u64) -> MemoryQueues {
         MemoryQueues {
             max_attempts,
+            window,
             sent: Mutex::default(),
         }
     }
-    pub fn sent(&self) -> Vec<(FlowName, Routed, Message)> {
+    pub fn sent(&self) -> Vec<(FlowName, Routed, Message, u32)> {
         self.sent.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 }
@@ -128,11 +140,14 @@ impl FailureQueues for MemoryQueues {
     fn max_attempts(&self) -> u32 {
         self.max_attempts
     }
-    async fn send(&self, flow: FlowName, to: Routed, bodies: &[String]) -> Result<(), SyncError> {
+    fn retry_window(&self) -> u64 {
+        self.window
+    }
+    async fn send(&self, flow: FlowName, to: Routed, bodies: &[(String, u32)]) -> Result<(), SyncError> {
         let mut sent = self.sent.lock().unwrap_or_else(|p| p.into_inner());
-        for b in bodies {
+        for (b, delay) in bodies {
             let m = Message::parse(Some(b)).map_err(|e| SyncError::BadEvent(e.to_string()))?;
-            sent.push((flow, to, m));
+            sent.push((flow, to, m, *delay));
         }
         Ok(())
     }

@@ -32,7 +32,7 @@ use crate::{
 };
 
 /// The order number an invoice links to.
-const ORDER_OF_INVOICE: &str = "salesorderid.ordernumber";
+pub(super) const ORDER_OF_INVOICE: &str = "salesorderid.ordernumber";
 /// Sales order `statecode` Invoiced, and its status reason (spec/protocols.md A.10).
 const INVOICED: i64 = 4;
 const INVOICED_STATUS: i64 = 100_003;

@@ -61,11 +61,14 @@
 //! (`source_version = "closed:<hash>"`) so later sweeps skip it without reading Sales until its F&O content
 //! changes again.
 //!
-//! **Ownership.** Orders and invoices are created in the company's business unit with
-//! `owningbusinessunit@odata.bind` (settable on create where the org allows records to be owned across
-//! business units; the business unit's default team then owns them, as with the Data Integrator's organization
-//! mapping); their lines follow their header. Products and price list items are organization-owned tables in
-//! Dataverse: they have no owner, and a product number is therefore one product for every company.
+//! **Ownership** (spec/templates.md 3 and 4). Orders are created owned by the default team of the company's business
+//! unit (`ownerid@odata.bind` to `/teams(<id>)`, as the Data Integrator's organization mapping did), and Dataverse
+//! puts them in that unit; `owningbusinessunit` is never bound (it is read-only unless the organization allows
+//! ownership across business units). An invoice is owned by its order's owner (the default team when its order
+//! is not in Sales). Lines follow their header. Before creating, an order or invoice is looked for by number among
+//! the company's records: its business unit's and those of the units below it (see `crate::ownership`).
+//! Products and price list items are organization-owned tables in Dataverse: they have no owner, and a product
+//! number is therefore one product for every company.
 //!
 //! **Price list** of a product, order or invoice (the P2C plug-in's rule for products, spec/templates.md 4; the
 //! orders and invoices templates ask for "a value map per currency if several currencies"): the first valid
@@ -115,7 +118,7 @@ mod unit;
 mod write;
 
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
     flow_name::FlowName,
     pipeline::{
@@ -128,6 +131,7 @@ use crate::{
 
 use spec::{Children, Spec};
 use unit::{Mode, Unit, Work};
+use write::CompanyUnit;
 
 /// Groups lines under the headers they belong to (lines of headers not in `headers` are dropped: they belong
 /// to another page or have no header).
@@ -186,8 +190,9 @@ async fn read_lines(
 pub struct FnoToSales {
     spec: Spec,
     company: String,
-    /// The company's business unit, for the flows whose Sales records are owned (orders, invoices).
-    business_unit: Option<String>,
+    /// The company's business unit (and the units below it), for the flows whose Sales records are owned
+    /// (orders, invoices).
+    owner: Option<CompanyUnit>,
     resolver: resolve::Resolver,
     /// The organization's pricing setting, read once a run writes a document (orders, invoices).
     pricing: Option<Pricing>,
@@ -196,15 +201,19 @@ pub struct FnoToSales {
 impl FnoToSales {
     pub async fn open(deps: &Deps, flow: FlowName, company: &str) -> Result<FnoToSales, SyncError> {
         let spec = Spec::new(deps, flow)?;
-        let business_unit = if spec.owned {
-            Some(deps.business_unit_id(company).await?)
+        let owner = if spec.owned {
+            Some(CompanyUnit {
+                company: company.to_string(),
+                unit: deps.business_unit_id(company).await?,
+                scope: ScopeOnce::new(company),
+            })
         } else {
             None
         };
         Ok(FnoToSales {
             spec,
             company: company.to_string(),
-            business_unit,
+            owner,
             resolver: resolve::Resolver::default(),
             pricing: None,
         })
@@ -311,7 +320,7 @@ async fn sync_units(
     let FnoToSales {
         spec,
         company,
-        business_unit: bu,
+        owner,
         resolver,
         pricing,
     } = flow;
@@ -325,7 +334,7 @@ async fn sync_units(
             decide::choose_price_lists(deps, spec, &mut works, resolver).await?;
         }
         decide::hold_incomplete_documents(spec, &mut works, resolver);
-        write::write_parents(deps, spec, bu.as_deref(), &mut works, resolver, pricing).await?;
+        write::write_parents(deps, spec, owner.as_ref(), &mut works, resolver, pricing).await?;
         children::write_children(deps, spec, &mut works, resolver, pricing).await?;
         if spec.closes_order {
             invoiced::invoice_orders(deps, spec, company, &mut works, resolver).await?;

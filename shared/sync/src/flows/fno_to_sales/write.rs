@@ -19,10 +19,20 @@ use super::{
     unit::{Outcome, Part, Work, lookup_text, own_unit_group, text},
 };
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
+    ownership::{BusinessUnitScope, Owner},
     pipeline::sink::sales::{self, Pricing, Written, changed_fields, is_closed, split_not_valid_for_create},
 };
+
+/// Where a company's owned Sales records (orders, invoices) live: its business unit (part of their stable ids)
+/// and the units whose records are the company's (read when a record is looked for by number). Their owner when
+/// p2c creates them, the unit's default team, is read when a create needs it (`Deps::default_team_id`).
+pub(super) struct CompanyUnit {
+    pub company: String,
+    pub unit: String,
+    pub scope: ScopeOnce,
+}
 
 // ---- Parents --------------------------------------------------------------------------------------------
 
@@ -55,10 +65,11 @@ enum ParentOp {
 }
 
 /// Binds, compares and writes the parents of the touched units (the echo rule, closed records, stable ids).
+/// `company` is set for owned tables (orders, invoices).
 pub(super) async fn write_parents(
     deps: &Deps,
     spec: &Spec,
-    bu: Option<&str>,
+    company: Option<&CompanyUnit>,
     works: &mut [Work],
     resolver: &Resolver,
     pricing: Pricing,
@@ -68,19 +79,31 @@ pub(super) async fn write_parents(
     if todo.is_empty() {
         return Ok(());
     }
-    let current = CurrentParents::read(deps, spec, bu, works, &todo).await?;
-    let mut batch = ParentBatch::new(deps, spec, bu, pricing);
-    for &i in &todo {
-        let step = parent_step(spec, &works[i], current.of(spec, &works[i]), pricing);
+    let current = CurrentParents::read(deps, spec, company, works, &todo).await?;
+    let mut batch = ParentBatch::new(deps, spec, company, resolver, pricing);
+    let steps: Vec<(usize, ParentStep)> = todo
+        .iter()
+        .map(|&i| (i, parent_step(spec, &works[i], current.of(spec, &works[i]), pricing)))
+        .collect();
+    if steps.iter().any(|(_, s)| matches!(s, ParentStep::Create(_))) {
+        batch.read_owner().await?;
+    }
+    for (i, step) in steps {
         batch.plan(i, &mut works[i], step);
     }
+    let team = batch.team.clone();
     let mut recreate = Vec::new();
     for (i, op, r) in batch.send().await {
         if settle_parent(spec, &mut works[i], op, r) {
             recreate.push(i);
         }
     }
-    recreate_parents(deps, spec, bu, works, recreate, pricing).await;
+    if !recreate.is_empty() {
+        let mut batch = ParentBatch::new(deps, spec, company, resolver, pricing);
+        batch.team = team;
+        batch.read_owner().await?;
+        recreate_parents(spec, batch, works, recreate).await;
+    }
     Ok(())
 }
 
@@ -123,7 +146,7 @@ impl CurrentParents {
     async fn read(
         deps: &Deps,
         spec: &Spec,
-        bu: Option<&str>,
+        company: Option<&CompanyUnit>,
         works: &[Work],
         todo: &[usize],
     ) -> Result<CurrentParents, SyncError> {
@@ -150,7 +173,11 @@ impl CurrentParents {
             })
             .filter_map(|&i| works[i].natural_key(spec))
             .collect();
-        let by_key = read_by_natural_key(deps, spec, bu, &unknown).await?;
+        let scope = match company {
+            Some(c) if !unknown.is_empty() => Some(c.scope.get(deps).await?),
+            _ => None,
+        };
+        let by_key = read_by_natural_key(deps, spec, scope, &unknown).await?;
         Ok(CurrentParents { by_id, by_key })
     }
 
@@ -163,11 +190,12 @@ impl CurrentParents {
     }
 }
 
-/// Parents by natural key, within the company's business unit where the table is owned (first one per key).
+/// Parents by natural key, among the company's records where the table is owned: those of its business unit and
+/// the units below it, as Sales → F&O reads them (first one per key).
 async fn read_by_natural_key(
     deps: &Deps,
     spec: &Spec,
-    bu: Option<&str>,
+    scope: Option<&BusinessUnitScope>,
     keys: &[String],
 ) -> Result<HashMap<String, Record>, SyncError> {
     let t = &spec.parent_table;
@@ -175,8 +203,15 @@ async fn read_by_natural_key(
     if keys.is_empty() {
         return Ok(by_key);
     }
-    let owner = bu.map(|b| format!("_owningbusinessunit_value eq {b}"));
-    for r in read_in(deps, &t.set, &spec.natural_key, keys, &t.select, owner.as_deref()).await? {
+    let mut select = t.select.clone();
+    if scope.is_some() && !select.iter().any(|c| c == "_owningbusinessunit_value") {
+        select.push("_owningbusinessunit_value".into());
+    }
+    let filter = scope.and_then(BusinessUnitScope::filter);
+    for r in read_in(deps, &t.set, &spec.natural_key, keys, &select, filter.as_deref()).await? {
+        if scope.is_some_and(|s| !s.owns(&r)) {
+            continue;
+        }
         if let Some(k) = r.get(&spec.natural_key).and_then(lookup_text) {
             by_key.entry(k.to_lowercase()).or_insert(r);
         }
@@ -250,22 +285,55 @@ fn reopen_step(spec: &Spec, w: &Work, cur: &Record, pricing: Pricing) -> ParentS
 struct ParentBatch<'a> {
     deps: &'a Deps,
     spec: &'a Spec,
-    bu: Option<&'a str>,
+    company: Option<&'a CompanyUnit>,
+    /// The default team of the company's business unit, once a create needs it.
+    team: Option<String>,
+    /// What the run found in Sales: an invoice's order (and so its owner).
+    resolver: &'a Resolver,
     pricing: Pricing,
     ops: Vec<BatchOp>,
     whose: Vec<(usize, ParentOp)>,
 }
 
 impl<'a> ParentBatch<'a> {
-    fn new(deps: &'a Deps, spec: &'a Spec, bu: Option<&'a str>, pricing: Pricing) -> ParentBatch<'a> {
+    fn new(
+        deps: &'a Deps,
+        spec: &'a Spec,
+        company: Option<&'a CompanyUnit>,
+        resolver: &'a Resolver,
+        pricing: Pricing,
+    ) -> ParentBatch<'a> {
         ParentBatch {
             deps,
             spec,
-            bu,
+            company,
+            team: None,
+            resolver,
             pricing,
             ops: Vec::new(),
             whose: Vec::new(),
         }
+    }
+
+    /// Reads (once per process) the default team that owns what this batch creates for the company.
+    async fn read_owner(&mut self) -> Result<(), SyncError> {
+        if let (Some(c), None) = (self.company, &self.team) {
+            self.team = Some(self.deps.default_team_id(&c.company).await?);
+        }
+        Ok(())
+    }
+
+    /// The owner of a new record of an owned table: the company's default team; an invoice, its order's owner
+    /// (spec/templates.md 4) when its order is in Sales.
+    fn owner_of(&self, w: &Work) -> Option<Owner> {
+        let team = self.team.clone()?;
+        let order_owner = w
+            .parent
+            .mapped_text(invoiced::ORDER_OF_INVOICE)
+            .filter(|_| self.spec.closes_order)
+            .and_then(|o| self.resolver.found("salesorders", "ordernumber", &o))
+            .and_then(|f| Owner::of_row(&f.row));
+        Some(order_owner.unwrap_or(Owner::Team(team)))
     }
 
     /// Records a step on the unit (closed, echo) or adds its write to the batch.
@@ -307,12 +375,14 @@ impl<'a> ParentBatch<'a> {
         }
     }
 
-    /// A create: owned by the company's business unit where the table is owned, with its stable id.
+    /// A create: with its owner where the table is owned, and its stable id.
     fn create(&mut self, i: usize, w: &Work, body: Record) {
-        let (spec, t, bu) = (self.spec, &self.spec.parent_table, self.bu);
-        let (mut body, after) = create_body(body, spec.owned.then_some(bu).flatten(), self.pricing);
+        let (spec, t) = (self.spec, &self.spec.parent_table);
+        let owner = self.owner_of(w).filter(|_| spec.owned);
+        let (mut body, after) = create_body(body, owner.as_ref(), self.pricing);
         if let Some(k) = w.natural_key(spec) {
-            body.insert(t.pk.clone(), Value::String(stable_id(&[&t.set, bu.unwrap_or(""), &k])));
+            let unit = self.company.map_or("", |c| c.unit.as_str());
+            body.insert(t.pk.clone(), Value::String(stable_id(&[&t.set, unit, &k])));
         }
         self.ops.push(t.create_op(self.deps, body));
         self.whose.push((i, ParentOp::Create { after }));
@@ -362,18 +432,7 @@ fn settle_parent(spec: &Spec, w: &mut Work, op: ParentOp, r: Written) -> bool {
 }
 
 /// Creates again the parents deleted in Sales since they were read.
-async fn recreate_parents(
-    deps: &Deps,
-    spec: &Spec,
-    bu: Option<&str>,
-    works: &mut [Work],
-    recreate: Vec<usize>,
-    pricing: Pricing,
-) {
-    if recreate.is_empty() {
-        return;
-    }
-    let mut batch = ParentBatch::new(deps, spec, bu, pricing);
+async fn recreate_parents(spec: &Spec, mut batch: ParentBatch<'_>, works: &mut [Work], recreate: Vec<usize>) {
     for i in recreate {
         if let Some(body) = works[i].parent.body.clone() {
             batch.create(i, &works[i], body);
@@ -384,14 +443,13 @@ async fn recreate_parents(
     }
 }
 
-/// A create body: the company's business unit as owner. Moved out to the update after the create: a state
-/// other than the default one (Dataverse refuses `statecode` on create) and the columns a create ignores.
-fn create_body(mut body: Record, bu: Option<&str>, pricing: Pricing) -> (Record, Option<Record>) {
-    if let Some(bu) = bu {
-        body.insert(
-            "owningbusinessunit@odata.bind".into(),
-            Value::String(format!("/businessunits({bu})")),
-        );
+/// A create body: its owner (Dataverse puts the record in the owner's business unit; `owningbusinessunit` itself
+/// is read-only unless the organization allows ownership across business units). Moved out to the update after
+/// the create: a state other than the default one (Dataverse refuses `statecode` on create) and the columns a
+/// create ignores.
+fn create_body(mut body: Record, owner: Option<&Owner>, pricing: Pricing) -> (Record, Option<Record>) {
+    if let Some(owner) = owner {
+        body.insert("ownerid@odata.bind".into(), Value::String(owner.bind()));
     }
     let mut after = split_not_valid_for_create(&mut body, pricing);
     match split_state(&mut body) {
@@ -458,14 +516,15 @@ mod tests {
 
     #[test]
     fn create_bodies_carry_the_owner_and_no_default_state() {
+        let team = Owner::Team("team-1".into());
         let (b, after) = create_body(
             rec(json!({"name": "x", "statecode": 0, "statuscode": 1})),
-            Some("bu-1"),
+            Some(&team),
             Pricing::System,
         );
         assert_eq!(
             Value::Object(b),
-            json!({"name": "x", "owningbusinessunit@odata.bind": "/businessunits(bu-1)", "statuscode": 1})
+            json!({"name": "x", "ownerid@odata.bind": "/teams(team-1)", "statuscode": 1})
         );
         assert!(after.is_none());
         let (b, after) = create_body(

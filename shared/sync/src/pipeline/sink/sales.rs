@@ -134,7 +134,9 @@ impl Table {
         format!("{}({id})", deps.sales.set_url(&self.set))
     }
 
-    pub fn create_op(&self, deps: &Deps, body: Record) -> BatchOp {
+    /// A create leaves the clears (nulls) out: a new record is blank there anyway.
+    pub fn create_op(&self, deps: &Deps, mut body: Record) -> BatchOp {
+        body.retain(|_, v| !v.is_null());
         BatchOp {
             method: WriteMethod::Post,
             url: deps.sales.set_url(&self.set),
@@ -172,10 +174,12 @@ pub(crate) fn bound_id(v: &Value) -> Option<&str> {
 }
 
 /// Whether a value p2c would write equals the value Sales holds: numbers by exact decimal value (250 = 250.0),
-/// date-times by instant, GUIDs and everything else as JSON; absent equals null.
+/// date-times by instant, GUIDs and everything else as JSON; absent, null and empty text are all "no value", which
+/// a clear (null) holds.
 pub(crate) fn same(want: &Value, have: Option<&Value>) -> bool {
     let have = have.unwrap_or(&Value::Null);
     match (want, have) {
+        (Value::Null, Value::String(s)) => s.is_empty(),
         (Value::Number(_), Value::Number(_)) => decimal_from_json(want) == decimal_from_json(have),
         (Value::String(a), Value::String(b)) => {
             if a == b {
@@ -204,6 +208,8 @@ pub(crate) fn changed_fields(t: &Table, body: &Record, current: &Record, pricing
         let equal = match t.bind_cols.get(k) {
             Some(col) => match (bound_id(v), current.get(col).and_then(Value::as_str)) {
                 (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                // A cleared lookup (`@odata.bind: null`) holds when Sales links nothing.
+                (None, None) => v.is_null(),
                 _ => false,
             },
             None => same(v, current.get(k)),
@@ -315,8 +321,19 @@ mod tests {
             Value::Object(diff),
             json!({"name": "X", "statecode": 0, "statuscode": 1})
         );
-        // Products have no state the template writes: never "closed".
+        // A clear (null) holds where Sales has no value, lookups included; anything else is written.
         let p = Table::of(&p2c_mapping::products_to_sales());
+        let body = rec(json!({"description": null, "transactioncurrencyid@odata.bind": null, "name": "N"}));
+        let blank = rec(json!({"name": "N", "description": "", "_transactioncurrencyid_value": null}));
+        assert!(changed_fields(&p, &body, &blank, Pricing::System).is_empty());
+        let held = rec(
+            json!({"name": "N", "description": "Old", "_transactioncurrencyid_value": "ab000000-0000-0000-0000-000000000001"}),
+        );
+        assert_eq!(
+            Value::Object(changed_fields(&p, &body, &held, Pricing::System)),
+            json!({"description": null, "transactioncurrencyid@odata.bind": null})
+        );
+        // Products have no state the template writes: never "closed".
         assert!(!is_closed(&p, &rec(json!({"statecode": 1}))));
     }
 

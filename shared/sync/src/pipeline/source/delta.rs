@@ -31,15 +31,14 @@ impl DeltaSource {
         match start {
             Start::Beginning => {}
             Start::Saved(v) if n == 1 => from[0] = Some(v.clone()),
-            Start::Resume(v) if n == 1 => from[0] = Some(v.clone()),
-            Start::Saved(v) => {
-                let v: Value = serde_json::from_str(v).unwrap_or(Value::Null);
-                for (i, t) in tables.iter().enumerate() {
-                    from[i] = v.get(&t.set).and_then(Value::as_str).map(str::to_string);
+            Start::Resume { position, .. } if n == 1 => from[0] = Some(position.clone()),
+            Start::Saved(v) => from = saved_links(tables, v),
+            Start::Resume { position, saved } => {
+                // Tables after the interrupted one start from their saved delta links (or a full read).
+                if let Some(v) = saved {
+                    from = saved_links(tables, v);
                 }
-            }
-            Start::Resume(v) => {
-                let v: Value = serde_json::from_str(v).unwrap_or(Value::Null);
+                let v: Value = serde_json::from_str(position).unwrap_or(Value::Null);
                 current = v.get("table").and_then(Value::as_u64).unwrap_or(0).min(n as u64) as usize;
                 let finished = v.get("done").and_then(Value::as_array).cloned().unwrap_or_default();
                 for (i, d) in finished.iter().take(current).enumerate() {
@@ -109,6 +108,20 @@ impl DeltaSource {
         }
         Value::Object(value).to_string()
     }
+}
+
+/// The delta link of each table in a saved multi-table watermark (`{"<set>": "<link>", ...}`).
+fn saved_links(tables: &[DeltaTable], value: &str) -> Vec<Option<String>> {
+    let v: Value = serde_json::from_str(value).unwrap_or(Value::Null);
+    tables
+        .iter()
+        .map(|t| {
+            v.get(&t.set)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        })
+        .collect()
 }
 
 /// Whether Dataverse refused a saved delta link (expired, or from another table): read everything instead.

@@ -38,8 +38,8 @@ pub enum Start {
     Beginning,
     /// From the watermark the last finished run saved.
     Saved(String),
-    /// From the position an interrupted full read saved.
-    Resume(String),
+    /// From the position an interrupted read saved (`saved`: the watermark it started from, when incremental).
+    Resume { position: String, saved: Option<String> },
 }
 
 /// One page: records of one of the source's tables, and the ids the source reports deleted.
@@ -67,7 +67,7 @@ impl Source {
             } => {
                 let from = match start {
                     Start::Beginning => None,
-                    Start::Saved(v) | Start::Resume(v) => Some(v.as_str()),
+                    Start::Saved(v) | Start::Resume { position: v, .. } => Some(v.as_str()),
                 };
                 let s = SweepSource::new((entity, key_field, select), company, deps.cfg.page_size, from);
                 if s.resumes() {
