@@ -806,3 +806,55 @@ async fn a_description_cleared_in_fno_clears_the_sales_product_then_sweeps_are_q
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_moved_to_another_price_list_leaves_no_item_behind() {
+    let env = Env::start(1).await;
+    assert_eq!(env.run(PRODUCTS).await.failed, 0);
+    let product = env
+        .sb
+        .sales_rows("products")
+        .into_iter()
+        .find(|p| p["productnumber"] == "D0002")
+        .unwrap();
+    let items_of = |env: &Env| -> Vec<Value> {
+        env.sb
+            .sales_rows("productpricelevels")
+            .into_iter()
+            .filter(|i| i["_productid_value"] == product["productid"])
+            .collect()
+    };
+    let list_name = |env: &Env, item: &Value| {
+        env.sb
+            .sales_get("pricelevels", item["_pricelevelid_value"].as_str().unwrap())
+            .unwrap()["name"]
+            .clone()
+    };
+    let before = items_of(&env);
+    assert_eq!(before.len(), 1);
+    // F&O now sells D0002 in euros: its price list item moves to the euro list, and the dollar one goes.
+    env.sb.fno_update(
+        "SellableReleasedProducts",
+        &[("dataAreaId", "usmf"), ("ProductNumber", "D0002")],
+        json!({"CurrencyCode": "EUR"}),
+    );
+    let r = env.run(PRODUCTS).await;
+    assert_eq!(r.failed, 0, "{:?}", r.errors);
+    let after = items_of(&env);
+    assert_eq!(after.len(), 1, "one item, not one per list it ever had: {after:?}");
+    assert_eq!(list_name(&env, &after[0]), "Europe Sales (EUR)");
+    assert_ne!(after[0]["productpricelevelid"], before[0]["productpricelevelid"]);
+    assert_eq!(env.run(PRODUCTS).await.written, 0, "then quiet");
+    // A change that keeps the list leaves the item where it is.
+    env.sb.fno_update(
+        "SellableReleasedProducts",
+        &[("dataAreaId", "usmf"), ("ProductNumber", "D0002")],
+        json!({"ProductName": "Cabinet, oak"}),
+    );
+    let r = env.run(PRODUCTS).await;
+    assert_eq!(r.written, 1, "{r:?}");
+    assert_eq!(
+        items_of(&env)[0]["productpricelevelid"],
+        after[0]["productpricelevelid"]
+    );
+}

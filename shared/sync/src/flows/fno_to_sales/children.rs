@@ -45,6 +45,8 @@ enum ChildOp {
     FreightDelete(usize),
     /// The parent's update after its children.
     After(usize),
+    /// A price list item p2c made earlier under another price list (its product's currency or list changed).
+    Replaced(usize),
 }
 
 /// The child template and table, and the child's lookup of its parent.
@@ -236,6 +238,10 @@ impl<'a> ChildWriter<'a> {
                     }
                 }
                 ChildStep::Create { body, id, after } => {
+                    if let Some(old) = self.replaced(child, c, &id, existing) {
+                        self.ops.push(child.table.delete_op(self.deps, &old));
+                        self.whose.push(ChildOp::Replaced(i));
+                    }
                     self.ops.push(child.table.create_op(self.deps, body));
                     self.whose.push(ChildOp::Create(i, j));
                     if !after.is_empty() {
@@ -246,6 +252,19 @@ impl<'a> ChildWriter<'a> {
             }
             c.body = Some(body);
         }
+    }
+
+    /// The item p2c made for this product under another price list, still in Sales, when the item is created
+    /// anew (a product is in the one list the rule or the mapping names, so the old item goes).
+    fn replaced(&self, child: Child, c: &Part, new_id: &str, existing: &[Record]) -> Option<String> {
+        let same_record = matches!(self.spec.children, Children::SameRecord);
+        let old = c
+            .linked_id()
+            .filter(|old| same_record && !old.eq_ignore_ascii_case(new_id))?;
+        existing
+            .iter()
+            .filter_map(|cur| text(cur, &child.table.pk))
+            .find(|k| k.eq_ignore_ascii_case(old))
     }
 
     /// Decides a bound child's write: the first unmatched Sales child of the same identity is updated (the echo
@@ -340,6 +359,7 @@ impl<'a> ChildWriter<'a> {
                 ChildOp::Delete(i) => settle_delete(self.spec, &mut works[i], r, false),
                 ChildOp::FreightDelete(i) => settle_delete(self.spec, &mut works[i], r, true),
                 ChildOp::After(i) => settle_after(self.spec, &mut works[i], r),
+                ChildOp::Replaced(i) => settle_replaced(self.spec, &mut works[i], r),
             }
         }
     }
@@ -379,6 +399,21 @@ fn settle_created_after(noun: &str, w: &mut Work, j: usize, r: Written) {
             c.key
         );
         c.outcome = Outcome::fail(why, transient);
+        w.child_trouble = true;
+    }
+}
+
+/// Records the delete of a price list item replaced by one under another list (already gone is fine too).
+fn settle_replaced(spec: &Spec, w: &mut Work, r: Written) {
+    if let Written::Failed {
+        reason,
+        transient,
+        status,
+        ..
+    } = r
+        && status != Some(404)
+    {
+        tracing::warn!(flow = %spec.flow, key = %w.key, transient, reason = %reason, "could not delete the price list item a product left");
         w.child_trouble = true;
     }
 }

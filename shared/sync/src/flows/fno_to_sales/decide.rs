@@ -72,11 +72,17 @@ fn decide_unit(spec: &Spec, w: &mut Work, mode: Mode) {
         fail_pending_children(spec, w, transient);
         return;
     }
+    // A product that changed has its price list item looked at again: its currency may have moved it to
+    // another price list (the rule's choice is not in the hashes).
+    let recheck_companion =
+        matches!(spec.children, Children::SameRecord) && w.parent.pending() && !w.parent.unchanged();
     if w.parent.pending() {
         keep_if_unchanged(&mut w.parent);
     }
     for c in w.pending_children() {
-        keep_if_unchanged(c);
+        if !recheck_companion {
+            keep_if_unchanged(c);
+        }
     }
 }
 
