@@ -64,7 +64,7 @@ SECRET_ARN = {"Fn::If": ["CreateSecret", {"Ref": "ClientSecret"}, {"Ref": "Clien
 # operator policy those of CLI_CALLS and LAMBDA_CALLS minus what only `p2c init` does.
 # (file, enclosing fn, operation) -> why
 LAMBDA_CALLS = {
-    ("shared/state/src/store.rs", "get", "get_item"): "watermark, resume point and lease reads",
+    ("shared/state/src/store.rs", "get", "get_item"): "watermark, resume point, lease and pause mark reads",
     ("shared/state/src/store.rs", "put_watermark", "put_item"): "a run commits its watermark",
     ("shared/state/src/store.rs", "acquire_lease", "put_item"): "a scheduled run takes the lease",
     ("shared/state/src/store.rs", "put_run", "put_item"): "the run record",
@@ -85,6 +85,8 @@ CLI_CALLS = {
     ("shared/state/src/store.rs", "scan_links", "scan"): "p2c reconcile",
     ("shared/state/src/store.rs", "history", "query"): "p2c links",
     ("shared/state/src/store.rs", "recent_runs", "query"): "p2c status",
+    ("shared/state/src/store.rs", "put_pause_mark", "put_item"): "p2c pause",
+    ("shared/state/src/store.rs", "delete_pause_mark", "delete_item"): "p2c resume",
     ("shared/state/src/queues.rs", "depth", "get_queue_attributes"): "p2c status",
     ("shared/state/src/queues.rs", "lookup", "get_queue_url"): "the CLI finds queues by name",
     ("shared/state/src/queues.rs", "arn", "get_queue_attributes"): "the CLI finds queues by name",
@@ -109,6 +111,8 @@ CLI_ENTRY_POINTS = {
     "receive": {},
     "move_messages": {},
     "move_messages_where": {},
+    "put_pause_mark": {},
+    "delete_pause_mark": {},
     # Deps::queue_pair falls back to finding the queues by name when P2C_QUEUE_URL/P2C_DLQ_URL are not set, which
     # test_flow_blocks_are_self_consistent makes sure never happens in Lambda.
     "urls": {"shared/sync/src/deps.rs": "only without P2C_QUEUE_URL and P2C_DLQ_URL"},

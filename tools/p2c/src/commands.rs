@@ -194,9 +194,15 @@ pub async fn pause_resume(f: FlowName, company: Option<&str>, enabled: bool, as_
         .ok()
         .filter(|s| !s.trim().is_empty())
         .unwrap_or_else(|| "p2c".into());
+    let ops = Ops::from_env().await?;
     let aws = p2c_state::aws_config(None).await;
     let client = aws_sdk_scheduler::Client::new(&aws);
-    let changes = crate::schedules::pause_or_resume(&client, &stack, f, company, enabled).await?;
+    let by = format!(
+        "{} (p2c {})",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        if enabled { "resume" } else { "pause" }
+    );
+    let changes = crate::schedules::pause_or_resume(&client, &ops.state, &stack, f, company, enabled, &by).await?;
     let state = if enabled { "ENABLED" } else { "DISABLED" };
     if as_json {
         println!(
@@ -214,7 +220,10 @@ pub async fn pause_resume(f: FlowName, company: Option<&str>, enabled: bool, as_
              if the pause outlived Dataverse's delta token)."
         );
     } else {
-        println!("Queued retries still run. The company's lag alarm fires while the flow stays paused.");
+        println!(
+            "Paused until p2c resume, across deploys. Queued retries still run. The company's lag alarm fires while \
+             the flow stays paused."
+        );
     }
     Ok(true)
 }

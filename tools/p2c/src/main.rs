@@ -69,8 +69,8 @@ enum Cmd {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Stop a flow's schedules in the deployed stack (P2C_STACK), for every company or one. Queued retries still
-    /// run; `p2c resume` restarts the schedules.
+    /// Stop a flow's schedules in the deployed stack (P2C_STACK), for every company or one, until `p2c resume`
+    /// (a pause mark in the table keeps scheduled runs idle across deploys). Queued retries still run.
     Pause {
         #[arg(value_parser = FlowArg)]
         flow: FlowName,

@@ -2,11 +2,15 @@
 //!
 //! The stack (infra/template.yaml) puts every schedule in a group named after the stack, `P2C_STACK` (default
 //! `p2c`). A flow's schedules target its function `<stack>-<flow>` and carry `{"flow": ..., "company": ...}` as
-//! their Input; CloudFormation names them, so they are found by target and Input, never by name. A schedule's
-//! state survives deploys that leave its definition alone; see README.md (Operate) for the rest.
+//! their Input; CloudFormation names them, so they are found by target and Input, never by name.
+//!
+//! A deploy that rewrites a schedule (another interval, say) gives it the template's state again, so a pause also
+//! leaves a mark in the state table (`PAUSE#<flow>#<company>`) that scheduled runs honour: a paused flow stays
+//! paused across any deploy until `p2c resume` turns the schedules on and removes the marks.
 
 use anyhow::{Context, Result, bail};
 use aws_sdk_scheduler::{Client, operation::get_schedule::GetScheduleOutput, types::ScheduleState};
+use p2c_state::StateStore;
 use p2c_sync::FlowName;
 use serde::Serialize;
 use serde_json::Value;
@@ -126,13 +130,16 @@ async fn set_state(client: &Client, s: &GetScheduleOutput, state: ScheduleState)
     Ok(())
 }
 
-/// Sets every selected schedule of the flow to `enabled`; fails when none is found.
+/// Sets every selected schedule of the flow to `enabled`, with the pause marks to match; fails when no schedule is
+/// found. Pausing marks first and resuming unmarks last, so a failure half-way leaves the flow paused.
 pub async fn pause_or_resume(
     client: &Client,
+    state: &StateStore,
     stack: &str,
     flow: FlowName,
     company: Option<&str>,
     enabled: bool,
+    by: &str,
 ) -> Result<Vec<Change>> {
     let company = company.map(company_arg).transpose()?;
     let found = list(client, stack, flow, company.as_deref()).await?;
@@ -150,8 +157,14 @@ pub async fn pause_or_resume(
     let mut changes = Vec::new();
     for (company, s) in found {
         let was = s.state().cloned().unwrap_or(ScheduleState::Enabled);
+        if !enabled {
+            state.put_pause_mark(flow.as_str(), &company, by).await?;
+        }
         if was != want {
             set_state(client, &s, want.clone()).await?;
+        }
+        if enabled {
+            state.delete_pause_mark(flow.as_str(), &company).await?;
         }
         changes.push(Change {
             name: s.name().unwrap_or_default().to_string(),

@@ -565,6 +565,39 @@ async fn pause_and_resume_a_flows_schedules() {
     );
     assert_eq!(disabled(&states().await), ["accounts-to-fno/usmf"]);
 
+    // A deploy that rewrites the schedule (another interval, say) turns it on again; the pause mark p2c left keeps
+    // the flow paused: the scheduled invocation runs nothing, and `p2c status` says so.
+    let page = scheduler.list_schedules().group_name(stack).send().await.unwrap();
+    for s in page.schedules() {
+        let full = scheduler
+            .get_schedule()
+            .group_name(stack)
+            .name(s.name().unwrap())
+            .send()
+            .await
+            .unwrap();
+        scheduler
+            .update_schedule()
+            .group_name(stack)
+            .name(s.name().unwrap())
+            .set_schedule_expression(full.schedule_expression().map(str::to_string))
+            .set_flexible_time_window(full.flexible_time_window().cloned())
+            .set_target(full.target().cloned())
+            .state(ScheduleState::Enabled)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(disabled(&states().await).is_empty());
+    let schedule_input = serde_json::json!({"flow": "accounts-to-fno", "company": "usmf"});
+    let out = p2c_sync::handle_event(&env.deps, FlowName::AccountsToFno, schedule_input.clone())
+        .await
+        .unwrap();
+    assert_eq!(out["runs"], serde_json::json!([]), "a paused flow runs nothing");
+    assert!(env.customers("usmf").is_empty());
+    let (_, v) = p2c(&env, &["status", "accounts-to-fno"]);
+    assert!(v["flows"][0]["paused"]["since"].is_string(), "{v}");
+
     // The whole flow: every company; another flow, another stack's schedules stay as they were. Twice is harmless.
     for _ in 0..2 {
         let (code, v) = run(&["pause", "accounts-to-fno"]);
@@ -584,6 +617,14 @@ async fn pause_and_resume_a_flows_schedules() {
     let (code, _) = run(&["resume", "accounts-to-fno"]);
     assert_eq!(code, 0);
     assert!(disabled(&states().await).is_empty());
+    // Resumed: the next scheduled run catches up from the watermark (here the first run: everything).
+    let out = p2c_sync::handle_event(&env.deps, FlowName::AccountsToFno, schedule_input)
+        .await
+        .unwrap();
+    assert_eq!(out["runs"][0]["written"], 1, "{out}");
+    assert_eq!(env.customers("usmf").len(), 1);
+    let (_, v) = p2c(&env, &["status", "accounts-to-fno"]);
+    assert!(v["flows"][0]["paused"].is_null(), "{v}");
 
     // Nothing to act on is an error that says why, not a silent success.
     let out = common::p2c_raw(
