@@ -69,6 +69,7 @@ LAMBDA_CALLS = {
     ("shared/state/src/store.rs", "acquire_lease", "put_item"): "a scheduled run takes the lease",
     ("shared/state/src/store.rs", "put_run", "put_item"): "the run record",
     ("shared/state/src/store.rs", "renew_lease", "update_item"): "long runs renew the lease",
+    ("shared/state/src/store.rs", "budget_take", "update_item"): "the shared Dataverse request budget",
     ("shared/state/src/store.rs", "release_lease", "delete_item"): "the lease goes at the end of a run",
     ("shared/state/src/store.rs", "delete_watermark", "delete_item"): "a finished read drops its resume point",
     ("shared/state/src/store.rs", "get_links", "batch_get_item"): "links of a page",

@@ -81,14 +81,39 @@ pub struct Api {
     pub(crate) limiter: Arc<Limiter>,
 }
 
-/// Client-side limits per service: requests in flight, requests per second, and one shared pause after a 429
-/// so that a throttled service sees the whole client back off at once instead of a storm of retries.
-#[derive(Debug)]
+/// A request budget shared by every process using one application user (service protection counts per user,
+/// not per process). `reserve(n)` takes up to `n` requests from it: `Ok(granted)` (at least 1), or `Err(wait)`
+/// when the budget is spent until `wait` has passed (then ask again).
+pub trait Budget: Send + Sync {
+    fn reserve(
+        &self,
+        n: u32,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, Duration>> + Send + '_>>;
+}
+
+/// Requests taken from the shared budget at a time: one budget call per this many requests.
+const BUDGET_CHUNK: u32 = 20;
+
+/// Client-side limits per service: requests in flight, requests per second, one shared pause after a 429 so
+/// that a throttled service sees the whole client back off at once instead of a storm of retries, and (when
+/// set) a budget shared with every other process of the deployment.
 pub struct Limiter {
     permits: tokio::sync::Semaphore,
     min_interval: Option<Duration>,
     next_slot: Mutex<std::time::Instant>,
     paused_until: Mutex<Option<std::time::Instant>>,
+    budget: Option<Arc<dyn Budget>>,
+    /// Requests reserved from the budget and not used yet.
+    reserved: tokio::sync::Mutex<u32>,
+}
+
+impl std::fmt::Debug for Limiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Limiter")
+            .field("min_interval", &self.min_interval)
+            .field("shared_budget", &self.budget.is_some())
+            .finish()
+    }
 }
 
 impl Limiter {
@@ -99,10 +124,32 @@ impl Limiter {
             min_interval: (per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / per_second)),
             next_slot: Mutex::new(std::time::Instant::now()),
             paused_until: Mutex::new(None),
+            budget: None,
+            reserved: tokio::sync::Mutex::new(0),
         }
     }
 
+    /// Shares the requests of this limiter with every other process through `budget`.
+    pub fn with_budget(mut self, budget: Arc<dyn Budget>) -> Limiter {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// One request from the shared budget, reserving a chunk when none is left (waiting while it is spent).
+    async fn take_from_budget(&self) {
+        let Some(budget) = &self.budget else { return };
+        let mut reserved = self.reserved.lock().await;
+        while *reserved == 0 {
+            match budget.reserve(BUDGET_CHUNK).await {
+                Ok(granted) => *reserved = granted.max(1),
+                Err(wait) => tokio::time::sleep(wait).await,
+            }
+        }
+        *reserved -= 1;
+    }
+
     async fn acquire(&self) -> tokio::sync::SemaphorePermit<'_> {
+        self.take_from_budget().await;
         let pause = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(until) = pause {
             tokio::time::sleep_until(until.into()).await;

@@ -12,7 +12,7 @@ pub mod error;
 pub mod fno;
 pub mod odata;
 
-pub use api::{Api, DryRun, Limiter, PlannedWrite, RequestStats, RetryPolicy};
+pub use api::{Api, Budget, DryRun, Limiter, PlannedWrite, RequestStats, RetryPolicy};
 pub use auth::{Credentials, Secret, TokenCache};
 pub use batch::{BatchOp, BatchResult, SetResult, WriteMethod};
 pub use dataverse::{ChangePage, Dataverse};

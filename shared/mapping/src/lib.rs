@@ -2,8 +2,10 @@
 //!
 //! A [`Template`] says which source entity goes to which target entity, by which key, under which source filter,
 //! and lists its field maps in the order of the tables in `spec/templates.md`, so a reader can check it line by
-//! line. [`Template::map`] turns one source record into the target payload; [`MappingOverrides`] applies a site's
-//! P2C_MAPPING file (defaults, value maps, extra and disabled fields) to the built-in templates.
+//! line. [`Template::map`] turns one source record into the target payload, a blank source clearing the target
+//! field ([`Template::map_parts`] also lists the clears, which a create leaves out); [`MappingOverrides`] applies a
+//! site's P2C_MAPPING file (defaults, value maps, extra, disabled and keep-when-blank fields) to the built-in
+//! templates.
 //!
 //! Sales lookups are read and written under their Data Integrator paths (`productid.productnumber`); see
 //! [`Template`] for how the pipeline resolves them ([`Template::lookups`], [`Template::binds`],
@@ -36,10 +38,13 @@ pub use overrides::{
     ValueMapOverride,
 };
 pub use sales::{LookupTarget, bind_value, lookup_targets, sales_lookup_names, sales_lookup_tables, split_state};
-pub use schema::{FnoProperty, FnoType, fno_entity_keys, fno_enum_members, fno_has_entity, fno_max_len, fno_property};
+pub use schema::{
+    FNO_EMPTY_DATE, FnoProperty, FnoType, fno_empty_value, fno_entity_keys, fno_enum_members, fno_has_entity,
+    fno_max_len, fno_property,
+};
 pub use template::{
-    Bind, Direction, FieldMap, Filter, Lookup, Record, Role, Source, Template, Transform, Unmapped, build,
-    select_column,
+    Bind, Direction, FieldMap, Filter, Lookup, Mapped, Record, Role, Source, Template, Transform, Unmapped, build,
+    select_column, without_clears,
 };
 pub use templates::{
     KNOWN_FLOWS, PRICE_LISTS, PROCESSING_STATUS, UNIT_NAMES, accounts_to_customers, builtin_templates,

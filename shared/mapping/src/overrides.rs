@@ -1,6 +1,7 @@
 //! Site-specific changes to the built-in templates: the file named by `P2C_MAPPING` (TOML or JSON).
 //!
-//! One section per flow; in each: `defaults`, `value_maps`, extra `fields`, `disabled` fields, and optionally
+//! One section per flow; in each: `defaults`, `value_maps`, extra `fields`, `disabled` fields, `keep_when_blank`
+//! fields, and optionally
 //! the same per task (`[quotes-to-fno.QuoteLine]`) for flows with several templates. The format is documented on
 //! [`MappingOverrides`]. Everything is checked when the file is loaded, against the built-in templates and F&O's
 //! `$metadata`, so a typo stops the run at start-up with the file, section and field named.
@@ -80,10 +81,11 @@ fn at(line: Option<usize>, column: Option<usize>) -> String {
 /// Changes to the built-in templates, per flow: the P2C_MAPPING file.
 ///
 /// TOML, or JSON of the same shape (an object per flow). A flow's table holds `defaults`, `value_maps`,
-/// `fields` and `disabled`; so may a table per task inside it, named like the task (`[quotes-to-fno.QuoteLine]`,
+/// `fields`, `disabled` and `keep_when_blank`; so may a table per task inside it, named like the task (`[quotes-to-fno.QuoteLine]`,
 /// `[[orders-to-sales.OrderHeader.fields]]`; task names start with a capital, section names do not).
 ///
-/// - Flow-level `defaults`, `value_maps` and `disabled` apply to every template of the flow that maps the target
+/// - Flow-level `defaults`, `value_maps`, `disabled` and `keep_when_blank` apply to every template of the flow that
+///   maps the target
 ///   (e.g. a currency map on both an order header and its lines); a target no template of the flow maps is an
 ///   error. Flow-level `fields` are only for flows with one template; elsewhere name the task.
 /// - Task-level entries apply to that template only, after the flow-level ones.
@@ -112,11 +114,13 @@ pub struct FlowOverrides {
     pub fields: Vec<ExtraField>,
     /// Target fields to stop writing.
     pub disabled: Vec<String>,
+    /// Target fields that keep their value when the source is blank, instead of being cleared.
+    pub keep_when_blank: Vec<String>,
     /// Task name (e.g. "QuoteLine") -> changes to that template only. Always empty inside a task.
     pub tasks: BTreeMap<String, FlowOverrides>,
 }
 
-const SECTIONS: &str = "defaults, value_maps, fields, disabled";
+const SECTIONS: &str = "defaults, value_maps, fields, disabled, keep_when_blank";
 
 /// Reads a flow's table: the four sections, and task tables (keys starting with a capital letter) when
 /// `tasks` is allowed. Unknown keys are refused with the list of what is allowed, like `deny_unknown_fields`.
@@ -128,7 +132,7 @@ impl<'de> Visitor<'de> for FlowVisitor {
     type Value = FlowOverrides;
 
     fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-        f.write_str("a table of defaults, value_maps, fields, disabled")?;
+        f.write_str("a table of defaults, value_maps, fields, disabled, keep_when_blank")?;
         if self.tasks {
             f.write_str(" and task tables")?;
         }
@@ -143,6 +147,7 @@ impl<'de> Visitor<'de> for FlowVisitor {
                 "value_maps" => out.value_maps = map.next_value()?,
                 "fields" => out.fields = map.next_value()?,
                 "disabled" => out.disabled = map.next_value()?,
+                "keep_when_blank" => out.keep_when_blank = map.next_value()?,
                 k if self.tasks && k.starts_with(|c: char| c.is_uppercase()) => {
                     let task = map.next_value_seed(TaskSeed)?;
                     out.tasks.insert(key, task);
@@ -246,6 +251,9 @@ pub struct ExtraField {
     /// Replace the template's row for `target` instead of adding one.
     #[serde(default)]
     pub replace: bool,
+    /// A blank source writes nothing (the target keeps its value) instead of clearing the target.
+    #[serde(default)]
+    pub keep_when_blank: bool,
 }
 
 /// A problem with one override entry: (field, problem).
@@ -368,7 +376,7 @@ impl MappingOverrides {
     }
 
     /// Apply this flow's sections (if any) to `t`: the flow-level section, then `t`'s task section; each in
-    /// this order: extra fields, defaults, value maps, disabled.
+    /// this order: extra fields, defaults, value maps, disabled, keep_when_blank.
     pub fn apply(&self, t: &mut Template) -> Result<(), OverrideError> {
         self.check_flows()?;
         let Some(fo) = self.flows.get(&t.flow) else {
@@ -437,6 +445,17 @@ impl MappingOverrides {
             }
             if let Some(idx) = row(t, ".disabled", target)? {
                 t.fields[idx].enabled = false;
+            }
+        }
+        for target in &fo.keep_when_blank {
+            let key_elsewhere = others.iter().any(|o| o.target_key.contains(target));
+            if t.target_key.contains(target) || key_elsewhere {
+                let side = if t.writes_fno() { "F&O" } else { "Sales" };
+                let p = problem(target, format!("is part of the {side} key, which is never blank"));
+                return Err(err(".keep_when_blank", p));
+            }
+            if let Some(idx) = row(t, ".keep_when_blank", target)? {
+                apply_keep(t, idx).map_err(|p| err(".keep_when_blank", p))?;
             }
         }
         Ok(())
@@ -735,6 +754,14 @@ fn apply_extra(t: &mut Template, xf: &ExtraField) -> Result<(), Problem> {
         target: target.to_string(),
         transform,
         enabled: true,
+        keep_when_blank: false,
+    };
+    if xf.keep_when_blank {
+        keep_check(&row)?;
+    }
+    let row = FieldMap {
+        keep_when_blank: xf.keep_when_blank,
+        ..row
     };
     match t.fields.iter().position(|f| f.target == target) {
         Some(_) if t.target_key.iter().any(|k| k == target) => {
@@ -774,6 +801,41 @@ fn kind_name(k: TransformKind) -> &'static str {
         TransformKind::Country => "country",
         TransformKind::Truncate => "truncate",
         TransformKind::Bool => "bool",
+    }
+}
+
+/// Marks row `idx` to keep the target's value when its source is blank.
+fn apply_keep(t: &mut Template, idx: usize) -> Result<(), Problem> {
+    keep_check(&t.fields[idx])?;
+    t.fields[idx].keep_when_blank = true;
+    Ok(())
+}
+
+/// Why `keep_when_blank` means nothing for a row: it has no source, or a blank source writes its default.
+fn keep_check(fm: &FieldMap) -> Result<(), Problem> {
+    let target = fm.target.as_str();
+    if fm.source == Source::None {
+        return Err(problem(
+            target,
+            "has no source (it writes a constant), so it is never blank; keep_when_blank does not apply",
+        ));
+    }
+    let blank_value = match &fm.transform {
+        Transform::Default(d) => Some(d),
+        Transform::ValueMap { default, map, .. } => default.as_ref().or_else(|| map.get("")),
+        Transform::Country { default, .. } => default.as_ref(),
+        _ => None,
+    };
+    match blank_value {
+        Some(v) => Err(problem(
+            target,
+            format!(
+                "writes {} when its source is blank (its default), so keep_when_blank would never apply; remove \
+                 the default to keep the target's value instead",
+                schema::describe(v)
+            ),
+        )),
+        None => Ok(()),
     }
 }
 

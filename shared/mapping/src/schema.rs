@@ -128,6 +128,26 @@ pub fn fno_enum_members(enum_type: &str) -> Option<&'static [String]> {
     schema().enums.get(enum_type).map(Vec::as_slice)
 }
 
+/// F&O's empty date: what an X++ date field holds for "no date" (dates are never null in F&O).
+pub const FNO_EMPTY_DATE: &str = "1900-01-01T12:00:00Z";
+
+/// What clears F&O field `entity.field`: the value F&O itself holds for "no value", since X++ fields are never
+/// null. Text `""`; numbers `0` (null only where `$metadata` makes the number nullable); dates the empty date
+/// [`FNO_EMPTY_DATE`]; an enum its first member, the enum's value 0 and the default of a new row (`NoYes` ->
+/// `No`, `Gender` -> `Unknown`, `DirPersonMaritalStatus` -> `None`). `None` for a field or type not known here:
+/// nothing is written for it.
+pub fn fno_empty_value(entity: &str, field: &str) -> Option<Value> {
+    let p = fno_property(entity, field)?;
+    match &p.ty {
+        FnoType::String => Some(Value::from("")),
+        FnoType::Decimal | FnoType::Int32 | FnoType::Int64 if p.nullable => Some(Value::Null),
+        FnoType::Decimal | FnoType::Int32 | FnoType::Int64 => Some(Value::from(0)),
+        FnoType::DateTimeOffset => Some(Value::from(FNO_EMPTY_DATE)),
+        FnoType::Enum(e) => fno_enum_members(e)?.first().map(|m| Value::from(m.as_str())),
+        FnoType::Other(_) => None,
+    }
+}
+
 /// A property of `entity` whose name equals `field` ignoring case: the hint for a wrongly cased name.
 pub(crate) fn fno_property_ignore_case(entity: &str, field: &str) -> Option<&'static str> {
     let e = schema().entities.get(entity)?;
@@ -474,5 +494,37 @@ mod tests {
         );
         assert_eq!(conform(e, "NoSuchField", &Value::from(1)), Ok(Some(Value::from(1))));
         assert_eq!(conform(e, "SalesMemo", &Value::Null), Ok(None));
+    }
+
+    #[test]
+    fn empty_values_are_what_fno_holds_for_no_value() {
+        let e = "CustomersV2";
+        assert_eq!(fno_empty_value(e, "PrimaryContactFax"), Some(Value::from("")));
+        assert_eq!(
+            fno_empty_value(e, "OrganizationNumberOfEmployees"),
+            Some(Value::from(0))
+        );
+        assert_eq!(fno_empty_value(e, "CreditLimit"), Some(Value::from(0)));
+        assert_eq!(fno_empty_value(e, "AddressValidTo"), Some(Value::from(FNO_EMPTY_DATE)));
+        assert_eq!(fno_empty_value(e, "IsExternallyMaintained"), Some(Value::from("No")));
+        assert_eq!(
+            fno_empty_value("CDSContactPersons", "Gender"),
+            Some(Value::from("Unknown"))
+        );
+        assert_eq!(
+            fno_empty_value("CDSContactPersons", "MaritalStatus"),
+            Some(Value::from("None"))
+        );
+        assert_eq!(fno_empty_value(e, "NoSuchField"), None);
+        // Every empty value fits its field.
+        for field in [
+            "PrimaryContactFax",
+            "OrganizationNumberOfEmployees",
+            "AddressValidTo",
+            "OnHoldStatus",
+        ] {
+            let v = fno_empty_value(e, field).unwrap();
+            assert_eq!(conform(e, field, &v), Ok(Some(v.clone())), "{field}");
+        }
     }
 }

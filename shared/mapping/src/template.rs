@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::country::{builtin_country_code, normalize_country};
 use crate::error::{CONSTANT, MapError, Unresolved};
 use crate::sales::{LookupTarget, bind_value, lookup_targets};
-use crate::schema::{self, Misfit, fno_has_entity, fno_max_len};
+use crate::schema::{self, Misfit, fno_empty_value, fno_has_entity, fno_max_len};
 
 /// One record as JSON: a Dataverse row or an F&O entity, keyed by wire names.
 pub type Record = serde_json::Map<String, Value>;
@@ -105,6 +105,9 @@ pub struct FieldMap {
     pub transform: Transform,
     /// False when switched off by the P2C_MAPPING file; a disabled row writes nothing.
     pub enabled: bool,
+    /// True when the P2C_MAPPING file says `keep_when_blank`: a blank source writes nothing, so the target keeps
+    /// its value. Otherwise a blank source clears the target (see [`Template::map`]).
+    pub keep_when_blank: bool,
 }
 
 /// Where a row takes its value from.
@@ -129,15 +132,17 @@ impl Source {
 }
 
 /// What a row does to the source value. "Blank" below means absent, null, or text that is empty or only spaces.
+/// Where a blank source gives no value, [`Template::map`] clears the target (unless the row keeps it).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transform {
-    /// The source value as is; blank writes nothing.
+    /// The source value as is; blank gives no value.
     Copy,
     /// The Data Integrator "Default": blank (or no source at all) writes this value, anything else is copied.
     Default(Value),
     /// Look the value up (numbers and booleans by their JSON text, e.g. "1", "true"). Blank writes `default`, if
-    /// any (the Data Integrator's "blank source side" entry); a value not in the map is handled by `unmapped`.
+    /// any (the Data Integrator's "blank source side" entry), else gives no value; a value not in the map is
+    /// handled by `unmapped`.
     ValueMap {
         map: BTreeMap<String, Value>,
         default: Option<Value>,
@@ -146,15 +151,17 @@ pub enum Transform {
     },
     /// The Data Integrator "Country region code": country name or code -> ISO 3166-1 alpha-2. `extra` entries
     /// (keys compared normalised, see `normalize_country`) win over the built-in table; `builtin: false` turns the
-    /// table off. Blank writes `default`, if any. A value nobody knows is a `NoValueMapEntry` error.
+    /// table off. Blank writes `default`, if any, else gives no value. A value nobody knows is a `NoValueMapEntry`
+    /// error.
     Country {
         default: Option<Value>,
         extra: BTreeMap<String, Value>,
         builtin: bool,
     },
     /// Cut text to this many characters (UTF-16 code units, as F&O counts). The only transform that may shorten.
+    /// Blank gives no value.
     Truncate(usize),
-    /// A source boolean -> `yes` or `no` (e.g. the F&O NoYes enum).
+    /// A source boolean -> `yes` or `no` (e.g. the F&O NoYes enum). Null gives no value.
     Bool { yes: Value, no: Value },
 }
 
@@ -168,6 +175,32 @@ pub enum Unmapped {
     Keep,
     /// Write this value instead.
     Value(Value),
+}
+
+/// One record mapped: what an update writes, and which of its fields are clears.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Mapped {
+    /// Every row's value in row order, clears included: what an update writes and what the content hash is of,
+    /// so a cleared field is a change once and then unchanged.
+    pub body: Record,
+    /// The target fields of `body` that hold a clear (their source is blank), in row order. A create leaves them
+    /// out: a new record is blank there anyway, and the target's own defaults stay in force.
+    pub cleared: Vec<String>,
+}
+
+impl Mapped {
+    /// The body of a create: `body` without the clears.
+    pub fn create_body(&self) -> Record {
+        without_clears(&self.body, &self.cleared)
+    }
+}
+
+/// `body` without the `cleared` fields (a create body).
+pub fn without_clears(body: &Record, cleared: &[String]) -> Record {
+    body.iter()
+        .filter(|(k, _)| !cleared.contains(k))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// A source filter: simple predicates over source fields, evaluated in memory after reading.
@@ -569,12 +602,15 @@ impl Template {
         self.filter.as_ref().is_none_or(|f| f.matches(src))
     }
 
-    /// Map one source record to the target payload, keyed by target wire names in template order.
+    /// Map one source record to the target payload, keyed by target wire names in template order: the body of
+    /// an update, clears included ([`Template::map_parts`] also says which fields are clears).
     ///
     /// - The company (`dataAreaId`) is not mapped here; the pipeline adds it.
-    /// - A row whose source is blank (absent, null, empty or only spaces) writes nothing, unless its transform
-    ///   has a default. So an update never blanks a target field, and clearing a field in the source does not
-    ///   clear it in the target: the target keeps its last value (and the F&O default on create).
+    /// - A row whose source is blank (absent, null, empty or only spaces) and whose transform gives no value for
+    ///   it (no default) **clears** the target, so removing a value in the source removes it in the target: F&O
+    ///   text `""`, numbers `0` (null where `$metadata` makes them nullable), dates the empty date, enums their
+    ///   first member ([`crate::fno_empty_value`]); Sales `null` (a lookup is unlinked by `bind`). Not cleared:
+    ///   rows marked `keep_when_blank` (the target keeps its value), rows without a source, and key fields.
     /// - Every value is checked against the target's `$metadata` type and, for text, its known length
     ///   (`fno_max_len`): too long is `TooLong`, never silently cut, unless the row's transform is Truncate.
     ///   Numbers stay JSON numbers; text where a number is expected is `BadType`.
@@ -584,21 +620,33 @@ impl Template {
     ///   into `@odata.bind` properties.
     /// - Never panics, whatever the input.
     pub fn map(&self, src: &Record) -> Result<Record, MapError> {
+        self.map_parts(src).map(|m| m.body)
+    }
+
+    /// [`Template::map`], with the list of cleared fields a create leaves out.
+    pub fn map_parts(&self, src: &Record) -> Result<Mapped, MapError> {
         let key = self.key_of(src)?;
         let entity = self.record_noun();
-        let mut out = Record::new();
+        let mut out = Mapped::default();
         for fm in self.fields.iter().filter(|f| f.enabled) {
             let ctx = Ctx { entity, key: &key, fm };
             let raw = match &fm.source {
                 Source::Field(path) => src.get(path),
                 Source::None => None,
             };
-            let Some(value) = fm.transform.apply(raw, &ctx)? else {
-                continue;
+            let value = match fm.transform.apply(raw, &ctx)? {
+                Some(v) if !v.is_null() => v,
+                _ => {
+                    if let Some(empty) = self.clear_of(fm) {
+                        out.body.insert(fm.target.clone(), empty);
+                        out.cleared.push(fm.target.clone());
+                    }
+                    continue;
+                }
             };
             match schema::conform(&self.target_entity, &fm.target, &value) {
                 Ok(Some(v)) => {
-                    out.insert(fm.target.clone(), v);
+                    out.body.insert(fm.target.clone(), v);
                 }
                 Ok(None) => {}
                 Err(Misfit::TooLong { len, max }) => {
@@ -625,12 +673,30 @@ impl Template {
         }
         // Every key field but the company must be written, or the target record cannot be found or created.
         for k in self.target_key.iter().filter(|k| *k != "dataAreaId") {
-            if !out.contains_key(k) {
+            if !out.body.contains_key(k) {
                 let field = self.field(k).and_then(|f| f.source.path()).unwrap_or(k.as_str());
                 return Err(self.missing_key(key, field));
             }
         }
         Ok(out)
+    }
+
+    /// What a blank source writes through row `fm`: the target's empty value, or `None` (write nothing) for a
+    /// row that keeps the target's value, has no source, or writes a key field (a blank key is `MissingKey`).
+    fn clear_of(&self, fm: &FieldMap) -> Option<Value> {
+        if fm.keep_when_blank || fm.source == Source::None || self.target_key.contains(&fm.target) {
+            return None;
+        }
+        self.empty_value(&fm.target)
+    }
+
+    /// The value that clears target field `target`: F&O's empty value of its type, or null in Sales.
+    pub fn empty_value(&self, target: &str) -> Option<Value> {
+        if self.writes_fno() {
+            fno_empty_value(&self.target_entity, target)
+        } else {
+            Some(Value::Null)
+        }
     }
 
     /// The source columns to `$select`: the id, the header key of a line, and the key first, then each enabled
@@ -717,7 +783,8 @@ impl Template {
 
     /// Turn `map`'s output into the Sales wire body: each dotted lookup target (see [`Template::binds`]) is
     /// replaced, in place, by `<bind_property>: "/<entity_set>(<id>)"` for the first lookup target where
-    /// `resolve(target, value)` finds a record id. Everything else is copied as is. `key` names the record in
+    /// `resolve(target, value)` finds a record id; a cleared one (null) by `<bind_property>: null` of the first
+    /// lookup target. Everything else is copied as is. `key` names the record in
     /// errors (from `key_of`).
     ///
     /// A value that matches nothing is [`Unresolved`]: for synced data (customer, product, order, invoice) the
@@ -736,6 +803,13 @@ impl Template {
                 out.insert(k.clone(), v.clone());
                 continue;
             };
+            // A cleared lookup: `<nav>@odata.bind: null` unlinks it (Dataverse's disassociate on update).
+            if v.is_null()
+                && let Some(t) = b.targets.first()
+            {
+                out.insert(t.bind_property.clone(), Value::Null);
+                continue;
+            }
             let text = lookup_text(v).filter(|t| !t.is_empty());
             let hit = text
                 .as_deref()
@@ -784,6 +858,7 @@ pub mod build {
             target: target.to_string(),
             transform,
             enabled: true,
+            keep_when_blank: false,
         }
     }
 
@@ -816,8 +891,8 @@ pub mod build {
         row(Source::Field(source.to_string()), target, t)
     }
 
-    /// `source Fn target` with a Country region code transform; blank writes nothing (F&O -> Sales, where
-    /// p2c does not invent an address).
+    /// `source Fn target` with a Country region code transform and no default (F&O -> Sales, where p2c does not
+    /// invent an address): blank clears the target like a copy.
     pub fn country_code(source: &str, target: &str) -> FieldMap {
         let t = Transform::Country {
             default: None,
@@ -871,6 +946,12 @@ impl FieldMap {
         if let Transform::ValueMap { case_insensitive, .. } = &mut self.transform {
             *case_insensitive = true;
         }
+        self
+    }
+
+    /// A row that writes nothing for a blank source, so the target keeps its value instead of being cleared.
+    pub fn keep_when_blank(mut self) -> FieldMap {
+        self.keep_when_blank = true;
         self
     }
 

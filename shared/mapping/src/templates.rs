@@ -587,7 +587,13 @@ fn confirmed_orders(totals_flag: &str) -> Filter {
 ///   giving ISO codes like the copied `shipto_country`; blank writes nothing.
 /// - msdynce_processingstatus: [`PROCESSING_STATUS`].
 /// - statuscode: 1 (New), the default status of Active (dual-write uses the same).
+/// - pricelevelid.name: the docs' Default; the flow picks the first valid price list of the order's currency
+///   instead (the products rule, spec/templates.md 4 and 6: "a value map per currency if several currencies"),
+///   unless P2C_MAPPING sets the row.
 /// - The row cut off at the bottom of the screenshot is unknown and left out.
+///
+/// Added from spec/templates.md 4 (the P2C solution, not the screenshot): `OrderHeaderTaxAmount` ->
+/// `msdynce_misctax`, the header tax that the flow brings in as the write-in "Freight Tax" line.
 pub fn order_headers_to_sales() -> Template {
     Template {
         name: "OrderHeader".into(),
@@ -631,6 +637,7 @@ pub fn order_headers_to_sales() -> Template {
             default("statuscode", 1),
             default("msdynce_ismaintainedexternally", true),
             default("pricelevelid.name", DEMO_PRICE_LIST), // a value map per currency if several currencies
+            copy("OrderHeaderTaxAmount", "msdynce_misctax"), // spec 4: header tax, the "Freight Tax" line
         ],
     }
 }
@@ -693,10 +700,15 @@ pub fn order_lines_to_sales() -> Template {
 /// - Source filter: `SalesOrderNumber` not blank (dual-write's filter for the same entity): invoices of sales
 ///   orders, which the order flow has brought to Sales. The entity itself only returns invoices of customers
 ///   that came from Sales.
-/// - pricelevelid.name: [`PRICE_LISTS`] by currency (the docs: USD = "CRM Service USA (sample)").
+/// - pricelevelid.name: [`PRICE_LISTS`] by currency (the docs: USD = "CRM Service USA (sample)"); the flow picks
+///   the first valid price list of the invoice's currency instead, as for products (spec/templates.md 4), so
+///   every currency with a price list works, unless P2C_MAPPING sets the row.
 /// - ispricelocked: true, so Sales does not reprice the invoice (the docs' "presumably true").
 /// - statuscode: 4 (Billed): an F&O invoice is posted.
 /// - The rows cut off at the bottom of the screenshot are unknown and left out.
+///
+/// Added from spec/templates.md 4 (the P2C solution, not the screenshot): `InvoiceHeaderTaxAmount` ->
+/// `msdynce_misctax`, the header tax that the flow brings in as the write-in "Freight Tax" line.
 pub fn invoice_headers_to_sales() -> Template {
     Template {
         name: "SalesInvoiceHeader".into(),
@@ -730,7 +742,8 @@ pub fn invoice_headers_to_sales() -> Template {
             copy("TotalDiscountAmount", "totaldiscountamount"),
             copy("TotalTaxAmount", "totaltax"),
             default("ispricelocked", true),
-            default("statuscode", 4), // Billed
+            default("statuscode", 4),                          // Billed
+            copy("InvoiceHeaderTaxAmount", "msdynce_misctax"), // spec 4: header tax, the "Freight Tax" line
         ],
     }
 }

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{account_with, golden, rec};
-use p2c_mapping::{Filter, MapError, Record, Transform, accounts_to_customers, fno_max_len};
+use p2c_mapping::{Filter, MapError, Record, Transform, accounts_to_customers, content_hash, fno_max_len};
 use serde_json::{Value, json};
 
 fn keys(r: &Record) -> Vec<&str> {
@@ -25,25 +25,71 @@ fn golden_full_account_maps_to_the_exact_customer() {
 }
 
 #[test]
-fn golden_sparse_account_writes_only_defaults_and_present_values() {
-    let out = accounts_to_customers()
-        .map(&golden("accounts-to-fno/account_sparse.json"))
-        .unwrap();
+fn golden_sparse_account_clears_every_blank_field() {
+    let t = accounts_to_customers();
+    let m = t.map_parts(&golden("accounts-to-fno/account_sparse.json")).unwrap();
     let want = golden("accounts-to-fno/customer_sparse.json");
-    assert_eq!(Value::Object(out.clone()), Value::Object(want.clone()));
-    assert_eq!(keys(&out), keys(&want));
+    assert_eq!(Value::Object(m.body.clone()), Value::Object(want.clone()));
+    assert_eq!(keys(&m.body), keys(&want));
+    // Blank text is F&O's "", a blank number 0 (CreditLimit and OrganizationNumberOfEmployees are not nullable).
+    let cleared: Vec<&str> = m.cleared.iter().map(String::as_str).collect();
+    assert_eq!(
+        cleared,
+        [
+            "CreditLimit",
+            "PrimaryContactFax",
+            "OrganizationNumberOfEmployees",
+            "SalesCurrencyCode",
+            "AddressCity",
+            "SalesMemo",
+            "PrimaryContactEmail",
+            "AddressStreet",
+            "PrimaryContactPhone",
+            "AddressZipCode",
+            "AddressState",
+            "PrimaryContactURL",
+            "DeliveryAddressStreet",
+            "DeliveryAddressCity",
+            "DeliveryAddressZipCode",
+            "DeliveryAddressState",
+        ]
+    );
+    // A create leaves the clears out: defaults and present values only.
+    let create = m.create_body();
+    assert!(create.keys().all(|k| !m.cleared.contains(k)));
+    assert_eq!(create.len(), t.fields.len() - cleared.len());
+    assert_eq!(create["AddressCountryRegionISOCode"], "US", "a default is no clear");
 }
 
 #[test]
-fn null_and_absent_source_fields_are_left_out_so_updates_never_blank_fno() {
+fn null_absent_and_blank_source_fields_clear_the_fno_field() {
     let t = accounts_to_customers();
-    let mut a = account_with(json!({"fax": null, "telephone1": "   "}));
+    let mut a = account_with(json!({"fax": null, "telephone1": "   ", "numberofemployees": null}));
     a.remove("emailaddress1");
-    let out = t.map(&a).unwrap();
+    let m = t.map_parts(&a).unwrap();
     for f in ["PrimaryContactFax", "PrimaryContactPhone", "PrimaryContactEmail"] {
-        assert!(!out.contains_key(f), "{f} should be left out");
+        assert_eq!(m.body[f], "", "{f}: F&O text has no null");
     }
-    assert_eq!(out.len(), t.fields.len() - 3);
+    assert_eq!(m.body["OrganizationNumberOfEmployees"], 0);
+    assert_eq!(
+        m.cleared,
+        [
+            "PrimaryContactFax",
+            "OrganizationNumberOfEmployees",
+            "PrimaryContactEmail",
+            "PrimaryContactPhone"
+        ]
+    );
+    assert_eq!(m.body.len(), t.fields.len(), "every row writes");
+    assert_eq!(t.map(&a).unwrap(), m.body, "map is the update body");
+    // The hash covers the clears: clearing is a change once, and the same clear hashes the same next time.
+    let full = t.map(&account_with(json!({}))).unwrap();
+    assert_ne!(content_hash(&m.body), content_hash(&full));
+    assert_eq!(content_hash(&m.body), content_hash(&t.map(&a).unwrap()));
+    // A real 0 is a value, not a clear.
+    let m = t.map_parts(&account_with(json!({"numberofemployees": 0}))).unwrap();
+    assert_eq!(m.body["OrganizationNumberOfEmployees"], 0);
+    assert!(m.cleared.is_empty());
 }
 
 #[test]

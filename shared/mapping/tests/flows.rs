@@ -447,16 +447,23 @@ fn contact_option_sets_map_to_fno_enums() {
         "contact CON-01000-BVRCPS: Gender has no value-map entry for '3' (from gendercode); add a value-map \
          entry for '3' to Gender in P2C_MAPPING, or fix the contact"
     );
-    // Blank option sets write nothing.
-    let out = c
-        .map(&input_with(
+    // Blank option sets clear the enum: its first member, F&O's "no value".
+    let m = c
+        .map_parts(&input_with(
             "contacts-to-fno",
             "Contacts",
             json!({"gendercode": null, "familystatuscode": null, "donotemail": null}),
         ))
         .unwrap();
-    assert!(!out.contains_key("Gender") && !out.contains_key("MaritalStatus"));
-    assert!(!out.contains_key("IsReceivingDirectMail"));
+    assert_eq!(
+        (
+            &m.body["Gender"],
+            &m.body["MaritalStatus"],
+            &m.body["IsReceivingDirectMail"]
+        ),
+        (&json!("Unknown"), &json!("None"), &json!("No"))
+    );
+    assert_eq!(m.cleared, ["Gender", "MaritalStatus", "IsReceivingDirectMail"]);
 }
 
 #[test]
@@ -514,7 +521,7 @@ fn blank_quote_country_is_us_and_names_are_iso_coded() {
         ))
         .unwrap();
     assert_eq!(out["DeliveryAddressCountryRegionISOCode"], "US");
-    // F&O -> Sales: a blank invoice country writes nothing (p2c invents no address), F&O region ids become ISO.
+    // F&O -> Sales: a blank invoice country clears Sales' (p2c invents no address), F&O region ids become ISO.
     let sh = t("orders-to-sales", "OrderHeader");
     let out = sh
         .map(&input_with(
@@ -523,7 +530,7 @@ fn blank_quote_country_is_us_and_names_are_iso_coded() {
             json!({"InvoiceAddressCountryRegionId": ""}),
         ))
         .unwrap();
-    assert!(!out.contains_key("billto_country"));
+    assert_eq!(out["billto_country"], Value::Null);
     let out = sh
         .map(&input_with(
             "orders-to-sales",
@@ -721,15 +728,41 @@ fn an_order_from_fno_is_created_without_its_state() {
 }
 
 #[test]
-fn fno_to_sales_blank_values_write_nothing() {
-    // F&O sends "" for an empty string: Sales keeps what it has.
+fn fno_to_sales_blank_values_clear_sales() {
+    // F&O sends "" for an empty string: Sales gets null, its "no value".
     let l = t("orders-to-sales", "OrderLine");
-    let out = l
-        .map(&input_with(
+    let m = l
+        .map_parts(&input_with(
             "orders-to-sales",
             "OrderLine",
             json!({"DeliveryAddressStreetNumber": "", "ProductName": " "}),
         ))
         .unwrap();
-    assert!(!out.contains_key("shipto_line2") && !out.contains_key("description"));
+    assert_eq!(
+        (&m.body["shipto_line2"], &m.body["description"]),
+        (&Value::Null, &Value::Null)
+    );
+    assert_eq!(m.cleared, ["shipto_line2", "description"]);
+    assert!(
+        !m.create_body().contains_key("shipto_line2"),
+        "a create leaves clears out"
+    );
+    // A cleared lookup unlinks: `<nav>@odata.bind: null`, nothing to resolve.
+    let p = t("products-to-sales", "Products");
+    let src = input_with("products-to-sales", "Products", json!({"CurrencyCode": ""}));
+    let out = p.map(&src).unwrap();
+    assert_eq!(out["transactioncurrencyid.isocurrencycode"], Value::Null);
+    let wire = p
+        .bind("D0001", &out, |t, v| Some(format!("{}-{v}", t.entity_set)))
+        .unwrap();
+    assert_eq!(wire["transactioncurrencyid@odata.bind"], Value::Null);
+    // A blank key part is still refused, not cleared.
+    let err = l
+        .map(&input_with(
+            "orders-to-sales",
+            "OrderLine",
+            json!({"SalesOrderNumber": ""}),
+        ))
+        .unwrap_err();
+    assert!(matches!(err, MapError::MissingKey { .. }), "{err}");
 }

@@ -72,12 +72,15 @@ proptest! {
         for t in builtin_templates() {
             let _ = t.passes_filter(&src);
             let key = t.key_of(&src);
-            match t.map(&src) {
-                Ok(out) => {
+            match t.map_parts(&src) {
+                Ok(m) => {
                     prop_assert!(key.is_ok(), "mapped without a key");
-                    let _ = content_hash(&out);
-                    for (field, v) in &out {
-                        prop_assert!(!v.is_null(), "{} written as null", field);
+                    let out = &m.body;
+                    let _ = content_hash(out);
+                    for (field, v) in out {
+                        // Null only clears a Sales field; F&O has no null (its clears are "", 0, ...).
+                        prop_assert!(!v.is_null() || (!t.writes_fno() && m.cleared.contains(field)), "{} written as null", field);
+                        prop_assert!(!t.target_key.contains(field) || !m.cleared.contains(field), "key {} cleared", field);
                         if let (Value::String(s), Some(max)) = (v, t.max_len(field)) {
                             prop_assert!(s.encode_utf16().count() <= max, "{} longer than {}", field, max);
                         }

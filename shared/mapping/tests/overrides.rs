@@ -123,6 +123,69 @@ fn disable_a_field() {
 }
 
 #[test]
+fn keep_when_blank_keeps_the_target_value_instead_of_clearing_it() {
+    // Without the option a blank fax clears F&O's; with it the row writes nothing for a blank source.
+    let blank = account_with(json!({"fax": null, "numberofemployees": null}));
+    let plain = accounts_to_customers().map_parts(&blank).unwrap();
+    assert_eq!(plain.body["PrimaryContactFax"], "");
+    assert!(plain.cleared.contains(&"PrimaryContactFax".to_string()));
+    let t = applied("[accounts-to-fno]\nkeep_when_blank = [\"PrimaryContactFax\"]\n");
+    assert!(t.field("PrimaryContactFax").unwrap().keep_when_blank);
+    let kept = t.map_parts(&blank).unwrap();
+    assert!(!kept.body.contains_key("PrimaryContactFax"), "{:?}", kept.body);
+    assert!(!kept.cleared.contains(&"PrimaryContactFax".to_string()));
+    assert_eq!(kept.body["OrganizationNumberOfEmployees"], 0, "other rows still clear");
+    // A value is still written.
+    assert_eq!(
+        t.map(&account_with(json!({"fax": "+1 555"}))).unwrap()["PrimaryContactFax"],
+        "+1 555"
+    );
+
+    // Per task, in JSON, and on an extra field.
+    let mut t = p2c_mapping::template("quotes-to-fno", "QuoteHeader").unwrap();
+    MappingOverrides::parse(
+        r#"{"quotes-to-fno": {"QuoteHeader": {"keep_when_blank": ["DeliveryAddressName"]}}}"#,
+        Format::Json,
+    )
+    .unwrap()
+    .apply(&mut t)
+    .unwrap();
+    assert!(t.field("DeliveryAddressName").unwrap().keep_when_blank);
+    assert!(!t.field("DeliveryAddressCity").unwrap().keep_when_blank);
+    let t = applied(
+        "[[accounts-to-fno.fields]]\nsource = \"paymenttermscode\"\ntarget = \"PaymentTerms\"\nkeep_when_blank = true\n",
+    );
+    let out = t.map(&account_with(json!({"paymenttermscode": null}))).unwrap();
+    assert!(!out.contains_key("PaymentTerms"));
+}
+
+#[test]
+fn keep_when_blank_is_refused_where_it_means_nothing() {
+    let msg = toml_err("[accounts-to-fno]\nkeep_when_blank = [\"CustomerAccount\"]\n").to_string();
+    assert!(
+        msg.contains("[accounts-to-fno.keep_when_blank] CustomerAccount") && msg.contains("part of the F&O key"),
+        "{msg}"
+    );
+    let msg = toml_err("[accounts-to-fno]\nkeep_when_blank = [\"CustomerGroupId\"]\n").to_string();
+    assert!(msg.contains("has no source"), "{msg}");
+    let msg = toml_err("[accounts-to-fno]\nkeep_when_blank = [\"AddressCountryRegionISOCode\"]\n").to_string();
+    assert!(
+        msg.contains("writes the text 'US' when its source is blank") && msg.contains("remove the default"),
+        "{msg}"
+    );
+    let msg = toml_err("[accounts-to-fno]\nkeep_when_blank = [\"PrimaryContactFAX\"]\n").to_string();
+    assert!(msg.contains("did you mean PrimaryContactFax"), "{msg}");
+    let msg = toml_err("[accounts-to-fno]\nkeep_when_blank = \"PrimaryContactFax\"\n").to_string();
+    assert!(msg.contains("line 2"), "a list is expected: {msg}");
+    let msg =
+        toml_err("[[accounts-to-fno.fields]]\ntarget = \"DeliveryMode\"\ndefault = \"UPS\"\nkeep_when_blank = true\n")
+            .to_string();
+    assert!(msg.contains("DeliveryMode") && msg.contains("has no source"), "{msg}");
+    let msg = toml_err("[accounts-to-fno]\nkeep_blank = [\"SalesMemo\"]\n").to_string();
+    assert!(msg.contains("keep_when_blank"), "the allowed keys are listed: {msg}");
+}
+
+#[test]
 fn add_extra_field_maps() {
     let t = applied(
         r#"
@@ -408,7 +471,7 @@ fn the_documented_example_file_loads_and_applies() {
     let long = "N".repeat(70);
     let out = t
         .map(&account_with(
-            json!({"paymenttermscode": 1, "address1_country": "Holland", "name": null}),
+            json!({"paymenttermscode": 1, "address1_country": "Holland", "name": null, "description": null}),
         ))
         .unwrap();
     assert_eq!(out["CustomerGroupId"], "30");
@@ -416,6 +479,8 @@ fn the_documented_example_file_loads_and_applies() {
     assert_eq!(out["PaymentTerms"], "Net30");
     assert_eq!(out["DeliveryMode"], "UPS");
     assert!(!out.contains_key("PrimaryContactFax"));
+    assert!(!out.contains_key("SalesMemo"), "kept when blank: {out:?}");
+    assert_eq!(out["PrimaryContactEmail"], "orders@fourthcoffee.example.com");
     // A long name is cut where the template and the example say so.
     let out = t
         .map(&account_with(json!({"paymenttermscode": 1, "name": long})))

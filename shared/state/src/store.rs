@@ -8,6 +8,7 @@
 //! | run       | `RUN#<flow>#<company>`                          | `<started_at, UTC ms>#<run_id>` |
 //! | pause     | `PAUSE#<flow>#<company>`                        | `PAUSE`                          |
 
+use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -709,6 +710,69 @@ impl StateStore {
 
     /// Extend a held lease by `ttl` from now. `false`: the lease was taken over (or released) meanwhile —
     /// stop writing and let the new holder finish.
+    /// A shared request budget's counters: requests used per time slot (`s<slot>` attributes) and the item's
+    /// version, for [`StateStore::budget_take`].
+    pub async fn budget_counts(&self, key: &str) -> Result<(BTreeMap<u64, u64>, u64), StateError> {
+        let pk = format!("BUDGET#{key}");
+        let Some(item) = self.get(&pk, "BUDGET", "GetItem (budget)").await? else {
+            return Ok((BTreeMap::new(), 0));
+        };
+        let num = |v: &AV| v.as_n().ok().and_then(|n| n.parse::<u64>().ok());
+        let version = item.get("version").and_then(num).unwrap_or(0);
+        let counts = item
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix('s')?.parse::<u64>().ok()?, num(v)?)))
+            .collect();
+        Ok((counts, version))
+    }
+
+    /// Adds `take` requests to `slot` if the budget item is still at `version` (another process may have
+    /// taken some since it was read: `Ok(false)`, read again), dropping the counters of `expired` slots.
+    pub async fn budget_take(
+        &self,
+        key: &str,
+        slot: u64,
+        take: u64,
+        version: u64,
+        expired: &[u64],
+    ) -> Result<bool, StateError> {
+        let pk = format!("BUDGET#{key}");
+        let mut update = "SET #cur = if_not_exists(#cur, :zero) + :n, #ver = :next, #ttl = :ttl".to_string();
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("BUDGET"))
+            .condition_expression("attribute_not_exists(#ver) OR #ver = :ver")
+            .expression_attribute_names("#cur", format!("s{slot}"))
+            .expression_attribute_names("#ver", "version")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":n", n(take))
+            .expression_attribute_values(":ver", n(version))
+            .expression_attribute_values(":next", n(version + 1))
+            .expression_attribute_values(":ttl", n(expiry(Duration::from_secs(86_400))));
+        if !expired.is_empty() {
+            let names: Vec<String> = (0..expired.len()).map(|i| format!("#old{i}")).collect();
+            update.push_str(&format!(" REMOVE {}", names.join(", ")));
+            for (name, slot) in names.iter().zip(expired) {
+                req = req.expression_attribute_names(name, format!("s{slot}"));
+            }
+        }
+        self.bump();
+        match req.update_expression(update).send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(dynamo_err("UpdateItem (budget)", &self.table, pk, e)),
+        }
+    }
+
     pub async fn renew_lease(&self, lease: &Lease, ttl: Duration) -> Result<bool, StateError> {
         if self.dry_run {
             return Ok(true);

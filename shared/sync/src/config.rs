@@ -25,7 +25,13 @@ pub struct Company {
     pub legal_entity: String,
     /// Business unit name or GUID, as configured.
     pub business_unit: String,
+    /// Sales → F&O reads also take the records of the business units below it (the default); `false` with the
+    /// `exact` option: only the records the unit itself owns.
+    pub include_child_units: bool,
 }
+
+/// The option after a business unit in P2C_COMPANIES (`usmf=US Sales;exact`) that leaves its child units out.
+pub const EXACT_UNIT_OPTION: &str = "exact";
 
 /// Where the client secret comes from: never from a file, never logged.
 #[derive(Clone, Debug)]
@@ -69,6 +75,9 @@ pub struct Config {
     pub retry_window: Duration,
     /// A scheduled run stops this long before its Lambda deadline (committing what is done).
     pub deadline_margin: Duration,
+    /// Service protection shared by every invocation (requests per window per application user and service);
+    /// `None`: each process limits only itself.
+    pub budget: Option<(u32, Duration)>,
     pub lease_ttl: Duration,
     pub http_timeout: Duration,
     /// Skip records whose mapped content equals what was last written (off only to measure the naive way).
@@ -155,6 +164,13 @@ impl Config {
             page_size: num("P2C_PAGE_SIZE", 1000)?.min(5000) as usize,
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
             deadline_margin: Duration::from_secs(num("P2C_DEADLINE_MARGIN_SECONDS", 60)?),
+            budget: match get("P2C_BUDGET_REQUESTS") {
+                Some(v) if v.trim() == "0" => None,
+                _ => Some((
+                    num("P2C_BUDGET_REQUESTS", 6000)?.min(u64::from(u32::MAX)) as u32,
+                    Duration::from_secs(num("P2C_BUDGET_WINDOW_SECONDS", 300)?),
+                )),
+            },
             retry_window: Duration::from_secs(match get("P2C_RETRY_WINDOW_SECONDS") {
                 Some(v) if v.trim() == "0" => 0,
                 _ => num("P2C_RETRY_WINDOW_SECONDS", 3600)?,
@@ -193,7 +209,8 @@ fn parse_flows(name: &'static str, v: Option<String>) -> Result<Vec<crate::flow_
         .collect()
 }
 
-/// `usmf=US Sales,usrt=<guid>`: legal entity = business unit (name or GUID), comma separated.
+/// `usmf=US Sales,usrt=<guid>;exact`: legal entity = business unit (name or GUID), comma separated; `;exact`
+/// after a business unit restricts Sales → F&O reads to records that unit owns itself.
 pub fn parse_companies(s: &str) -> Result<Vec<Company>, ConfigError> {
     let invalid = |why: &str| ConfigError::Invalid {
         name: "P2C_COMPANIES",
@@ -209,8 +226,20 @@ pub fn parse_companies(s: &str) -> Result<Vec<Company>, ConfigError> {
         if le.is_empty() || le.len() > 4 || !le.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(invalid("a legal entity id is 1 to 4 letters or digits, like usmf"));
         }
+        let mut parts = bu.split(';');
+        let bu = parts.next().unwrap_or_default();
         if bu.trim().is_empty() {
             return Err(invalid("the business unit after '=' is empty"));
+        }
+        let mut include_child_units = true;
+        for opt in parts.map(str::trim) {
+            if opt.eq_ignore_ascii_case(EXACT_UNIT_OPTION) {
+                include_child_units = false;
+            } else {
+                return Err(invalid(&format!(
+                    "unknown option {opt:?} after the business unit; the only option is ';{EXACT_UNIT_OPTION}'"
+                )));
+            }
         }
         if out.iter().any(|c| c.legal_entity == le) {
             return Err(invalid("a legal entity is listed twice"));
@@ -218,6 +247,7 @@ pub fn parse_companies(s: &str) -> Result<Vec<Company>, ConfigError> {
         out.push(Company {
             legal_entity: le,
             business_unit: bu.trim().to_string(),
+            include_child_units,
         });
     }
     if out.is_empty() {
@@ -250,7 +280,8 @@ mod tests {
             c.companies,
             vec![Company {
                 legal_entity: "usmf".into(),
-                business_unit: "usmf".into()
+                business_unit: "usmf".into(),
+                include_child_units: true,
             }]
         );
         assert_eq!(c.authority_url, DEFAULT_AUTHORITY);
@@ -273,6 +304,16 @@ mod tests {
         let c = parse_companies("USMF=US Sales, usrt=9b1f0000-0000-0000-0000-000000000001").unwrap();
         assert_eq!(c[0].legal_entity, "usmf");
         assert_eq!(c[1].business_unit, "9b1f0000-0000-0000-0000-000000000001");
+        assert!(c.iter().all(|c| c.include_child_units), "child units count by default");
+        let c = parse_companies("usmf=US Sales; Exact ,usrt=Retail").unwrap();
+        assert_eq!(
+            (c[0].business_unit.as_str(), c[0].include_child_units),
+            ("US Sales", false)
+        );
+        assert!(c[1].include_child_units);
+        let e = parse_companies("usmf=US Sales;children").unwrap_err();
+        assert!(e.to_string().contains("the only option is ';exact'"), "{e}");
+        assert!(parse_companies("usmf=;exact").is_err());
         assert!(parse_companies("usmf").is_err());
         assert!(parse_companies("usmf=a,usmf=b").is_err());
         assert!(parse_companies("toolongname=a").is_err());

@@ -8,9 +8,11 @@ use p2c_state::{QueuePair, Queues, StateStore};
 use tokio::sync::Mutex;
 
 use crate::{
+    budget::SharedBudget,
     config::{Config, ConfigError, SecretSource},
     error::SyncError,
     flow_name::FlowName,
+    ownership::BusinessUnitScope,
 };
 // The lookup cache is state of the process, not of the pipeline: only that leaf module is used here.
 use crate::pipeline::lookups::Lookups;
@@ -30,6 +32,8 @@ pub struct Deps {
     /// Every flow's templates in run order, with the P2C_MAPPING overrides applied.
     templates: HashMap<FlowName, Vec<p2c_mapping::Template>>,
     business_units: Mutex<HashMap<String, String>>,
+    /// Legal entity → the default team of its business unit.
+    default_teams: Mutex<HashMap<String, String>>,
     queue_urls: Mutex<HashMap<FlowName, QueuePair>>,
 }
 
@@ -50,10 +54,23 @@ impl Deps {
                 client_secret: secret,
             },
         ));
-        let limiter = || Arc::new(Limiter::new(cfg.max_concurrent_requests, cfg.max_requests_per_second));
-        let mut sales_api = Api::new("sales", http.clone(), tokens.clone(), &cfg.sales_url).with_limiter(limiter());
-        let mut fno_api = Api::new("fno", http, tokens.clone(), &cfg.fno_url).with_limiter(limiter());
         let mut state = StateStore::new(aws_sdk_dynamodb::Client::new(aws), cfg.table.clone());
+        let limiter = |service: &str| {
+            let local = Limiter::new(cfg.max_concurrent_requests, cfg.max_requests_per_second);
+            Arc::new(match cfg.budget {
+                Some((requests, window)) => local.with_budget(Arc::new(SharedBudget::new(
+                    state.clone(),
+                    service,
+                    &cfg.client_id,
+                    requests,
+                    window,
+                ))),
+                None => local,
+            })
+        };
+        let mut sales_api =
+            Api::new("sales", http.clone(), tokens.clone(), &cfg.sales_url).with_limiter(limiter("sales"));
+        let mut fno_api = Api::new("fno", http, tokens.clone(), &cfg.fno_url).with_limiter(limiter("fno"));
         let mut queues = Queues::new(aws_sdk_sqs::Client::new(aws), cfg.queue_prefix.clone());
         let dry_run = cfg.dry_run.then(|| Arc::new(DryRun::default()));
         if let Some(d) = &dry_run {
@@ -91,6 +108,7 @@ impl Deps {
             crashes: Default::default(),
             templates,
             business_units: Default::default(),
+            default_teams: Default::default(),
             queue_urls: Default::default(),
         })
     }
@@ -157,6 +175,48 @@ impl Deps {
         Ok(id)
     }
 
+    /// The default team of the company's business unit: the owner of the records p2c creates in Sales (cached
+    /// like the business unit; Dataverse keeps one default team per unit for the unit's life).
+    pub async fn default_team_id(&self, company: &str) -> Result<String, SyncError> {
+        let le = self.legal_entity(company)?;
+        if let Some(id) = self.default_teams.lock().await.get(&le) {
+            return Ok(id.clone());
+        }
+        let bu = self.business_unit_id(company).await?;
+        let filter = format!("_businessunitid_value eq {bu} and isdefault eq true");
+        let rows = self.sales.list("teams", &["teamid".into()], Some(&filter)).await?;
+        let id = rows
+            .first()
+            .and_then(|r| r.get("teamid"))
+            .and_then(|v| v.as_str())
+            .map(str::to_ascii_lowercase)
+            .ok_or_else(|| SyncError::DefaultTeam {
+                company: le.clone(),
+                bu: bu.clone(),
+            })?;
+        self.default_teams.lock().await.insert(le, id.clone());
+        Ok(id)
+    }
+
+    /// The business units whose Sales records belong to the company: its unit and every unit below it, unless
+    /// P2C_COMPANIES restricts the company to its unit (`;exact`). Read anew on each call (once per run), so a
+    /// unit added to the hierarchy counts from the next run on.
+    pub async fn business_unit_scope(&self, company: &str) -> Result<BusinessUnitScope, SyncError> {
+        let bu = self.business_unit_id(company).await?;
+        let children = self.cfg.company(company).is_some_and(|c| c.include_child_units);
+        if !children {
+            return Ok(BusinessUnitScope::exact(&bu));
+        }
+        let cols = ["businessunitid".to_string(), "_parentbusinessunitid_value".to_string()];
+        let rows = self.sales.list("businessunits", &cols, None).await?;
+        let text = |r: &p2c_dynamics::Record, c: &str| r.get(c).and_then(|v| v.as_str()).map(str::to_string);
+        let hierarchy: Vec<(String, Option<String>)> = rows
+            .iter()
+            .filter_map(|r| Some((text(r, "businessunitid")?, text(r, "_parentbusinessunitid_value"))))
+            .collect();
+        Ok(BusinessUnitScope::with_descendants(&bu, &hierarchy))
+    }
+
     /// The legal entity a configured company name stands for; an unknown one is an error naming the configured.
     pub fn legal_entity(&self, company: &str) -> Result<String, SyncError> {
         self.cfg
@@ -197,6 +257,28 @@ impl Deps {
         };
         self.queue_urls.lock().await.insert(flow, pair.clone());
         Ok(pair)
+    }
+}
+
+/// A company's [`BusinessUnitScope`], read from Sales the first time a run needs it: once per run, and not at
+/// all in a run that has nothing to check (an idle run reads nothing more than it did).
+pub struct ScopeOnce {
+    company: String,
+    cell: tokio::sync::OnceCell<BusinessUnitScope>,
+}
+
+impl ScopeOnce {
+    pub fn new(company: &str) -> ScopeOnce {
+        ScopeOnce {
+            company: company.to_string(),
+            cell: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    pub async fn get(&self, deps: &Deps) -> Result<&BusinessUnitScope, SyncError> {
+        self.cell
+            .get_or_try_init(|| deps.business_unit_scope(&self.company))
+            .await
     }
 }
 

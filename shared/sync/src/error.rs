@@ -18,6 +18,11 @@ pub enum SyncError {
     UnknownCompany(String, String),
     #[error("business unit {bu:?} of company {company} was not found in Sales; fix P2C_COMPANIES")]
     BusinessUnit { company: String, bu: String },
+    #[error(
+        "business unit {bu} of company {company} has no default team in Sales (Dataverse creates one with every \
+         business unit, and p2c's records are owned by it); check that p2c's application user may read teams"
+    )]
+    DefaultTeam { company: String, bu: String },
     #[error("this function runs flow {expected}, but the event asks for {got}")]
     WrongFlow { expected: String, got: String },
     #[error("interrupted after {done} records; run the same command again to resume where it stopped")]

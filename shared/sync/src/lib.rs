@@ -12,6 +12,7 @@
 //! `ops` (reconcile, segmented backfill) sits beside `entry`. Shared types: [`Config`], [`Deps`], [`SyncError`],
 //! [`FlowName`], [`RunReport`], [`Message`].
 
+pub mod budget;
 pub mod config;
 pub mod deps;
 pub mod entry;
@@ -21,6 +22,7 @@ pub mod flow_name;
 pub mod flows;
 pub mod message;
 pub mod ops;
+pub mod ownership;
 pub mod pipeline;
 pub mod report;
 

@@ -4,8 +4,10 @@
 //! `Deps::templates`, lookups resolved as the flow resolves them: Sales reference data by id, customers through
 //! the accounts-to-fno / contacts-to-fno links, product numbers from the Sales product, a line's header fields
 //! from its header; on the Sales side dotted targets bound to the record they name), then walks **every enabled
-//! row of the template** and asserts the target holds the mapped value. A row whose source is blank writes
-//! nothing: a created target is blank there (F&O: its type's "no value"), an updated one keeps what it had.
+//! row of the template** and asserts the target holds the mapped value. A row whose source is blank clears the
+//! target (F&O: its type's "no value", which the mapped value is; Sales: null, so the target must be blank); a row
+//! that keeps the target's value (`keep_when_blank`) maps nothing: a created target is blank there, an updated one
+//! keeps what it had.
 //! Columns the target computes itself (Sales system pricing:
 //! `extendedamount`, `totalamount`, ...; F&O `LineAmount`) are asserted against the sandbox's documented
 //! formulas instead. The links in DynamoDB are checked too: target key and the hash of the mapped content.
@@ -195,9 +197,9 @@ fn bound(sb: &Sandbox, path: &str, value: &Value) -> (String, String) {
     panic!("{path} = {value}: no Sales record to bind to (looked in {targets:?})")
 }
 
-/// Asserts every enabled row of `t`: the target holds the mapped value. Where nothing was mapped (blank source)
-/// nothing is written: a created target is blank there (F&O: its type's "no value"), an updated one still holds
-/// what it held `before`. Targets in `computed` are left to the caller (the target system calculates them).
+/// Asserts every enabled row of `t`: the target holds the mapped value; a Sales clear (null) leaves it blank. Where
+/// nothing was mapped (a blank source on a row kept when blank) nothing is written: a created target is blank
+/// there (F&O: its type's "no value"), an updated one still holds what it held `before`. Targets in `computed` are left to the caller (the target system calculates them).
 /// Returns how many rows were asserted.
 pub fn assert_rows(
     sb: &Sandbox,
@@ -219,6 +221,7 @@ pub fn assert_rows(
             continue;
         }
         n += 1;
+        let cleared = mapped.get(col).is_some_and(Value::is_null);
         let want = mapped.get(col).filter(|v| !v.is_null());
         if !t.writes_fno()
             && let Some((nav, _)) = lookup_targets(col)
@@ -232,6 +235,7 @@ pub fn assert_rows(
                         "{what}: row {col} = {v} should bind {column} to {id}, found {have}"
                     );
                 }
+                None if cleared => assert!(have.is_null(), "{what}: row {col} cleared, but {nav} is {have}"),
                 None => assert!(
                     kept(&format!("_{nav}_value"), have),
                     "{what}: row {col} mapped nothing, but {nav} is {have}"
@@ -242,6 +246,10 @@ pub fn assert_rows(
         let have = &target[col];
         match want {
             Some(v) => assert!(same(v, have), "{what}: row {col} = {have}, the template maps {v}"),
+            None if cleared => assert!(
+                blank(have),
+                "{what}: row {col} cleared (blank source), but holds {have}"
+            ),
             None => assert!(
                 kept(col, have),
                 "{what}: row {col} mapped nothing (blank source), so the target keeps {}, but holds {have}",
@@ -580,11 +588,43 @@ pub async fn assert_product(env: &Env, product_number: &str) -> Covered {
     c
 }
 
+/// The P2C price list rule: the first valid (active, begun, not ended) price list of the currency, by name.
+pub fn first_price_list(sb: &Sandbox, iso: &str) -> Option<String> {
+    let currency = sales_find(sb, "transactioncurrencies", "isocurrencycode", &json!(iso))?;
+    let id = currency["transactioncurrencyid"].as_str()?.to_string();
+    let now = time::OffsetDateTime::now_utc();
+    let date = |v: &Value| {
+        v.as_str()
+            .and_then(|s| time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok())
+    };
+    let mut names: Vec<String> = sb
+        .sales_rows("pricelevels")
+        .into_iter()
+        .filter(|p| {
+            p["_transactioncurrencyid_value"]
+                .as_str()
+                .is_some_and(|c| c.eq_ignore_ascii_case(&id))
+                && p["statecode"].as_i64().unwrap_or(0) == 0
+                && date(&p["begindate"]).is_none_or(|d| d <= now)
+                && date(&p["enddate"]).is_none_or(|d| d >= now)
+        })
+        .filter_map(|p| p["name"].as_str().map(str::to_string))
+        .collect();
+    names.sort_by(|a, b| a.to_lowercase().cmp(&b.to_lowercase()).then_with(|| a.cmp(b)));
+    names.into_iter().next()
+}
+
+/// A Sales document line made from its header's tax (the P2C "Freight Tax" write-in line).
+pub fn is_freight_tax_line(line: &Value) -> bool {
+    line["msdynce_ismisctax"] == true
+}
+
 /// orders-to-sales / invoices-to-sales: the Sales header and every line hold what the templates make of the F&O
-/// document (customer, product, unit, currency, price list and order bound by number; the order line discount
-/// combined from F&O's per-unit discount and charge); computed columns follow Sales system pricing; links hold
-/// the Sales ids and the hashes. `before`: Sales rows (header, lines) as they were before the flow updated them,
-/// for a document that was already in Sales (an order that came from Sales). Returns the Sales header.
+/// document (customer, product, unit, currency and order bound by number; the price list of the P2C rule, the first
+/// valid one of the document's currency by name; the order line discount combined from F&O's per-unit discount and
+/// charge; the header tax as one "Freight Tax" line); computed columns follow Sales system pricing; links hold the
+/// Sales ids and the hashes. `before`: Sales rows (header, lines) as they were before the flow updated them, for a
+/// document that was already in Sales (an order that came from Sales). Returns the Sales header.
 pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, before: &[Value]) -> (Covered, Value) {
     let sb = &env.sb;
     let ts = env.deps.templates(flow);
@@ -596,7 +636,20 @@ pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, befo
         ht.passes_filter(&object(&fno_header)),
         "F&O {key} passes the header filter"
     );
-    let mapped = ht.map(&object(&fno_header)).expect("the header maps");
+    // The P2C rule picks the price list (the template's own value map or default aside); it is left out of the
+    // hash, so a new list does not move documents.
+    let mut without_list = ht.clone();
+    without_list.fields.retain(|f| f.target != "pricelevelid.name");
+    let mut mapped = without_list.map(&object(&fno_header)).expect("the header maps");
+    let unhashed = mapped.clone();
+    if ht.field("pricelevelid.name").is_some_and(|f| f.enabled) {
+        let iso = mapped["transactioncurrencyid.isocurrencycode"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let list = first_price_list(sb, &iso).unwrap_or_else(|| panic!("a price list for {iso}"));
+        mapped.insert("pricelevelid.name".into(), json!(list));
+    }
     let natural = &ht.target_key[0];
     let header = sales_find(sb, &ht.target_entity, natural, &json!(key))
         .unwrap_or_else(|| panic!("Sales {} {key}", ht.target_entity));
@@ -617,7 +670,15 @@ pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, befo
         links: 1,
     };
     let logical = |set: &str| set.strip_suffix('s').unwrap_or(set).to_string();
-    assert_link(env, &logical(&ht.target_entity), "fno", key, &header_id, Some(&mapped)).await;
+    assert_link(
+        env,
+        &logical(&ht.target_entity),
+        "fno",
+        key,
+        &header_id,
+        Some(&unhashed),
+    )
+    .await;
 
     let parent_field = lt.parent_key.as_deref().unwrap();
     let fno_lines: Vec<Value> = sb
@@ -626,12 +687,13 @@ pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, befo
         .filter(|l| l["dataAreaId"] == COMPANY && l[parent_field].as_str() == Some(key))
         .collect();
     let parent_col = format!("_{}id_value", logical(&ht.target_entity));
-    let lines: Vec<Value> = sb
+    let (freight, lines): (Vec<Value>, Vec<Value>) = sb
         .sales_rows(&lt.target_entity)
         .into_iter()
         .filter(|l| l[&parent_col] == header_id.as_str())
-        .collect();
+        .partition(is_freight_tax_line);
     assert_eq!(lines.len(), fno_lines.len(), "{what}: one Sales line per F&O line");
+    c += assert_freight_tax_line(env, &lt.target_entity, key, &mapped, &freight, &what).await;
     for fl in &fno_lines {
         let mut m = lt.map(&object(fl)).expect("the line maps");
         // The order line discount: quantity × F&O's per-unit discount + the remainder F&O booked as a charge.
@@ -674,6 +736,48 @@ pub async fn assert_document_to_sales(env: &Env, flow: FlowName, key: &str, befo
     }
     c.rows += assert_sales_pricing(sb, &ht.target_entity, &header_id);
     (c, sales_find(sb, &ht.target_entity, &pk, &json!(header_id)).unwrap())
+}
+
+/// The header tax (`msdynce_misctax`) as the document's one "Freight Tax" line: a write-in product with the tax
+/// as its tax, and its link; no such line without a header tax.
+async fn assert_freight_tax_line(
+    env: &Env,
+    line_set: &str,
+    key: &str,
+    header: &Record,
+    freight: &[Value],
+    what: &str,
+) -> Covered {
+    let tax = header.get("msdynce_misctax").map(dec).unwrap_or(Decimal::ZERO);
+    if tax.is_zero() {
+        assert!(
+            freight.is_empty(),
+            "{what}: no header tax, no Freight Tax line: {freight:?}"
+        );
+        return Covered::default();
+    }
+    assert_eq!(freight.len(), 1, "{what}: one Freight Tax line for the header tax");
+    let l = &freight[0];
+    assert_eq!(l["productdescription"], "Freight Tax", "{what}");
+    assert_eq!(l["isproductoverridden"], true, "{what}: a write-in product");
+    assert_eq!(dec(&l["tax"]), tax, "{what}: the header tax is the line's tax");
+    assert_eq!((num(&l["quantity"]), num(&l["priceperunit"])), (1.0, 0.0), "{what}");
+    let pk = sales_pk(line_set);
+    let logical = line_set.strip_suffix('s').unwrap_or(line_set);
+    assert_link(
+        env,
+        logical,
+        "fno",
+        &format!("{key}/freight-tax"),
+        l[&pk].as_str().unwrap(),
+        None,
+    )
+    .await;
+    Covered {
+        records: 1,
+        rows: 5,
+        links: 1,
+    }
 }
 
 /// The sandbox's Sales system pricing on a document: each line's `baseamount` and `extendedamount`, the header's
@@ -734,6 +838,9 @@ pub fn assert_sales_pricing(sb: &Sandbox, header_set: &str, header_id: &str) -> 
 /// The Sales tables the flows read or write, with the column that names a row to a person (its natural key).
 const SALES_TABLES: &[(&str, &str)] = &[
     ("businessunits", "name"),
+    // Owners of records: the default team of each business unit, and the application user p2c runs as.
+    ("teams", "name"),
+    ("systemusers", "fullname"),
     ("transactioncurrencies", "isocurrencycode"),
     ("uomschedules", "name"),
     ("uoms", "name"),

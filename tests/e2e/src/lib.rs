@@ -149,6 +149,7 @@ pub fn config_for(sb: &Sandbox) -> Config {
     cfg.companies = vec![Company {
         legal_entity: "usmf".into(),
         business_unit: "usmf".into(),
+        include_child_units: true,
     }];
     cfg
 }

@@ -536,3 +536,149 @@ async fn deleted_contacts_are_reported_and_marked_and_their_customers_held_when_
         assert_eq!(r.written, 0, "reported once: {r:?}");
     }
 }
+
+/// The F&O customer of `number` in usmf.
+fn customer(env: &Env, number: &str) -> Value {
+    env.customers("usmf")
+        .into_iter()
+        .find(|c| c["CustomerAccount"] == number)
+        .unwrap_or_else(|| panic!("F&O customer {number}"))
+}
+
+/// A synced account holding a fax and a number of employees: (accountid, accountnumber).
+async fn account_with_fax_and_staff(env: &Env) -> (String, String) {
+    let a = env.sb.sales_rows("accounts")[0].clone();
+    let (id, number) = (
+        a["accountid"].as_str().unwrap().to_string(),
+        a["accountnumber"].as_str().unwrap().to_string(),
+    );
+    env.sb.sales_update(
+        "accounts",
+        &id,
+        json!({"fax": "+1 425 555 0199", "numberofemployees": 120}),
+    );
+    let r = env.run(FLOW).await;
+    assert_eq!(r.failed, 0, "{:?}", r.errors);
+    let c = customer(env, &number);
+    assert_eq!(
+        (&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]),
+        (&json!("+1 425 555 0199"), &json!(120))
+    );
+    (id, number)
+}
+
+/// Issue 12: a fax and a number of employees cleared in Sales are cleared in F&O (text "" and 0: neither is
+/// nullable in F&O), in one PATCH; the next run that reads the account finds it unchanged and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleared_fax_and_employees_clear_the_customer_once_then_it_is_unchanged() {
+    let env = Env::start(3).await;
+    let (id, number) = account_with_fax_and_staff(&env).await;
+    let name = customer(&env, &number)["OrganizationName"].clone();
+
+    env.sb
+        .sales_update("accounts", &id, json!({"fax": null, "numberofemployees": null}));
+    env.sb.reset_counters();
+    let r = env.run(FLOW).await;
+    assert_eq!((r.read, r.written, r.updated, r.failed), (1, 1, 1, 0), "{r:?}");
+    let c = customer(&env, &number);
+    assert_eq!(c["PrimaryContactFax"], "", "F&O text has no null: cleared to \"\"");
+    assert_eq!(
+        c["OrganizationNumberOfEmployees"], 0,
+        "a non-nullable Int32 clears to 0"
+    );
+    assert_eq!(c["OrganizationName"], name, "nothing else changed");
+    assert_eq!(
+        env.sb.requests().get("fno POST $batch"),
+        Some(&1),
+        "{:?}",
+        env.sb.requests()
+    );
+
+    // A change to a column the template does not map: the account is read, its mapped content (clears included)
+    // hashes as last written, so it is skipped and F&O gets nothing.
+    env.sb.sales_update("accounts", &id, json!({"revenue": 5}));
+    env.sb.reset_counters();
+    let r = env.run(FLOW).await;
+    assert_eq!((r.read, r.written, r.skipped), (1, 0, 1), "{r:?}");
+    assert_eq!(r.skipped_by_reason.get(&Skip::Unchanged), Some(&1));
+    assert_eq!(env.sb.total_requests("fno"), 0, "{:?}", env.sb.requests());
+    let c = customer(&env, &number);
+    assert_eq!(
+        (&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]),
+        (&json!(""), &json!(0))
+    );
+}
+
+/// A row marked `keep_when_blank` in P2C_MAPPING keeps F&O's value when the source is cleared; the other
+/// cleared field is still cleared, and reconcile does not count the kept value as drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_field_kept_when_blank_keeps_the_fno_value() {
+    let dir = std::env::temp_dir().join(format!("p2c-e2e-keep-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mapping.toml");
+    std::fs::write(&path, "[accounts-to-fno]\nkeep_when_blank = [\"PrimaryContactFax\"]\n").unwrap();
+    let env = Env::start_with(SandboxConfig::default(), 3, |cfg| cfg.mapping = Some(path.clone())).await;
+    let (id, number) = account_with_fax_and_staff(&env).await;
+
+    env.sb
+        .sales_update("accounts", &id, json!({"fax": null, "numberofemployees": null}));
+    let r = env.run(FLOW).await;
+    assert_eq!((r.read, r.written, r.failed), (1, 1, 0), "{r:?}");
+    let c = customer(&env, &number);
+    assert_eq!(
+        c["PrimaryContactFax"], "+1 425 555 0199",
+        "kept: the row opts out of clears"
+    );
+    assert_eq!(c["OrganizationNumberOfEmployees"], 0, "cleared as usual");
+
+    let rec = p2c_sync::ops::reconcile::reconcile(&env.deps, FLOW, "usmf", false)
+        .await
+        .unwrap();
+    assert!(rec.mismatches.is_empty(), "{:?}", rec.mismatches);
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Whether F&O honours `Prefer: odata.continue-on-error` is undocumented; under either behaviour a refused
+/// customer in the middle of a `$batch` loses none of its neighbours: those F&O did not run come back as
+/// transient failures, are retried, and land.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_mid_batch_loses_no_neighbour_whether_or_not_fno_stops_at_it() {
+    for stops in [false, true] {
+        let mapping = std::env::temp_dir().join(format!("p2c-stops-{}-{stops}.toml", std::process::id()));
+        std::fs::write(&mapping, GROUP_90).unwrap();
+        let cfg = SandboxConfig {
+            fno_batch_stops_at_first_failure: stops,
+            ..Default::default()
+        };
+        let env = Env::start_with(cfg, 20, |c| c.mapping = Some(mapping.clone())).await;
+        let mut accounts = env.sb.sales_rows("accounts");
+        accounts.sort_by(|a, b| a["accountnumber"].as_str().cmp(&b["accountnumber"].as_str()));
+        let refused = &accounts[5];
+        env.sb.sales_update(
+            "accounts",
+            refused["accountid"].as_str().unwrap(),
+            json!({"accountcategorycode": 2}),
+        );
+        let r = env.run(FLOW).await;
+        if stops {
+            assert!(
+                r.written < 19 && r.retry_queued > 0,
+                "F&O ran nothing after the refusal: {r:?}"
+            );
+        } else {
+            assert_eq!(r.written, 19, "{r:?}");
+        }
+        env.drain(FLOW).await;
+        let numbers: Vec<Value> = env
+            .customers("usmf")
+            .iter()
+            .map(|c| c["CustomerAccount"].clone())
+            .collect();
+        assert_eq!(numbers.len(), 19, "stops={stops}: every neighbour lands once");
+        assert!(!numbers.contains(&refused["accountnumber"]));
+        let (queued, dead) = env.queued(FLOW).await;
+        assert!(queued.is_empty(), "stops={stops}");
+        assert_eq!(dead.len(), 1, "stops={stops}: only the refused one is dead-lettered");
+        let _ = std::fs::remove_file(&mapping);
+    }
+}

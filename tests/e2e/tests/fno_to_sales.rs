@@ -557,8 +557,8 @@ async fn invoice_links_to_its_order_and_the_order_becomes_invoiced() {
         "Invoiced"
     );
 
-    // Idempotent: the next sweeps write nothing. A later F&O change to the invoiced order is not forced on the
-    // closed (read-only) Sales order, and later sweeps leave it alone.
+    // Idempotent: the next sweeps write nothing. A later F&O change to the invoiced order still arrives: the
+    // order is reopened for it and Invoiced again after it; later sweeps leave it alone.
     env.sb.reset_counters();
     let r = env.run(INVOICES).await;
     assert_eq!((r.written, r.failed), (0, 0), "{:?}", r.errors);
@@ -571,21 +571,22 @@ async fn invoice_links_to_its_order_and_the_order_becomes_invoiced() {
         json!({"CustomersOrderReference": "PO after invoicing"}),
     );
     let r = env.run(ORDERS).await;
+    assert_eq!((r.written, r.updated, r.failed), (1, 1, 0), "{r:?}");
+    let o = row(&env, "salesorders", "ordernumber", &so).unwrap();
+    assert_eq!(o["description"], "PO after invoicing");
     assert_eq!(
-        (r.written, r.failed, r.skipped_by_reason.get(&Skip::ClosedInSales)),
-        (0, 0, Some(&1)),
-        "{r:?}"
+        (o["statecode"].as_i64(), o["statuscode"].as_i64()),
+        (Some(4), Some(100_003)),
+        "Invoiced again"
     );
     env.sb.reset_counters();
     let r = env.run(ORDERS).await;
     assert_eq!(
-        (r.written, r.skipped_by_reason.get(&Skip::ClosedInSales)),
-        (0, Some(&1)),
+        (r.written, r.skipped_by_reason.get(&Skip::Unchanged)),
+        (0, Some(&3)),
         "{r:?}"
     );
     assert_eq!(env.sb.total_requests("sales"), 0, "{:?}", env.sb.requests());
-    let o = row(&env, "salesorders", "ordernumber", &so).unwrap();
-    assert_eq!(o["statecode"].as_i64(), Some(4), "still Invoiced");
     assert_eq!(env.sb.sales_rows("salesorders").len(), 1);
 }
 
@@ -735,4 +736,73 @@ async fn sweep_pages_by_key_and_an_interrupted_sweep_resumes_after_its_last_page
     assert_eq!(env.sb.requests().get("fno GET CDSSalesOrderHeaders"), Some(&2));
     assert_eq!(env.sb.requests().get("fno GET CDSSalesOrderLines"), Some(&2));
     assert_eq!(env.sb.sales_rows("salesorderdetails").len(), 6);
+}
+
+/// Issue 12, F&O → Sales: a product description cleared in F&O (F&O sends "") clears the Sales product's
+/// description (null), once; the next sweep finds every product unchanged and writes nothing to Sales.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_description_cleared_in_fno_clears_the_sales_product_then_sweeps_are_quiet() {
+    let env = Env::start(0).await;
+    let r = env.run(PRODUCTS).await;
+    assert_eq!((r.read, r.created, r.failed), (5, 5, 0), "{:?}", r.errors);
+    let before = row(&env, "products", "productnumber", "D0001").unwrap();
+    assert!(
+        before["description"].as_str().is_some_and(|d| !d.is_empty()),
+        "{before}"
+    );
+
+    env.sb.fno_update(
+        "SellableReleasedProducts",
+        &key(&[("dataAreaId", "usmf"), ("ProductNumber", "D0001")]),
+        json!({"ProductDescription": ""}),
+    );
+    env.sb.reset_counters();
+    let r = env.run(PRODUCTS).await;
+    assert_eq!(
+        (r.read, r.written, r.updated, r.skipped),
+        (5, 1, 1, 4),
+        "{:?}",
+        r.errors
+    );
+    let after = row(&env, "products", "productnumber", "D0001").unwrap();
+    assert_eq!(after["description"], Value::Null, "cleared: Sales' no value is null");
+    assert_eq!(after["name"], before["name"], "nothing else changed");
+    assert_eq!(after["price"], before["price"]);
+    assert_eq!(sales_writes(&env), 1, "the product only: {:?}", env.sb.requests());
+
+    env.sb.reset_counters();
+    let r = env.run(PRODUCTS).await;
+    assert_eq!((r.read, r.written, r.skipped), (5, 0, 5), "{:?}", r.errors);
+    assert_eq!(r.skipped_by_reason.get(&Skip::Unchanged), Some(&5));
+    assert_eq!(env.sb.total_requests("sales"), 0, "{:?}", env.sb.requests());
+    assert_eq!(
+        row(&env, "products", "productnumber", "D0001").unwrap()["description"],
+        Value::Null
+    );
+
+    // Sales typed a description back, and a product's unit was changed by hand: reconcile compares every mapped
+    // field, the cleared one and the lookups (by the unit's name) included.
+    let pid = id(&env, "products", "productnumber", "D0001");
+    let pcs = id(&env, "uoms", "name", "pcs");
+    env.sb.sales_update(
+        "products",
+        &pid,
+        json!({"description": "Typed in Sales", "_defaultuomid_value": pcs}),
+    );
+    let rec = p2c_sync::ops::reconcile::reconcile(&env.deps, PRODUCTS, "usmf", false)
+        .await
+        .unwrap();
+    let mut m: Vec<(&str, &str, &Value, &Value)> = rec
+        .mismatches
+        .iter()
+        .map(|m| (m.key.as_str(), m.field.as_str(), &m.expected, &m.actual))
+        .collect();
+    m.sort_by_key(|x| x.1);
+    assert_eq!(
+        m,
+        [
+            ("D0001", "defaultuomid.name", &json!("ea"), &json!("pcs")),
+            ("D0001", "description", &Value::Null, &json!("Typed in Sales")),
+        ]
+    );
 }

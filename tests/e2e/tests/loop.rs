@@ -37,7 +37,8 @@ async fn one_change_crosses_once_each_way_then_both_directions_are_quiet() {
         assert_eq!(env.run(f).await.failed, 0);
     }
     let story = env.sb.seed_story();
-    // The Sales order as Sales made it: what orders-to-sales leaves alone where F&O has nothing to say.
+    // The Sales order as Sales made it: what a row kept when blank would leave alone (every other row follows F&O,
+    // a blank in F&O clearing Sales' value).
     let mut as_made = vec![env.sb.sales_get("salesorders", &story.order_id).unwrap()];
     as_made.extend(
         env.sb

@@ -794,6 +794,7 @@ async fn two_companies_with_the_same_customer_number_stay_apart() {
         cfg.companies.push(p2c_sync::Company {
             legal_entity: "dat".into(),
             business_unit: "dat".into(),
+            include_child_units: true,
         });
     })
     .await;
@@ -971,4 +972,115 @@ async fn story_quote_and_order_after_products_to_sales() {
     assert_eq!((r.written, r.failed), (0, 0), "{r:?}");
     assert!(r.read >= 1, "the write-back is seen: {r:?}");
     assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
+}
+
+/// Issue 12 in a document flow: a quote's ship-to city and name cleared in Sales clear the quotation's delivery
+/// city and name in F&O (""), in one PATCH of the header; a later change to a column the templates do not map
+/// finds the quote unchanged and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cleared_ship_to_city_and_name_clear_the_quotation_then_it_is_unchanged() {
+    let env = Env::start(1).await;
+    let fx = fixture(&env).await;
+    settle(&env, FlowName::QuotesToFno).await;
+    let p1 = product(&env, "D0001", true, true).await;
+    let q = quote(&env, &fx, "QUO-3001", &fx.accounts[0].0, &[(&p1, 1.0, 250.0, 0.0)]);
+    let r = env.run(FlowName::QuotesToFno).await;
+    assert_eq!((r.written, r.created, r.failed), (1, 1, 0), "{:?}", r.errors);
+    let h = &fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", &q.number)[0];
+    assert_eq!(
+        (&h["DeliveryAddressCity"], &h["DeliveryAddressName"]),
+        (&json!("Redmond"), &json!("Receiving dock"))
+    );
+
+    env.sb
+        .sales_update("quotes", &q.id, json!({"shipto_city": null, "shipto_name": ""}));
+    env.sb.reset_counters();
+    let r = env.run(FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.updated, r.failed), (1, 1, 1, 0), "{:?}", r.errors);
+    assert_eq!(fno_writes(&env), 1, "{:?}", env.sb.requests());
+    let h = &fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", &q.number)[0];
+    assert_eq!(
+        (&h["DeliveryAddressCity"], &h["DeliveryAddressName"]),
+        (&json!(""), &json!("")),
+        "cleared to F&O's empty text"
+    );
+    assert_eq!(h["DeliveryAddressStreet"], "1 Main St", "nothing else changed");
+
+    env.sb
+        .sales_update("quotes", &q.id, json!({"description": "Called the buyer"}));
+    env.sb.reset_counters();
+    let r = env.run(FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.failed), (1, 0, 0), "{r:?}");
+    assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
+    let h = &fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", &q.number)[0];
+    assert_eq!(h["DeliveryAddressCity"], "");
+}
+
+/// Issue 12 for contacts: a contact that is a customer has its fax and credit limit cleared in Sales; F&O's
+/// customer gets "" and 0 in one PATCH (after reading F&O), and a contact person's cleared gender becomes F&O's
+/// empty member. A value put back in F&O by hand is then drift that reconcile reports for contacts-to-fno.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleared_contact_fields_clear_fno_and_reconcile_reports_them_put_back() {
+    let env = Env::start(1).await;
+    let fx = fixture(&env).await;
+    settle(&env, FlowName::ContactsToFno).await;
+    let (acc_id, _) = fx.accounts[0].clone();
+    let customer = env.sb.sales_insert(
+        "contacts",
+        json!({"firstname": "Jane", "lastname": "Doe", "msdynce_contactnumber": "CON-0101",
+               "msdynce_isactivecustomer": true, "_owningbusinessunit_value": fx.bu,
+               "_transactioncurrencyid_value": fx.usd, "creditlimit": 5000, "fax": "+1 555 0101"}),
+    );
+    let person = env.sb.sales_insert(
+        "contacts",
+        json!({"firstname": "John", "lastname": "Smith", "msdynce_contactnumber": "CON-0102",
+               "msdynce_isactivecustomer": false, "msdynce_iscompanyanaccount": true,
+               "_parentcustomerid_value": acc_id, "_owningbusinessunit_value": fx.bu, "gendercode": 1,
+               "jobtitle": "Buyer", "statecode": 0}),
+    );
+    let r = env.run(FlowName::ContactsToFno).await;
+    assert_eq!((r.written, r.failed), (2, 0), "{:?}", r.errors);
+
+    env.sb
+        .sales_update("contacts", &customer, json!({"fax": null, "creditlimit": null}));
+    env.sb
+        .sales_update("contacts", &person, json!({"gendercode": null, "jobtitle": ""}));
+    env.sb.reset_counters();
+    let r = env.run(FlowName::ContactsToFno).await;
+    assert_eq!((r.read, r.written, r.updated, r.failed), (2, 2, 2, 0), "{:?}", r.errors);
+    let c = &fno_rows_of(&env, "CustomersV2", "CustomerAccount", "CON-0101")[0];
+    assert_eq!((&c["PrimaryContactFax"], &c["CreditLimit"]), (&json!(""), &json!(0)));
+    assert_eq!(c["PersonLastName"], "Doe", "nothing else changed");
+    let p = &fno_rows_of(&env, "CDSContactPersons", "ContactPersonPartyNumber", "CON-0102")[0];
+    assert_eq!(
+        (&p["Gender"], &p["EmploymentProfession"]),
+        (&json!("Unknown"), &json!("")),
+        "an enum clears to its first member"
+    );
+
+    // Quiet afterwards: a change to an unmapped column writes nothing.
+    env.sb
+        .sales_update("contacts", &customer, json!({"telephone2": "+1 555 0199"}));
+    env.sb.reset_counters();
+    let r = env.run(FlowName::ContactsToFno).await;
+    assert_eq!((r.read, r.written), (1, 0), "{r:?}");
+    assert_eq!(fno_writes(&env), 0, "{:?}", env.sb.requests());
+
+    env.sb.fno_update(
+        "CustomersV2",
+        &[("dataAreaId", "usmf"), ("CustomerAccount", "CON-0101")],
+        json!({"PrimaryContactFax": "+1 555 0101"}),
+    );
+    let rec = p2c_sync::ops::reconcile::reconcile(&env.deps, FlowName::ContactsToFno, "usmf", false)
+        .await
+        .unwrap();
+    let m: Vec<(&str, &str, &Value, &Value)> = rec
+        .mismatches
+        .iter()
+        .map(|m| (m.key.as_str(), m.field.as_str(), &m.expected, &m.actual))
+        .collect();
+    assert_eq!(
+        m,
+        [("CON-0101", "PrimaryContactFax", &json!(""), &json!("+1 555 0101"))]
+    );
 }

@@ -35,9 +35,10 @@ async fn a_full_run_logs_neither_the_secret_nor_a_token() {
 
     let env = Env::start(40).await;
     let bu = env.sb.business_unit_id("usmf").unwrap();
+    // A per-record error: a country the country table does not know.
     env.sb.sales_insert(
         "accounts",
-        json!({"name": "No Number", "_owningbusinessunit_value": bu}),
+        json!({"name": "Nowhere Ltd", "accountnumber": "ACC-NOWHERE", "address1_country": "Atlantis", "_owningbusinessunit_value": bu}),
     );
     let r = run_flow(&env.deps, FlowName::AccountsToFno, "usmf", &RunOptions::default())
         .await

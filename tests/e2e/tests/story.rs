@@ -4,7 +4,7 @@
 use p2c_e2e::Env;
 use p2c_e2e::expect::{
     Covered, assert_account, assert_contact, assert_document_to_fno, assert_document_to_sales, assert_product,
-    assert_sales_pricing, fno_find, num,
+    assert_sales_pricing, fno_find, num, sales_find,
 };
 use p2c_sync::{FlowName, RunReport};
 use serde_json::{Value, json};
@@ -164,5 +164,130 @@ async fn prospect_to_cash_every_mapped_field_on_both_sides() {
     assert!(sales <= 50, "{requests:?}");
     assert!(fno <= 20, "{requests:?}");
     assert_eq!(token, 2, "one token per service: {requests:?}");
-    assert!(dynamodb <= 90, "{dynamodb}");
+    // Links, watermarks, leases, run records, resume points, and the shared request budget (a read and a
+    // conditional write per 20 Dynamics requests).
+    assert!(dynamodb <= 100, "{dynamodb}");
+
+    // 7. Users clear fields on both sides: the clears cross, and then nothing more is written.
+    let account = &env.sb.sales_rows("accounts")[0];
+    let number = account["accountnumber"].as_str().unwrap().to_string();
+    env.sb.sales_update(
+        "accounts",
+        account["accountid"].as_str().unwrap(),
+        json!({"fax": "+1 425 555 0199"}),
+    );
+    step(&env, FlowName::AccountsToFno, &mut reports).await;
+    env.sb
+        .sales_update("accounts", account["accountid"].as_str().unwrap(), json!({"fax": null}));
+    let r = step(&env, FlowName::AccountsToFno, &mut reports).await;
+    assert_eq!(r.written, 1, "{r:?}");
+    let customer = fno_find(&env.sb, "CustomersV2", &[("CustomerAccount", json!(number))]).unwrap();
+    assert_eq!(
+        customer["PrimaryContactFax"], "",
+        "a fax cleared in Sales is cleared in F&O"
+    );
+    env.sb.fno_update(
+        "SellableReleasedProducts",
+        &[("dataAreaId", "usmf"), ("ProductNumber", "D0002")],
+        json!({"ProductDescription": ""}),
+    );
+    let r = step(&env, FlowName::ProductsToSales, &mut reports).await;
+    assert_eq!(r.written, 1, "{r:?}");
+    let product = sales_find(&env.sb, "products", "productnumber", &json!("D0002")).unwrap();
+    assert!(
+        product["description"].is_null(),
+        "a description cleared in F&O is cleared in Sales: {product}"
+    );
+    for flow in [FlowName::AccountsToFno, FlowName::ProductsToSales] {
+        let r = step(&env, flow, &mut reports).await;
+        assert_eq!(r.written, 0, "{flow}: a clear crosses once: {r:?}");
+    }
+
+    // 8. An order entered in F&O for a Sales customer arrives in Sales once confirmed, for that account.
+    let so = env
+        .sb
+        .fno_create_order("usmf", &number, &[("D0001", 2.0), ("D0003", 1.0)]);
+    env.sb.fno_confirm_order("usmf", &so);
+    let r = step(&env, FlowName::OrdersToSales, &mut reports).await;
+    assert_eq!(r.created, 3, "the header and its two lines: {r:?}");
+    let order = sales_find(&env.sb, "salesorders", "ordernumber", &json!(so)).unwrap();
+    assert_eq!(order["_customerid_value"], account["accountid"]);
+    let lines = env
+        .sb
+        .sales_rows("salesorderdetails")
+        .into_iter()
+        .filter(|l| l["_salesorderid_value"] == order["salesorderid"])
+        .count();
+    assert_eq!(lines, 2);
+
+    // 9. F&O reprices that order after it reached Sales: the new totals arrive. Then two invoices, the first
+    //    partial: both link to the order, which becomes Invoiced only with the second.
+    env.sb.fno_update(
+        "CDSSalesOrderLines",
+        &[
+            ("dataAreaId", "usmf"),
+            ("SalesOrderNumber", so.as_str()),
+            ("LineCreationSequenceNumber", "1"),
+        ],
+        json!({"SalesPrice": 275.0}),
+    );
+    env.sb.fno_confirm_order("usmf", &so);
+    let r = step(&env, FlowName::OrdersToSales, &mut reports).await;
+    assert!(r.written >= 1, "{r:?}");
+    let fno_order = fno_find(&env.sb, "CDSSalesOrderHeaders", &[("SalesOrderNumber", json!(so))]).unwrap();
+    let order = sales_find(&env.sb, "salesorders", "ordernumber", &json!(so)).unwrap();
+    assert_eq!(
+        num(&order["totalamount"]),
+        num(&fno_order["OrderTotalAmount"]),
+        "repriced totals arrive"
+    );
+    let first = env.sb.fno_invoice_order_lines("usmf", &so, &[(1, 1.0)]);
+    step(&env, FlowName::InvoicesToSales, &mut reports).await;
+    step(&env, FlowName::OrdersToSales, &mut reports).await;
+    let order_id = order["salesorderid"].clone();
+    let state = |env: &Env| env.sb.sales_get("salesorders", order_id.as_str().unwrap()).unwrap()["statecode"].clone();
+    assert_eq!(state(&env), 0, "partly invoiced: still open to F&O");
+    let second = env.sb.fno_invoice_order("usmf", &so);
+    step(&env, FlowName::InvoicesToSales, &mut reports).await;
+    step(&env, FlowName::OrdersToSales, &mut reports).await;
+    for n in [&first, &second] {
+        let inv = sales_find(&env.sb, "invoices", "invoicenumber", &json!(n)).unwrap();
+        assert_eq!(inv["_salesorderid_value"], order_id, "invoice {n} links to its order");
+    }
+    assert_eq!(state(&env), 4, "Invoiced once F&O invoiced it all");
+
+    // 10. An order in euros, invoiced: the invoice lands with the euro price list.
+    env.sb.fno_insert(
+        "CDSSalesOrderHeaders",
+        json!({"dataAreaId": "usmf", "SalesOrderNumber": "SO-STORY-EUR", "SalesOrderName": "Order in euros",
+               "OrderingCustomerAccountNumber": number, "InvoiceCustomerAccountNumber": number,
+               "SalesOrderProcessingStatus": "Active", "SalesOrderStatus": "Backorder",
+               "SalesOrderOriginType": "NotSpecified", "CurrencyCode": "EUR",
+               "DeliveryAddressCountryRegionISOCode": "DE"}),
+    );
+    env.sb.fno_insert(
+        "CDSSalesOrderLines",
+        json!({"dataAreaId": "usmf", "SalesOrderNumber": "SO-STORY-EUR", "LineCreationSequenceNumber": 1,
+               "ProductNumber": "D0001", "ProductName": "D0001 name", "OrderedSalesQuantity": 2.0,
+               "SalesUnitSymbol": "ea", "SalesPrice": 230.0, "SalesPriceQuantity": 1, "CurrencyCode": "EUR",
+               "SalesOrderProcessingStatus": "Active", "SalesOrderOriginType": "NotSpecified"}),
+    );
+    env.sb.fno_confirm_order("usmf", "SO-STORY-EUR");
+    step(&env, FlowName::OrdersToSales, &mut reports).await;
+    let eur = env.sb.fno_invoice_order("usmf", "SO-STORY-EUR");
+    step(&env, FlowName::InvoicesToSales, &mut reports).await;
+    let inv = sales_find(&env.sb, "invoices", "invoicenumber", &json!(eur)).unwrap();
+    let list = env
+        .sb
+        .sales_get("pricelevels", inv["_pricelevelid_value"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(list["name"], "Europe Sales (EUR)");
+    let currency = env
+        .sb
+        .sales_get(
+            "transactioncurrencies",
+            inv["_transactioncurrencyid_value"].as_str().unwrap(),
+        )
+        .unwrap();
+    assert_eq!(currency["isocurrencycode"], "EUR");
 }

@@ -27,9 +27,9 @@ use crate::http::{
     Req, Resp, decode_path, decode_query_part, encode_query_value, is_guid, now_iso, parse_date, parse_datetime,
 };
 use crate::odata_filter::{self as of, Dialect, PType, Schema, SortVal};
-use crate::sales;
 use crate::store::{DvStore, HIDDEN, Row};
 use crate::{State, lock};
+use crate::{owner, sales};
 
 pub(crate) const ROOT: &str = "/api/data/v9.2";
 const MAX_PAGE: usize = 5000;
@@ -42,7 +42,7 @@ fn query_err(msg: impl Into<String>) -> Resp {
     err(400, "0x80060888", msg)
 }
 
-fn payload_err(set: &str, detail: &str) -> Resp {
+pub(crate) fn payload_err(set: &str, detail: &str) -> Resp {
     err(
         400,
         "0x80048d19",
@@ -62,7 +62,7 @@ fn not_found_segment(seg: &str) -> Resp {
     )
 }
 
-fn not_found_id(t: &Table, id: &str) -> Resp {
+pub(crate) fn not_found_id(t: &Table, id: &str) -> Resp {
     err(
         404,
         "0x80040217",
@@ -142,7 +142,31 @@ pub(crate) fn parse_target(rest: &str) -> Result<Target<'_>, String> {
     Ok(Target { set, key, sub })
 }
 
+/// Longest GET URL Dataverse accepts (spec/protocols.md: 32 KB; 64 KB inside a `$batch` body).
+pub(crate) const MAX_GET_URL: usize = 32_768;
+
+/// Refusals before routing: a GET URL over the limit (414), a JSON write with another content type (415).
+/// Microsoft documents the limit and the media type, not these error bodies: the statuses are HTTP's (RFC 9110
+/// 15.5.15 and 15.5.16) and the error codes are left empty rather than guessed.
+fn refuse_early(req: &Req) -> Option<Resp> {
+    let url_len = req.path.len() + 1 + req.query.len();
+    if req.method == "GET" && url_len > MAX_GET_URL {
+        let msg = format!("The request URL is {url_len} characters long; the limit is {MAX_GET_URL}.");
+        return Some(err(414, "", msg));
+    }
+    let writes_json = matches!(req.method.as_str(), "POST" | "PATCH" | "PUT") && !req.body.is_empty();
+    let ct = req.header("content-type").unwrap_or("").to_ascii_lowercase();
+    if writes_json && !req.path.ends_with("$batch") && !ct.starts_with("application/json") {
+        let msg = format!("The content type '{ct}' is not supported; send application/json.");
+        return Some(err(415, "", msg));
+    }
+    None
+}
+
 pub(crate) fn handle(state: &State, req: &Req) -> Resp {
+    if let Some(refused) = refuse_early(req) {
+        return refused;
+    }
     let path = decode_path(&req.path);
     let Some(rest) = strip_root(&path) else {
         return not_found_segment(path.trim_start_matches('/').split('/').next().unwrap_or(""));
@@ -235,6 +259,9 @@ pub(crate) fn execute(state: &State, store: &mut DvStore, req: &Req) -> Resp {
         Ok(t) => t,
         Err(e) => return query_err(e),
     };
+    if target.set == "EntityDefinitions" {
+        return crate::dv_metadata::handle(state, req, rest);
+    }
     let Some(t) = dv_schema::table(target.set) else {
         return not_found_segment(target.set);
     };
@@ -244,6 +271,9 @@ pub(crate) fn execute(state: &State, store: &mut DvStore, req: &Req) -> Resp {
             ("GET", []) => get_collection(state, store, t, req),
             ("GET", ["$count"]) => count(store, t, req),
             ("POST", []) => create(state, store, t, req),
+            ("POST", [action]) if crate::dv_multiple::ACTIONS.contains(action) => {
+                crate::dv_multiple::handle(state, store, t, req, action)
+            }
             _ => method_not_allowed(m),
         };
     };
@@ -293,7 +323,7 @@ fn invalid_key(t: &Table) -> Resp {
     ))
 }
 
-fn parse_key(t: &Table, raw: &str) -> Result<KeySpec, Resp> {
+pub(crate) fn parse_key(t: &Table, raw: &str) -> Result<KeySpec, Resp> {
     let raw = raw.trim();
     if is_guid(raw) {
         return Ok(KeySpec::Id(raw.to_ascii_lowercase()));
@@ -354,7 +384,7 @@ fn split_outside_single_quotes(s: &str) -> Vec<String> {
     out
 }
 
-fn find_by_key(store: &DvStore, t: &Table, spec: &KeySpec) -> Option<String> {
+pub(crate) fn find_by_key(store: &DvStore, t: &Table, spec: &KeySpec) -> Option<String> {
     match spec {
         KeySpec::Id(id) => store.get(t.set, id).map(|_| id.clone()),
         KeySpec::Alt(pairs) => store.table(t.set).and_then(|tb| {
@@ -508,11 +538,7 @@ fn render(store: &DvStore, t: &Table, row: &Row, shape: &Shape) -> Map<String, V
                     .and_then(|r| r.get(tt.primary_name))
                     .cloned()
                     .unwrap_or(Value::Null);
-                let nav = if l.targets.len() > 1 {
-                    format!("{}_{}", l.name, tt.logical)
-                } else {
-                    l.name.clone()
-                };
+                let nav = l.nav_name(tt.logical);
                 m.insert(format!("{c}@OData.Community.Display.V1.FormattedValue"), name);
                 m.insert(
                     format!("{c}@Microsoft.Dynamics.CRM.associatednavigationproperty"),
@@ -542,13 +568,16 @@ fn render(store: &DvStore, t: &Table, row: &Row, shape: &Shape) -> Map<String, V
         }
     }
     for e in &shape.expand {
-        let Some((l, target)) = t.nav(&e.nav) else { continue };
+        let Some((l, mut target)) = t.nav(&e.nav) else { continue };
+        let kind = row.get(&format!("{HIDDEN}{}", l.name)).and_then(Value::as_str);
+        if l.principal {
+            // The owner expands as whichever principal it is.
+            target = l.targets.iter().copied().find(|s| Some(*s) == kind).unwrap_or(target);
+        }
         let linked = row
             .get(&l.value_col())
             .and_then(Value::as_str)
-            .filter(|_| {
-                l.targets.len() == 1 || row.get(&format!("{HIDDEN}{}", l.name)).and_then(Value::as_str) == Some(target)
-            })
+            .filter(|_| l.targets.len() == 1 || kind == Some(target))
             .and_then(|id| store.get(target, id));
         let v = match (linked, dv_schema::table(target)) {
             (Some(r), Some(tt)) => {
@@ -1143,7 +1172,7 @@ fn check_value(t: &Table, col: &str, ty: ColType, v: &Value) -> Result<Value, Re
 }
 
 /// Validate a request body into column values (lookups resolved). Hidden keys carry polymorphic targets.
-fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, create: bool) -> Result<Row, Resp> {
+pub(crate) fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, create: bool) -> Result<Row, Resp> {
     let mut out = Row::new();
     for (k, v) in body {
         if let Some(nav) = k.strip_suffix("@odata.bind") {
@@ -1163,7 +1192,8 @@ fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, create: boo
                 }
                 Value::String(s) => {
                     let (tt, id) = resolve_ref(store, s)?;
-                    if tt.set != expected {
+                    let fits = tt.set == expected || (l.principal && l.targets.contains(&tt.set));
+                    if !fits {
                         return Err(payload_err(
                             t.set,
                             &format!(
@@ -1238,7 +1268,7 @@ fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, create: boo
             continue; // system columns: silently ignored like the platform does
         }
         if create && sales::ignored_on_create(t, k) {
-            continue; // IsValidForCreate = false: the platform drops it and system pricing fills it
+            continue; // IsValidForCreate = false: the platform drops it (system pricing fills the amounts)
         }
         if *k == t.pk && !create {
             continue; // key data in the URL wins on update
@@ -1314,7 +1344,7 @@ fn check_state(t: &Table, existing: Option<&Row>, patch: &mut Row) -> Result<(),
 }
 
 /// Create a row from validated values. `id` from the URL (upsert) or body.
-fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut vals: Row) -> Result<String, Resp> {
+pub(crate) fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut vals: Row) -> Result<String, Resp> {
     let id = match (id, vals.get(&t.pk).and_then(Value::as_str)) {
         (Some(id), _) => id,
         (None, Some(b)) => b.to_ascii_lowercase(),
@@ -1339,12 +1369,9 @@ fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut vals: Row)
         let st = dv_schema::default_status(t);
         row.entry("statuscode").or_insert(json!(st));
     }
-    // Lines take their header's owner and currency (and prices) before the root-BU default applies.
+    // Lines take their header's currency (and prices), and its owner.
     sales::prepare(store, t, &mut row, true);
-    if t.col("_owningbusinessunit_value").is_some() && row.get("_owningbusinessunit_value").is_none_or(Value::is_null) {
-        let root = store.root_bu.clone();
-        row.insert("_owningbusinessunit_value".into(), Value::String(root));
-    }
+    owner::on_create(store, t, &mut row);
     if let Some((col, prefix)) = t.autonumber
         && row.get(col).is_none_or(Value::is_null)
     {
@@ -1357,20 +1384,22 @@ fn insert_row(store: &mut DvStore, t: &Table, id: Option<String>, mut vals: Row)
     let v = store.next_version();
     row.insert("versionnumber".into(), json!(v));
     store.put(t.set, &id, row.clone());
+    owner::after_insert(store, t, &row);
     sales::after_change(store, t, &row);
     Ok(id)
 }
 
-fn update_row(store: &mut DvStore, t: &Table, id: &str, mut vals: Row) -> Result<(), Resp> {
+pub(crate) fn update_row(store: &mut DvStore, t: &Table, id: &str, mut vals: Row) -> Result<(), Resp> {
     let Some(existing) = store.get(t.set, id).cloned() else {
         return Err(not_found_id(t, id));
     };
     check_state(t, Some(&existing), &mut vals)?;
-    sales::check_write(store, t, Some(&existing), &vals)?;
+    check_write(store, t, Some(&existing), &vals)?;
     let mut row = existing.clone();
-    for (k, v) in vals {
-        row.insert(k, v);
+    for (k, v) in &vals {
+        row.insert(k.clone(), v.clone());
     }
+    owner::on_update(store, t, &mut row, &vals);
     computed(t, &mut row);
     sales::prepare(store, t, &mut row, false);
     row.insert("modifiedon".into(), Value::String(now_iso()));
@@ -1381,8 +1410,16 @@ fn update_row(store: &mut DvStore, t: &Table, id: &str, mut vals: Row) -> Result
     Ok(())
 }
 
-/// System pricing after an update: the line's header (and its previous header, when the line moved).
+/// The Web API's rules for a write: the editing rules of documents, then ownership.
+fn check_write(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) -> Result<(), Resp> {
+    sales::check_write(store, t, existing, vals)?;
+    owner::check_write(store, t, existing, vals)
+}
+
+/// After an update: ownership follows (lines of an assigned header, a renamed unit's default team), then system
+/// pricing of the line's header (and its previous header, when the line moved).
 fn after_update(store: &mut DvStore, t: &Table, before: &Row, after: &Row) {
+    owner::after_update(store, t, before, after);
     sales::after_change(store, t, after);
     if let Some(old) = sales::previous_header(t, before, after) {
         sales::recalc_header_of_line_table(store, t, &old);
@@ -1435,7 +1472,7 @@ fn create(state: &State, store: &mut DvStore, t: &'static Table, req: &Req) -> R
         Ok(v) => v,
         Err(r) => return r,
     };
-    if let Err(r) = sales::check_write(store, t, None, &vals) {
+    if let Err(r) = check_write(store, t, None, &vals) {
         return r;
     }
     let id = match insert_row(store, t, None, vals) {
@@ -1512,7 +1549,7 @@ fn upsert(
                 Ok(v) => v,
                 Err(r) => return r,
             };
-            if let Err(r) = sales::check_write(store, t, None, &vals) {
+            if let Err(r) = check_write(store, t, None, &vals) {
                 return r;
             }
             // Key data from the URL fills the key columns when the body lacks them.
@@ -1692,6 +1729,7 @@ pub(crate) fn direct_insert(store: &mut DvStore, t: &Table, mut vals: Row) -> Re
     {
         after.insert("statuscode".into(), json!(dv_schema::default_status_for_state(t, st)));
     }
+    owner::trusted_owner(store, t, &mut vals);
     let id = vals.get(&t.pk).and_then(Value::as_str).map(str::to_ascii_lowercase);
     let id = insert_row(store, t, id, vals).map_err(|r| String::from_utf8_lossy(&r.body).into_owned())?;
     if !after.is_empty()
@@ -1713,8 +1751,10 @@ pub(crate) fn direct_update(store: &mut DvStore, t: &Table, id: &str, mut vals: 
         .remove("modifiedon")
         .filter(|v| !v.is_null())
         .unwrap_or_else(|| Value::String(now_iso()));
+    owner::trusted_owner(store, t, &mut vals);
     let mut row = existing.clone();
-    row.extend(vals);
+    row.extend(vals.clone());
+    owner::on_update(store, t, &mut row, &vals);
     computed(t, &mut row);
     sales::prepare(store, t, &mut row, false);
     row.insert("modifiedon".into(), modified);

@@ -44,14 +44,43 @@ impl ColType {
 pub(crate) struct Lookup {
     /// Lookup attribute name (`customerid`); the read-only property is `_customerid_value`.
     pub name: String,
-    /// Target entity sets. More than one = polymorphic: navigation properties are `<name>_<logical>`.
+    /// Target entity sets. More than one = polymorphic: navigation properties are `<name>_<logical>`, unless
+    /// `principal`.
     pub targets: Vec<&'static str>,
+    /// The owner lookup (`ownerid`): one navigation property typed `mscrm.principal`, bound to a user or a team
+    /// (`"ownerid@odata.bind": "/teams(<id>)"`), not one navigation property per target.
+    pub principal: bool,
 }
 
 impl Lookup {
     pub fn value_col(&self) -> String {
         format!("_{}_value", self.name)
     }
+
+    /// Whether each target has its own navigation property (`customerid_account`, `customerid_contact`).
+    pub fn per_target_navs(&self) -> bool {
+        self.targets.len() > 1 && !self.principal
+    }
+
+    /// The navigation property that reaches `target_logical` through this lookup.
+    pub fn nav_name(&self, target_logical: &str) -> String {
+        if self.per_target_navs() {
+            format!("{}_{target_logical}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+}
+
+/// How a table's rows are owned (spec/templates.md 3; see `owner.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ownership {
+    /// Organization- or business-owned: no owner columns.
+    None,
+    /// User- or team-owned: `ownerid` (a user or a team) decides `owningbusinessunit`.
+    User,
+    /// A document line: owned like its header, never on its own.
+    Header,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +102,10 @@ pub(crate) struct Table {
     /// Columns system pricing calculates (`extendedamount`, `totalamount`...): `IsValidForCreate` is false in the
     /// real metadata, so a create ignores them; an update is accepted and then recalculated (see `sales.rs`).
     pub computed: Vec<&'static str>,
+    /// Other columns with `IsValidForCreate = false` in the real metadata that a create ignores (set them with an
+    /// update): `ispricelocked` of orders and invoices (DCE `salesorder.md`, `invoice.md`).
+    pub not_valid_for_create: Vec<&'static str>,
+    pub ownership: Ownership,
 }
 
 impl Table {
@@ -84,10 +117,10 @@ impl Table {
     /// `customerid_account`), with the target set the name implies.
     pub fn nav(&self, nav: &str) -> Option<(&Lookup, &'static str)> {
         for l in &self.lookups {
-            if l.targets.len() == 1 && l.name == nav {
+            if !l.per_target_navs() && l.name == nav {
                 return Some((l, l.targets[0]));
             }
-            if l.targets.len() > 1 {
+            if l.per_target_navs() {
                 for t in &l.targets {
                     if let Some(tt) = table(t)
                         && format!("{}_{}", l.name, tt.logical) == nav
@@ -163,6 +196,8 @@ impl Builder {
                 read_only: vec!["versionnumber".into(), "createdon".into(), "modifiedon".into()],
                 autonumber: None,
                 computed: Vec::new(),
+                not_valid_for_create: Vec::new(),
+                ownership: Ownership::None,
             },
         }
     }
@@ -187,6 +222,7 @@ impl Builder {
         let l = Lookup {
             name: name.to_string(),
             targets: targets.to_vec(),
+            principal: false,
         };
         self.t.columns.push((l.value_col(), ColType::Guid));
         self.t.read_only.push(l.value_col());
@@ -201,9 +237,26 @@ impl Builder {
         self
     }
 
-    /// User/team-owned tables carry the owning business unit.
-    fn owned(self) -> Builder {
-        self.lookup("owningbusinessunit", &["businessunits"])
+    /// User/team-owned tables: the owner (a user or a team), the business unit that follows it, and which of
+    /// the two kinds of principal owns the row (`_owninguser_value` / `_owningteam_value`, set by the platform).
+    fn owned(mut self) -> Builder {
+        self = self
+            .lookup("ownerid", &["systemusers", "teams"])
+            .lookup("owningbusinessunit", &["businessunits"])
+            .lookup("owninguser", &["systemusers"])
+            .lookup("owningteam", &["teams"]);
+        if let Some(l) = self.t.lookups.iter_mut().find(|l| l.name == "ownerid") {
+            l.principal = true;
+        }
+        self.t.ownership = Ownership::User;
+        self
+    }
+
+    /// Document lines: the same owner columns, always their header's.
+    fn owned_by_header(mut self) -> Builder {
+        self = self.owned();
+        self.t.ownership = Ownership::Header;
+        self
     }
 
     fn alt_key(mut self, cols: &[&'static str]) -> Builder {
@@ -218,6 +271,11 @@ impl Builder {
 
     fn computed(mut self, cols: &'static str) -> Builder {
         self.t.computed.extend(cols.split_whitespace());
+        self
+    }
+
+    fn not_valid_for_create(mut self, cols: &'static str) -> Builder {
+        self.t.not_valid_for_create.extend(cols.split_whitespace());
         self
     }
 
@@ -277,6 +335,20 @@ fn build() -> Vec<Table> {
             .cols("name:s160 divisionname:s100 description:s2000 isdisabled:b")
             .lookup("parentbusinessunitid", &["businessunits"])
             .done(),
+        // Business-owned: a team belongs to one business unit; every unit has exactly one default team.
+        Builder::new("teams", "team", "name")
+            .cols("name:s160 description:s2000 isdefault:b teamtype:c emailaddress:s100")
+            .lookup("businessunitid", &["businessunits"])
+            .read_only("isdefault")
+            .done(),
+        Builder::new("systemusers", "systemuser", "fullname")
+            .cols(
+                "fullname:s200 firstname:s64 lastname:s64 domainname:s1024 internalemailaddress:s100 \
+                 isdisabled:b",
+            )
+            .lookup("businessunitid", &["businessunits"])
+            .read_only("fullname")
+            .done(),
         Builder::new("uomschedules", "uomschedule", "name")
             .cols("name:s200 baseuomname:s100 description:s2000")
             .state()
@@ -297,6 +369,11 @@ fn build() -> Vec<Table> {
             .lookup("pricelevelid", &["pricelevels"])
             .lookup("transactioncurrencyid", &["transactioncurrencies"])
             .state()
+            .done(),
+        // The organization (one row): its Sales setting "Use system pricing calculation" is
+        // `oobpricecalculationenabled` (PAD/Sales "Use custom pricing for products"; see `sales.rs`).
+        Builder::new("organizations", "organization", "name")
+            .cols("name:s160 oobpricecalculationenabled:b")
             .done(),
         Builder::new("pricelevels", "pricelevel", "name")
             .cols("name:s100 description:s2000 begindate:t enddate:t")
@@ -343,7 +420,7 @@ fn build() -> Vec<Table> {
             .lookup("productid", &["products"])
             .lookup("uomid", &["uoms"])
             .lookup("transactioncurrencyid", &["transactioncurrencies"])
-            .owned()
+            .owned_by_header()
             .done(),
         Builder::new("salesorders", "salesorder", "name")
             .cols(
@@ -353,6 +430,7 @@ fn build() -> Vec<Table> {
             )
             .cols(DOC_TOTALS)
             .computed(DOC_COMPUTED)
+            .not_valid_for_create("ispricelocked")
             .prefixed("shipto", SHIP_BILL)
             .prefixed("billto", SHIP_BILL)
             .lookup("customerid", &["accounts", "contacts"])
@@ -376,7 +454,7 @@ fn build() -> Vec<Table> {
             .lookup("productid", &["products"])
             .lookup("uomid", &["uoms"])
             .lookup("transactioncurrencyid", &["transactioncurrencies"])
-            .owned()
+            .owned_by_header()
             .done(),
         Builder::new("invoices", "invoice", "name")
             .cols(
@@ -386,6 +464,7 @@ fn build() -> Vec<Table> {
             )
             .cols(DOC_TOTALS)
             .computed(DOC_COMPUTED)
+            .not_valid_for_create("ispricelocked")
             .prefixed("shipto", SHIP_BILL)
             .prefixed("billto", SHIP_BILL)
             .lookup("customerid", &["accounts", "contacts"])
@@ -409,7 +488,7 @@ fn build() -> Vec<Table> {
             .lookup("productid", &["products"])
             .lookup("uomid", &["uoms"])
             .lookup("transactioncurrencyid", &["transactioncurrencies"])
-            .owned()
+            .owned_by_header()
             .done(),
     ]
 }

@@ -62,20 +62,26 @@ pub(crate) struct Limiter {
 }
 
 impl Limiter {
-    pub fn acquire(&mut self, svc: Service, client: &str, limits: &ServiceLimits) -> Result<(), Throttle> {
+    /// Admits a request, or says why not and how long until it would be admitted: the real Retry-After varies
+    /// with the window (the oldest counted request or execution leaving it), it is not a constant.
+    pub fn acquire(&mut self, svc: Service, client: &str, limits: &ServiceLimits) -> Result<(), (Throttle, Duration)> {
         let key = key_of(svc, client);
         let now = Instant::now();
         let inflight = self.inflight.entry(key.clone()).or_default();
         // The concurrency limit errors immediately (spec A.9).
         if *inflight >= limits.max_concurrent {
-            return Err(Throttle::Concurrency);
+            return Err((Throttle::Concurrency, Duration::from_secs(1)));
         }
         let w = self.windows.entry(key.clone()).or_default();
         while w.front().is_some_and(|t| now.duration_since(*t) >= limits.window) {
             w.pop_front();
         }
         if w.len() as u64 >= u64::from(limits.requests_per_window) {
-            return Err(Throttle::Requests);
+            let oldest = w.front().map_or(now, |t| *t);
+            return Err((
+                Throttle::Requests,
+                limits.window.saturating_sub(now.duration_since(oldest)),
+            ));
         }
         let (done, total) = self.executions.entry(key).or_default();
         while let Some(&(at, took)) = done.front() {
@@ -86,7 +92,11 @@ impl Limiter {
             *total = total.saturating_sub(took);
         }
         if *total >= limits.execution_per_window {
-            return Err(Throttle::ExecutionTime);
+            let oldest = done.front().map_or(now, |(at, _)| *at);
+            return Err((
+                Throttle::ExecutionTime,
+                limits.window.saturating_sub(now.duration_since(oldest)),
+            ));
         }
         w.push_back(now);
         *inflight += 1;

@@ -191,7 +191,7 @@ fn run_batch(state: &State, req: &Req) -> Resp {
     };
     let opts = batch::Options {
         dataverse: false,
-        continue_on_error: req.prefers("odata.continue-on-error"),
+        continue_on_error: req.prefers("odata.continue-on-error") && !state.cfg.fno_batch_stops_at_first_failure,
         root_path: ROOT,
     };
     let mut target = FnoBatch {
@@ -651,8 +651,17 @@ fn check_body(e: &Entity, body: &Map<String, Value>) -> Result<Row, Resp> {
                         ),
                     ));
                 }
-                // F&O has no null strings, dates or enums: a null stores the empty value.
-                default_value(ty)
+                // `$metadata` calls text, date and enum properties nullable, but an X++ field is never null: the
+                // write of the row refuses it. Clearing one takes its empty value ("", the empty date, member 0).
+                return Err(write_err(
+                    e,
+                    &format!(
+                        "Error: The value null is not valid for field '{k}' ({}); F&O fields hold no null: send {} \
+                         to clear it.",
+                        ty.edm(),
+                        default_value(ty)
+                    ),
+                ));
             }
             (FType::Str, Value::String(s)) => {
                 Value::String(if k == "dataAreaId" { s.to_lowercase() } else { s.clone() })

@@ -4,7 +4,9 @@
 //! entities derive from other tables when read.
 //!
 //! Choices (documented in the README):
-//! * Sales tax is a flat [`TAX_RATE`] (10 %) of each line amount; header-level tax and charges are 0.
+//! * Sales tax is a flat [`TAX_RATE`] (10 %) of each line amount; header-level charges are 0 and header-level tax
+//!   is whatever `OrderHeaderTaxAmount` holds (0 unless written), added to `OrderTotalTaxAmount` by the totals
+//!   batch and invoiced as `InvoiceHeaderTaxAmount` with the order's first invoice.
 //! * A line's `TotalDiscountAmount` (what the Sales templates write) is the whole-line discount, split the F&O
 //!   way: `LineDiscountAmount` = discount / quantity cut to cents, and the remainder becomes a negative line
 //!   charge (`TotalChargesAmount`), so qty 3 and $10.00 give $3.33 per unit and a -$0.01 charge (spec/templates.md
@@ -25,6 +27,10 @@
 //! * Both rules need the customer row. Rows seeded with `fno_insert` for a customer F&O does not have (which
 //!   OData validation would refuse) keep their stored flags and stay visible.
 //! * Invoice numbers `CIV-000001`, vouchers `ARIN-000001`, per company; invoice date = today at 12:00:00Z.
+//! * Partial invoices (`Sandbox::fno_invoice_order_lines`): a line's share is quantity × (price - per-unit
+//!   discount) and its tax; the invoice completing a line takes the rest of its amounts and its charges. What
+//!   earlier invoices took is read back from the invoice lines of the order; the order is PartiallyInvoiced until
+//!   nothing is left, then Invoiced.
 
 use std::borrow::Cow;
 
@@ -372,7 +378,7 @@ fn totals(store: &mut FnoStore, company: &str, number: &str, status: &str) -> Re
         ));
     };
     let new_status = match (s(&h.data, "SalesOrderProcessingStatus"), status) {
-        (_, "Invoiced") | ("Active", _) => status.to_string(),
+        (_, "Invoiced" | "PartiallyInvoiced") | ("Active", _) => status.to_string(),
         (current, _) => current.to_string(),
     };
     let line_entity = entity(ORDER_LINES);
@@ -450,11 +456,17 @@ fn insert(store: &mut FnoStore, set_name: &str, row: Value) -> Result<(), String
     crate::fno::direct_insert(store, entity(set_name), &row)
 }
 
-/// Post the order's invoice: invoice header and lines, order Invoiced (all or nothing). Returns the invoice
-/// number.
-pub(crate) fn invoice_order(store: &mut FnoStore, company: &str, number: &str) -> Result<String, String> {
+/// Post an invoice of the order: invoice header and lines, order Invoiced or PartiallyInvoiced (all or nothing).
+/// `quantities`: (line number, quantity) to invoice; `None` invoices what is left of every line. Returns the
+/// invoice number.
+pub(crate) fn invoice_order(
+    store: &mut FnoStore,
+    company: &str,
+    number: &str,
+    quantities: Option<&[(i64, f64)]>,
+) -> Result<String, String> {
     store.begin();
-    let r = post_invoice(store, company, number);
+    let r = post_invoice(store, company, number, quantities);
     if r.is_ok() {
         store.commit();
     } else {
@@ -463,7 +475,119 @@ pub(crate) fn invoice_order(store: &mut FnoStore, company: &str, number: &str) -
     r
 }
 
-fn post_invoice(store: &mut FnoStore, company: &str, number: &str) -> Result<String, String> {
+/// What earlier invoices of an order took from one order line.
+#[derive(Default, Clone, Copy)]
+struct Invoiced {
+    qty: f64,
+    amount: f64,
+    tax: f64,
+    discount: f64,
+}
+
+/// Per line number, what the order's earlier invoices took; and whether there were any.
+fn invoiced_so_far(store: &FnoStore, company: &str, number: &str) -> (std::collections::HashMap<i64, Invoiced>, bool) {
+    let numbers: Vec<String> = store
+        .rows(INVOICES)
+        .filter(|(_, r)| {
+            s(&r.data, "dataAreaId").eq_ignore_ascii_case(company)
+                && s(&r.data, "SalesOrderNumber").eq_ignore_ascii_case(number)
+        })
+        .map(|(_, r)| s(&r.data, "InvoiceNumber").to_lowercase())
+        .collect();
+    let mut out: std::collections::HashMap<i64, Invoiced> = std::collections::HashMap::new();
+    for (_, r) in store.rows(INVOICE_LINES) {
+        let d = &r.data;
+        if !s(d, "dataAreaId").eq_ignore_ascii_case(company) || !numbers.contains(&s(d, "InvoiceNumber").to_lowercase())
+        {
+            continue;
+        }
+        let seq = d.get("LineCreationSequenceNumber").and_then(Value::as_i64).unwrap_or(0);
+        let e = out.entry(seq).or_default();
+        e.qty += n(d, "InvoicedQuantity");
+        e.amount += n(d, "LineAmount");
+        e.tax += n(d, "LineTotalTaxAmount");
+        e.discount += n(d, "LineTotalDiscountAmount");
+    }
+    (out, !numbers.is_empty())
+}
+
+/// One order line's share of an invoice.
+struct Share {
+    qty: f64,
+    amount: f64,
+    tax: f64,
+    discount: f64,
+    charges: f64,
+}
+
+/// The invoice that completes a line takes what is left of its amounts (so the invoices add up to the order)
+/// and its charges.
+fn line_share(l: &Row, qty: f64, before: Invoiced) -> Share {
+    let ordered = n(l, "OrderedSalesQuantity");
+    if (before.qty + qty - ordered).abs() < 1e-9 {
+        return Share {
+            qty,
+            amount: round2(n(l, "LineAmount") - before.amount),
+            tax: round2(n(l, "TotalTaxAmount") - before.tax),
+            discount: round2(n(l, "TotalDiscountAmount") - before.discount),
+            charges: n(l, "TotalChargesAmount"),
+        };
+    }
+    let price_qty = match n(l, "SalesPriceQuantity") {
+        q if q > 0.0 => q,
+        _ => 1.0,
+    };
+    let unit = n(l, "SalesPrice") / price_qty - n(l, "LineDiscountAmount");
+    let amount = round2(unit * qty * (1.0 - n(l, "LineDiscountPercentage") / 100.0));
+    Share {
+        qty,
+        amount,
+        tax: round2(amount * TAX_RATE),
+        discount: round2(n(l, "LineDiscountAmount") * qty),
+        charges: 0.0,
+    }
+}
+
+/// The quantity of each order line this invoice takes, checked against what is left to invoice.
+fn quantities_to_invoice(
+    lines: &[Row],
+    before: &std::collections::HashMap<i64, Invoiced>,
+    quantities: Option<&[(i64, f64)]>,
+    number: &str,
+) -> Result<Vec<f64>, String> {
+    let mut out = Vec::new();
+    for l in lines {
+        let seq = l.get("LineCreationSequenceNumber").and_then(Value::as_i64).unwrap_or(0);
+        let left = n(l, "OrderedSalesQuantity") - before.get(&seq).map_or(0.0, |b| b.qty);
+        let want = match quantities {
+            None => left,
+            Some(q) => q.iter().find(|(s, _)| *s == seq).map_or(0.0, |(_, q)| *q),
+        };
+        if want < 0.0 || want > left + 1e-9 {
+            return Err(format!(
+                "p2c-sandbox: sales order '{number}' line {seq} has {left} left to invoice, not {want}"
+            ));
+        }
+        out.push(want);
+    }
+    if let Some(q) = quantities
+        && let Some((seq, _)) = q.iter().find(|(seq, _)| {
+            !lines
+                .iter()
+                .any(|l| l.get("LineCreationSequenceNumber").and_then(Value::as_i64) == Some(*seq))
+        })
+    {
+        return Err(format!("p2c-sandbox: sales order '{number}' has no line {seq}"));
+    }
+    Ok(out)
+}
+
+fn post_invoice(
+    store: &mut FnoStore,
+    company: &str,
+    number: &str,
+    quantities: Option<&[(i64, f64)]>,
+) -> Result<String, String> {
     let hk = key2(company, number);
     let Some(h) = store.get(ORDERS, &hk) else {
         return Err(format!(
@@ -475,7 +599,26 @@ fn post_invoice(store: &mut FnoStore, company: &str, number: &str) -> Result<Str
             "p2c-sandbox: sales order '{number}' in '{company}' is already invoiced"
         ));
     }
-    totals(store, company, number, "Invoiced")?;
+    let (before, earlier) = invoiced_so_far(store, company, number);
+    let order_lines: Vec<Row> = order_line_keys(store, company, number)
+        .into_iter()
+        .filter_map(|k| store.get(ORDER_LINES, &k).map(|r| r.data.clone()))
+        .collect();
+    let qtys = quantities_to_invoice(&order_lines, &before, quantities, number)?;
+    if qtys.iter().all(|q| *q <= 0.0) {
+        return Err(format!("p2c-sandbox: nothing to invoice on sales order '{number}'"));
+    }
+    let complete = order_lines.iter().zip(&qtys).all(|(l, q)| {
+        let seq = l.get("LineCreationSequenceNumber").and_then(Value::as_i64).unwrap_or(0);
+        let done = before.get(&seq).map_or(0.0, |b| b.qty) + q;
+        (done - n(l, "OrderedSalesQuantity")).abs() < 1e-9
+    });
+    totals(
+        store,
+        company,
+        number,
+        if complete { "Invoiced" } else { "PartiallyInvoiced" },
+    )?;
     let Some(h) = store.get(ORDERS, &hk).map(|r| r.data.clone()) else {
         return Err(format!("p2c-sandbox: sales order '{number}' vanished"));
     };
@@ -507,18 +650,31 @@ fn post_invoice(store: &mut FnoStore, company: &str, number: &str) -> Result<Str
             v => v.to_string(),
         }
     };
-    let lines: Vec<Row> = order_line_keys(store, &company, number)
+    // The lines as recalculated by the totals batch, with this invoice's share of each.
+    let lines: Vec<(Row, Share)> = order_line_keys(store, &company, number)
         .into_iter()
         .filter_map(|k| store.get(ORDER_LINES, &k).map(|r| r.data.clone()))
+        .zip(&qtys)
+        .filter(|(_, q)| **q > 0.0)
+        .map(|(l, q)| {
+            let seq = l.get("LineCreationSequenceNumber").and_then(Value::as_i64).unwrap_or(0);
+            let share = line_share(&l, *q, before.get(&seq).copied().unwrap_or_default());
+            (l, share)
+        })
         .collect();
     let (mut amount, mut tax, mut charges) = (0.0, 0.0, 0.0);
-    for l in &lines {
-        amount += n(l, "LineAmount");
-        tax += n(l, "TotalTaxAmount");
-        charges += n(l, "TotalChargesAmount");
+    for (_, share) in &lines {
+        amount += share.amount;
+        tax += share.tax;
+        charges += share.charges;
     }
-    let end_discount = n(&h, "TotalDiscountAmount");
-    let (tax, charges) = (round2(tax + n(&h, "OrderHeaderTaxAmount")), round2(charges));
+    // The order's end discount and header tax go with its first invoice.
+    let (end_discount, header_tax) = if earlier {
+        (0.0, 0.0)
+    } else {
+        (n(&h, "TotalDiscountAmount"), n(&h, "OrderHeaderTaxAmount"))
+    };
+    let (tax, charges) = (round2(tax + header_tax), round2(charges));
     insert(
         store,
         INVOICES,
@@ -540,10 +696,10 @@ fn post_invoice(store: &mut FnoStore, company: &str, number: &str) -> Result<Str
                 addr("InvoiceAddressCountryRegionISOCode", "AddressCountryRegionISOCode"),
             "TotalInvoiceAmount": round2(amount - end_discount + charges + tax),
             "TotalTaxAmount": tax, "TotalChargeAmount": charges, "TotalDiscountAmount": end_discount,
-            "TotalDiscountCustomerGroupCode": 0, "InvoiceHeaderTaxAmount": n(&h, "OrderHeaderTaxAmount"),
+            "TotalDiscountCustomerGroupCode": 0, "InvoiceHeaderTaxAmount": header_tax,
         }),
     )?;
-    for l in &lines {
+    for (l, share) in &lines {
         let p = product(store, &company, s(l, "ProductNumber"))
             .cloned()
             .unwrap_or_default();
@@ -560,15 +716,43 @@ fn post_invoice(store: &mut FnoStore, company: &str, number: &str) -> Result<Str
                 "LineCreationSequenceNumber": l.get("LineCreationSequenceNumber").cloned().unwrap_or(json!(0)),
                 "ProductNumber": s(l, "ProductNumber"), "ProductName": name,
                 "ProductDescription": s(&p, "ProductDescription"), "SalesUnitSymbol": s(l, "SalesUnitSymbol"),
-                "InvoicedQuantity": n(l, "OrderedSalesQuantity"), "SalesPrice": n(l, "SalesPrice"),
-                "LineAmount": n(l, "LineAmount"), "LineTotalTaxAmount": n(l, "TotalTaxAmount"),
-                "LineTotalDiscountAmount": n(l, "TotalDiscountAmount"),
-                "LineTotalChargeAmount": n(l, "TotalChargesAmount"), "CurrencyCode": s(l, "CurrencyCode"),
+                "InvoicedQuantity": share.qty, "SalesPrice": n(l, "SalesPrice"),
+                "LineAmount": share.amount, "LineTotalTaxAmount": share.tax,
+                "LineTotalDiscountAmount": share.discount,
+                "LineTotalChargeAmount": share.charges, "CurrencyCode": s(l, "CurrencyCode"),
                 "ConfirmedShippingDate": match s(&h, "ConfirmedShippingDate") { "" => date.as_str(), d => d },
             }),
         )?;
     }
+    if !complete {
+        mark_invoiced_lines(store, &company, number, &before, &order_lines, &qtys);
+    }
     Ok(invoice_number)
+}
+
+/// After a partial invoice: the lines it completed are Invoiced, the others keep their status.
+fn mark_invoiced_lines(
+    store: &mut FnoStore,
+    company: &str,
+    number: &str,
+    before: &std::collections::HashMap<i64, Invoiced>,
+    order_lines: &[Row],
+    qtys: &[f64],
+) {
+    let keys = order_line_keys(store, company, number);
+    for ((k, l), q) in keys.into_iter().zip(order_lines).zip(qtys) {
+        let seq = l.get("LineCreationSequenceNumber").and_then(Value::as_i64).unwrap_or(0);
+        let done = before.get(&seq).map_or(0.0, |b| b.qty) + q;
+        let line_status = if (done - n(l, "OrderedSalesQuantity")).abs() < 1e-9 {
+            "Invoiced"
+        } else {
+            "Backorder"
+        };
+        if let Some(mut r) = store.get(ORDER_LINES, &k).cloned() {
+            set(&mut r.data, "SalesOrderLineStatus", json!(line_status));
+            store.put(ORDER_LINES, k, r);
+        }
+    }
 }
 
 /// An order entered in F&O (it gets the F&O number sequence): header for the customer, one line per

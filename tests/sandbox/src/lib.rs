@@ -16,6 +16,9 @@
 
 mod batch;
 mod dataverse;
+mod dv_metadata;
+mod dv_multiple;
+mod dv_options;
 mod dv_schema;
 mod faults;
 mod fno;
@@ -24,10 +27,13 @@ mod fno_schema;
 mod http;
 mod metadata;
 mod odata_filter;
+mod oidc;
+mod owner;
 mod sales;
 mod seed;
 mod server;
 mod store;
+mod tls;
 mod token;
 
 use std::collections::BTreeMap;
@@ -76,12 +82,23 @@ pub struct SandboxConfig {
     /// them one after another). The response waits for it and it counts toward the execution-time limit.
     /// Default 0.
     pub op_time: Duration,
-    /// Service protection limits; `None` (default) = off.
+    /// Service protection limits: on by default, at Dataverse's documented values; `None` turns them off.
     pub limits: Option<ServiceLimits>,
     /// (sales, fno, token) ports on 127.0.0.1; `None` = ephemeral ports.
     pub ports: Option<(u16, u16, u16)>,
     /// Language of the F&O API user (F&O words validation messages in it): `en-us` (default) or `de`.
     pub fno_language: String,
+    /// F&O stops a `$batch` at the first failed change set even when `Prefer: odata.continue-on-error` asks it
+    /// not to (whether it honours the preference is undocumented: spec B.4, gap 11). Default false.
+    pub fno_batch_stops_at_first_failure: bool,
+    /// Serve HTTPS (URLs become `https://127.0.0.1:<port>`) with a certificate signed by a CA made at start,
+    /// whose PEM [`Sandbox::tls_ca_pem`] returns. For clients that refuse plain HTTP, as the real services are
+    /// HTTPS only. Default false.
+    pub tls: bool,
+    /// The Sales organization has "Record ownership across business units" on: `owningbusinessunit` may then be
+    /// set apart from the owner's business unit. Default `false`, as in a new organization: the column is
+    /// read-only and a body that binds it is refused (see `owner.rs`).
+    pub record_ownership_across_business_units: bool,
 }
 
 impl Default for SandboxConfig {
@@ -94,16 +111,20 @@ impl Default for SandboxConfig {
             token_ttl: Duration::from_secs(3599),
             latency: Duration::ZERO,
             op_time: Duration::ZERO,
-            limits: None,
+            limits: Some(ServiceLimits::default()),
             ports: None,
             fno_language: "en-us".into(),
+            fno_batch_stops_at_first_failure: false,
+            tls: false,
+            record_ownership_across_business_units: false,
         }
     }
 }
 
 /// Per service and per client: at most `requests_per_window` requests and `execution_per_window` of server
 /// execution time (see [`SandboxConfig::op_time`]) in a sliding `window`, and at most `max_concurrent` in flight.
-/// Exceeding any returns 429 with `Retry-After: retry_after_secs`.
+/// Exceeding any returns 429 with `Retry-After`: the seconds until the window admits the request again (the
+/// oldest counted request or execution leaving it), at least `retry_after_secs`.
 #[derive(Debug, Clone)]
 pub struct ServiceLimits {
     pub requests_per_window: u32,
@@ -121,7 +142,7 @@ impl Default for ServiceLimits {
             execution_per_window: Duration::from_secs(1200),
             window: Duration::from_secs(300),
             max_concurrent: 52,
-            retry_after_secs: 5,
+            retry_after_secs: 1,
         }
     }
 }
@@ -180,6 +201,7 @@ pub(crate) struct State {
     pub counters: Mutex<BTreeMap<String, u64>>,
     pub faults: Mutex<faults::FaultQueue>,
     pub limiter: Mutex<faults::Limiter>,
+    pub tls: Option<tls::Tls>,
 }
 
 /// Mutex access that survives a poisoned lock (a panicking test must not wedge the other servers).
@@ -229,7 +251,9 @@ impl Sandbox {
         let ls = TcpListener::bind(("127.0.0.1", ps)).await?;
         let lf = TcpListener::bind(("127.0.0.1", pf)).await?;
         let lt = TcpListener::bind(("127.0.0.1", pt)).await?;
-        let url = |l: &TcpListener| l.local_addr().map(|a| format!("http://127.0.0.1:{}", a.port()));
+        let tls = if cfg.tls { Some(tls::generate()?) } else { None };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let url = |l: &TcpListener| l.local_addr().map(|a| format!("{scheme}://127.0.0.1:{}", a.port()));
         let state = Arc::new(State {
             sales_url: url(&ls)?,
             fno_url: url(&lf)?,
@@ -241,6 +265,7 @@ impl Sandbox {
             counters: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(faults::FaultQueue::default()),
             limiter: Mutex::new(faults::Limiter::default()),
+            tls,
         });
         seed::base(&state);
         let (tx, rx) = watch::channel(false);
@@ -277,6 +302,11 @@ impl Sandbox {
         self.st().authority_url.clone()
     }
 
+    /// PEM of the CA that signed the HTTPS certificate (`None` unless [`SandboxConfig::tls`]).
+    pub fn tls_ca_pem(&self) -> Option<String> {
+        self.st().tls.as_ref().map(|t| t.ca_pem.clone())
+    }
+
     pub fn config(&self) -> &SandboxConfig {
         &self.st().cfg
     }
@@ -299,8 +329,10 @@ impl Sandbox {
 
     /// Insert a Sales row (columns by logical name; lookups as `_x_value` or `x@odata.bind`; `statecode` allowed).
     /// Sets the primary key (unless given), `versionnumber`, `createdon`/`modifiedon`, `statecode` 0 and the
-    /// default `statuscode`, the root business unit as owner when none is given (a quote/order/invoice line takes
-    /// its header's owner, currency and next `sequencenumber`). System pricing runs as for the Web API (see the
+    /// default `statuscode`, and an owner: `_ownerid_value` (a user or team) if given, else the default team of
+    /// `_owningbusinessunit_value` if that is given, else the caller (in the root business unit); the business
+    /// unit follows the owner (a quote/order/invoice line takes its header's owner, currency and next
+    /// `sequencenumber`). System pricing runs as for the Web API (see the
     /// README): computed amounts given here are recalculated; the editing rules of non-draft documents do not
     /// apply to this trusted set-up API. Returns the id.
     /// Panics on an unknown entity set or column (test set-up errors).
@@ -422,6 +454,22 @@ impl Sandbox {
         panic_on(seed::quotes(self.st(), count, lines))
     }
 
+    /// Turns the organization's "Record ownership across business units" on or off (see
+    /// [`SandboxConfig::record_ownership_across_business_units`]); rows already stored keep their owners.
+    pub fn set_record_ownership_across_business_units(&self, on: bool) {
+        lock(&self.st().dv).ownership_across_business_units = on;
+    }
+
+    /// Id of the default team of a business unit (given by id): the team Dataverse creates with every unit.
+    pub fn default_team_id(&self, business_unit_id: &str) -> Option<String> {
+        owner::default_team(&lock(&self.st().dv), business_unit_id)
+    }
+
+    /// Id of the application user the API calls run as: the owner of rows created without an owner.
+    pub fn caller_user_id(&self) -> String {
+        lock(&self.st().dv).caller.clone()
+    }
+
     /// Id of the Sales business unit with this name (`"usmf"` after `seed_demo`; the root BU is `"contoso"`).
     pub fn business_unit_id(&self, name: &str) -> Option<String> {
         let dv = lock(&self.st().dv);
@@ -449,9 +497,10 @@ impl Sandbox {
         ));
     }
 
-    /// F&O posts the invoice of the whole order: an `ExternallyMaintainedCustomerSalesInvoiceHeaders` row (number
-    /// `CIV-000001`... per company, voucher `ARIN-000001`..., date today at 12:00:00Z, the order's invoice
-    /// customer, address, currency and totals) and one `...Lines` row per order line (its
+    /// F&O posts the invoice of the whole order (of what earlier invoices left of it): an
+    /// `ExternallyMaintainedCustomerSalesInvoiceHeaders` row (number `CIV-000001`... per company, voucher
+    /// `ARIN-000001`..., date today at 12:00:00Z, the order's invoice customer, address, currency and totals, its
+    /// header tax as `InvoiceHeaderTaxAmount`) and one `...Lines` row per order line (its
     /// `LineCreationSequenceNumber`, quantity, price, amounts), after the totals are calculated; the order and its
     /// lines become Invoiced. The invoice entities show it only while the invoice customer's
     /// `IsExternallyMaintained` is Yes. Returns the invoice number. Panics when the order does not exist or is
@@ -461,6 +510,24 @@ impl Sandbox {
             &mut lock(&self.st().fno),
             company,
             order_number,
+            None,
+        ))
+    }
+
+    /// F&O posts an invoice of part of the order: `quantities` = (line number, quantity to invoice); lines not
+    /// named are not invoiced now. The invoice is built like [`Sandbox::fno_invoice_order`]'s, with each line's
+    /// share: quantity × (price - per-unit discount) and its tax; the invoice that completes a line takes what is
+    /// left of the line's amounts and its charges, so an order's invoices add up to the order. The order's end
+    /// discount and header tax (`OrderHeaderTaxAmount`, as `InvoiceHeaderTaxAmount`) go with its first invoice.
+    /// The order becomes PartiallyInvoiced (its completed lines Invoiced), or Invoiced when nothing is left;
+    /// [`Sandbox::fno_invoice_order`] invoices whatever is left. Panics when a quantity is more than the line has
+    /// left, a line does not exist, or nothing would be invoiced.
+    pub fn fno_invoice_order_lines(&self, company: &str, order_number: &str, quantities: &[(i64, f64)]) -> String {
+        panic_on(fno_sales::invoice_order(
+            &mut lock(&self.st().fno),
+            company,
+            order_number,
+            Some(quantities),
         ))
     }
 

@@ -26,6 +26,11 @@ pub(crate) fn dataverse() -> Resp {
             "<Schema Namespace=\"Microsoft.Dynamics.CRM\" Alias=\"mscrm\" \
              xmlns=\"http://docs.oasis-open.org/odata/ns/edm\">",
         );
+        // The abstract base type of systemuser and team: what an owner lookup (`ownerid`) points to.
+        s.push_str(
+            "<EntityType Name=\"principal\" Abstract=\"true\"><Key><PropertyRef Name=\"ownerid\"/></Key>\
+             <Property Name=\"ownerid\" Type=\"Edm.Guid\"/></EntityType>",
+        );
         let sets = dv_schema::all_sets();
         for set in &sets {
             let Some(t) = dv_schema::table(set) else { continue };
@@ -43,13 +48,13 @@ pub(crate) fn dataverse() -> Resp {
                 let _ = write!(s, "<Property Name=\"{c}\" Type=\"{}\"{max}/>", ty.edm());
             }
             for l in &t.lookups {
+                if l.principal {
+                    let _ = write!(s, "<NavigationProperty Name=\"{}\" Type=\"mscrm.principal\"/>", l.name);
+                    continue;
+                }
                 for target in &l.targets {
                     let Some(tt) = dv_schema::table(target) else { continue };
-                    let nav = if l.targets.len() > 1 {
-                        format!("{}_{}", l.name, tt.logical)
-                    } else {
-                        l.name.clone()
-                    };
+                    let nav = l.nav_name(tt.logical);
                     let _ = write!(s, "<NavigationProperty Name=\"{nav}\" Type=\"mscrm.{}\"/>", tt.logical);
                 }
             }

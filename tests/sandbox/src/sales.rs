@@ -1,6 +1,7 @@
 //! What Dynamics 365 Sales adds on top of plain Dataverse tables for quotes, orders and invoices: which states
-//! may be edited, and system pricing (the P2C solution requires "Use system pricing calculation = Yes" and
-//! "Discount calculation method = Line item", spec/templates.md section 4).
+//! may be edited, price lists of the record's currency, system pricing (the P2C solution requires "Use system
+//! pricing calculation = Yes" and "Discount calculation method = Line item", spec/templates.md section 4), and
+//! the P2C solution's one rule on its "Freight Tax" lines.
 //!
 //! **Editing rules** (spec/protocols.md A.10): a quote is editable only in Draft (statecode 0), a sales order
 //! only while Active (0), an invoice only while Active (0). A record in any other state accepts a state change
@@ -11,7 +12,14 @@
 //! platform's documented error for the case. The P2C solution keeps orders that come from F&O Active, so they
 //! stay editable.
 //!
-//! **System pricing** runs on every write path (Web API, `$batch` and the Rust API), like the platform:
+//! **Price list and currency**: a quote, order or invoice whose price list is in another currency than the
+//! record is refused, on create and on an update that sets either: 400 `0x80048cf6` (RecordAndPricelistCurrency
+//! NotEqual) "The currency of the record does not match the currency of the price list." (the platform's error
+//! list, PAD `reference/web-service-error-codes`).
+//!
+//! **System pricing** runs on every write path (Web API, `$batch` and the Rust API), like the platform, while
+//! the organization's "Use system pricing calculation" (`organizations.oobpricecalculationenabled`, PAD/Sales
+//! "Use custom pricing for products") is Yes, as it is by default:
 //! * Line: `priceperunit` comes from the price list item (header price list, product, unit) unless the line has
 //!   `ispriceoverridden` or is a write-in product; a header with `ispricelocked` keeps existing lines' prices.
 //!   When no price list item matches, the line keeps the price it has. `baseamount = quantity × (priceperunit -
@@ -25,12 +33,23 @@
 //! * These computed columns are `IsValidForCreate = false` and valid for update in the real metadata: a create
 //!   ignores them, an update is accepted, and either way the calculation overwrites them, so a written value
 //!   never sticks.
-//! * New lines inherit the header's currency and owning business unit, and get the next `sequencenumber` of their
-//!   header when the body has none.
+//! * With the setting at No ("custom pricing": the org's own `CalculatePrice` plug-in would price, and the
+//!   sandbox has none) nothing is calculated: values written by an update stay as written. A create still
+//!   ignores the computed columns (their metadata does not change).
+//! * `ispricelocked` of orders and invoices is `IsValidForCreate = false` too (DCE `salesorder.md`,
+//!   `invoice.md`): a create ignores it; an update sets it.
+//! * New lines inherit the header's currency (and its owner, see `owner.rs`), and get the next `sequencenumber`
+//!   of their header when the body has none.
+//!
+//! **Freight Tax** (the P2C plug-in on order and invoice lines, spec/templates.md 4): F&O's header tax arrives as
+//! a write-in line flagged `msdynce_ismisctax`; a second such line on one document is refused with 400
+//! `0x80040265` (ISV code aborted the operation, how a plug-in's refusal reaches the Web API) and the plug-in's
+//! text "Sales order can not contain more than one Freight tax" (invoices: "Invoice can not contain more than one
+//! Freight tax", the sandbox's wording; the spec quotes only the order's).
 //!
 //! Not emulated: volume discounts (price list discount lists), percentage pricing methods, re-pricing lines
-//! when a header's price list changes, and the P2C plug-ins (externally-maintained flags, order -> Invoiced on
-//! invoice arrival, automatic price list items for products).
+//! when a header's price list changes, and the other P2C plug-ins (externally-maintained flags, order ->
+//! Invoiced on invoice arrival, automatic price list items for products).
 
 use serde_json::{Value, json};
 
@@ -92,6 +111,27 @@ fn read_only() -> Resp {
     )
 }
 
+fn currency_mismatch() -> Resp {
+    err(
+        400,
+        "0x80048cf6",
+        "The currency of the record does not match the currency of the price list.",
+    )
+}
+
+fn second_freight_tax(doc: &Doc) -> Resp {
+    let what = if doc.header == "invoices" {
+        "Invoice"
+    } else {
+        "Sales order"
+    };
+    err(
+        400,
+        "0x80040265",
+        format!("{what} can not contain more than one Freight tax"),
+    )
+}
+
 fn state_of(row: &Row) -> i64 {
     row.get("statecode").and_then(Value::as_i64).unwrap_or(0)
 }
@@ -103,6 +143,7 @@ fn id_of<'a>(row: &'a Row, col: &str) -> Option<&'a str> {
 /// The editing rules for a create (`existing` = None) or an update of a row of `t` with validated values `vals`.
 pub(crate) fn check_write(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) -> Result<(), Resp> {
     if let Some(doc) = doc_of_header(t.set) {
+        check_price_list_currency(store, existing, vals)?;
         let Some(ex) = existing else { return Ok(()) };
         let edits = vals.keys().any(|k| k != "statecode" && k != "statuscode");
         if !edits {
@@ -127,15 +168,69 @@ pub(crate) fn check_write(store: &DvStore, t: &Table, existing: Option<&Row>, va
         {
             headers.push(h);
         }
-        for h in headers {
+        for h in &headers {
             if let Some(hr) = store.get(doc.header, h)
                 && !doc.editable(state_of(hr))
             {
                 return Err(read_only());
             }
         }
+        check_freight_tax(store, t, doc, existing, vals)?;
     }
     Ok(())
+}
+
+/// A value of the row after the write: from `vals`, else as it was.
+fn after<'a>(existing: Option<&'a Row>, vals: &'a Row, col: &str) -> Option<&'a Value> {
+    vals.get(col)
+        .or_else(|| existing.and_then(|e| e.get(col)))
+        .filter(|v| !v.is_null())
+}
+
+/// A document's price list must be in the document's currency (checked when either is written).
+fn check_price_list_currency(store: &DvStore, existing: Option<&Row>, vals: &Row) -> Result<(), Resp> {
+    let (cur, pl) = ("_transactioncurrencyid_value", "_pricelevelid_value");
+    if existing.is_some() && !vals.contains_key(cur) && !vals.contains_key(pl) {
+        return Ok(());
+    }
+    let (Some(currency), Some(list)) = (
+        after(existing, vals, cur).and_then(Value::as_str),
+        after(existing, vals, pl).and_then(Value::as_str),
+    ) else {
+        return Ok(());
+    };
+    match store.get("pricelevels", list).and_then(|r| id_of(r, cur)) {
+        Some(c) if !c.eq_ignore_ascii_case(currency) => Err(currency_mismatch()),
+        _ => Ok(()),
+    }
+}
+
+/// The P2C solution's flag of a "Freight Tax" line.
+const FREIGHT_FLAG: &str = "msdynce_ismisctax";
+
+/// The P2C plug-in: one "Freight Tax" line (`msdynce_ismisctax`) per document at most.
+fn check_freight_tax(store: &DvStore, t: &Table, doc: &Doc, existing: Option<&Row>, vals: &Row) -> Result<(), Resp> {
+    if !vals.contains_key(FREIGHT_FLAG) && !vals.contains_key(&doc.header_col()) {
+        return Ok(());
+    }
+    if !after(existing, vals, FREIGHT_FLAG)
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+    {
+        return Ok(());
+    }
+    let Some(header) = after(existing, vals, &doc.header_col()).and_then(Value::as_str) else {
+        return Ok(());
+    };
+    let me = existing.and_then(|e| id_of(e, &t.pk));
+    let other = store.table(doc.line).is_some_and(|lines| {
+        lines.rows.values().any(|r| {
+            id_of(r, &doc.header_col()).is_some_and(|h| h.eq_ignore_ascii_case(header))
+                && flag(r, FREIGHT_FLAG)
+                && id_of(r, &t.pk) != me
+        })
+    });
+    if other { Err(second_freight_tax(doc)) } else { Ok(()) }
 }
 
 /// The editing rules for deleting `row` of `t`: a line of a read-only header cannot be removed.
@@ -196,16 +291,25 @@ fn price_list_amount(store: &DvStore, pricelevel: &str, product: &str, uom: &str
     })
 }
 
+/// The organization's "Use system pricing calculation" (`oobpricecalculationenabled`; Yes unless set to No).
+pub(crate) fn system_pricing(store: &DvStore) -> bool {
+    store
+        .table("organizations")
+        .and_then(|t| t.rows.values().next())
+        .and_then(|r| r.get("oobpricecalculationenabled"))
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
+}
+
 /// Defaults and prices of a line about to be stored (`new`: a create).
 fn prepare_line(store: &DvStore, doc: &Doc, row: &mut Row, new: bool) {
     let header = id_of(row, &doc.header_col()).and_then(|h| store.get(doc.header, h));
     if new && let Some(h) = header {
-        for col in ["_transactioncurrencyid_value", "_owningbusinessunit_value"] {
-            if is_blank(row, col)
-                && let Some(v) = h.get(col).filter(|v| !v.is_null())
-            {
-                row.insert(col.to_string(), v.clone());
-            }
+        let col = "_transactioncurrencyid_value";
+        if is_blank(row, col)
+            && let Some(v) = h.get(col).filter(|v| !v.is_null())
+        {
+            row.insert(col.to_string(), v.clone());
         }
         if is_blank(row, "sequencenumber") {
             let hid = id_of(row, &doc.header_col()).unwrap_or("");
@@ -222,6 +326,9 @@ fn prepare_line(store: &DvStore, doc: &Doc, row: &mut Row, new: bool) {
                 .unwrap_or(0);
             row.insert("sequencenumber".into(), json!(max + 1));
         }
+    }
+    if !system_pricing(store) {
+        return;
     }
     let overridden = flag(row, "ispriceoverridden") || flag(row, "isproductoverridden");
     let locked = header.is_some_and(|h| flag(h, "ispricelocked"));
@@ -244,7 +351,11 @@ fn prepare_line(store: &DvStore, doc: &Doc, row: &mut Row, new: bool) {
 }
 
 /// The header totals of `header` (its own id `hid`) from the lines in the store; true when a value changed.
+/// Nothing is calculated without system pricing.
 fn header_totals(store: &DvStore, doc: &Doc, hid: &str, header: &mut Row) -> bool {
+    if !system_pricing(store) {
+        return false;
+    }
     let (mut lines, mut line_disc, mut tax) = (0.0, 0.0, 0.0);
     if let Some(t) = store.table(doc.line) {
         for r in t.rows.values().filter(|r| id_of(r, &doc.header_col()) == Some(hid)) {
@@ -320,9 +431,10 @@ pub(crate) fn recalc_header_of_line_table(store: &mut DvStore, t: &Table, hid: &
     }
 }
 
-/// Whether a body column is calculated by the platform and not valid for create.
+/// Whether a body column is not valid for create (calculated by the platform, or `ispricelocked`): a create
+/// ignores it.
 pub(crate) fn ignored_on_create(t: &Table, col: &str) -> bool {
-    t.computed.contains(&col)
+    t.computed.contains(&col) || t.not_valid_for_create.contains(&col)
 }
 
 /// The error for a statecode/statuscode pair the table's state model does not allow.

@@ -1,5 +1,5 @@
-//! Reference data every environment has (root business unit, legal entities, customer groups) and the demo
-//! data set of `Sandbox::seed_demo`.
+//! Reference data every environment has (the organization, its root business unit, legal entities, customer
+//! groups) and the demo data set of `Sandbox::seed_demo`.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -8,17 +8,37 @@ use serde_json::{Value, json};
 use crate::store::Row;
 use crate::{State, dataverse, dv_schema, fno, lock};
 
-/// Created at start: the org's root business unit, the legal entities, their customer groups.
+/// Created at start: the organization (system pricing on), its root business unit (with its default team), the
+/// application user p2c's token belongs to (in the root unit: the owner of what it creates without naming an
+/// owner), the legal entities, their customer groups.
 pub(crate) fn base(state: &State) {
     {
         let mut dv = lock(&state.dv);
-        let Some(t) = dv_schema::table("businessunits") else {
+        dv.ownership_across_business_units = state.cfg.record_ownership_across_business_units;
+        let (Some(t), Some(users)) = (dv_schema::table("businessunits"), dv_schema::table("systemusers")) else {
             return;
         };
         let mut row = Row::new();
         row.insert("name".into(), json!("contoso"));
         if let Ok(id) = dataverse::direct_insert(&mut dv, t, row) {
             dv.root_bu = id;
+        }
+        // The organization, with "Use system pricing calculation" = Yes, as the P2C solution requires.
+        if let Some(t) = dv_schema::table("organizations") {
+            let mut row = Row::new();
+            row.insert("name".into(), json!("contoso"));
+            row.insert("oobpricecalculationenabled".into(), json!(true));
+            let _ = dataverse::direct_insert(&mut dv, t, row);
+        }
+        let mut user = Row::new();
+        user.insert("fullname".into(), json!(format!("# {}", state.cfg.client_id)));
+        user.insert(
+            "domainname".into(),
+            json!(format!("{}@contoso.example", state.cfg.client_id)),
+        );
+        user.insert("_businessunitid_value".into(), json!(dv.root_bu.clone()));
+        if let Ok(id) = dataverse::direct_insert(&mut dv, users, user) {
+            dv.caller = id;
         }
     }
     let mut f = lock(&state.fno);

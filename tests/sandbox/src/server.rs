@@ -40,18 +40,32 @@ pub(crate) async fn serve(listener: TcpListener, state: Arc<State>, svc: Service
         let Ok((stream, _)) = accepted else { continue };
         let _ = stream.set_nodelay(true);
         let state = state.clone();
-        let mut rx = shutdown.clone();
+        let rx = shutdown.clone();
         tokio::spawn(async move {
-            let svc_fn = service_fn(move |req| {
-                let state = state.clone();
-                async move { handle_hyper(state, svc, req).await }
-            });
-            let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc_fn);
-            tokio::select! {
-                _ = conn => {},
-                _ = stopped(&mut rx) => {},
+            match state.tls.as_ref().map(|t| t.acceptor.clone()) {
+                Some(acceptor) => {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        serve_conn(tls, state, svc, rx).await;
+                    }
+                }
+                None => serve_conn(stream, state, svc, rx).await,
             }
         });
+    }
+}
+
+async fn serve_conn<S>(stream: S, state: Arc<State>, svc: Service, mut rx: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_fn = service_fn(move |req| {
+        let state = state.clone();
+        async move { handle_hyper(state, svc, req).await }
+    });
+    let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc_fn);
+    tokio::select! {
+        _ = conn => {},
+        _ = stopped(&mut rx) => {},
     }
 }
 
@@ -180,7 +194,16 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
                         client: client.clone(),
                     })
                 }
-                Err(why) => break 'resp faults::too_many(svc, Some(why), Some(limits), limits.retry_after_secs),
+                // Whole seconds, rounded up, at least the configured floor (never 0: a client would spin).
+                Err((why, wait)) => {
+                    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+                    break 'resp faults::too_many(
+                        svc,
+                        Some(why),
+                        Some(limits),
+                        secs.max(limits.retry_after_secs).max(1),
+                    );
+                }
             }
         }
         handled = true;

@@ -39,8 +39,12 @@ pub(crate) struct DvStore {
     pub tables: HashMap<String, DvTable>,
     journal: Option<Vec<DvUndo>>,
     pub autonumber: u64,
-    /// The organization's root business unit: owner of rows created without one.
+    /// The organization's root business unit.
     pub root_bu: String,
+    /// The application user the API calls run as (`systemusers`): owner of rows created without one.
+    pub caller: String,
+    /// The organization allows "Record ownership across business units" (see `owner.rs`).
+    pub ownership_across_business_units: bool,
 }
 
 impl DvStore {
@@ -53,6 +57,8 @@ impl DvStore {
             journal: None,
             autonumber: 1000,
             root_bu: String::new(),
+            caller: String::new(),
+            ownership_across_business_units: false,
         }
     }
 
@@ -101,6 +107,11 @@ impl DvStore {
         let t = self.tables.entry(set.to_string()).or_default();
         t.tombstones.insert(id.clone(), v);
         t.rows.remove(&id)
+    }
+
+    /// A `$batch` change set (or a bulk action) is collecting undo records.
+    pub fn in_transaction(&self) -> bool {
+        self.journal.is_some()
     }
 
     pub fn begin(&mut self) {

@@ -89,6 +89,20 @@ fn resource_service(state: &State, resource: &str) -> Option<Service> {
 pub(crate) fn handle(state: &State, req: &Req) -> Resp {
     let segs: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
     let v2 = match segs.as_slice() {
+        [t, "v2.0", ".well-known", "openid-configuration"] | [t, ".well-known", "openid-configuration"]
+            if req.method == "GET" =>
+        {
+            if !t.eq_ignore_ascii_case(&state.cfg.tenant) {
+                return entra_error(
+                    state,
+                    400,
+                    "invalid_tenant",
+                    90_002,
+                    &format!("Tenant '{t}' not found."),
+                );
+            }
+            return crate::oidc::document(state, segs.len() == 4);
+        }
         [_, "oauth2", "v2.0", "token"] => true,
         [_, "oauth2", "token"] => false,
         _ => {

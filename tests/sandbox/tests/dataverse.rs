@@ -480,3 +480,37 @@ async fn batch_change_sets_are_atomic_and_stop_at_first_error() {
     assert_eq!(sb.sales_rows("accounts").len(), 2);
     assert_eq!(sb.requests().get("sales POST $batch"), Some(&2));
 }
+
+#[tokio::test]
+async fn a_get_url_over_32_kb_is_414_and_a_write_that_is_not_json_is_415() {
+    let sb = sandbox().await;
+    sb.seed_demo(1);
+    let api = Api::sales(&sb).await;
+    // 32 KB is Dataverse's GET URL limit (spec/protocols.md, "URL length limitations").
+    let ors: Vec<String> = (0..700)
+        .map(|i| format!("accountid eq 00000000-0000-0000-0000-{i:012}"))
+        .collect();
+    let long = format!("accounts?$select=name&$filter={}", ors.join(" or "));
+    let r = api.get(&long).send().await.unwrap();
+    assert_eq!(r.status(), 414);
+    let v = json(r).await;
+    assert!(v["error"]["message"].as_str().unwrap().contains("32768"), "{v}");
+    let ok = format!("accounts?$select=name&$filter={}", ors[..200].join(" or "));
+    assert_eq!(
+        api.get(&ok).send().await.unwrap().status(),
+        200,
+        "p2c reads 200 ids at a time"
+    );
+
+    let r = api
+        .client
+        .post(format!("{}/accounts", api.base))
+        .bearer_auth(&api.token)
+        .header("Content-Type", "text/plain")
+        .body(r#"{"name": "Plain Text Ltd"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(!sb.sales_rows("accounts").iter().any(|a| a["name"] == "Plain Text Ltd"));
+}

@@ -193,3 +193,29 @@ async fn each_operation_of_a_batch_takes_execution_time_and_the_budget_runs_out(
     tokio::time::sleep(Duration::from_millis(850)).await;
     assert_eq!(sales.get("accounts").send().await.unwrap().status(), 200);
 }
+
+#[tokio::test]
+async fn retry_after_is_the_time_until_the_window_admits_again() {
+    let sb = sandbox_with(SandboxConfig {
+        limits: Some(ServiceLimits {
+            requests_per_window: 2,
+            window: Duration::from_secs(3),
+            ..ServiceLimits::default()
+        }),
+        ..Default::default()
+    })
+    .await;
+    let sales = Api::sales(&sb).await;
+    for _ in 0..2 {
+        assert_eq!(sales.get("accounts").send().await.unwrap().status(), 200);
+    }
+    let r = sales.get("accounts").send().await.unwrap();
+    assert_eq!(
+        (r.status().as_u16(), &r.headers()["retry-after"]),
+        (429, &"3".parse().unwrap())
+    );
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let r = sales.get("accounts").send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.headers()["retry-after"], "2", "it shrinks as the window moves on");
+}

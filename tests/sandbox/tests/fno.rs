@@ -186,6 +186,63 @@ async fn creates_with_defaults_and_refuses_duplicates_and_missing_updates() {
         .unwrap();
     assert_eq!(r.status(), 400);
 
+    // F&O fields are never null: null is refused even where `$metadata` says Nullable (text, enums), with the
+    // empty value to send instead; a non-nullable number is refused by the OData layer. "" and 0 clear.
+    let key = "CustomersV2(dataAreaId='usmf',CustomerAccount='C-1')?cross-company=true";
+    api.patch(
+        key,
+        &json!({"PrimaryContactFax": "+1 555 0100", "OrganizationNumberOfEmployees": 40}),
+    )
+    .send()
+    .await
+    .unwrap();
+    for (field, empty) in [("PrimaryContactFax", "\"\""), ("IsExternallyMaintained", "\"No\"")] {
+        let r = api.patch(key, &json!({ field: null })).send().await.unwrap();
+        assert_eq!(r.status(), 500, "{field}");
+        let msg = json(r).await["error"]["innererror"]["message"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            msg.contains(&format!("The value null is not valid for field '{field}'")) && msg.contains(empty),
+            "{msg}"
+        );
+    }
+    let r = api
+        .patch(key, &json!({"OrganizationNumberOfEmployees": null}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    let row = sb
+        .fno_get("CustomersV2", &[("dataAreaId", "usmf"), ("CustomerAccount", "C-1")])
+        .unwrap();
+    assert_eq!(
+        (
+            &row["PrimaryContactFax"],
+            &row["OrganizationNumberOfEmployees"],
+            &row["IsExternallyMaintained"]
+        ),
+        (&json!("+1 555 0100"), &json!(40), &json!("Yes")),
+        "a refused write changes nothing"
+    );
+    let r = api
+        .patch(
+            key,
+            &json!({"PrimaryContactFax": "", "OrganizationNumberOfEmployees": 0}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let row = sb
+        .fno_get("CustomersV2", &[("dataAreaId", "usmf"), ("CustomerAccount", "C-1")])
+        .unwrap();
+    assert_eq!(
+        (&row["PrimaryContactFax"], &row["OrganizationNumberOfEmployees"]),
+        (&json!(""), &json!(0))
+    );
+
     // DELETE.
     let r = api
         .delete("CustomersV2(dataAreaId='usmf',CustomerAccount='C-1')?cross-company=true")

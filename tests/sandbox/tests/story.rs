@@ -526,7 +526,8 @@ async fn system_pricing_computes_lines_and_header_totals() {
     let usmf = sb.business_unit_id("usmf").unwrap();
 
     let mut head = header_body(&r, "Priced");
-    head["owningbusinessunit@odata.bind"] = json!(format!("/businessunits({usmf})"));
+    let team = sb.default_team_id(&usmf).unwrap();
+    head["ownerid@odata.bind"] = json!(format!("/teams({team})"));
     head["totalamount"] = json!(99999); // not valid for create: ignored
     let q = post_id(&api, "quotes", &head).await;
     assert_eq!(sb.sales_get("quotes", &q).unwrap()["totalamount"], 0.0);
@@ -548,7 +549,12 @@ async fn system_pricing_computes_lines_and_header_totals() {
         json!(r.usd),
         "the quote's currency"
     );
-    assert_eq!(row["_owningbusinessunit_value"], json!(usmf), "the quote's owner");
+    assert_eq!(
+        row["_owningbusinessunit_value"],
+        json!(usmf),
+        "the quote's business unit"
+    );
+    assert_eq!(row["_ownerid_value"], json!(team), "the quote's owner");
 
     // Override price: kept; line-item discount and tax: extended = qty × price - discount + tax.
     let mut l2 = line_body(&sb, &r, ("quoteid", &bind), "D0003", 3.0);
@@ -648,6 +654,246 @@ async fn system_pricing_computes_lines_and_header_totals() {
     assert_eq!(num(&sb.sales_get("salesorders", &o).unwrap()["totalamount"]), 275.0);
     sb.sales_delete("salesorderdetails", &ol);
     assert_eq!(num(&sb.sales_get("salesorders", &o).unwrap()["totalamount"]), 0.0);
+}
+
+/// The organization row and its "Use system pricing calculation" setting.
+fn organization(sb: &Sandbox) -> (String, bool) {
+    let rows = sb.sales_rows("organizations");
+    assert_eq!(rows.len(), 1, "one organization");
+    (
+        rows[0]["organizationid"].as_str().unwrap().to_string(),
+        rows[0]["oobpricecalculationenabled"].as_bool().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn totals_follow_system_pricing_and_stick_only_when_the_org_turns_it_off() {
+    let sb = sandbox().await;
+    sb.seed_demo(1);
+    products_in_sales(&sb);
+    let api = Api::sales(&sb).await;
+    let r = refs(&sb);
+    let (org, system) = organization(&sb);
+    assert!(system, "Use system pricing calculation = Yes, as P2C requires");
+    let read = json(
+        api.get("organizations?$select=oobpricecalculationenabled")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(read["value"][0]["oobpricecalculationenabled"], true);
+
+    // An order from F&O: fixed price, F&O's tax. Totals in the create are not valid for create: ignored.
+    let mut head = header_body(&r, "Repriced");
+    head["totalamount"] = json!(9999);
+    head["totaltax"] = json!(999);
+    let o = post_id(&api, "salesorders", &head).await;
+    let mut line = line_body(&sb, &r, ("salesorderid", &format!("/salesorders({o})")), "D0001", 2.0);
+    for (k, v) in [
+        ("ispriceoverridden", json!(true)),
+        ("priceperunit", json!(240)),
+        ("tax", json!(48)),
+        ("extendedamount", json!(1)),
+    ] {
+        line[k] = v;
+    }
+    let l = post_id(&api, "salesorderdetails", &line).await;
+    let totals = |sb: &Sandbox| {
+        let h = sb.sales_get("salesorders", &o).unwrap();
+        let l = sb.sales_get("salesorderdetails", &l).unwrap();
+        [num(&h["totalamount"]), num(&h["totaltax"]), num(&l["extendedamount"])]
+    };
+    assert_eq!(totals(&sb), [528.0, 48.0, 528.0], "Sales' own figures");
+
+    // System pricing: writing a total is accepted (204) and recalculated; the way to move it is its inputs.
+    let order = format!("salesorders({o})");
+    let detail = format!("salesorderdetails({l})");
+    assert_eq!(
+        patch_status(&api, &order, json!({"totalamount": 1, "totaltax": 2})).await,
+        204
+    );
+    assert_eq!(patch_status(&api, &detail, json!({"extendedamount": 3})).await, 204);
+    assert_eq!(totals(&sb), [528.0, 48.0, 528.0]);
+    assert_eq!(
+        patch_status(&api, &detail, json!({"priceperunit": 250, "tax": 50})).await,
+        204
+    );
+    assert_eq!(
+        totals(&sb),
+        [550.0, 50.0, 550.0],
+        "a repriced, re-taxed line moves them"
+    );
+
+    // The org turns system pricing off ("custom pricing"): nothing calculates, written values stay.
+    assert_eq!(
+        patch_status(
+            &api,
+            &format!("organizations({org})"),
+            json!({"oobpricecalculationenabled": false})
+        )
+        .await,
+        204
+    );
+    assert!(!organization(&sb).1);
+    assert_eq!(
+        patch_status(&api, &order, json!({"totalamount": 1264.5, "totaltax": 80.5})).await,
+        204
+    );
+    assert_eq!(
+        patch_status(&api, &detail, json!({"extendedamount": 500, "quantity": 3})).await,
+        204
+    );
+    assert_eq!(totals(&sb), [1264.5, 80.5, 500.0], "as written");
+    // A create still ignores them (not valid for create, whatever the setting).
+    let mut head = header_body(&r, "Manual");
+    head["totalamount"] = json!(77);
+    let o2 = post_id(&api, "salesorders", &head).await;
+    assert!(
+        sb.sales_get("salesorders", &o2).unwrap()["totalamount"].is_null(),
+        "nothing calculated, nothing taken from the create"
+    );
+    assert_eq!(
+        patch_status(&api, &format!("salesorders({o2})"), json!({"totalamount": 77})).await,
+        204
+    );
+    assert_eq!(num(&sb.sales_get("salesorders", &o2).unwrap()["totalamount"]), 77.0);
+}
+
+#[tokio::test]
+async fn price_lock_is_not_valid_for_create_and_an_update_sets_it() {
+    let sb = sandbox().await;
+    sb.seed_demo(1);
+    let api = Api::sales(&sb).await;
+    let r = refs(&sb);
+    for set in ["salesorders", "invoices"] {
+        let mut head = header_body(&r, "Locked");
+        head["ispricelocked"] = json!(true);
+        let id = post_id(&api, set, &head).await;
+        assert_eq!(
+            sb.sales_get(set, &id).unwrap()["ispricelocked"],
+            Value::Null,
+            "{set}: IsValidForCreate = false, the create ignores it"
+        );
+        assert_eq!(
+            patch_status(&api, &format!("{set}({id})"), json!({"ispricelocked": true})).await,
+            204
+        );
+        assert_eq!(sb.sales_get(set, &id).unwrap()["ispricelocked"], true, "{set}");
+    }
+}
+
+#[tokio::test]
+async fn a_documents_price_list_must_be_in_its_currency() {
+    let sb = sandbox().await;
+    sb.seed_demo(1);
+    let api = Api::sales(&sb).await;
+    let r = refs(&sb);
+    let eur = id(&sb, "transactioncurrencies", "isocurrencycode", "EUR");
+    let eur_list = id(&sb, "pricelevels", "name", "Europe Sales (EUR)");
+    let want = (
+        400,
+        "0x80048cf6".to_string(),
+        "The currency of the record does not match the currency of the price list.".to_string(),
+    );
+    for set in ["quotes", "salesorders", "invoices"] {
+        // EUR with the USD list: refused on create.
+        let mut head = header_body(&r, "Euro");
+        head["transactioncurrencyid@odata.bind"] = json!(format!("/transactioncurrencies({eur})"));
+        assert_eq!(
+            dv_error(api.post(set, &head).send().await.unwrap()).await,
+            want,
+            "{set}"
+        );
+        // With its own currency's list: fine; moving either one alone is refused.
+        head["pricelevelid@odata.bind"] = json!(format!("/pricelevels({eur_list})"));
+        let id = post_id(&api, set, &head).await;
+        let path = format!("{set}({id})");
+        let usd_list = json!({"pricelevelid@odata.bind": format!("/pricelevels({})", r.pl)});
+        assert_eq!(
+            dv_error(api.patch(&path, &usd_list).send().await.unwrap()).await,
+            want,
+            "{set}"
+        );
+        let usd = json!({"transactioncurrencyid@odata.bind": format!("/transactioncurrencies({})", r.usd)});
+        assert_eq!(
+            dv_error(api.patch(&path, &usd).send().await.unwrap()).await,
+            want,
+            "{set}"
+        );
+        // Both together, or neither: fine.
+        let both = json!({"pricelevelid@odata.bind": format!("/pricelevels({})", r.pl),
+                          "transactioncurrencyid@odata.bind": format!("/transactioncurrencies({})", r.usd)});
+        assert_eq!(patch_status(&api, &path, both).await, 204, "{set}");
+        assert_eq!(patch_status(&api, &path, json!({"description": "x"})).await, 204);
+    }
+}
+
+#[tokio::test]
+async fn a_document_has_one_freight_tax_line_at_most() {
+    let sb = sandbox().await;
+    sb.seed_demo(1);
+    products_in_sales(&sb);
+    let api = Api::sales(&sb).await;
+    let r = refs(&sb);
+    for (set, lines, nav, text) in [
+        (
+            "salesorders",
+            "salesorderdetails",
+            "salesorderid",
+            "Sales order can not contain more than one Freight tax",
+        ),
+        (
+            "invoices",
+            "invoicedetails",
+            "invoiceid",
+            "Invoice can not contain more than one Freight tax",
+        ),
+    ] {
+        let h = post_id(&api, set, &header_body(&r, "Freight")).await;
+        let bind = format!("/{set}({h})");
+        // F&O's header tax as a write-in line: tax only, so the totals add up under system pricing.
+        let freight = json!({format!("{nav}@odata.bind"): bind, "isproductoverridden": true,
+                             "productdescription": "Freight Tax", "quantity": 1, "priceperunit": 0,
+                             "ispriceoverridden": true, "tax": 7.5, "msdynce_ismisctax": true});
+        let first = post_id(&api, lines, &freight).await;
+        let row = sb.sales_get(lines, &first).unwrap();
+        assert_eq!((num(&row["extendedamount"]), num(&row["tax"])), (7.5, 7.5));
+        let header = sb.sales_get(set, &h).unwrap();
+        assert_eq!(
+            (num(&header["totaltax"]), num(&header["totalamount"])),
+            (7.5, 7.5),
+            "{set}"
+        );
+        // A second one is refused by the P2C plug-in; so is flagging another line.
+        assert_eq!(
+            dv_error(api.post(lines, &freight).send().await.unwrap()).await,
+            (400, "0x80040265".to_string(), text.to_string()),
+            "{set}"
+        );
+        let other = post_id(&api, lines, &line_body(&sb, &r, (nav, &bind), "D0001", 1.0)).await;
+        assert_eq!(
+            dv_error(
+                api.patch(&format!("{lines}({other})"), &json!({"msdynce_ismisctax": true}))
+                    .send()
+                    .await
+                    .unwrap()
+            )
+            .await
+            .2,
+            text,
+            "{set}"
+        );
+        // The one there is can change; once it is gone, a new one is fine.
+        assert_eq!(
+            patch_status(&api, &format!("{lines}({first})"), json!({"tax": 9.25})).await,
+            204
+        );
+        assert_eq!(num(&sb.sales_get(set, &h).unwrap()["totaltax"]), 9.25);
+        let gone = api.delete(&format!("{lines}({first})")).send().await.unwrap();
+        assert_eq!(gone.status(), 204);
+        post_id(&api, lines, &freight).await;
+    }
 }
 
 // ------------------------------------------------------------------------------------------------ F&O
@@ -924,6 +1170,115 @@ async fn invoicing_posts_an_invoice_that_only_externally_maintained_customers_sh
                "LedgerVoucher": "V-1", "InvoiceCustomerAccountNumber": "NOT-IN-FNO"}),
     );
     assert_eq!(sb.fno_rows("ExternallyMaintainedCustomerSalesInvoiceHeaders").len(), 5);
+}
+
+#[tokio::test]
+async fn partial_invoices_add_up_to_the_order_and_carry_its_header_tax_once() {
+    let sb = sandbox().await;
+    sb.seed_demo(0);
+    sb.fno_insert("CustomersV2", customer("US-001", true));
+    let api = Api::fno(&sb).await;
+    fno_order(&api, "US-001").await;
+    let key = [("dataAreaId", "usmf"), ("SalesOrderNumber", "ORD-1")];
+    sb.fno_update("CDSSalesOrderHeaders", &key, json!({"OrderHeaderTaxAmount": 4.5}));
+    sb.fno_confirm_order("usmf", "ORD-1");
+    let o = fno_header(&sb, "ORD-1");
+    // Lines 500.00 + 650.01, tax 50 + 65 + 4.50 header tax, charge -0.01.
+    assert_eq!(
+        [&o["OrderTotalAmount"], &o["OrderTotalTaxAmount"]].map(num),
+        [1269.5, 119.5]
+    );
+
+    // One of two D0001 and one of three D0003: PartiallyInvoiced, with the header tax.
+    let first = sb.fno_invoice_order_lines("usmf", "ORD-1", &[(1, 1.0), (2, 1.0)]);
+    let inv = |n: &str| {
+        sb.fno_rows("ExternallyMaintainedCustomerSalesInvoiceHeaders")
+            .into_iter()
+            .find(|h| h["InvoiceNumber"] == n)
+            .unwrap()
+    };
+    let lines_of = |n: &str| {
+        let mut v: Vec<Value> = sb
+            .fno_rows("ExternallyMaintainedCustomerSalesInvoiceLines")
+            .into_iter()
+            .filter(|l| l["InvoiceNumber"] == n)
+            .collect();
+        v.sort_by_key(|l| l["LineCreationSequenceNumber"].as_i64());
+        v
+    };
+    let h1 = inv(&first);
+    // 250 + (220 - 3.33) = 466.67; tax 25 + 21.67 + 4.50.
+    assert_eq!(
+        [
+            &h1["TotalInvoiceAmount"],
+            &h1["TotalTaxAmount"],
+            &h1["InvoiceHeaderTaxAmount"],
+            &h1["TotalChargeAmount"]
+        ]
+        .map(num),
+        [517.84, 51.17, 4.5, 0.0]
+    );
+    let l1 = lines_of(&first);
+    assert_eq!(
+        l1.iter().map(|l| num(&l["InvoicedQuantity"])).collect::<Vec<_>>(),
+        vec![1.0, 1.0]
+    );
+    assert_eq!(num(&l1[1]["LineAmount"]), 216.67);
+    assert_eq!(num(&l1[1]["LineTotalDiscountAmount"]), 3.33);
+    let o = fno_header(&sb, "ORD-1");
+    assert_eq!(o["SalesOrderProcessingStatus"], "PartiallyInvoiced");
+    assert_ne!(o["SalesOrderStatus"], "Invoiced");
+    assert_eq!(fno_line(&sb, "1")["SalesOrderLineStatus"], "Backorder");
+
+    // More than is left is refused; the rest completes the order, and the invoices add up to it.
+    assert!(
+        catch_unwind(AssertUnwindSafe(|| sb.fno_invoice_order_lines(
+            "usmf",
+            "ORD-1",
+            &[(1, 2.0)]
+        )))
+        .is_err()
+    );
+    assert!(
+        catch_unwind(AssertUnwindSafe(|| sb.fno_invoice_order_lines(
+            "usmf",
+            "ORD-1",
+            &[(9, 1.0)]
+        )))
+        .is_err()
+    );
+    let second = sb.fno_invoice_order("usmf", "ORD-1");
+    let h2 = inv(&second);
+    assert_eq!(
+        num(&h2["InvoiceHeaderTaxAmount"]),
+        0.0,
+        "the header tax went with the first invoice"
+    );
+    assert_eq!(
+        num(&h2["TotalChargeAmount"]),
+        -0.01,
+        "the completing invoice takes the line's charge"
+    );
+    let l2 = lines_of(&second);
+    assert_eq!(
+        l2.iter().map(|l| num(&l["InvoicedQuantity"])).collect::<Vec<_>>(),
+        vec![1.0, 2.0]
+    );
+    assert_eq!(num(&l2[1]["LineAmount"]), 433.34, "650.01 - 216.67");
+    assert_eq!(num(&l2[1]["LineTotalDiscountAmount"]), 6.67, "10.00 - 3.33");
+    let sum = |k: &str| ((num(&h1[k]) + num(&h2[k])) * 100.0).round() / 100.0;
+    assert_eq!(
+        (sum("TotalInvoiceAmount"), sum("TotalTaxAmount")),
+        (1269.5, 119.5),
+        "the order's totals"
+    );
+    let o = fno_header(&sb, "ORD-1");
+    assert_eq!(
+        (o["SalesOrderProcessingStatus"].clone(), o["SalesOrderStatus"].clone()),
+        (json!("Invoiced"), json!("Invoiced"))
+    );
+    assert_eq!(fno_line(&sb, "2")["SalesOrderLineStatus"], "Invoiced");
+    assert!(catch_unwind(AssertUnwindSafe(|| sb.fno_invoice_order("usmf", "ORD-1"))).is_err());
 }
 
 #[tokio::test]

@@ -12,10 +12,20 @@ use crate::{local, ops::Ops};
 const MAX_RECEIVE: u32 = 5;
 const VISIBILITY_SECS: u32 = 360;
 
-pub async fn sandbox(port: u16, accounts: usize) -> Result<bool> {
+pub async fn sandbox(port: u16, accounts: usize, tls: bool) -> Result<bool> {
     let ports = (port != 0).then_some((port, port + 1, port + 2));
-    let sb = local::start_sandbox(ports, accounts).await?;
+    let sb = local::start_sandbox_with(ports, accounts, tls).await?;
     let c = sb.config();
+    if let Some(pem) = sb.tls_ca_pem() {
+        let path = std::env::temp_dir().join(format!("p2c-sandbox-ca-{}.pem", std::process::id()));
+        std::fs::write(&path, pem)?;
+        println!("HTTPS: trust the sandbox CA in {}", path.display());
+        println!(
+            "export SSL_CERT_FILE={0} REQUESTS_CA_BUNDLE={0} NODE_EXTRA_CA_CERTS={0}",
+            path.display()
+        );
+        println!();
+    }
     println!("Sales (Dataverse)  {}/api/data/v9.2", sb.sales_url());
     println!("F&O                {}/data", sb.fno_url());
     println!(

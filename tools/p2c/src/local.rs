@@ -35,8 +35,14 @@ pub fn sandbox_config(sb: &Sandbox, table: &str, queue_prefix: &str) -> Result<C
 }
 
 pub async fn start_sandbox(ports: Option<(u16, u16, u16)>, accounts: usize) -> Result<Sandbox> {
+    start_sandbox_with(ports, accounts, false).await
+}
+
+/// `tls`: serve HTTPS (see [`SandboxConfig::tls`]).
+pub async fn start_sandbox_with(ports: Option<(u16, u16, u16)>, accounts: usize, tls: bool) -> Result<Sandbox> {
     let sb = Sandbox::start(SandboxConfig {
         ports,
+        tls,
         ..Default::default()
     })
     .await

@@ -35,6 +35,10 @@ enum Cmd {
         /// Demo accounts to seed.
         #[arg(long, default_value_t = 25)]
         accounts: usize,
+        /// Serve HTTPS with a throw-away CA (its PEM is written to a file named on start), for clients that
+        /// refuse plain HTTP, such as Microsoft's Python Dataverse client.
+        #[arg(long)]
+        tls: bool,
     },
     /// Create the table and each flow's queue and DLQ if missing (safe to run twice).
     Init,
@@ -197,7 +201,7 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Sandbox { port, accounts } => commands::sandbox(port, accounts).await,
+        Cmd::Sandbox { port, accounts, tls } => commands::sandbox(port, accounts, tls).await,
         Cmd::Init => commands::init(cli.json).await,
         Cmd::Run {
             flow,

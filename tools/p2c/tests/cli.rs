@@ -315,6 +315,99 @@ async fn reconcile_finds_deleted_changed_and_orphaned_then_fix_heals() {
     assert_eq!(env.customers("usmf").len(), 20);
 }
 
+/// Issue 12, item 9: an account's fax and number of employees are cleared in Sales and the flow runs, yet F&O
+/// still holds both old values (as the build before clears synced left them; here they are put back in F&O behind
+/// p2c's back). Runs miss it: the account's content is unchanged since the last write. Reconcile compares every
+/// mapped field, a blank source included, reports both, and `--fix` with a drain clears them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reconcile_sees_fields_cleared_in_sales_that_fno_still_holds_and_fix_clears_them() {
+    let env = Env::start(3).await;
+    let account = env.sb.sales_rows("accounts")[0].clone();
+    let id = account["accountid"].as_str().unwrap();
+    let number = account["accountnumber"].as_str().unwrap();
+    let customer = |env: &Env| {
+        env.customers("usmf")
+            .into_iter()
+            .find(|c| c["CustomerAccount"] == number)
+            .unwrap()
+    };
+    env.sb.sales_update(
+        "accounts",
+        id,
+        serde_json::json!({"fax": "+1 425 555 0199", "numberofemployees": 120}),
+    );
+    let (code, v) = p2c(&env, &["run", "accounts-to-fno"]);
+    assert_eq!(code, 0, "{v}");
+    env.sb.sales_update(
+        "accounts",
+        id,
+        serde_json::json!({"fax": null, "numberofemployees": null}),
+    );
+    let (code, v) = p2c(&env, &["run", "accounts-to-fno"]);
+    assert_eq!((code, v["runs"][0]["written"].as_u64()), (0, Some(1)), "{v}");
+    let key = [("dataAreaId", "usmf"), ("CustomerAccount", number)];
+    env.sb.fno_update(
+        "CustomersV2",
+        &key,
+        serde_json::json!({"PrimaryContactFax": "+1 425 555 0199", "OrganizationNumberOfEmployees": 120}),
+    );
+    let (code, v) = p2c(&env, &["run", "accounts-to-fno"]);
+    assert_eq!((code, v["runs"][0]["written"].as_u64()), (0, Some(0)), "{v}");
+    let c = customer(&env);
+    assert_eq!(
+        (&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]),
+        (&serde_json::json!("+1 425 555 0199"), &serde_json::json!(120)),
+        "F&O still holds both old values"
+    );
+
+    let (code, v) = p2c(&env, &["reconcile", "accounts-to-fno"]);
+    assert_eq!(code, 1, "differences exit non-zero: {v}");
+    let r = &v["reconciliations"][0];
+    let mut mism: Vec<(String, Value, Value)> = r["mismatches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            assert_eq!(m["key"], number, "{m}");
+            (
+                m["field"].as_str().unwrap().to_string(),
+                m["expected"].clone(),
+                m["actual"].clone(),
+            )
+        })
+        .collect();
+    mism.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        mism,
+        [
+            (
+                "OrganizationNumberOfEmployees".into(),
+                serde_json::json!(0),
+                serde_json::json!(120)
+            ),
+            (
+                "PrimaryContactFax".into(),
+                serde_json::json!(""),
+                serde_json::json!("+1 425 555 0199")
+            ),
+        ]
+    );
+
+    let (_, v) = p2c(&env, &["reconcile", "accounts-to-fno", "--fix"]);
+    assert_eq!(v["reconciliations"][0]["enqueued"], 1, "{v}");
+    let (code, v) = p2c(&env, &["drain", "accounts-to-fno"]);
+    assert_eq!((code, v["runs"][0]["written"].as_u64()), (0, Some(1)), "{v}");
+    let c = customer(&env);
+    assert_eq!(
+        (&c["PrimaryContactFax"], &c["OrganizationNumberOfEmployees"]),
+        (&serde_json::json!(""), &serde_json::json!(0)),
+        "--fix cleared both in F&O"
+    );
+    let (code, v) = p2c(&env, &["reconcile", "accounts-to-fno"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["reconciliations"][0]["mismatches"], serde_json::json!([]));
+}
+
 /// `p2c demo` on its own sandbox and moto_server (no AWS_ENDPOINT_URL): the whole story runs through all seven
 /// flows, each writes something and none fails, and the order ends Invoiced.
 #[test]

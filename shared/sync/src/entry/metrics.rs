@@ -19,6 +19,7 @@ pub fn emf_line(r: &RunReport, run_failed: bool, stack: &str) -> String {
         count("DeadLettered"),
         count("RunFailed"),
         count("DynamicsRequests"),
+        count("Throttled"),
         json!({"Name": "Duration", "Unit": "Milliseconds"}),
     ];
     let mut doc = json!({
@@ -34,6 +35,7 @@ pub fn emf_line(r: &RunReport, run_failed: bool, stack: &str) -> String {
         "DeadLettered": r.dead_lettered,
         "RunFailed": u64::from(run_failed),
         "DynamicsRequests": r.dynamics_requests.total(),
+        "Throttled": r.dynamics_requests.throttled,
         "Duration": r.duration_ms,
     });
     if let Some(lag) = r.lag_seconds {

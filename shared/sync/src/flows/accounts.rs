@@ -16,10 +16,11 @@ use p2c_state::Link;
 use serde_json::Value;
 
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
     faults::CrashPoint,
     flow_name::FlowName,
+    ownership::BusinessUnitScope,
     pipeline::{
         Flow,
         links::{Gone, LinkEntity},
@@ -40,7 +41,8 @@ const NOUN: &str = "account";
 pub struct Accounts<'a> {
     template: &'a Template,
     company: String,
-    business_unit: String,
+    /// The business units whose accounts are the company's (read once per run, when there are accounts).
+    scope: ScopeOnce,
     /// Put the F&O customer on hold when its account is deleted or deactivated (P2C_DEACTIVATE_TARGETS).
     hold_when_gone: bool,
 }
@@ -49,6 +51,8 @@ struct Pending {
     id: String,
     key: String,
     body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    cleared: Vec<String>,
     hash: String,
     version: Option<String>,
     linked_same_key: bool,
@@ -64,7 +68,10 @@ impl<'a> Accounts<'a> {
         Ok(Accounts {
             template,
             company: company.to_string(),
-            business_unit: deps.business_unit_id(company).await?,
+            scope: {
+                deps.business_unit_id(company).await?; // a wrong P2C_COMPANIES stops the run here
+                ScopeOnce::new(company)
+            },
             hold_when_gone: deps.cfg.deactivate_targets.contains(&FlowName::AccountsToFno),
         })
     }
@@ -94,6 +101,7 @@ impl<'a> Accounts<'a> {
     fn transform(
         &self,
         rows: Vec<Record>,
+        scope: &BusinessUnitScope,
         report: &mut RunReport,
         failures: &mut Vec<Failure>,
         inactive: &mut Vec<(String, Gone)>,
@@ -108,8 +116,7 @@ impl<'a> Accounts<'a> {
                 failures.push(Failure::new("", "(no id)", why, false));
                 continue;
             };
-            if str_of(&row, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(&self.business_unit))
-            {
+            if !scope.owns(&row) {
                 report.skip(Skip::OtherBusinessUnit);
                 continue;
             }
@@ -127,10 +134,10 @@ impl<'a> Accounts<'a> {
                 continue;
             }
             let mapped = match t.key_of(&row) {
-                Ok(key) => t.map(&row).map(|body| (key, body)),
+                Ok(key) => t.map_parts(&row).map(|m| (key, m)),
                 Err(e) => Err(e),
             };
-            let (key, mut body) = match mapped {
+            let (key, p2c_mapping::Mapped { mut body, cleared }) = match mapped {
                 Ok(v) => v,
                 Err(e) => {
                     let key = str_of(&row, &t.source_key).unwrap_or(&id).to_string();
@@ -153,6 +160,7 @@ impl<'a> Accounts<'a> {
                 id,
                 key,
                 body,
+                cleared,
                 linked_same_key: false,
                 returning: false,
             });
@@ -172,8 +180,12 @@ impl<'a> Accounts<'a> {
         deps.lookups
             .enrich(&deps.sales, &lookup_paths(self.template), &mut rows)
             .await?;
+        if rows.is_empty() {
+            return Ok(failures);
+        }
+        let scope = self.scope.get(deps).await?;
         let mut inactive = Vec::new();
-        let mut pending = self.transform(rows, report, &mut failures, &mut inactive);
+        let mut pending = self.transform(rows, scope, report, &mut failures, &mut inactive);
         failures.extend(self.retire(deps, inactive, report).await?);
 
         // Decide: skip what its link says was written as it is now.
@@ -213,6 +225,7 @@ impl<'a> Accounts<'a> {
                         (key_field.clone(), Value::String(p.key.clone())),
                     ],
                     body,
+                    cleared: std::mem::take(&mut p.cleared),
                     create: !p.linked_same_key,
                 }
             })

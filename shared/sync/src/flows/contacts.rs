@@ -20,10 +20,11 @@ use p2c_state::Link;
 use serde_json::Value;
 
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
     faults::CrashPoint,
     flow_name::FlowName,
+    ownership::BusinessUnitScope,
     pipeline::{
         Flow,
         links::{Gone, LinkEntity, customer_accounts, describe_customers},
@@ -111,6 +112,8 @@ struct Pending {
     key: Key,
     key_text: String,
     body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    cleared: Vec<String>,
     hash: String,
     version: Option<String>,
 }
@@ -119,7 +122,8 @@ struct Pending {
 pub struct Contacts<'a> {
     routes: Routes<'a>,
     company: String,
-    business_unit: String,
+    /// The business units whose contacts are the company's (read once per run, when there are contacts).
+    scope: ScopeOnce,
     /// Put a deleted customer contact's F&O customer on hold (P2C_DEACTIVATE_TARGETS).
     hold_when_gone: bool,
 }
@@ -129,7 +133,10 @@ impl<'a> Contacts<'a> {
         Ok(Contacts {
             routes: Routes::of(deps)?,
             company: company.to_string(),
-            business_unit: deps.business_unit_id(company).await?,
+            scope: {
+                deps.business_unit_id(company).await?; // a wrong P2C_COMPANIES stops the run here
+                ScopeOnce::new(company)
+            },
             hold_when_gone: deps.cfg.deactivate_targets.contains(&FlowName::ContactsToFno),
         })
     }
@@ -229,7 +236,11 @@ async fn sync_contacts(
     deps.lookups
         .enrich(&deps.sales, &lookup_paths(flow.routes.customer), &mut rows)
         .await?;
-    let routed = route_rows(flow, rows, report, &mut failures);
+    if rows.is_empty() {
+        return Ok(failures);
+    }
+    let scope = flow.scope.get(deps).await?;
+    let routed = route_rows(flow, scope, rows, report, &mut failures);
     let parents = PersonParents::resolve(deps, flow, &routed).await?;
     let pending = transform(flow, routed, &parents, &mut failures);
     let (pending, before) = skip_unchanged(deps, &flow.company, pending, report).await?;
@@ -244,6 +255,7 @@ async fn sync_contacts(
 /// Routes each contact by the templates' filters.
 fn route_rows(
     flow: &Contacts<'_>,
+    scope: &BusinessUnitScope,
     rows: Vec<Record>,
     report: &mut RunReport,
     failures: &mut Vec<Failure>,
@@ -256,7 +268,7 @@ fn route_rows(
             failures.push(fail("", "(no id)", why, false));
             continue;
         };
-        if str_of(&row, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(&flow.business_unit)) {
+        if !scope.owns(&row) {
             report.skip(Skip::OtherBusinessUnit);
             continue;
         }
@@ -373,8 +385,8 @@ fn transform(
             failures.push(f);
             continue;
         }
-        let mut body = match t.map(&row) {
-            Ok(b) => b,
+        let p2c_mapping::Mapped { mut body, cleared } = match t.map_parts(&row) {
+            Ok(m) => m,
             Err(e) => {
                 failures.push(fail(&id, &number, e.to_string(), false));
                 continue;
@@ -407,6 +419,7 @@ fn transform(
             key,
             key_text,
             body,
+            cleared,
         });
     }
     pending
@@ -509,7 +522,7 @@ async fn write(
                 .iter()
                 .find(|(r, row)| *r == p.route && row_has_key(row, &p.key))
                 .map(|(_, row)| row);
-            let pl = plan(&p.body, &p.key, cur);
+            let pl = plan(&p.body, &p.cleared, &p.key, cur);
             match plan_op(deps, &t.target_entity, &p.key, &pl) {
                 Some(op) => {
                     sets.push(vec![op]);

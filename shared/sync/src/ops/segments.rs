@@ -27,14 +27,16 @@ pub async fn enqueue_backfill(
         .templates(flow)
         .first()
         .ok_or_else(|| SyncError::Mapping(format!("flow {flow} has no template")))?;
-    let bu = deps.business_unit_id(&company).await?;
-    let filter = format!("_owningbusinessunit_value eq {bu}");
+    // The company's accounts: those of its business unit and (unless restricted) the units below it.
+    let scope = deps.business_unit_scope(&company).await?;
+    let select = [t.source_id.clone(), "_owningbusinessunit_value".into()];
     let rows = deps
         .sales
-        .list(&t.source_entity, std::slice::from_ref(&t.source_id), Some(&filter))
+        .list(&t.source_entity, &select, scope.filter().as_deref())
         .await?;
     let ids: Vec<String> = rows
         .iter()
+        .filter(|r| scope.owns(r))
         .filter_map(|r| r.get(&t.source_id).and_then(|v| v.as_str()).map(str::to_string))
         .collect();
     let bodies: Vec<String> = ids

@@ -51,7 +51,7 @@ use std::collections::HashSet;
 use p2c_dynamics::Record;
 
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
     flow_name::FlowName,
     pipeline::{
@@ -67,7 +67,8 @@ use spec::DocFlow;
 pub struct Documents<'a> {
     spec: DocFlow<'a>,
     company: String,
-    business_unit: String,
+    /// The business units whose documents are the company's (read once per run, when there are documents).
+    scope: ScopeOnce,
     /// Documents synced in this run (by header id): a later line change of the same document is already in.
     done: HashSet<String>,
     /// Header keys of documents deleted in Sales: their lines' deletions are not sent to F&O.
@@ -79,7 +80,10 @@ impl<'a> Documents<'a> {
         Ok(Documents {
             spec: DocFlow::of(deps, flow)?,
             company: company.to_string(),
-            business_unit: deps.business_unit_id(company).await?,
+            scope: {
+                deps.business_unit_id(company).await?; // a wrong P2C_COMPANIES stops the run here
+                ScopeOnce::new(company)
+            },
             done: HashSet::new(),
             deleted_docs: HashSet::new(),
         })
@@ -132,8 +136,12 @@ impl<'a> Documents<'a> {
         report: &mut RunReport,
     ) -> Result<Vec<Failure>, SyncError> {
         let (spec, company) = (&self.spec, self.company.as_str());
+        if headers.is_empty() {
+            return Ok(Vec::new());
+        }
         read::enrich_headers(deps, spec, &mut headers).await?;
-        let (docs, mut failures) = transform::check_headers(spec, &self.business_unit, headers, report);
+        let scope = self.scope.get(deps).await?;
+        let (docs, mut failures) = transform::check_headers(spec, scope, headers, report);
         if docs.is_empty() {
             return Ok(failures);
         }

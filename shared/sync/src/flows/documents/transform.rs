@@ -15,6 +15,7 @@ use super::{
     spec::{CHARGE_FIELD, DocFlow, PER_UNIT_DISCOUNT_FIELD},
 };
 use crate::{
+    ownership::BusinessUnitScope,
     pipeline::{
         record::{str_of, version_of},
         sink::fno::{Key, key_text, target_key, text_of},
@@ -40,6 +41,8 @@ pub(super) struct LineOut {
     pub(super) key: Key,
     pub(super) key_text: String,
     pub(super) body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    pub(super) cleared: Vec<String>,
     pub(super) hash: String,
     pub(super) version: Option<String>,
 }
@@ -51,6 +54,8 @@ pub(super) struct Doc {
     pub(super) key: Key,
     pub(super) key_text: String,
     pub(super) body: Record,
+    /// The fields of `body` that clear F&O's value (blank in Sales).
+    pub(super) cleared: Vec<String>,
     pub(super) hash: String,
     pub(super) version: Option<String>,
     pub(super) lines: Vec<LineOut>,
@@ -60,7 +65,8 @@ pub(super) struct Doc {
 
 /// What becomes of one document.
 enum Verdict {
-    Ready(Doc),
+    /// Boxed: a document is much larger than a skip or a failure.
+    Ready(Box<Doc>),
     Skipped(Skip),
     Failed(Failure),
 }
@@ -99,7 +105,7 @@ struct Scope<'s> {
 /// twice goes once).
 pub(super) fn check_headers(
     spec: &DocFlow<'_>,
-    business_unit: &str,
+    scope: &BusinessUnitScope,
     headers: Vec<Record>,
     report: &mut RunReport,
 ) -> (Vec<Header>, Vec<Failure>) {
@@ -118,7 +124,7 @@ pub(super) fn check_headers(
             continue; // the same document twice in one call: once is enough
         }
         report.read += 1;
-        if str_of(&h, "_owningbusinessunit_value").is_some_and(|bu| !bu.eq_ignore_ascii_case(business_unit)) {
+        if !scope.owns(&h) {
             report.skip(Skip::OtherBusinessUnit);
             continue;
         }
@@ -150,7 +156,7 @@ pub(super) fn map_documents(
             parents: &parents,
         };
         match scope.map_document(header, lines) {
-            Verdict::Ready(doc) => ready.push(doc),
+            Verdict::Ready(doc) => ready.push(*doc),
             Verdict::Skipped(why) => report.skip(why),
             Verdict::Failed(f) => failures.push(f),
         }
@@ -231,7 +237,7 @@ impl Scope<'_> {
             tracing::debug!(line = %ln, "filtered by the line template");
             return Err(Stop::Filtered(Skip::LineFiltered));
         }
-        let mut body = lt.map(&l).map_err(|e| Stop::fail(e.to_string()))?;
+        let p2c_mapping::Mapped { mut body, cleared } = lt.map_parts(&l).map_err(|e| Stop::fail(e.to_string()))?;
         body.insert("dataAreaId".into(), json!(company));
         if spec.splits_discount() {
             split_discount(&l, header, &lt.target_entity, &mut body);
@@ -252,6 +258,7 @@ impl Scope<'_> {
             key,
             key_text,
             body,
+            cleared,
         })
     }
 
@@ -304,8 +311,8 @@ impl Scope<'_> {
     /// The header, mapped; with its lines, the document ready for F&O.
     fn map_header(&self, id: String, number: String, h: Record, lines: Vec<LineOut>) -> Verdict {
         let (ht, company) = (self.spec.header, self.company);
-        let mut body = match ht.map(&h) {
-            Ok(b) => b,
+        let p2c_mapping::Mapped { mut body, cleared } = match ht.map_parts(&h) {
+            Ok(m) => m,
             Err(e) => return Verdict::Failed(Failure::new(&id, &number, e.to_string(), false)),
         };
         body.insert("dataAreaId".into(), json!(company));
@@ -316,7 +323,7 @@ impl Scope<'_> {
                 return Verdict::Failed(Failure::new(&id, &number, reason, false));
             }
         };
-        Verdict::Ready(Doc {
+        Verdict::Ready(Box::new(Doc {
             id,
             number,
             key_text: key_text(&key),
@@ -324,9 +331,10 @@ impl Scope<'_> {
             hash: content_hash(&body),
             version: version_of(&h),
             body,
+            cleared,
             lines,
             stale: Vec::new(),
-        })
+        }))
     }
 }
 

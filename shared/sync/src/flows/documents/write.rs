@@ -245,14 +245,15 @@ impl Writer<'_> {
     fn plan(&self, d: &Doc, current: &Current) -> DocPlan {
         let (deps, ht, lt) = (self.deps, self.spec.header, self.spec.line);
         let cur = current.headers.iter().find(|r| row_has_key(r, &d.key));
-        let header_plan = plan(&d.body, &d.key, cur);
+        let header_plan = plan(&d.body, &d.cleared, &d.key, cur);
         let created = matches!(header_plan, Plan::Create(_));
         let mut ops: Vec<BatchOp> = plan_op(deps, &ht.target_entity, &d.key, &header_plan)
             .into_iter()
             .collect();
         for l in &d.lines {
             let cur = current.lines.iter().find(|r| row_has_key(r, &l.key));
-            ops.extend(plan_op(deps, &lt.target_entity, &l.key, &plan(&l.body, &l.key, cur)));
+            let line_plan = plan(&l.body, &l.cleared, &l.key, cur);
+            ops.extend(plan_op(deps, &lt.target_entity, &l.key, &line_plan));
         }
         for k in &d.stale {
             if current.lines.iter().any(|r| row_has_key(r, k)) {

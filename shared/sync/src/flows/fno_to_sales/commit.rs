@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use p2c_state::Link;
 
 use super::{
+    freight,
     spec::{Children, Spec},
     unit::{Outcome, Part, Work},
 };
@@ -96,11 +97,15 @@ fn parent_link(spec: &Spec, company: &str, w: &Work, now: &str) -> Option<Link> 
     (!same_as_old && (!target.is_empty() || any_failure)).then_some(l)
 }
 
-/// Links of the children written (or found equal) in this run.
+/// Links of the children written (or found equal) in this run. A deleted "Freight Tax" line leaves a link to
+/// nothing, so the same header tax coming back later is written again.
 fn child_links(spec: &Spec, company: &str, w: &Work, now: &str) -> Vec<Link> {
     let Some(ct) = &spec.child_table else {
         return Vec::new();
     };
+    let gone = w
+        .freight_deleted
+        .then(|| link(ct.link.as_str(), company, &freight::key(&w.key), "", None, now));
     w.children
         .iter()
         .filter_map(|c| match (&c.outcome, &c.id) {
@@ -109,6 +114,7 @@ fn child_links(spec: &Spec, company: &str, w: &Work, now: &str) -> Vec<Link> {
             }
             _ => None,
         })
+        .chain(gone)
         .collect()
 }
 
@@ -179,8 +185,18 @@ pub(super) fn count(spec: &Spec, works: Vec<Work>, report: &mut RunReport) -> Ve
         let mut failures = Vec::new();
         match spec.children {
             Children::Lines { .. } => {
-                tally(report, &mut failures, &w.key, &w.parent.key, &w.parent.outcome);
-                for c in &w.children {
+                // A line the flow made from its header (the "Freight Tax" line) counts with the header; the
+                // header's deleted freight tax line makes the header written.
+                let deleted = w.freight_deleted.then_some(Outcome::Written { created: false });
+                let derived = w.children.iter().filter(|c| c.derived).map(|c| c.outcome.clone());
+                // The header last: on a tie it is the header's own outcome that counts.
+                let header = derived
+                    .chain(deleted)
+                    .chain(std::iter::once(w.parent.outcome.clone()))
+                    .max_by_key(Outcome::rank)
+                    .unwrap_or(Outcome::Pending);
+                tally(report, &mut failures, &w.key, &w.parent.key, &header);
+                for c in w.children.iter().filter(|c| !c.derived) {
                     tally(report, &mut failures, &w.key, &c.key, &c.outcome);
                 }
                 for _ in 0..w.deleted {

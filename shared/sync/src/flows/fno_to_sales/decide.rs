@@ -144,7 +144,8 @@ pub(super) fn needs(spec: &Spec, works: &[Work]) -> Vec<(Vec<LookupTarget>, Stri
     out
 }
 
-/// The products rule: fill in the price list of every pending product (and item), or fail the product.
+/// The P2C price list rule: fill in the price list of every pending product (and item), order or invoice, or
+/// fail it (with its lines).
 pub(super) async fn choose_price_lists(
     deps: &Deps,
     spec: &Spec,
@@ -185,12 +186,12 @@ pub(super) async fn choose_price_lists(
     Ok(())
 }
 
-/// A product whose currency has no price list: what to do about it.
+/// A record whose currency has no price list: what to do about it.
 fn no_price_list(spec: &Spec, key: &str, currency: &str) -> String {
     format!(
-        "{} {}: no valid price list in Sales has currency {:?} (a product goes to the first active price list of \
-         its currency, by name); create one, or name one for {:?} in P2C_MAPPING ([{}.{}] {PRICE_LIST}), then \
-         replay the dead-letter queue",
+        "{} {}: no valid price list in Sales has currency {:?} (p2c takes the first active price list of the \
+         record's currency, by name, as the P2C solution does for products); create one, or name one for {:?} \
+         in P2C_MAPPING ([{}.{}] {PRICE_LIST}), then replay the dead-letter queue",
         spec.parent.record_noun(),
         key,
         currency,

@@ -36,38 +36,62 @@
 //! record as it is now (numbers by value, dates by instant, lookups by id): equal means the change came from
 //! Sales in the first place, or touched nothing Sales shows, and the record is skipped as `"echo"` (its link
 //! takes the new hash). Otherwise only the fields that differ are written, so the reverse flow sees a change
-//! only in what really changed. Columns Sales calculates itself under system pricing (`totalamount`,
-//! `totaltax`, `totaldiscountamount`, `extendedamount`, ...) are written on create but never compared or
-//! updated: Sales overwrites them from the lines, so comparing them would turn every echo into a write.
+//! only in what really changed.
 //!
-//! **Closed records.** A Sales order or invoice that is closed (statecode ≠ 0, e.g. an order its invoice set
-//! to Invoiced) is read-only in Sales, and so are its lines. p2c never reopens one: F&O changes to it are
-//! skipped as `"closed in Sales"`, and its link is marked (`source_version = "closed:<hash>"`) so later sweeps
-//! skip it without reading Sales until its F&O content changes again.
+//! **Totals** (spec/templates.md 6: F&O owns prices, discounts, charges and tax). Which way F&O's totals reach
+//! Sales depends on the organization's "Use system pricing calculation" (`organization.oobpricecalculationenabled`,
+//! read once per run that writes a document; Microsoft, "Use custom pricing for products"):
+//! - Yes, as P2C requires: Sales calculates `totalamount`, `totaltax`, `totaldiscountamount`, the line
+//!   `extendedamount`, ... from the lines on every write, whatever is written there (the columns are
+//!   `IsValidForCreate = false` and an update is recalculated). F&O's totals therefore arrive, on create and on
+//!   every update, through what Sales calculates them from: each line's price (kept by `ispriceoverridden`),
+//!   quantity, discount and tax, the header's discount and freight, and the header tax as the "Freight Tax" line
+//!   ([`freight`]). The calculated columns are not compared (comparing Sales' own figure would turn every echo
+//!   into a write); a repriced or re-taxed F&O order changes its lines' or header's inputs, which are.
+//! - No (custom pricing): nothing in Sales calculates them, so p2c writes them as the templates say: in an
+//!   update right after a create (a create ignores them) and, like any column, whenever they differ.
 //!
-//! **Ownership.** Orders and invoices are created in the company's business unit with
-//! `owningbusinessunit@odata.bind` (settable on create where the org allows records to be owned across
-//! business units; the business unit's default team then owns them, as with the Data Integrator's organization
-//! mapping); their lines follow their header. Products and price list items are organization-owned tables in
-//! Dataverse: they have no owner, and a product number is therefore one product for every company.
+//! Columns a create ignores (those totals, and the price lock `ispricelocked` of the invoice template) are set
+//! by an update after the create, sent with the record's lines ([`children`]).
 //!
-//! **Price list of a product** (the P2C plug-in's rule, spec/templates.md 4): the first valid price list, by name,
-//! whose currency is the product's. A `pricelevelid.name` value map given in P2C_MAPPING wins where it has an
-//! entry. A currency without a price list fails the product, permanently, saying so. The chosen list is not
-//! part of the content hash, so a price list added later does not move existing products.
+//! **Closed records.** A Sales order or invoice that is closed (statecode ≠ 0) is read-only in Sales, and so
+//! are its lines. An order that p2c's invoices set to Invoiced is reopened for F&O's later changes and set
+//! Invoiced again after them ([`invoiced`]). Any other closed record (an order a user fulfilled or cancelled, a
+//! paid invoice) is never reopened: F&O changes to it are skipped as `"closed in Sales"`, and its link is marked
+//! (`source_version = "closed:<hash>"`) so later sweeps skip it without reading Sales until its F&O content
+//! changes again.
+//!
+//! **Ownership** (spec/templates.md 3 and 4). Orders are created owned by the default team of the company's business
+//! unit (`ownerid@odata.bind` to `/teams(<id>)`, as the Data Integrator's organization mapping did), and Dataverse
+//! puts them in that unit; `owningbusinessunit` is never bound (it is read-only unless the organization allows
+//! ownership across business units). An invoice is owned by its order's owner (the default team when its order
+//! is not in Sales). Lines follow their header. Before creating, an order or invoice is looked for by number among
+//! the company's records: its business unit's and those of the units below it (see `crate::ownership`).
+//! Products and price list items are organization-owned tables in Dataverse: they have no owner, and a product
+//! number is therefore one product for every company.
+//!
+//! **Price list** of a product, order or invoice (the P2C plug-in's rule for products, spec/templates.md 4; the
+//! orders and invoices templates ask for "a value map per currency if several currencies"): the first valid
+//! price list, by name, whose currency is the record's, so documents in every currency with a price list reach
+//! Sales (Sales refuses a price list of another currency). A `pricelevelid.name` row given in P2C_MAPPING wins
+//! (a value map where it has an entry). A currency without a price list fails the record (an order or invoice
+//! with its lines), permanently, saying so. The chosen list is not part of the content hash, so a price list
+//! added later does not move existing records.
 //!
 //! **Order line discount** (spec/templates.md 5.5, "Discount rounding"): where the F&O line has a per-unit discount
 //! (`LineDiscountAmount`) or a negative charge (the rounding remainder), Sales gets
 //! `quantity × per-unit discount + remainder` (3 × 3.33 + 0.01 = 10.00); otherwise the template's copy of
 //! `TotalDiscountAmount` stands.
 //!
-//! **Invoices** link to their order (`salesorderid` by order number); once an invoice and its lines are
-//! written, the order is set to Invoiced (statecode 4, statuscode 100003, a PATCH of both, which is how
-//! Dataverse changes state), unless it already is.
+//! **Invoices** link to their order (`salesorderid` by order number), every invoice of an order (partial ones
+//! too); once an invoice and its lines are written and F&O has invoiced the order in full, the order is set to
+//! Invoiced (statecode 4, statuscode 100003, a PATCH of both, which is how Dataverse changes state), unless it
+//! already is ([`invoiced`]).
 //!
 //! **Counting.** Every F&O record read is counted once and ends written, skipped (`"unchanged"`, `"filtered by
 //! the template"`, `"echo"`, `"closed in Sales"`, `"failed earlier, unchanged"`; SQS also `"no longer in
-//! F&O"`) or failed. Document lines are records of their own;
+//! F&O"`) or failed. Document lines are records of their own (a header's "Freight Tax" line counts with its
+//! header);
 //! a product and its price list item are one record (written if either was). A Sales line deleted because its
 //! F&O line is gone counts as one record read and written (`deleted`). A failed record's key (product, order or
 //! invoice number) goes to the queue; a document with several failed lines is queued once. A record that
@@ -77,12 +101,16 @@
 //! # Code
 //!
 //! A page goes through `sync_units`, phase by phase, each a module: `transform` (map and hash), `decide`
-//! (links, what is unchanged or left alone, lookups, price lists, documents held whole), `write` (parents,
-//! children, invoiced orders), `commit` (links, then counting). `unit` holds the data they pass on, `spec` what
-//! the templates say, `resolve` the lookups.
+//! (links, what is unchanged or left alone, lookups, price lists, documents held whole), `write` (parents),
+//! `children` (children, deletes, parents' updates after them), `invoiced` (orders Invoiced), `commit` (links,
+//! then counting). `unit` holds the data they pass on, `spec` what the templates say, `resolve` the lookups,
+//! `freight` the "Freight Tax" line.
 
+mod children;
 mod commit;
 mod decide;
+mod freight;
+mod invoiced;
 mod resolve;
 mod spec;
 mod transform;
@@ -90,11 +118,12 @@ mod unit;
 mod write;
 
 use crate::{
-    deps::Deps,
+    deps::{Deps, ScopeOnce},
     error::SyncError,
     flow_name::FlowName,
     pipeline::{
         Flow,
+        sink::sales::{CALCULATED, Pricing},
         source::{Page, SourceSpec, sweep},
     },
     report::{Failure, RunReport, Skip},
@@ -102,6 +131,7 @@ use crate::{
 
 use spec::{Children, Spec};
 use unit::{Mode, Unit, Work};
+use write::CompanyUnit;
 
 /// Groups lines under the headers they belong to (lines of headers not in `headers` are dropped: they belong
 /// to another page or have no header).
@@ -160,24 +190,32 @@ async fn read_lines(
 pub struct FnoToSales {
     spec: Spec,
     company: String,
-    /// The company's business unit, for the flows whose Sales records are owned (orders, invoices).
-    business_unit: Option<String>,
+    /// The company's business unit (and the units below it), for the flows whose Sales records are owned
+    /// (orders, invoices).
+    owner: Option<CompanyUnit>,
     resolver: resolve::Resolver,
+    /// The organization's pricing setting, read once a run writes a document (orders, invoices).
+    pricing: Option<Pricing>,
 }
 
 impl FnoToSales {
     pub async fn open(deps: &Deps, flow: FlowName, company: &str) -> Result<FnoToSales, SyncError> {
         let spec = Spec::new(deps, flow)?;
-        let business_unit = if spec.owned {
-            Some(deps.business_unit_id(company).await?)
+        let owner = if spec.owned {
+            Some(CompanyUnit {
+                company: company.to_string(),
+                unit: deps.business_unit_id(company).await?,
+                scope: ScopeOnce::new(company),
+            })
         } else {
             None
         };
         Ok(FnoToSales {
             spec,
             company: company.to_string(),
-            business_unit,
+            owner,
             resolver: resolve::Resolver::default(),
+            pricing: None,
         })
     }
 }
@@ -252,6 +290,25 @@ async fn sync_keys(
     sync_units(deps, flow, units, report, Mode::Keys).await
 }
 
+/// The organization's pricing setting, read once per run and only by flows whose templates write columns
+/// Sales calculates (orders, invoices); products are priced by their price list item, not calculated.
+async fn pricing_of(deps: &Deps, spec: &Spec, cached: &mut Option<Pricing>) -> Result<Pricing, SyncError> {
+    let calculates = std::iter::once(&spec.parent).chain(spec.child.as_ref()).any(|t| {
+        t.fields
+            .iter()
+            .any(|f| f.enabled && CALCULATED.contains(&f.target.as_str()))
+    });
+    if !calculates {
+        return Ok(Pricing::System);
+    }
+    if let Some(p) = cached {
+        return Ok(*p);
+    }
+    let p = Pricing::of_org(deps).await?;
+    *cached = Some(p);
+    Ok(p)
+}
+
 /// Syncs one page of units, phase by phase; returns the failures for the caller to route.
 async fn sync_units(
     deps: &Deps,
@@ -263,22 +320,24 @@ async fn sync_units(
     let FnoToSales {
         spec,
         company,
-        business_unit: bu,
+        owner,
         resolver,
+        pricing,
     } = flow;
     let mut works: Vec<Work> = units.into_iter().map(|u| transform::transform(spec, u)).collect();
     decide::decide(deps, spec, company, &mut works, mode).await?;
     decide::touch(spec, &mut works);
     if works.iter().any(|w| w.touched) {
+        let pricing = pricing_of(deps, spec, pricing).await?;
         resolver.prepare(deps, &decide::needs(spec, &works)).await?;
         if spec.price_list.is_some() {
             decide::choose_price_lists(deps, spec, &mut works, resolver).await?;
         }
         decide::hold_incomplete_documents(spec, &mut works, resolver);
-        write::write_parents(deps, spec, bu.as_deref(), &mut works, resolver).await?;
-        write::write_children(deps, spec, &mut works, resolver).await?;
+        write::write_parents(deps, spec, owner.as_ref(), &mut works, resolver, pricing).await?;
+        children::write_children(deps, spec, &mut works, resolver, pricing).await?;
         if spec.closes_order {
-            write::invoice_orders(deps, spec, &mut works, resolver).await?;
+            invoiced::invoice_orders(deps, spec, company, &mut works, resolver).await?;
         }
         deps.crashes.check(crate::faults::CrashPoint::AfterTargetWrite)?;
     }

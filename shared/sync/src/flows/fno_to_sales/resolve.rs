@@ -43,11 +43,11 @@ const REFERENCE: &[(&str, &str, &[&str])] = &[
 ];
 
 /// Extra columns read with synced records: a product's unit group (to pick its unit), an order's state (to
-/// invoice it once).
+/// invoice it once) and owner (its invoices' owner, `crate::ownership::Owner::of_row`).
 fn synced_extras(entity_set: &str) -> &'static [&'static str] {
     match entity_set {
         "products" => &["_defaultuomscheduleid_value"],
-        "salesorders" => &["statecode", "statuscode"],
+        "salesorders" => &["statecode", "statuscode", "_owningteam_value", "_owninguser_value"],
         _ => &[],
     }
 }

@@ -1,9 +1,11 @@
 //! What a run of one F&O → Sales flow needs to know, derived once from its templates: the parent and child
 //! templates and Sales tables, how a child points to its parent and is told apart from its siblings, where the
-//! children come from (none, the parent's own record, a line entity), and the products price list rule.
+//! children come from (none, the parent's own record, a line entity), the price list rule (products, orders,
+//! invoices) and whether the header tax becomes a "Freight Tax" line.
 
 use p2c_mapping::{Role, Template, Transform};
 
+use super::freight;
 use crate::{deps::Deps, error::SyncError, flow_name::FlowName, pipeline::sink::sales};
 
 /// The price list lookup of a product and its price list item.
@@ -42,7 +44,7 @@ pub(crate) struct ParentRef {
     pub column: String,
 }
 
-/// How the products flow picks a price list (see the module docs).
+/// How a flow picks a price list (see the module docs): products, orders and invoices.
 #[derive(Clone, Debug)]
 pub(crate) struct PriceListRule {
     /// The templates with `pricelevelid.name` copied from the currency instead of value-mapped: what is mapped
@@ -75,6 +77,8 @@ pub(crate) struct Spec {
     pub price_list: Option<PriceListRule>,
     /// Invoices: set the order Invoiced once the invoice is written.
     pub closes_order: bool,
+    /// Documents whose header template writes the header tax (`msdynce_misctax`): it becomes a "Freight Tax" line.
+    pub header_tax: bool,
 }
 
 /// How a flow's child template hangs off its parent.
@@ -96,7 +100,11 @@ fn without_price_list_map(t: &Template) -> Template {
 
 impl Spec {
     pub fn new(deps: &Deps, flow: FlowName) -> Result<Spec, SyncError> {
-        let ts = deps.templates(flow);
+        Spec::of_templates(flow, deps.templates(flow).to_vec())
+    }
+
+    /// The spec of a flow with these templates (its own or P2C_MAPPING's).
+    pub fn of_templates(flow: FlowName, ts: Vec<Template>) -> Result<Spec, SyncError> {
         let bad = |why: String| SyncError::Mapping(format!("flow {flow}: {why}"));
         let parent = ts
             .iter()
@@ -134,10 +142,14 @@ impl Spec {
                 }
             }
         }
+        let header_tax = matches!(shape.children, Children::Lines { .. })
+            && shape.parent_ref.is_some()
+            && parent.field(freight::HEADER_TAX).is_some_and(|f| f.enabled);
         Ok(Spec {
             flow,
             owned: matches!(parent.target_entity.as_str(), "salesorders" | "invoices" | "quotes"),
             closes_order: parent.target_entity == "invoices",
+            header_tax,
             child_table: child.as_ref().map(sales::Table::of),
             parent_table: sales::Table::of(&parent),
             price_list: price_list_rule(flow, &parent, child.as_ref()),
@@ -218,14 +230,18 @@ impl ChildShape {
     }
 }
 
-/// The products price list rule, where the product template writes a price list.
+/// The price list rule, where the product (or order, or invoice) header template writes a price list.
 fn price_list_rule(flow: FlowName, parent: &Template, child: Option<&Template>) -> Option<PriceListRule> {
-    (parent.role == Role::Single && parent.field(PRICE_LIST).is_some_and(|f| f.enabled)).then(|| {
+    let writes =
+        matches!(parent.role, Role::Single | Role::Header) && parent.field(PRICE_LIST).is_some_and(|f| f.enabled);
+    writes.then(|| {
         let builtin = p2c_mapping::template(flow.as_str(), &parent.name);
         let explicit = builtin.as_ref().and_then(|b| b.field(PRICE_LIST)) != parent.field(PRICE_LIST);
         PriceListRule {
             parent_without: without_price_list_map(parent),
-            child_without: child.map(without_price_list_map),
+            child_without: child
+                .filter(|c| c.field(PRICE_LIST).is_some_and(|f| f.enabled))
+                .map(without_price_list_map),
             explicit,
         }
     })

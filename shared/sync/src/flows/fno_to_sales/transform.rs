@@ -1,7 +1,8 @@
 //! Transform: a unit of F&O records becomes its work. The parent and every child are mapped with their templates
 //! and hashed (the hash decides "unchanged" against the link), records the template filters out are marked, the
-//! order line discount rule is applied, and the unit gets the hashes its link keeps: of the F&O records
-//! themselves (failure and closed markers) and of its set of line numbers. Nothing is read or written here.
+//! order line discount rule is applied, a header tax becomes the "Freight Tax" line ([`freight`]), and the unit
+//! gets the hashes its link keeps: of the F&O records themselves (failure and closed markers) and of its set of
+//! line numbers. Nothing is read or written here.
 
 use std::collections::HashSet;
 
@@ -13,6 +14,7 @@ use p2c_mapping::{
 use serde_json::{Value, json};
 
 use super::{
+    freight,
     spec::{Children, PRICE_LIST, Spec},
     unit::{Outcome, Part, Unit, Work, number_text},
 };
@@ -33,7 +35,9 @@ pub(super) fn transform(spec: &Spec, unit: Unit) -> Work {
     let keyset = matches!(spec.children, Children::Lines { .. }).then(|| keyset_hash(&numbers));
     let filtered = !spec.parent.passes_filter(&src);
     let (parent, parent_by_rule) = map_parent(spec, &key, &src, filtered);
-    let (children, children_by_rule) = map_children(spec, &key, src, lines, filtered);
+    let (mut children, children_by_rule) = map_children(spec, &key, src, lines, filtered);
+    // The header tax as the "Freight Tax" line (spec/templates.md 4).
+    children.extend(parent.mapped.as_ref().and_then(|m| freight::part(spec, &key, m)));
     Work {
         key,
         parent,
@@ -45,6 +49,8 @@ pub(super) fn transform(spec: &Spec, unit: Unit) -> Work {
         existed: false,
         child_trouble: false,
         post_trouble: None,
+        after: None,
+        freight_deleted: false,
         touched: false,
         closed: false,
         deleted: 0,

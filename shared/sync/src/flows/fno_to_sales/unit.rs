@@ -86,6 +86,9 @@ pub(super) struct Part {
     pub id: Option<String>,
     /// The bound payload (lookups as `@odata.bind`).
     pub body: Option<Record>,
+    /// Made by the flow from its parent, not from an F&O record (a header's "Freight Tax" line): counted with
+    /// the parent.
+    pub derived: bool,
 }
 
 impl Part {
@@ -98,6 +101,7 @@ impl Part {
             outcome: Outcome::Pending,
             id: None,
             body: None,
+            derived: false,
         }
     }
 
@@ -159,6 +163,11 @@ pub(super) struct Work {
     pub child_trouble: bool,
     /// Setting the order Invoiced failed.
     pub post_trouble: Option<(String, bool)>,
+    /// What the parent still needs once its children are written, as one update: the state and the columns a
+    /// create ignores (a new record), or Invoiced again (an order reopened to write F&O's changes).
+    pub after: Option<Record>,
+    /// The parent's "Freight Tax" line was deleted (its header tax is gone).
+    pub freight_deleted: bool,
     /// Something of the unit changed: it goes through resolution and writes.
     pub touched: bool,
     /// The parent is closed in Sales.

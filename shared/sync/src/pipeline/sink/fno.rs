@@ -4,11 +4,14 @@
 //! the fields whose values differ, and write nothing when F&O already holds every mapped value. So a redo after a
 //! crash never duplicates, and a value that came from F&O in the first place (the other direction's write,
 //! echoed back by Sales change tracking) is recognised and not written back.
+//!
+//! Clears (a blank source, mapped to F&O's empty value: `""`, `0`, ...) are compared and PATCHed like any value,
+//! and left out of a create: a new F&O row holds its own defaults there.
 
 use futures::StreamExt;
 use p2c_dynamics::{BatchOp, DynamicsError, ErrorKind, Record, SetResult, WriteMethod};
-use p2c_mapping::Template;
 use p2c_mapping::money::decimal_from_json;
+use p2c_mapping::{Template, without_clears};
 use serde_json::Value;
 
 use crate::{deps::Deps, error::SyncError};
@@ -70,6 +73,15 @@ pub(crate) fn same_value(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// Whether F&O's current value `cur` of a field holds `want`: equal as F&O values, or, for a cleared field, no
+/// value at all (null or not returned; F&O shows its empty value there anyway).
+pub(crate) fn holds(cur: Option<&Value>, want: &Value, cleared: bool) -> bool {
+    match cur {
+        Some(c) if !c.is_null() => same_value(c, want),
+        _ => cleared,
+    }
+}
+
 /// What to send for one record.
 #[derive(Clone, Debug)]
 pub(crate) enum Plan {
@@ -81,15 +93,15 @@ pub(crate) enum Plan {
     Unchanged,
 }
 
-/// Compares the mapped body with F&O's current row (`None`: no such row).
-pub(crate) fn plan(body: &Record, key: &Key, current: Option<&Record>) -> Plan {
+/// Compares the mapped body (clears included; `cleared` names them) with F&O's current row (`None`: no such row).
+pub(crate) fn plan(body: &Record, cleared: &[String], key: &Key, current: Option<&Record>) -> Plan {
     let Some(cur) = current else {
-        return Plan::Create(body.clone());
+        return Plan::Create(without_clears(body, cleared));
     };
     let diff: Record = body
         .iter()
         .filter(|(f, _)| !key.iter().any(|(k, _)| k == *f))
-        .filter(|(f, v)| !cur.get(f.as_str()).is_some_and(|c| same_value(c, v)))
+        .filter(|(f, v)| !holds(cur.get(f.as_str()), v, cleared.contains(f)))
         .map(|(f, v)| (f.clone(), v.clone()))
         .collect();
     if diff.is_empty() {
@@ -165,24 +177,29 @@ fn maybe_race(method: WriteMethod, e: &DynamicsError) -> bool {
 /// One record to write without reading F&O first: created when `create`, else updated by its key.
 pub(crate) struct Upsert {
     pub key: Key,
+    /// The mapped body, clears included.
     pub body: Record,
+    /// The fields of `body` that are clears: an update writes them, a create leaves them out.
+    pub cleared: Vec<String>,
     pub create: bool,
 }
 
-fn upsert_op(deps: &Deps, entity_set: &str, u: Upsert) -> BatchOp {
-    let Upsert { key, mut body, create } = u;
+/// The operation for `body`: a create without the clears, or an update with them (`clears` holds their values,
+/// so a create that flips to an update gets them back).
+fn upsert_op(deps: &Deps, entity_set: &str, key: &Key, mut body: Record, clears: &Record, create: bool) -> BatchOp {
     if create {
+        body.retain(|k, _| !clears.contains_key(k));
         for (k, v) in key {
-            body.entry(k).or_insert(v);
+            body.entry(k.clone()).or_insert_with(|| v.clone());
         }
         deps.fno.create_op(entity_set, Value::Object(body))
     } else {
+        body.extend(clears.iter().map(|(k, v)| (k.clone(), v.clone())));
         // Key fields stay out of an update body: they are in the URL.
-        for (k, _) in &key {
+        for (k, _) in key {
             body.remove(k);
         }
-        deps.fno
-            .update_op_json(entity_set, &key_refs(&key), Value::Object(body))
+        deps.fno.update_op_json(entity_set, &key_refs(key), Value::Object(body))
     }
 }
 
@@ -194,9 +211,16 @@ pub(crate) async fn upsert_all(deps: &Deps, entity_set: &str, items: Vec<Upsert>
     let mut results: Vec<Option<Result<bool, WriteError>>> = (0..items.len()).map(|_| None).collect();
     let mut todo: Vec<(usize, Key, bool)> = Vec::with_capacity(items.len());
     let mut sets: Vec<Vec<BatchOp>> = Vec::with_capacity(items.len());
+    let mut clears: Vec<Record> = Vec::with_capacity(items.len());
     for (i, u) in items.into_iter().enumerate() {
-        todo.push((i, u.key.clone(), u.create));
-        sets.push(vec![upsert_op(deps, entity_set, u)]);
+        let c: Record = u
+            .cleared
+            .iter()
+            .filter_map(|f| u.body.get(f).map(|v| (f.clone(), v.clone())))
+            .collect();
+        sets.push(vec![upsert_op(deps, entity_set, &u.key, u.body, &c, u.create)]);
+        todo.push((i, u.key, u.create));
+        clears.push(c);
     }
     for pass in 0..3 {
         let answers = write_sets(deps, &sets).await;
@@ -209,12 +233,8 @@ pub(crate) async fn upsert_all(deps: &Deps, entity_set: &str, items: Vec<Upsert>
                 Err(e) if e.race && (!create || taken) && pass < 2 => {
                     let body = set.into_iter().next().and_then(|op| op.body);
                     let body = body.and_then(|b| b.as_object().cloned()).unwrap_or_default();
-                    let flipped = Upsert {
-                        key: key.clone(),
-                        body,
-                        create: !create,
-                    };
-                    again_sets.push(vec![upsert_op(deps, entity_set, flipped)]);
+                    let flipped = upsert_op(deps, entity_set, &key, body, &clears[i], !create);
+                    again_sets.push(vec![flipped]);
                     again.push((i, key, !create));
                 }
                 // A refused create whose key F&O does not hold: the refusal stands (a validation error).
@@ -371,12 +391,12 @@ mod tests {
     fn plans_compare_with_what_fno_holds() {
         let key: Key = vec![("dataAreaId".into(), json!("usmf")), ("N".into(), json!("Q1"))];
         let body = rec(json!({"dataAreaId": "usmf", "N": "Q1", "Qty": 3, "Name": "x"}));
-        assert!(matches!(plan(&body, &key, None), Plan::Create(b) if b == body));
+        assert!(matches!(plan(&body, &[], &key, None), Plan::Create(b) if b == body));
         let same = rec(json!({"dataAreaId": "USMF", "N": "q1", "Qty": 3.0, "Name": "x", "Other": 1}));
-        assert!(matches!(plan(&body, &key, Some(&same)), Plan::Unchanged));
+        assert!(matches!(plan(&body, &[], &key, Some(&same)), Plan::Unchanged));
         assert!(row_has_key(&same, &key));
         let other = rec(json!({"dataAreaId": "usmf", "N": "Q1", "Qty": 2, "Name": "x"}));
-        match plan(&body, &key, Some(&other)) {
+        match plan(&body, &[], &key, Some(&other)) {
             Plan::Update(d) => assert_eq!(Value::Object(d), json!({"Qty": 3})),
             p => panic!("{p:?}"),
         }
@@ -388,5 +408,29 @@ mod tests {
             ]),
             "Q/2"
         );
+    }
+
+    #[test]
+    fn clears_are_patched_once_and_left_out_of_creates() {
+        let key: Key = vec![("dataAreaId".into(), json!("usmf")), ("N".into(), json!("C1"))];
+        let body = rec(json!({"dataAreaId": "usmf", "N": "C1", "Fax": "", "Staff": 0, "Name": "x"}));
+        let cleared = vec!["Fax".to_string(), "Staff".to_string()];
+        match plan(&body, &cleared, &key, None) {
+            Plan::Create(b) => assert_eq!(Value::Object(b), json!({"dataAreaId": "usmf", "N": "C1", "Name": "x"})),
+            p => panic!("{p:?}"),
+        }
+        // F&O still holds the old values: both are cleared.
+        let old = rec(json!({"dataAreaId": "usmf", "N": "C1", "Fax": "+1 555", "Staff": 40, "Name": "x"}));
+        match plan(&body, &cleared, &key, Some(&old)) {
+            Plan::Update(d) => assert_eq!(Value::Object(d), json!({"Fax": "", "Staff": 0})),
+            p => panic!("{p:?}"),
+        }
+        // F&O's "" and 0, or no value at all, hold a clear: nothing to write.
+        let empty = rec(json!({"dataAreaId": "usmf", "N": "C1", "Fax": "", "Staff": 0, "Name": "x"}));
+        assert!(matches!(plan(&body, &cleared, &key, Some(&empty)), Plan::Unchanged));
+        let absent = rec(json!({"dataAreaId": "usmf", "N": "C1", "Fax": null, "Name": "x"}));
+        assert!(matches!(plan(&body, &cleared, &key, Some(&absent)), Plan::Unchanged));
+        // A real "" or 0 that is no clear must be there.
+        assert!(matches!(plan(&body, &[], &key, Some(&absent)), Plan::Update(_)));
     }
 }

@@ -26,8 +26,12 @@ pub(crate) struct Table {
     pub writes_state: bool,
 }
 
-/// Columns Sales calculates itself (system pricing, which P2C requires): whatever is written there is replaced
-/// by Sales' own figure from the lines, so they are written on create but never compared or updated.
+/// Columns Sales calculates itself under system pricing (the org's "Use system pricing calculation" =
+/// `organization.oobpricecalculationenabled`, which P2C requires; Microsoft, "Use custom pricing for products").
+/// Their metadata says `IsValidForCreate = false` (DCE `salesorder.md`, `salesorderdetail.md`, `invoice.md`): a
+/// create ignores them. Under system pricing an update is accepted and then recalculated from the lines, so
+/// their values reach Sales only through what Sales calculates them from, and they are never compared. Without
+/// system pricing nothing calculates: they are written right after a create and compared like any column.
 pub(crate) const CALCULATED: &[&str] = &[
     "totalamount",
     "totalamountlessfreight",
@@ -38,6 +42,52 @@ pub(crate) const CALCULATED: &[&str] = &[
     "baseamount",
     "extendedamount",
 ];
+
+/// Other columns the templates write that are `IsValidForCreate = false` (a create ignores them): the price lock
+/// of orders and invoices (DCE `salesorder.md`, `invoice.md`). They are set by an update right after the create.
+pub(crate) const NOT_VALID_FOR_CREATE: &[&str] = &["ispricelocked"];
+
+/// How the organization prices quotes, orders and invoices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pricing {
+    /// "Use system pricing calculation" = Yes: Sales calculates the [`CALCULATED`] columns.
+    System,
+    /// = No (custom pricing): nothing calculates them unless the org has its own `CalculatePrice` plug-in.
+    Manual,
+}
+
+impl Pricing {
+    /// Reads the organization's setting (`organizations.oobpricecalculationenabled`; Yes when absent).
+    pub async fn of_org(deps: &Deps) -> Result<Pricing, DynamicsError> {
+        let cols = ["organizationid".to_string(), "oobpricecalculationenabled".to_string()];
+        let rows = deps.sales.list("organizations", &cols, None).await?;
+        let on = rows
+            .first()
+            .and_then(|r| r.get("oobpricecalculationenabled"))
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        Ok(if on { Pricing::System } else { Pricing::Manual })
+    }
+
+    /// Whether a column is compared and updated like any other (Sales does not calculate it).
+    pub fn compared(self, col: &str) -> bool {
+        self == Pricing::Manual || !CALCULATED.contains(&col)
+    }
+}
+
+/// Takes out of a create body what a create ignores: returns the columns to set by an update right after it
+/// ([`NOT_VALID_FOR_CREATE`]; the [`CALCULATED`] ones only without system pricing, where nothing else sets them).
+pub(crate) fn split_not_valid_for_create(body: &mut Record, pricing: Pricing) -> Record {
+    let mut after = Record::new();
+    for col in NOT_VALID_FOR_CREATE.iter().chain(CALCULATED) {
+        if let Some(v) = body.remove(*col)
+            && (pricing == Pricing::Manual || !CALCULATED.contains(col))
+        {
+            after.insert(col.to_string(), v);
+        }
+    }
+    after
+}
 
 impl Table {
     pub fn of(t: &Template) -> Table {
@@ -84,7 +134,9 @@ impl Table {
         format!("{}({id})", deps.sales.set_url(&self.set))
     }
 
-    pub fn create_op(&self, deps: &Deps, body: Record) -> BatchOp {
+    /// A create leaves the clears (nulls) out: a new record is blank there anyway.
+    pub fn create_op(&self, deps: &Deps, mut body: Record) -> BatchOp {
+        body.retain(|_, v| !v.is_null());
         BatchOp {
             method: WriteMethod::Post,
             url: deps.sales.set_url(&self.set),
@@ -122,10 +174,12 @@ pub(crate) fn bound_id(v: &Value) -> Option<&str> {
 }
 
 /// Whether a value p2c would write equals the value Sales holds: numbers by exact decimal value (250 = 250.0),
-/// date-times by instant, GUIDs and everything else as JSON; absent equals null.
+/// date-times by instant, GUIDs and everything else as JSON; absent, null and empty text are all "no value", which
+/// a clear (null) holds.
 pub(crate) fn same(want: &Value, have: Option<&Value>) -> bool {
     let have = have.unwrap_or(&Value::Null);
     match (want, have) {
+        (Value::Null, Value::String(s)) => s.is_empty(),
         (Value::Number(_), Value::Number(_)) => decimal_from_json(want) == decimal_from_json(have),
         (Value::String(a), Value::String(b)) => {
             if a == b {
@@ -143,16 +197,19 @@ pub(crate) fn same(want: &Value, have: Option<&Value>) -> bool {
 
 /// The echo rule: the fields of `body` whose value differs from the Sales record `current`. Empty means Sales
 /// already holds everything the template would write (the update came back from the other direction, or
-/// nothing that matters changed), so nothing is written. Columns Sales calculates ([`CALCULATED`]) are left out.
-pub(crate) fn changed_fields(t: &Table, body: &Record, current: &Record) -> Record {
+/// nothing that matters changed), so nothing is written. Columns Sales calculates ([`CALCULATED`], under system
+/// pricing) are left out.
+pub(crate) fn changed_fields(t: &Table, body: &Record, current: &Record, pricing: Pricing) -> Record {
     let mut out = Record::new();
     for (k, v) in body {
-        if CALCULATED.contains(&k.as_str()) {
+        if !pricing.compared(k) {
             continue;
         }
         let equal = match t.bind_cols.get(k) {
             Some(col) => match (bound_id(v), current.get(col).and_then(Value::as_str)) {
                 (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+                // A cleared lookup (`@odata.bind: null`) holds when Sales links nothing.
+                (None, None) => v.is_null(),
                 _ => false,
             },
             None => same(v, current.get(k)),
@@ -245,8 +302,13 @@ mod tests {
             "_transactioncurrencyid_value": "ab000000-0000-0000-0000-000000000001", "statecode": 0, "statuscode": 1
         }));
         assert!(
-            changed_fields(&t, &body, &current).is_empty(),
+            changed_fields(&t, &body, &current, Pricing::System).is_empty(),
             "Sales calculates totalamount itself"
+        );
+        assert_eq!(
+            Value::Object(changed_fields(&t, &body, &current, Pricing::Manual)),
+            json!({"totalamount": 250.0}),
+            "without system pricing it is compared"
         );
         assert!(!is_closed(&t, &current));
         let mut other = current.clone();
@@ -254,13 +316,44 @@ mod tests {
         other.insert("statuscode".into(), json!(100003));
         other.insert("name".into(), json!("Y"));
         assert!(is_closed(&t, &other));
-        let diff = changed_fields(&t, &body, &other);
+        let diff = changed_fields(&t, &body, &other, Pricing::System);
         assert_eq!(
             Value::Object(diff),
             json!({"name": "X", "statecode": 0, "statuscode": 1})
         );
-        // Products have no state the template writes: never "closed".
+        // A clear (null) holds where Sales has no value, lookups included; anything else is written.
         let p = Table::of(&p2c_mapping::products_to_sales());
+        let body = rec(json!({"description": null, "transactioncurrencyid@odata.bind": null, "name": "N"}));
+        let blank = rec(json!({"name": "N", "description": "", "_transactioncurrencyid_value": null}));
+        assert!(changed_fields(&p, &body, &blank, Pricing::System).is_empty());
+        let held = rec(
+            json!({"name": "N", "description": "Old", "_transactioncurrencyid_value": "ab000000-0000-0000-0000-000000000001"}),
+        );
+        assert_eq!(
+            Value::Object(changed_fields(&p, &body, &held, Pricing::System)),
+            json!({"description": null, "transactioncurrencyid@odata.bind": null})
+        );
+        // Products have no state the template writes: never "closed".
         assert!(!is_closed(&p, &rec(json!({"statecode": 1}))));
+    }
+
+    #[test]
+    fn creates_leave_out_what_a_create_ignores() {
+        let body = || rec(json!({"name": "X", "ispricelocked": true, "totalamount": 10, "extendedamount": 4}));
+        let mut b = body();
+        let after = split_not_valid_for_create(&mut b, Pricing::System);
+        assert_eq!(Value::Object(b), json!({"name": "X"}));
+        assert_eq!(
+            Value::Object(after),
+            json!({"ispricelocked": true}),
+            "Sales calculates the totals"
+        );
+        let mut b = body();
+        let after = split_not_valid_for_create(&mut b, Pricing::Manual);
+        assert_eq!(Value::Object(b), json!({"name": "X"}));
+        assert_eq!(
+            Value::Object(after),
+            json!({"ispricelocked": true, "totalamount": 10, "extendedamount": 4})
+        );
     }
 }
