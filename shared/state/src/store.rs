@@ -6,6 +6,7 @@
 //! | link      | `LINK#<entity>#<company>#<system>#<source_key>` | `LINK`                           |
 //! | lease     | `LEASE#<flow>#<company>`                        | `LEASE`                          |
 //! | run       | `RUN#<flow>#<company>`                          | `<started_at, UTC ms>#<run_id>` |
+//! | pause     | `PAUSE#<flow>#<company>`                        | `PAUSE`                          |
 
 use std::collections::BTreeMap;
 use std::collections::{HashMap, HashSet};
@@ -134,6 +135,20 @@ pub fn lease_pk(flow: &str, company: &str) -> String {
 /// Partition key of a flow and company's run records.
 pub fn run_pk(flow: &str, company: &str) -> String {
     format!("RUN#{flow}#{company}")
+}
+/// Key of a flow and company's pause mark.
+pub fn pause_pk(flow: &str, company: &str) -> String {
+    format!("PAUSE#{flow}#{company}")
+}
+
+/// Left by `p2c pause`: scheduled runs of the flow and company do nothing while it is there, whatever state a
+/// deploy gives the schedule; `p2c resume` removes it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PauseMark {
+    /// RFC 3339 UTC time of the pause.
+    pub since: String,
+    /// Who paused it (the caller's AWS identity, as the CLI knows it).
+    pub by: String,
 }
 
 /// DynamoDB access for p2c's state. Clones share the client and the request counter.
@@ -844,6 +859,66 @@ impl StateStore {
         Ok((!lease.is_expired()).then_some(lease))
     }
 
+    // --------------------------------------------------------------- pauses
+
+    /// The pause mark of a flow and company, if there is one.
+    pub async fn pause_mark(&self, flow: &str, company: &str) -> Result<Option<PauseMark>, StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        let pk = pause_pk(flow, company);
+        match self.get(&pk, "PAUSE", "GetItem (pause)").await? {
+            Some(item) => Ok(Some(self.decode(item, &pk)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Leave (or renew) the pause mark of a flow and company.
+    pub async fn put_pause_mark(&self, flow: &str, company: &str, by: &str) -> Result<(), StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        if self.dry_run {
+            return Ok(());
+        }
+        let pk = pause_pk(flow, company);
+        let item = encode(PauseItem {
+            pk: &pk,
+            sk: "PAUSE",
+            mark: PauseMark {
+                since: now_rfc3339(),
+                by: by.to_owned(),
+            },
+        })?;
+        self.bump();
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .send()
+            .await
+            .map_err(|e| dynamo_err("PutItem (pause)", &self.table, pk, e))?;
+        Ok(())
+    }
+
+    /// Remove the pause mark of a flow and company (none there is fine).
+    pub async fn delete_pause_mark(&self, flow: &str, company: &str) -> Result<(), StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        if self.dry_run {
+            return Ok(());
+        }
+        let pk = pause_pk(flow, company);
+        self.bump();
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("PAUSE"))
+            .send()
+            .await
+            .map_err(|e| dynamo_err("DeleteItem (pause)", &self.table, pk, e))?;
+        Ok(())
+    }
+
     // ----------------------------------------------------------------- runs
 
     /// Store a run record (kept 30 days through TTL). Writing the same `started_at` and `run_id` again
@@ -1051,6 +1126,15 @@ struct LeaseItem<'a> {
     acquired_at: String,
     /// [`TTL_ATTRIBUTE`].
     ttl: i64,
+}
+
+/// A pause item: key and the [`PauseMark`].
+#[derive(Serialize)]
+struct PauseItem<'a> {
+    pk: &'a str,
+    sk: &'a str,
+    #[serde(flatten)]
+    mark: PauseMark,
 }
 
 /// What [`StateStore::lease_holder`] needs of a lease item.

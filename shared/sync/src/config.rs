@@ -48,6 +48,9 @@ pub struct Config {
     pub tenant_id: String,
     pub client_id: String,
     pub client_secret: SecretSource,
+    /// The deployment (CloudFormation stack) this runs in: the Stack dimension of the metrics, so two stacks in
+    /// one account do not feed each other's alarms.
+    pub stack: String,
     pub table: String,
     /// This function's queue (Lambda); the CLI finds queues by name instead.
     pub queue_url: Option<String>,
@@ -135,6 +138,7 @@ impl Config {
             tenant_id: req("P2C_TENANT_ID")?,
             client_id: req("P2C_CLIENT_ID")?,
             client_secret,
+            stack: get("P2C_STACK").unwrap_or_else(|| "p2c".into()),
             table: get("P2C_TABLE").unwrap_or_else(|| "p2c".into()),
             queue_url: get("P2C_QUEUE_URL"),
             dlq_url: get("P2C_DLQ_URL"),
@@ -281,6 +285,7 @@ mod tests {
             }]
         );
         assert_eq!(c.authority_url, DEFAULT_AUTHORITY);
+        assert_eq!(c.stack, "p2c");
         assert!(!format!("{c:?}").contains("s3cr3t"), "the secret must never print");
     }
 

@@ -198,6 +198,46 @@ pub async fn replay(
     Ok(true)
 }
 
+/// `p2c pause` (enabled = false) and `p2c resume`: the flow's schedules in the stack P2C_STACK (default `p2c`).
+pub async fn pause_resume(f: FlowName, company: Option<&str>, enabled: bool, as_json: bool) -> Result<bool> {
+    let stack = std::env::var("P2C_STACK")
+        .ok()
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| "p2c".into());
+    let ops = Ops::from_env().await?;
+    let aws = p2c_state::aws_config(None).await;
+    let client = aws_sdk_scheduler::Client::new(&aws);
+    let by = format!(
+        "{} (p2c {})",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+        if enabled { "resume" } else { "pause" }
+    );
+    let changes = crate::schedules::pause_or_resume(&client, &ops.state, &stack, f, company, enabled, &by).await?;
+    let state = if enabled { "ENABLED" } else { "DISABLED" };
+    if as_json {
+        println!(
+            "{}",
+            json!({"flow": f.as_str(), "stack": stack, "state": state, "schedules": changes})
+        );
+        return Ok(true);
+    }
+    for c in &changes {
+        println!("{f} {}: {} -> {} ({})", c.company, c.was, c.now, c.name);
+    }
+    if enabled {
+        println!(
+            "The next run of each reads every change since its watermark (a full re-read, unchanged records skipped, \
+             if the pause outlived Dataverse's delta token)."
+        );
+    } else {
+        println!(
+            "Paused until p2c resume, across deploys. Queued retries still run. The company's lag alarm fires while \
+             the flow stays paused."
+        );
+    }
+    Ok(true)
+}
+
 /// The company the demo data belongs to.
 const DEMO_COMPANY: &str = "usmf";
 

@@ -6,6 +6,7 @@ mod dry;
 mod local;
 mod ops;
 mod progress;
+mod schedules;
 
 use clap::{Parser, Subcommand};
 use p2c_sync::FlowName;
@@ -71,6 +72,23 @@ enum Cmd {
         /// Show what would move, move nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Stop a flow's schedules in the deployed stack (P2C_STACK), for every company or one, until `p2c resume`
+    /// (a pause mark in the table keeps scheduled runs idle across deploys). Queued retries still run.
+    Pause {
+        #[arg(value_parser = FlowArg)]
+        flow: FlowName,
+        /// Only this company's schedule.
+        #[arg(long)]
+        company: Option<String>,
+    },
+    /// Restart a flow's schedules; the next run reads everything that changed since the last one.
+    Resume {
+        #[arg(value_parser = FlowArg)]
+        flow: FlowName,
+        /// Only this company's schedule.
+        #[arg(long)]
+        company: Option<String>,
     },
     /// Per flow and company: watermark and lag, last runs, queue and DLQ depth, lease holder.
     Status {
@@ -198,6 +216,8 @@ async fn main() -> std::process::ExitCode {
             limit,
             dry_run,
         } => commands::replay(flow, company.as_deref(), limit, dry_run, cli.json).await,
+        Cmd::Pause { flow, company } => commands::pause_resume(flow, company.as_deref(), false, cli.json).await,
+        Cmd::Resume { flow, company } => commands::pause_resume(flow, company.as_deref(), true, cli.json).await,
         Cmd::Status { flow } => commands::status(flow, cli.json).await,
         Cmd::Links {
             entity,

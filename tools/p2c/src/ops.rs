@@ -83,6 +83,7 @@ pub async fn status(ops: &Ops, flows: &[FlowName]) -> Result<Value> {
             let wm = ops.state.watermark(f.as_str(), c).await?;
             let runs = ops.state.recent_runs(f.as_str(), c, 3).await?;
             let lease = ops.state.lease_holder(f.as_str(), c).await?;
+            let paused = ops.state.pause_mark(f.as_str(), c).await?;
             rows.push(json!({
                 "flow": f.as_str(),
                 "company": c,
@@ -90,6 +91,7 @@ pub async fn status(ops: &Ops, flows: &[FlowName]) -> Result<Value> {
                 "runs": runs,
                 "queues": queues,
                 "lease_holder": lease.map(|l| json!({"owner": l.owner, "expires_at_epoch": l.expires_at_epoch})),
+                "paused": paused,
             }));
         }
     }
@@ -134,6 +136,14 @@ pub fn print_status(v: &Value) {
             last.unwrap_or_else(|| "-".into()),
             r["lease_holder"]["owner"].as_str().unwrap_or("-"),
         );
+        if let Some(since) = r["paused"]["since"].as_str() {
+            println!(
+                "    paused since {since} by {}: p2c resume {} --company {}",
+                r["paused"]["by"].as_str().unwrap_or("?"),
+                r["flow"].as_str().unwrap_or(""),
+                r["company"].as_str().unwrap_or("")
+            );
+        }
         if let Some(skips) = r["runs"].get(0).and_then(|run| run["skipped_by_reason"].as_object()) {
             let list: Vec<String> = skips.iter().map(|(why, n)| format!("{why}: {n}")).collect();
             if !list.is_empty() {

@@ -536,3 +536,198 @@ async fn reconcile_products_in_the_other_direction() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("p2c links"));
 }
+
+/// `p2c pause` / `p2c resume` against moto's EventBridge Scheduler, with schedules laid out as the stack lays them
+/// out (infra/template.yaml): in the group named after the stack, named by CloudFormation, targeting the flow's
+/// function with the flow and company in their Input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_a_flows_schedules() {
+    use aws_sdk_scheduler::types::{FlexibleTimeWindow, FlexibleTimeWindowMode, RetryPolicy, ScheduleState, Target};
+
+    let env = Env::start(1).await;
+    let scheduler = aws_sdk_scheduler::Client::new(&env.aws);
+    let stack = "p2c-t1";
+    let function = |stack: &str, flow: &str| format!("arn:aws:lambda:us-east-1:123456789012:function:{stack}-{flow}");
+    let create = |group: &'static str, name: String, target: String, input: String| {
+        let scheduler = scheduler.clone();
+        async move {
+            scheduler
+                .create_schedule()
+                .group_name(group)
+                .name(name)
+                .schedule_expression("rate(5 minutes)")
+                .flexible_time_window(
+                    FlexibleTimeWindow::builder()
+                        .mode(FlexibleTimeWindowMode::Off)
+                        .build()
+                        .unwrap(),
+                )
+                .target(
+                    Target::builder()
+                        .arn(target)
+                        .role_arn("arn:aws:iam::123456789012:role/p2c-t1-scheduler")
+                        .input(input)
+                        .retry_policy(RetryPolicy::builder().maximum_retry_attempts(0).build())
+                        .build()
+                        .unwrap(),
+                )
+                .state(ScheduleState::Enabled)
+                .send()
+                .await
+                .unwrap();
+        }
+    };
+    for group in [stack, "other-stack"] {
+        scheduler.create_schedule_group().name(group).send().await.unwrap();
+    }
+    for flow in ["accounts-to-fno", "contacts-to-fno"] {
+        for (company, bu) in [("usmf", "USSales"), ("usrt", "0b9cf0a4")] {
+            let input = format!(r#"{{"flow":"{flow}","company":"{company}"}}"#);
+            let name = format!("{stack}-{}Schedule{company}{bu}-A1B2C3", flow.replace('-', ""));
+            create(stack, name, function(stack, flow), input).await;
+        }
+    }
+    // Not ours: another stack's function in our group, our function's name in another stack's group.
+    let input = r#"{"flow":"accounts-to-fno","company":"usmf"}"#.to_string();
+    create(
+        stack,
+        "stray".into(),
+        function("other-stack", "accounts-to-fno"),
+        input.clone(),
+    )
+    .await;
+    create(
+        "other-stack",
+        "theirs".into(),
+        function(stack, "accounts-to-fno"),
+        input,
+    )
+    .await;
+
+    let states = || {
+        let scheduler = scheduler.clone();
+        async move {
+            let mut out = std::collections::BTreeMap::new();
+            for group in [stack, "other-stack"] {
+                let page = scheduler.list_schedules().group_name(group).send().await.unwrap();
+                for s in page.schedules() {
+                    let full = scheduler
+                        .get_schedule()
+                        .group_name(group)
+                        .name(s.name().unwrap())
+                        .send()
+                        .await
+                        .unwrap();
+                    let t = full.target().unwrap();
+                    let v: Value = serde_json::from_str(t.input().unwrap()).unwrap();
+                    // The rest of the definition survives an update untouched.
+                    assert_eq!(full.schedule_expression(), Some("rate(5 minutes)"));
+                    assert_eq!(t.retry_policy().and_then(|r| r.maximum_retry_attempts()), Some(0));
+                    assert!(t.role_arn().ends_with("p2c-t1-scheduler"));
+                    let who = if group == stack && t.arn() == function(stack, v["flow"].as_str().unwrap()) {
+                        format!("{}/{}", v["flow"].as_str().unwrap(), v["company"].as_str().unwrap())
+                    } else {
+                        format!("{group}/{}", s.name().unwrap())
+                    };
+                    out.insert(who, full.state().unwrap().as_str().to_string());
+                }
+            }
+            out
+        }
+    };
+    let disabled = |m: &std::collections::BTreeMap<String, String>| {
+        m.iter()
+            .filter(|(_, s)| s.as_str() == "DISABLED")
+            .map(|(k, _)| k.clone())
+            .collect::<Vec<_>>()
+    };
+    let run = |args: &[&str]| p2c_with(&env, args, &[("P2C_STACK", stack)]);
+
+    // One company: only its schedule of that flow.
+    let (code, v) = run(&["pause", "accounts-to-fno", "--company", "usmf"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(
+        (v["stack"].as_str(), v["state"].as_str()),
+        (Some(stack), Some("DISABLED"))
+    );
+    assert_eq!(v["schedules"].as_array().unwrap().len(), 1);
+    assert_eq!(v["schedules"][0]["company"], "usmf");
+    assert_eq!(
+        (v["schedules"][0]["was"].as_str(), v["schedules"][0]["now"].as_str()),
+        (Some("ENABLED"), Some("DISABLED"))
+    );
+    assert_eq!(disabled(&states().await), ["accounts-to-fno/usmf"]);
+
+    // A deploy that rewrites the schedule (another interval, say) turns it on again; the pause mark p2c left keeps
+    // the flow paused: the scheduled invocation runs nothing, and `p2c status` says so.
+    let page = scheduler.list_schedules().group_name(stack).send().await.unwrap();
+    for s in page.schedules() {
+        let full = scheduler
+            .get_schedule()
+            .group_name(stack)
+            .name(s.name().unwrap())
+            .send()
+            .await
+            .unwrap();
+        scheduler
+            .update_schedule()
+            .group_name(stack)
+            .name(s.name().unwrap())
+            .set_schedule_expression(full.schedule_expression().map(str::to_string))
+            .set_flexible_time_window(full.flexible_time_window().cloned())
+            .set_target(full.target().cloned())
+            .state(ScheduleState::Enabled)
+            .send()
+            .await
+            .unwrap();
+    }
+    assert!(disabled(&states().await).is_empty());
+    let schedule_input = serde_json::json!({"flow": "accounts-to-fno", "company": "usmf"});
+    let out = p2c_sync::handle_event(&env.deps, FlowName::AccountsToFno, schedule_input.clone())
+        .await
+        .unwrap();
+    assert_eq!(out["runs"], serde_json::json!([]), "a paused flow runs nothing");
+    assert!(env.customers("usmf").is_empty());
+    let (_, v) = p2c(&env, &["status", "accounts-to-fno"]);
+    assert!(v["flows"][0]["paused"]["since"].is_string(), "{v}");
+
+    // The whole flow: every company; another flow, another stack's schedules stay as they were. Twice is harmless.
+    for _ in 0..2 {
+        let (code, v) = run(&["pause", "accounts-to-fno"]);
+        assert_eq!(code, 0, "{v}");
+        assert_eq!(v["schedules"].as_array().unwrap().len(), 2);
+    }
+    assert_eq!(
+        disabled(&states().await),
+        ["accounts-to-fno/usmf", "accounts-to-fno/usrt"]
+    );
+
+    // Resume one company (given in upper case, as an operator might), then the rest.
+    let (code, v) = run(&["resume", "accounts-to-fno", "--company", "USRT"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["schedules"][0]["now"], "ENABLED");
+    assert_eq!(disabled(&states().await), ["accounts-to-fno/usmf"]);
+    let (code, _) = run(&["resume", "accounts-to-fno"]);
+    assert_eq!(code, 0);
+    assert!(disabled(&states().await).is_empty());
+    // Resumed: the next scheduled run catches up from the watermark (here the first run: everything).
+    let out = p2c_sync::handle_event(&env.deps, FlowName::AccountsToFno, schedule_input)
+        .await
+        .unwrap();
+    assert_eq!(out["runs"][0]["written"], 1, "{out}");
+    assert_eq!(env.customers("usmf").len(), 1);
+    let (_, v) = p2c(&env, &["status", "accounts-to-fno"]);
+    assert!(v["flows"][0]["paused"].is_null(), "{v}");
+
+    // Nothing to act on is an error that says why, not a silent success.
+    let out = common::p2c_raw(
+        &env,
+        &["pause", "accounts-to-fno", "--company", "gbsi"],
+        &[("P2C_STACK", stack)],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no schedule of accounts-to-fno for company gbsi"));
+    let out = common::p2c_raw(&env, &["pause", "accounts-to-fno"], &[("P2C_STACK", "p2c-typo")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is P2C_STACK the name of the deployed stack"));
+}

@@ -126,6 +126,14 @@ async fn schedule(
     let opts = inv.options(deps, run.full_resync, "schedule");
     let mut out = Vec::new();
     for c in companies {
+        // `p2c pause` leaves a mark besides turning the schedule off, so a deploy that turns it on again runs
+        // nothing until `p2c resume`.
+        let le = deps.legal_entity(&c)?;
+        if let Some(mark) = deps.state.pause_mark(flow.as_str(), &le).await? {
+            tracing::info!(flow = %flow, company = %le, since = %mark.since, by = %mark.by,
+                "paused (p2c pause); nothing to do until p2c resume");
+            continue;
+        }
         out.push(run_flow(deps, flow, &c, &opts).await?);
     }
     Ok(out)

@@ -7,8 +7,8 @@ use crate::report::RunReport;
 
 pub const NAMESPACE: &str = "p2c";
 
-/// The EMF document for a finished run (dimensions Flow and Company).
-pub fn emf_line(r: &RunReport, run_failed: bool) -> String {
+/// The EMF document for a finished run (dimensions Stack, Flow and Company).
+pub fn emf_line(r: &RunReport, run_failed: bool, stack: &str) -> String {
     let now_ms = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
     let count = |n: &str| json!({"Name": n, "Unit": "Count"});
     let mut metrics = vec![
@@ -23,6 +23,7 @@ pub fn emf_line(r: &RunReport, run_failed: bool) -> String {
         json!({"Name": "Duration", "Unit": "Milliseconds"}),
     ];
     let mut doc = json!({
+        "Stack": stack,
         "Flow": r.flow,
         "Company": r.company,
         "Trigger": r.trigger,
@@ -43,7 +44,7 @@ pub fn emf_line(r: &RunReport, run_failed: bool) -> String {
     }
     doc["_aws"] = json!({
         "Timestamp": now_ms,
-        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Flow", "Company"]], "Metrics": metrics}],
+        "CloudWatchMetrics": [{"Namespace": NAMESPACE, "Dimensions": [["Stack", "Flow", "Company"]], "Metrics": metrics}],
     });
     doc.to_string()
 }
@@ -60,10 +61,11 @@ mod tests {
         r.skipped = 2;
         r.failed = 1;
         r.lag_seconds = Some(300);
-        let v: Value = serde_json::from_str(&emf_line(&r, false)).unwrap();
+        let v: Value = serde_json::from_str(&emf_line(&r, false, "p2c-prod")).unwrap();
         let decl = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(decl["Namespace"], "p2c");
-        assert_eq!(decl["Dimensions"], json!([["Flow", "Company"]]));
+        assert_eq!(decl["Dimensions"], json!([["Stack", "Flow", "Company"]]));
+        assert_eq!(v["Stack"], "p2c-prod");
         for m in decl["Metrics"].as_array().unwrap() {
             let name = m["Name"].as_str().unwrap();
             assert!(v[name].is_number(), "metric {name} has a value");

@@ -112,7 +112,10 @@ pub(crate) async fn record(deps: &Deps, report: &RunReport, started_at: String, 
     }
     if std::env::var_os("AWS_LAMBDA_FUNCTION_NAME").is_some() || std::env::var_os("P2C_EMF").is_some() {
         // One CloudWatch Embedded Metric Format line per run; the dashboard and alarms read these.
-        println!("{}", crate::entry::metrics::emf_line(report, failed.is_some()));
+        println!(
+            "{}",
+            crate::entry::metrics::emf_line(report, failed.is_some(), &deps.cfg.stack)
+        );
     }
 }
 
