@@ -7,7 +7,8 @@ find the target directory) goes to the real cargo. What is checked is SAM's side
 and all), asks nothing, builds every function with the architecture the parameters give, and writes the built
 template. infra/build compiles for real.
 
-Needs the SAM CLI: infra/check installs the pinned version and sets P2C_SAM_CLI; skipped without it.
+Needs the SAM CLI: `P2C_SAM_BUILD_TEST=1 infra/check` installs the pinned version and sets P2C_SAM_CLI; skipped
+without it (sam build copies the whole workspace, target/ included, per function: too slow for every test run).
 """
 
 from __future__ import annotations
