@@ -244,7 +244,10 @@ const DEMO_COMPANY: &str = "usmf";
 /// The prospect-to-cash story on the sandbox: customers and products first, then a quote and an order in Sales go
 /// to F&O, F&O confirms the order (status and totals come back to Sales) and invoices it (the invoice comes to
 /// Sales, the order becomes Invoiced). Every flow runs; the story stops early only when a flow it needs failed.
-pub async fn demo(accounts: usize, as_json: bool) -> Result<bool> {
+pub async fn demo(accounts: usize, events: bool, as_json: bool) -> Result<bool> {
+    if events {
+        return crate::demo_events::run(accounts, as_json).await;
+    }
     let sb = local::start_sandbox(None, accounts).await?;
     let (aws, _moto) = local::aws().await?;
     let cfg = local::sandbox_config(&sb, "p2c-demo", "p2c-demo-")?;
@@ -334,7 +337,7 @@ pub async fn demo(accounts: usize, as_json: bool) -> Result<bool> {
     Ok(complete && reports.iter().all(|r| r.failed == 0))
 }
 
-fn print_reports(reports: &[RunReport], as_json: bool) {
+pub fn print_reports(reports: &[RunReport], as_json: bool) {
     if as_json {
         println!("{}", json!({ "runs": reports }));
         return;

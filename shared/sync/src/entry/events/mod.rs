@@ -361,7 +361,8 @@ fn emf_line(source: &str, outcome: &str, enqueued: usize) -> String {
     doc.to_string()
 }
 
-async fn load_keys(src: &KeySource, aws: &aws_config::SdkConfig) -> Result<EventKeys, SyncError> {
+/// The keys, from the configuration or from Secrets Manager.
+pub async fn load_keys(src: &KeySource, aws: &aws_config::SdkConfig) -> Result<EventKeys, SyncError> {
     let arn = match src {
         KeySource::Value(k) => return Ok(k.clone()),
         KeySource::SecretsManager(arn) => arn,
