@@ -368,7 +368,8 @@ pub async fn load_keys(src: &KeySource, aws: &aws_config::SdkConfig) -> Result<E
         KeySource::SecretsManager(arn) => arn,
     };
     let secret_error = |why: String| crate::config::ConfigError::Secret { arn: arn.clone(), why };
-    let out = aws_sdk_secretsmanager::Client::new(aws)
+    let client = aws_sdk_secretsmanager::Client::new(aws);
+    let out = client
         .get_secret_value()
         .secret_id(arn)
         .send()
