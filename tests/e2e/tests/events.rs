@@ -12,7 +12,7 @@ use p2c_e2e::{
     expect::{assert_account, assert_document_to_fno, assert_document_to_sales, fno_find, num},
 };
 use p2c_sandbox::{EventKind, Service};
-use p2c_sync::{EventsConfig, FlowName, Ingress, Message, Reason, Skip, ops::events as reg};
+use p2c_sync::{EventsConfig, FlowName, Ingress, Message, Reason, Skip, entry::events::register as reg};
 use serde_json::{Value, json};
 
 const KEY: &str = "e2e-events-key-0123456789";

@@ -8,8 +8,8 @@ use p2c_dynamics::Secret;
 use p2c_sandbox::Sandbox;
 use p2c_sync::{
     Config, Deps, EventsConfig, FlowName, Ingress,
+    entry::events::register as reg,
     entry::events::{EventKeys, KeySource, load_keys},
-    ops::events as reg,
 };
 use serde_json::json;
 

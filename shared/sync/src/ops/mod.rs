@@ -1,6 +1,4 @@
-//! Operator tasks beside the scheduled runs: reconcile both systems, enqueue a segmented backfill, register the
-//! Dataverse webhooks of the events function.
+//! Operator tasks beside the scheduled runs: reconcile both systems, enqueue a segmented backfill.
 
-pub mod events;
 pub mod reconcile;
 pub mod segments;

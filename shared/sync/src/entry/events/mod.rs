@@ -24,6 +24,7 @@ pub mod lambda;
 #[cfg(feature = "local-server")]
 pub mod local;
 pub mod payload;
+pub mod register;
 pub mod sink;
 
 use std::{

@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use p2c_dynamics::{Record, Secret, odata};
 use serde_json::{Value, json};
 
+use super::{BusinessEventRoute, keys::WEBHOOK_HEADER};
 use crate::{
     deps::Deps,
-    entry::events::{BusinessEventRoute, keys::WEBHOOK_HEADER},
     error::SyncError,
     flow_name::FlowName,
     flows::{WatchedTable, watched_tables},
