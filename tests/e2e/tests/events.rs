@@ -298,3 +298,56 @@ async fn an_event_storm_on_one_record_collapses_to_few_writes() {
         "F&O ends with the last change"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_is_idempotent_and_status_tells_what_differs() {
+    let env = Env::start(1).await;
+    let (_, url) = events(&env, &FlowName::ALL).await;
+    let key = Secret::new(KEY);
+    let st = reg::status(&env.deps, Some(&url), &FlowName::ALL).await.unwrap();
+    assert!(st.complete, "{st:?}");
+    // 2 steps each for accounts, contacts, quotes and orders; 3 for each line table (Delete too).
+    assert_eq!(st.steps.len(), 14);
+    let again = reg::register(&env.deps, &url, &key, &FlowName::ALL).await.unwrap();
+    assert_eq!(again.endpoint_state, "updated");
+    assert!(again.steps.iter().all(|s| s.state == "unchanged"), "{again:?}");
+    // Someone narrows a step by hand: status says so, register puts it back.
+    let steps = env
+        .deps
+        .sales
+        .list(
+            "sdkmessageprocessingsteps",
+            &["sdkmessageprocessingstepid".into(), "name".into()],
+            Some("name eq 'p2c: accounts-to-fno Update of account'"),
+        )
+        .await
+        .unwrap();
+    let id = steps[0]["sdkmessageprocessingstepid"].as_str().unwrap().to_string();
+    env.deps
+        .sales
+        .update(
+            "sdkmessageprocessingsteps",
+            &id,
+            &json!({"filteringattributes": "name"}),
+        )
+        .await
+        .unwrap();
+    let st = reg::status(&env.deps, Some(&url), &FlowName::ALL).await.unwrap();
+    assert!(!st.complete);
+    let diff: Vec<_> = st.steps.iter().filter(|s| s.state != "registered").collect();
+    assert_eq!((diff.len(), diff[0].state.as_str()), (1, "different"), "{diff:?}");
+    // Fewer flows: the other flows' steps are removed.
+    let fewer = reg::register(&env.deps, &url, &key, &[FlowName::AccountsToFno])
+        .await
+        .unwrap();
+    let count = |state: &str| fewer.steps.iter().filter(|s| s.state == state).count();
+    assert_eq!(
+        (count("updated"), count("unchanged"), count("removed")),
+        (1, 1, 12),
+        "{fewer:?}"
+    );
+    let st = reg::status(&env.deps, Some("https://elsewhere.example"), &[FlowName::AccountsToFno])
+        .await
+        .unwrap();
+    assert_eq!(st.endpoint_state, "different url");
+}

@@ -639,6 +639,27 @@ impl Sandbox {
             .collect();
     }
 
+    /// The sandbox's events option: sends every change to `base_url`. Registers (as the Plug-in Registration Tool
+    /// would) a webhook `sandbox` posting to `<base_url>/dataverse` with the HttpHeader
+    /// `x-p2c-webhook-key: <webhook_key>` and asynchronous steps for Create, Update and Delete of every business
+    /// table, and activates the F&O business events for `<base_url>/fno?code=<business_events_key>` in every legal
+    /// entity. Returns the endpoint's id.
+    pub fn send_events_to(&self, base_url: &str, webhook_key: &str, business_events_key: &str) -> String {
+        let base = base_url.trim_end_matches('/');
+        let id = panic_on(registration::webhook_everywhere(
+            &mut lock(&self.st().dv),
+            &format!("{base}/dataverse"),
+            webhook_key,
+        ));
+        events::flush_dataverse(self.st());
+        self.fno_activate_business_events(
+            &format!("{base}/fno?code={}", http::encode_query_value(business_events_key)),
+            &["SalesOrderConfirmedBusinessEvent", "SalesInvoicePostedBusinessEvent"],
+            None,
+        );
+        id
+    }
+
     /// Every webhook and business event sent so far, in the order their deliveries ended.
     pub fn event_deliveries(&self) -> Vec<EventDelivery> {
         self.st().events.deliveries()

@@ -209,6 +209,69 @@ pub(crate) fn derive(t: &Table, row: &mut Row) {
     }
 }
 
+/// A webhook on every Create, Update and Delete of every business table (`Sandbox::send_events_to`).
+pub(crate) fn webhook_everywhere(store: &mut DvStore, url: &str, key: &str) -> Result<String, String> {
+    let (Some(endpoints), Some(steps)) = (
+        dv_schema::table("serviceendpoints"),
+        dv_schema::table("sdkmessageprocessingsteps"),
+    ) else {
+        return Err("p2c-sandbox: the registration tables are missing".into());
+    };
+    let xml = key.replace('&', "&amp;").replace('"', "&quot;").replace('<', "&lt;");
+    let mut ep = serde_json::Map::new();
+    ep.insert("name".into(), Value::from("sandbox"));
+    ep.insert("contract".into(), Value::from(WEBHOOK_CONTRACT));
+    ep.insert("authtype".into(), Value::from(5));
+    ep.insert("messageformat".into(), Value::from(2));
+    ep.insert("url".into(), Value::from(url));
+    ep.insert(
+        "authvalue".into(),
+        Value::from(format!(
+            "<settings><setting name=\"x-p2c-webhook-key\" value=\"{xml}\" /></settings>"
+        )),
+    );
+    let vals = crate::dataverse::direct_values(store, endpoints, &ep)?;
+    let endpoint = crate::dataverse::direct_insert(store, endpoints, vals)?;
+    let filters: Vec<(String, String, String)> = store
+        .table("sdkmessagefilters")
+        .map(|t| {
+            t.rows
+                .iter()
+                .map(|(id, r)| {
+                    let msg = text(r, "_sdkmessageid_value").to_string();
+                    (id.clone(), msg, text(r, "primaryobjecttypecode").to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    for (filter, message, table) in filters {
+        let name = store
+            .get("sdkmessages", &message)
+            .map(|m| text(m, "name").to_string())
+            .unwrap_or_default();
+        let mut step = serde_json::Map::new();
+        step.insert("name".into(), Value::from(format!("sandbox: {name} of {table}")));
+        for (k, v) in [("stage", 40), ("mode", 1), ("rank", 1), ("supporteddeployment", 0)] {
+            step.insert(k.into(), Value::from(v));
+        }
+        step.insert(
+            "eventhandler_serviceendpoint@odata.bind".into(),
+            Value::from(format!("/serviceendpoints({endpoint})")),
+        );
+        step.insert(
+            "sdkmessageid@odata.bind".into(),
+            Value::from(format!("/sdkmessages({message})")),
+        );
+        step.insert(
+            "sdkmessagefilterid@odata.bind".into(),
+            Value::from(format!("/sdkmessagefilters({filter})")),
+        );
+        let vals = crate::dataverse::direct_values(store, steps, &step)?;
+        crate::dataverse::direct_insert(store, steps, vals)?;
+    }
+    Ok(endpoint)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -456,3 +456,39 @@ async fn the_write_journal_times_every_write() {
     );
     assert!(w[1].at_ms >= w[0].at_ms);
 }
+
+#[tokio::test]
+async fn the_events_option_sends_every_change() {
+    let sb = sandbox().await;
+    sb.seed_demo(1);
+    let (url, got) = receiver(vec![]).await;
+    sb.send_events_to(&url, "webhook-key", "be key");
+    let id = sb.sales_insert("contacts", json!({"firstname": "Eve", "lastname": "Events"}));
+    sb.sales_update("contacts", &id, json!({"jobtitle": "Tester"}));
+    sb.sales_delete("contacts", &id);
+    sb.fno_insert(
+        "CustomersV2",
+        json!({"dataAreaId": "usmf", "CustomerAccount": "US-902", "CustomerGroupId": "10",
+        "OrganizationName": "Option Inc", "SalesCurrencyCode": "USD"}),
+    );
+    let order = sb.fno_create_order("usmf", "US-902", &[("D0001", 1.0)]);
+    sb.fno_confirm_order("usmf", &order);
+    settle(&sb).await;
+    let calls = got.lock().unwrap().clone();
+    let hooks: Vec<&str> = calls
+        .iter()
+        .filter(|c| c.0 == "/dataverse")
+        .map(|c| c.2["MessageName"].as_str().unwrap())
+        .collect();
+    assert_eq!(hooks, ["Create", "Update", "Delete"]);
+    assert!(
+        calls
+            .iter()
+            .filter(|c| c.0 == "/dataverse")
+            .all(|c| c.1["x-p2c-webhook-key"] == "webhook-key")
+    );
+    let be: Vec<_> = calls.iter().filter(|c| c.0.starts_with("/fno")).collect();
+    assert_eq!(be.len(), 1);
+    assert_eq!(be[0].0, "/fno?code=be%20key");
+    assert_eq!(be[0].2["SalesOrderId"], order.as_str());
+}

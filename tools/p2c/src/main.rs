@@ -43,6 +43,10 @@ enum Cmd {
         /// refuse plain HTTP, such as Microsoft's Python Dataverse client.
         #[arg(long)]
         tls: bool,
+        /// Send a webhook for every Sales change and the F&O business events to this events ingress (e.g.
+        /// `p2c events serve`'s http://127.0.0.1:8710), with the key in P2C_EVENTS_SECRET.
+        #[arg(long)]
+        events_url: Option<String>,
     },
     /// Create the table and each flow's queue and DLQ if missing (safe to run twice).
     Init,
@@ -239,7 +243,12 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Sandbox { port, accounts, tls } => commands::sandbox(port, accounts, tls).await,
+        Cmd::Sandbox {
+            port,
+            accounts,
+            tls,
+            events_url,
+        } => commands::sandbox(port, accounts, tls, events_url.as_deref()).await,
         Cmd::Init => commands::init(cli.json).await,
         Cmd::Run {
             flow,
