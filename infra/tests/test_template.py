@@ -55,6 +55,26 @@ OPTIONAL = {
 }
 # Set in each flow block (they differ per function); the rest come from Globals.
 PER_FUNCTION_ENV = {"P2C_QUEUE_URL", "P2C_DLQ_URL"}
+# The events ingress (functions/events): not a flow; its own block between BEGIN EVENTS and END EVENTS.
+EVENTS_BINARY = "events"
+# Read by the events ingress only, and not set on it, each with the reason.
+EVENTS_CLI_ONLY = {
+    "P2C_EVENTS_SECRET": "local runs only; the function reads its key from Secrets Manager (P2C_EVENTS_SECRET_ARN)",
+}
+EVENTS_OPTIONAL = {
+    "P2C_EVENTS_MAX_BYTES": "defaults to 512 KiB (Dataverse trims its payloads to 256 KB)",
+    "P2C_EVENT_FLOWS": "defaults to every flow; set it to take events for fewer",
+}
+# The order of the flows in P2C_EVENT_QUEUES (FlowName's declaration order in the sync crate).
+FLOW_ORDER = [
+    "accounts-to-fno",
+    "contacts-to-fno",
+    "products-to-sales",
+    "quotes-to-fno",
+    "orders-to-fno",
+    "orders-to-sales",
+    "invoices-to-sales",
+]
 SECRET_ARN = {"Fn::If": ["CreateSecret", {"Ref": "ClientSecret"}, {"Ref": "ClientSecretArn"}]}
 
 # ----------------------------------------------------------------------------------------- AWS calls
@@ -76,6 +96,11 @@ LAMBDA_CALLS = {
     ("shared/state/src/store.rs", "put_links", "batch_write_item"): "links and history of a page",
     ("shared/state/src/queues.rs", "send_chunk", "send_message_batch"): "failed records to the queue or DLQ",
     ("shared/sync/src/deps.rs", "fetch_secret", "get_secret_value"): "the Entra client secret at start-up",
+}
+# What the events function calls beside sending to the flows' queues (send_message_batch, in LAMBDA_CALLS); its
+# role grants exactly these, and `p2c events register` (EventsOperatorPolicy) reads the same key.
+EVENTS_CALLS = {
+    ("shared/sync/src/entry/events/mod.rs", "load_keys", "get_secret_value"): "the events key at start-up",
 }
 CLI_CALLS = {
     ("shared/state/src/store.rs", "ensure_table", "describe_table"): "p2c init",
@@ -116,12 +141,16 @@ CLI_ENTRY_POINTS = {
     "delete_pause_mark": {},
     # Deps::queue_pair falls back to finding the queues by name when P2C_QUEUE_URL/P2C_DLQ_URL are not set, which
     # test_flow_blocks_are_self_consistent makes sure never happens in Lambda.
-    "urls": {"shared/sync/src/deps.rs": "only without P2C_QUEUE_URL and P2C_DLQ_URL"},
+    "urls": {
+        "shared/sync/src/deps.rs": "only without P2C_QUEUE_URL and P2C_DLQ_URL",
+        "shared/sync/src/entry/events/sink.rs": "only without P2C_EVENT_QUEUES (the CLI's local ingress)",
+    },
 }
 SERVICE_OF_FILE = {
     "shared/state/src/store.rs": "dynamodb",
     "shared/state/src/queues.rs": "sqs",
     "shared/sync/src/deps.rs": "secretsmanager",
+    "shared/sync/src/entry/events/mod.rs": "secretsmanager",
     "tools/p2c/src/schedules.rs": "scheduler",
 }
 # Batch operations are authorised by the single-item action.
@@ -202,12 +231,26 @@ def without_tests(text: str) -> str:
     return text.split("#[cfg(test)]", 1)[0]
 
 
-def code_env_vars() -> set[str]:
-    """P2C_* names the Lambda code reads: string literals in shared/*/src and functions/*/src, unit tests excluded."""
+def is_events_source(src: Path) -> bool:
+    """Source of the events ingress: its function and its module of the sync crate."""
+    rel = src.relative_to(ROOT).as_posix()
+    return rel.startswith(f"functions/{EVENTS_BINARY}/") or rel.startswith("shared/sync/src/entry/events/")
+
+
+def code_env_vars(which: str = "all") -> set[str]:
+    """P2C_* names the Lambda code reads: string literals in shared/*/src and functions/*/src, unit tests excluded.
+    `which`: "all", "events" (the events ingress's sources) or "flows" (every other source)."""
     names: set[str] = set()
     for src in sorted([*ROOT.glob("shared/*/src/**/*.rs"), *ROOT.glob("functions/*/src/**/*.rs")]):
+        if which != "all" and is_events_source(src) != (which == "events"):
+            continue
         names.update(re.findall(r'"(P2C_[A-Z0-9_]+)"', without_tests(src.read_text())))
     return names
+
+
+def events_only_env_vars() -> set[str]:
+    """P2C_* names only the events ingress reads."""
+    return code_env_vars("events") - code_env_vars("flows")
 
 
 def sdk_calls() -> set[tuple[str, str, str]]:
@@ -228,6 +271,11 @@ def iam_action(file: str, op: str) -> str:
 
 
 def flow_functions(t: dict) -> dict[str, tuple[str, dict]]:
+    """binary -> (logical id, resource) for every flow's function (all but the events ingress)."""
+    return {b: f for b, f in all_functions(t).items() if b != EVENTS_BINARY}
+
+
+def all_functions(t: dict) -> dict[str, tuple[str, dict]]:
     """binary -> (logical id, resource) for every AWS::Serverless::Function."""
     out = {}
     for lid, r in resources(t, "AWS::Serverless::Function").items():
@@ -331,7 +379,7 @@ def template(raw) -> dict:
 
 
 def test_every_binary_has_a_function_and_every_function_a_binary(template):
-    in_template = set(flow_functions(template))
+    in_template = set(all_functions(template))
     in_workspace = workspace_binaries()
     assert in_workspace, "no binaries found under functions/"
     missing = in_workspace - in_template
@@ -349,7 +397,7 @@ def test_functions_are_built_by_cargo_lambda_for_al2023(raw, template):
     assert g["MemorySize"] == {"Ref": "MemorySize"}
     arch = raw["Parameters"]["Architecture"]
     assert (arch["Default"], set(arch["AllowedValues"])) == ("arm64", {"arm64", "x86_64"})
-    for binary, (lid, fn) in flow_functions(template).items():
+    for binary, (lid, fn) in all_functions(template).items():
         assert fn["Metadata"]["BuildMethod"] == "rust-cargolambda", lid
         for k in ("Runtime", "Handler", "Architectures", "CodeUri", "Timeout", "MemorySize"):
             assert k not in fn["Properties"], f"{lid} overrides Globals.{k}"
@@ -362,18 +410,31 @@ def test_functions_are_built_by_cargo_lambda_for_al2023(raw, template):
 
 def test_env_vars_agree_with_the_code(template):
     read = code_env_vars()
+    events_only = events_only_env_vars()
     for name in {**CLI_ONLY, **OPTIONAL}:
         assert name in read, f"{name} is listed here but the code no longer reads it; drop it from the list"
-    wanted = read - set(CLI_ONLY) - set(OPTIONAL)
+    for name in {**EVENTS_CLI_ONLY, **EVENTS_OPTIONAL}:
+        assert name in events_only, f"{name} is listed here but only the events ingress should read it"
+    wanted = read - set(CLI_ONLY) - set(OPTIONAL) - events_only
     assert PER_FUNCTION_ENV <= wanted, "the code no longer reads the per-function queue URLs"
     env = template["Globals"]["Function"]["Environment"]["Variables"]
     # The Stack dimension of the metrics, and the companies exactly as the Companies parameter lists them.
     assert env["P2C_STACK"] == {"Ref": "AWS::StackName"}
     assert env["P2C_COMPANIES"] == {"Fn::Join": [",", {"Ref": "Companies"}]}
     cfn = sam_to_cfn(template)
+    events_lid = all_functions(template)[EVENTS_BINARY][0]
     for lid, fn in resources(cfn, "AWS::Lambda::Function").items():
         env = set(fn["Properties"].get("Environment", {}).get("Variables", {}))
         p2c = {v for v in env if v.startswith("P2C_")}
+        if lid == events_lid:
+            # Globals give it the flows' variables too (harmless: its role reaches nothing they name).
+            want = events_only - set(EVENTS_CLI_ONLY) - set(EVENTS_OPTIONAL)
+            assert not (want - p2c), f"{lid} lacks {sorted(want - p2c)} (read by the events ingress)"
+            assert not (p2c & set(EVENTS_CLI_ONLY)), f"{lid} sets {sorted(p2c & set(EVENTS_CLI_ONLY))}"
+            assert not (p2c & PER_FUNCTION_ENV), f"{lid} is not a flow: it has no queue of its own"
+            assert not (p2c - read), f"{lid} sets {sorted(p2c - read)}, which no code reads"
+            continue
+        assert not (p2c & events_only), f"{lid} sets the events ingress's variables"
         assert not (wanted - p2c), f"{lid} lacks {sorted(wanted - p2c)} (read by the code)"
         assert not (p2c - read), f"{lid} sets {sorted(p2c - read)}, which no code reads"
         assert not (p2c & set(CLI_ONLY)), f"{lid} sets CLI-only {sorted(p2c & set(CLI_ONLY))}"
@@ -614,7 +675,7 @@ def test_log_levels_keep_the_metric_lines_and_platform_reports(raw):
 
 def test_every_sdk_call_is_classified():
     found = sdk_calls()
-    known = set(LAMBDA_CALLS) | set(CLI_CALLS)
+    known = set(LAMBDA_CALLS) | set(CLI_CALLS) | set(EVENTS_CALLS)
     assert not (found - known), f"AWS SDK calls not classified in this file: {sorted(found - known)}"
     assert not (known - found), f"classified calls the code no longer makes: {sorted(known - found)}"
     # The CLI-only entry points are not called from the Lambda code (shared/sync outside ops/, and functions/).
@@ -685,9 +746,61 @@ def test_a_customer_managed_key_is_used_only_through_secrets_manager(template):
                 assert st["Fn::If"][1]["Condition"] == via, st
                 assert st["Fn::If"][1]["Resource"] == {"Ref": "SecretKmsKeyArn"}
                 found += 1
-    assert found == len(flow_functions(template)) + 1
+    # Every flow role, the events role, the operator policy.
+    assert found == len(flow_functions(template)) + 2
     secret = res["ClientSecret"]["Properties"]
     assert secret["KmsKeyId"] == {"Fn::If": ["HasSecretKey", {"Ref": "SecretKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+
+
+def test_events_block(template):
+    """The events ingress: its own block, a Function URL, reserved concurrency, its key, sending only to the flows'
+    queues, reading only its key, alarms on refused calls and on queueing failures."""
+    text = TEMPLATE_PATH.read_text()
+    res = template["Resources"]
+    lid, fn = all_functions(template)[EVENTS_BINARY]
+    assert lid == "EventsFunction"
+    begin, end = "BEGIN EVENTS\n", "END EVENTS\n"
+    assert text.count(begin) == 1 and text.count(end) == 1
+    block = text[text.index(begin) : text.index(end)]
+    for k in [k for k in res if k.startswith("Events")]:
+        assert f"\n  {k}:\n" in block, f"{k} is outside the BEGIN/END EVENTS block"
+    props = fn["Properties"]
+    assert props["FunctionName"] == {"Fn::Sub": "${AWS::StackName}-events"}
+    assert props["FunctionUrlConfig"]["AuthType"] == "NONE"
+    assert props["ReservedConcurrentExecutions"] == {"Ref": "EventsReservedConcurrency"}
+    assert "Events" not in props, "the ingress has no SQS trigger or schedule"
+    assert props["LoggingConfig"]["LogFormat"] == "JSON"
+    assert res["EventsLogGroup"]["Properties"]["LogGroupName"] == {"Fn::Sub": "/aws/lambda/${AWS::StackName}-events"}
+    env = props["Environment"]["Variables"]
+    assert env["P2C_EVENTS_SECRET_ARN"] == {"Ref": "EventsKey"}
+    key_props = res["EventsKey"]["Properties"]
+    assert "GenerateSecretString" in key_props
+    assert key_props["KmsKeyId"] == {"Fn::If": ["HasSecretKey", {"Ref": "SecretKmsKeyArn"}, {"Ref": "AWS::NoValue"}]}
+    flows = sorted(flow_functions(template))
+    assert sorted(FLOW_ORDER) == flows, "FLOW_ORDER lists every flow"
+    assert env["P2C_EVENT_QUEUES"]["Fn::Sub"].split(",") == [f"{b}=${{{prefix_of(b)}Queue}}" for b in FLOW_ORDER]
+    # Role: send to the flows' queues (not DLQs), read its own key, write its own logs; nothing else.
+    g = grants(statements(res["EventsRole"]))
+    events_actions = {iam_action(f, op) for (f, _, op) in EVENTS_CALLS}
+    assert g == {
+        key({"Fn::GetAtt": ["EventsLogGroup", "Arn"]}): LOG_ACTIONS,
+        key({"Ref": "EventsKey"}): events_actions,
+        key({"Ref": "SecretKmsKeyArn"}): {"kms:Decrypt"},
+        **{key({"Fn::GetAtt": [f"{prefix_of(b)}Queue", "Arn"]}): {"sqs:SendMessage"} for b in flows},
+    }, g
+    op = [s for st in res["EventsOperatorPolicy"]["Properties"]["PolicyDocument"]["Statement"] for s in conditional(st)]
+    assert grants(op) == {key({"Ref": "EventsKey"}): events_actions, key({"Ref": "SecretKmsKeyArn"}): {"kms:Decrypt"}}
+    # Alarms on the metrics the ingress logs (EMF), by its function name.
+    src = (ROOT / "shared/sync/src/entry/events/mod.rs").read_text()
+    assert '[["FunctionName"]]' in src
+    a = alarms(template)
+    for alarm, metric in [("EventsRejectedAlarm", "Rejected"), ("EventsErrorsAlarm", "Unavailable")]:
+        assert (a[alarm]["Namespace"], a[alarm]["MetricName"]) == ("p2c", metric)
+        assert f'"{metric}"' in src, f"the ingress emits {metric}"
+        assert a[alarm]["Dimensions"] == [{"Name": "FunctionName", "Value": {"Fn::Sub": "${AWS::StackName}-events"}}]
+    outputs = template["Outputs"]
+    assert outputs["EventsUrl"]["Value"] == {"Fn::GetAtt": ["EventsFunctionUrl", "FunctionUrl"]}
+    assert outputs["EventsOperatorPolicyArn"]["Value"] == {"Ref": "EventsOperatorPolicy"}
 
 
 def test_visibility_is_at_least_six_function_timeouts(template):
@@ -738,7 +851,17 @@ def test_translated_template_has_what_sam_generates(template):
     cfn = sam_to_cfn(template)
     fns = resources(cfn, "AWS::Lambda::Function")
     esms = resources(cfn, "AWS::Lambda::EventSourceMapping")
-    assert len(esms) == len(fns) == len(flow_functions(template))
+    assert len(esms) == len(flow_functions(template)), "one SQS trigger per flow"
+    assert len(fns) == len(all_functions(template))
+    # The events ingress: one public Function URL (it authenticates each call itself).
+    (url,) = resources(cfn, "AWS::Lambda::Url").values()
+    assert url["Properties"]["AuthType"] == "NONE"
+    assert url["Properties"]["TargetFunctionArn"] == {"Ref": all_functions(template)[EVENTS_BINARY][0]}
+    # Since October 2025 a new function URL needs both permissions (AWS Lambda guide, "Control access to Lambda
+    # function URLs"); InvokeFunction only through the URL.
+    perms = {p["Properties"]["Action"]: p["Properties"] for p in resources(cfn, "AWS::Lambda::Permission").values()}
+    assert perms["lambda:InvokeFunctionUrl"]["FunctionUrlAuthType"] == "NONE"
+    assert perms["lambda:InvokeFunction"]["InvokedViaFunctionUrl"] is True
     for esm in esms.values():
         assert esm["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     for lid, fn in fns.items():
@@ -760,7 +883,7 @@ def test_fifty_companies_fit_in_one_stack(raw):
     per flow and its lag alarm."""
     cfn = {n: sam_to_cfn(expanded(raw, sample_companies(n))) for n in (1, 2, 50)}
     count = {n: len(c["Resources"]) for n, c in cfn.items()}
-    flows = len(workspace_binaries())
+    flows = len(workspace_binaries() - {EVENTS_BINARY})
     assert count[2] - count[1] == flows + 1
     assert count[50] <= 500, count
     # The processed template must stay under CloudFormation's 1 MB as well.
@@ -834,6 +957,7 @@ PARAMS = {
 STACK = "p2c-ci"
 # Types moto's CloudFormation does not model: it skips them with a warning and still completes the stack.
 MOTO_SKIPS = {
+    "AWS::Lambda::Url",
     "AWS::Scheduler::Schedule",
     "AWS::Scheduler::ScheduleGroup",
     "AWS::CloudWatch::Alarm",
@@ -871,6 +995,19 @@ def stack(moto, raw):
 
     # What CloudFormation does with the template: the language extensions with these parameters, then SAM.
     cfn = sam_to_cfn(expanded(raw, PARAMS["Companies"].split(",")))
+    # moto validates GetAtt in outputs against the types it models: drop outputs of the types it skips (the events
+    # function's URL), which are checked statically above.
+    skipped_ids = {k for k, v in cfn["Resources"].items() if v["Type"] in MOTO_SKIPS}
+    cfn["Outputs"] = {
+        k: v
+        for k, v in cfn.get("Outputs", {}).items()
+        if not (isinstance(v["Value"], dict) and v["Value"].get("Fn::GetAtt", [None])[0] in skipped_ids)
+    }
+    # A managed policy statement on a resource moto does not model has no resource there, which moto's IAM refuses:
+    # such statements (the events key's) are checked statically above.
+    for r in resources(cfn, "AWS::IAM::ManagedPolicy").values():
+        doc = r["Properties"]["PolicyDocument"]
+        doc["Statement"] = [st for st in doc["Statement"] if st.get("Resource") not in [{"Ref": i} for i in skipped_ids]]
     cf = moto("cloudformation")
     # In process, so moto's warnings about the types it skips reach us; anything else it skips is a surprise.
     with warnings.catch_warnings(record=True) as caught:
@@ -993,4 +1130,34 @@ def test_moto_operator_policy(moto, stack):
     assert set(by_sid) == {"State", "Queues", "Secret", "SecretKey", "ListSchedules", "PauseResume", "PassSchedulerRoles"}
     # moto does not model the schedule group, so its name stays unresolved here; CloudFormation puts the stack name.
     assert by_sid["PauseResume"]["Resource"].rsplit(":", 1)[1] in (f"schedule/{STACK}/*", "schedule/${ScheduleGroup}/*")
-    assert len(by_sid["Queues"]["Resource"]) == 2 * len(workspace_binaries())
+    assert len(by_sid["Queues"]["Resource"]) == 2 * len(workspace_binaries() - {EVENTS_BINARY})
+
+
+def test_moto_events_function(moto, stack, template):
+    sqs, lam, iam = moto("sqs"), moto("lambda"), moto("iam")
+    cfg = lam.get_function(FunctionName=f"{STACK}-events")["Configuration"]
+    env = cfg["Environment"]["Variables"]
+    # One queue URL per flow, each the flow's queue (not its DLQ).
+    pairs = dict(e.split("=", 1) for e in env["P2C_EVENT_QUEUES"].split(","))
+    assert sorted(pairs) == sorted(flow_functions(template))
+    for flow, url in pairs.items():
+        real = sqs.get_queue_url(QueueName=f"{STACK}-{flow}")["QueueUrl"]
+        assert urlparse(url).path == urlparse(real).path, flow
+    # P2C_EVENTS_SECRET_ARN names the generated secret, which moto does not model (checked statically above).
+    assert "P2C_EVENTS_SECRET" not in env
+    role_name = cfg["Role"].rsplit("/", 1)[1]
+    granted: dict[str, set[str]] = {}
+    for pol in iam.list_role_policies(RoleName=role_name)["PolicyNames"]:
+        doc = policy_document(iam.get_role_policy(RoleName=role_name, PolicyName=pol)["PolicyDocument"])
+        for st in doc["Statement"]:
+            # The key's statement names the generated secret, unresolved in moto (checked statically).
+            for r in as_list(st.get("Resource", [])):
+                assert r != "*", f"{role_name}/{pol}: wildcard resource"
+                granted.setdefault(r, set()).update(as_list(st["Action"]))
+    queue_arns = set()
+    for f in flow_functions(template):
+        url = sqs.get_queue_url(QueueName=f"{STACK}-{f}")["QueueUrl"]
+        queue_arns.add(sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"])
+    sends = {r for r, a in granted.items() if "sqs:SendMessage" in a}
+    assert sends == queue_arns, "the ingress sends to the flows' queues and nothing else"
+    assert not any(a & {"dynamodb:GetItem", "sqs:ReceiveMessage"} for a in granted.values())

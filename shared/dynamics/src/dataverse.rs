@@ -194,6 +194,13 @@ impl Dataverse {
         Ok(())
     }
 
+    /// Deletes a row by id.
+    pub async fn delete(&self, entity_set: &str, id: &str) -> Result<(), DynamicsError> {
+        let url = format!("{}({id})", self.set_url(entity_set));
+        self.api.send(Method::DELETE, &url, entity_set, |r| r).await?;
+        Ok(())
+    }
+
     /// Sends operations as one `$batch`, each in its own change set, continuing past failures.
     pub async fn batch(&self, ops: &[BatchOp]) -> Result<Vec<BatchResult>, DynamicsError> {
         send_batch(&self.api, &format!("{}{API_PATH}/$batch", self.api.base_url), ops, true).await

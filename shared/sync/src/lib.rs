@@ -28,6 +28,7 @@ pub mod report;
 
 pub use config::{Company, Config};
 pub use deps::Deps;
+pub use entry::events::{EventsConfig, Ingress};
 pub use entry::handler::{
     Invocation, ScheduledRun, handle_event, handle_invocation, handle_lambda, handle_schedule, handle_sqs,
     handle_sqs_report,

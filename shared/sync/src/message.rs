@@ -15,6 +15,8 @@ pub enum Reason {
     Retry,
     Replay,
     Backfill,
+    /// A Dataverse webhook or an F&O business event named the record (`functions/events`).
+    Event,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -118,6 +120,14 @@ mod tests {
     fn round_trip() {
         let m = Message::new("accounts-to-fno", "usmf", vec!["a".into()], Reason::Change);
         assert_eq!(Message::parse(Some(&m.to_body())).unwrap(), m);
+    }
+
+    #[test]
+    fn event_reason_is_lowercase_on_the_wire() {
+        let m = Message::new("orders-to-sales", "usmf", vec!["SO-1".into()], Reason::Event);
+        let v: serde_json::Value = serde_json::from_str(&m.to_body()).unwrap();
+        assert_eq!(v["reason"], "event");
+        assert_eq!(Message::parse(Some(&m.to_body())).unwrap().reason, Reason::Event);
     }
 
     #[test]

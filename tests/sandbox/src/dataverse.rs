@@ -87,6 +87,9 @@ pub(crate) fn ptype(c: ColType) -> PType {
 
 impl Schema for TableSchema {
     fn prop_type(&self, name: &str) -> Option<PType> {
+        if self.0.write_only.contains(&name) {
+            return None;
+        }
         self.0.col(name).map(ptype)
     }
     fn type_name(&self) -> String {
@@ -454,6 +457,12 @@ fn wants_annotations(req: &Req) -> bool {
 fn parse_select(t: &Table, raw: &str) -> Result<Vec<String>, Resp> {
     let mut out = Vec::new();
     for c in raw.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        if t.write_only.contains(&c) {
+            return Err(query_err(format!(
+                "The property '{c}' of type '{}' cannot be read (IsValidForRead is false).",
+                t.type_name()
+            )));
+        }
         if t.col(c).is_none() {
             return Err(query_err(format!(
                 "Could not find a property named '{c}' on type '{}'.",
@@ -562,7 +571,7 @@ fn render(store: &DvStore, t: &Table, row: &Row, shape: &Shape) -> Map<String, V
             }
         }
         None => {
-            for (c, _) in &t.columns {
+            for (c, _) in t.columns.iter().filter(|(c, _)| !t.write_only.contains(&c.as_str())) {
                 push(&mut m, c);
             }
         }
@@ -1300,6 +1309,7 @@ fn autonumber(store: &mut DvStore, prefix: &str) -> String {
 }
 
 fn computed(t: &Table, row: &mut Row) {
+    crate::registration::derive(t, row);
     if t.set == "contacts" {
         let part = |k: &str| row.get(k).and_then(Value::as_str).unwrap_or("").trim().to_string();
         let full = [part("firstname"), part("lastname")]

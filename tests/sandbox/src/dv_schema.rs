@@ -106,6 +106,10 @@ pub(crate) struct Table {
     /// update): `ispricelocked` of orders and invoices (DCE `salesorder.md`, `invoice.md`).
     pub not_valid_for_create: Vec<&'static str>,
     pub ownership: Ownership,
+    /// Columns a client may write but never read back (`IsValidForRead` false: `serviceendpoint.authvalue`).
+    pub write_only: Vec<&'static str>,
+    /// System metadata the Web API only reads (`sdkmessage`, `sdkmessagefilter`: Retrieve/RetrieveMultiple only).
+    pub system: bool,
 }
 
 impl Table {
@@ -198,6 +202,8 @@ impl Builder {
                 computed: Vec::new(),
                 not_valid_for_create: Vec::new(),
                 ownership: Ownership::None,
+                write_only: Vec::new(),
+                system: false,
             },
         }
     }
@@ -281,6 +287,16 @@ impl Builder {
 
     fn read_only(mut self, col: &str) -> Builder {
         self.t.read_only.push(col.to_string());
+        self
+    }
+
+    fn write_only(mut self, col: &'static str) -> Builder {
+        self.t.write_only.push(col);
+        self
+    }
+
+    fn system(mut self) -> Builder {
+        self.t.system = true;
         self
     }
 
@@ -491,6 +507,50 @@ fn build() -> Vec<Table> {
             .owned_by_header()
             .done(),
     ]
+    .into_iter()
+    .chain(registration_tables())
+    .collect()
+}
+
+/// Where event handlers are registered (PAD `reference/entities/serviceendpoint.md`, `sdkmessageprocessingstep.md`,
+/// `sdkmessage.md`, `sdkmessagefilter.md`): the columns p2c and the Plug-in Registration Tool use. Webhooks are
+/// service endpoints with `contract` 8; a step ties a message (`sdkmessageid`) on a table (`sdkmessagefilterid`)
+/// to an event handler (`eventhandler`: a plug-in type or a service endpoint).
+fn registration_tables() -> Vec<Table> {
+    vec![
+        Builder::new("serviceendpoints", "serviceendpoint", "name")
+            .cols(
+                "name:s256 description:s2000 url:s2000 contract:c authtype:c authvalue:s2048 messageformat:c \
+                 connectionmode:c namespaceaddress:s255 path:s160 solutionnamespace:s160 userclaim:c \
+                 isauthvalueset:b",
+            )
+            .write_only("authvalue")
+            .read_only("isauthvalueset")
+            .done(),
+        Builder::new("plugintypes", "plugintype", "name")
+            .cols("name:s256 typename:s256 friendlyname:s256")
+            .system()
+            .done(),
+        Builder::new("sdkmessages", "sdkmessage", "name")
+            .cols("name:s256 categoryname:s25 isprivate:b")
+            .system()
+            .done(),
+        Builder::new("sdkmessagefilters", "sdkmessagefilter", "name")
+            .cols("name:s256 primaryobjecttypecode:s64 secondaryobjecttypecode:s64 iscustomprocessingstepallowed:b")
+            .lookup("sdkmessageid", &["sdkmessages"])
+            .system()
+            .done(),
+        Builder::new("sdkmessageprocessingsteps", "sdkmessageprocessingstep", "name")
+            .cols(
+                "name:s256 description:s256 stage:c mode:c rank:i supporteddeployment:c \
+                 filteringattributes:s100000 asyncautodelete:b configuration:s1000000",
+            )
+            .lookup("eventhandler", &["plugintypes", "serviceendpoints"])
+            .lookup("sdkmessageid", &["sdkmessages"])
+            .lookup("sdkmessagefilterid", &["sdkmessagefilters"])
+            .state()
+            .done(),
+    ]
 }
 
 static TABLES: OnceLock<HashMap<&'static str, Table>> = OnceLock::new();
@@ -502,6 +562,11 @@ fn tables() -> &'static HashMap<&'static str, Table> {
 /// Table by entity set name (case-sensitive, like the real service).
 pub(crate) fn table(set: &str) -> Option<&'static Table> {
     tables().get(set)
+}
+
+/// Table by logical name (`account`).
+pub(crate) fn by_logical(logical: &str) -> Option<&'static Table> {
+    tables().values().find(|t| t.logical == logical)
 }
 
 pub(crate) fn all_sets() -> Vec<&'static str> {
@@ -534,6 +599,7 @@ pub(crate) fn status_allowed(t: &Table, state: i64, status: i64) -> bool {
             (3, &[100_003]),
         ],
         "products" => &[(0, &[1]), (1, &[2]), (2, &[0]), (3, &[3])],
+        "sdkmessageprocessingsteps" => &[(0, &[1]), (1, &[2])],
         _ => return (0..=3).contains(&state),
     };
     pairs.iter().any(|(s, st)| *s == state && st.contains(&status))

@@ -20,6 +20,7 @@ mod dv_metadata;
 mod dv_multiple;
 mod dv_options;
 mod dv_schema;
+mod events;
 mod faults;
 mod fno;
 mod fno_sales;
@@ -29,6 +30,7 @@ mod metadata;
 mod odata_filter;
 mod oidc;
 mod owner;
+mod registration;
 mod sales;
 mod seed;
 mod server;
@@ -43,6 +45,8 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
+
+pub use events::{EventDelivery, EventKind, WriteRecord};
 
 /// The flat sales-tax rate the F&O emulation charges on every order and quotation line (10 % of the line amount;
 /// header-level tax is 0). Tests can compute expected totals with it.
@@ -202,6 +206,8 @@ pub(crate) struct State {
     pub faults: Mutex<faults::FaultQueue>,
     pub limiter: Mutex<faults::Limiter>,
     pub tls: Option<tls::Tls>,
+    /// Webhooks and business events being sent, and the write journal.
+    pub events: events::Hub,
 }
 
 /// Mutex access that survives a poisoned lock (a panicking test must not wedge the other servers).
@@ -266,6 +272,7 @@ impl Sandbox {
             faults: Mutex::new(faults::FaultQueue::default()),
             limiter: Mutex::new(faults::Limiter::default()),
             tls,
+            events: events::Hub::start(),
         });
         seed::base(&state);
         let (tx, rx) = watch::channel(false);
@@ -340,7 +347,10 @@ impl Sandbox {
         let t = Self::dv_table(entity_set);
         let mut dv = lock(&self.st().dv);
         let vals = panic_on(dataverse::direct_values(&dv, t, &Self::object(&row)));
-        panic_on(dataverse::direct_insert(&mut dv, t, vals))
+        let id = panic_on(dataverse::direct_insert(&mut dv, t, vals));
+        drop(dv);
+        events::flush_dataverse(self.st());
+        id
     }
 
     /// Merge columns into a row and bump its version (change tracking reports it); system pricing recalculates
@@ -350,6 +360,8 @@ impl Sandbox {
         let mut dv = lock(&self.st().dv);
         let vals = panic_on(dataverse::direct_values(&dv, t, &Self::object(&patch)));
         panic_on(dataverse::direct_update(&mut dv, t, &id.to_ascii_lowercase(), vals));
+        drop(dv);
+        events::flush_dataverse(self.st());
     }
 
     /// Delete a row (change tracking reports it as deleted; a line's header is recalculated). Missing rows are
@@ -357,6 +369,7 @@ impl Sandbox {
     pub fn sales_delete(&self, entity_set: &str, id: &str) {
         let t = Self::dv_table(entity_set);
         dataverse::direct_delete(&mut lock(&self.st().dv), t, id);
+        events::flush_dataverse(self.st());
     }
 
     /// The row as a GET without `$select` returns it (every column, `@odata.etag`).
@@ -431,6 +444,7 @@ impl Sandbox {
     /// parent accounts once the accounts exist (a later call fills them in).
     pub fn seed_demo(&self, accounts: usize) {
         seed::demo(self.st(), accounts);
+        events::flush_dataverse(self.st());
     }
 
     /// The prospect-to-cash documents of the demo, for the first demo account (needs `seed_demo(n)` with n >= 1):
@@ -445,13 +459,17 @@ impl Sandbox {
     /// first. Panics, naming what is missing, when there is no demo account, no Sales product with one of
     /// those product numbers, or a product without a default unit. Each call adds a new quote and order.
     pub fn seed_story(&self) -> Story {
-        panic_on(seed::story(self.st()))
+        let story = seed::story(self.st());
+        events::flush_dataverse(self.st());
+        panic_on(story)
     }
 
     /// `count` active quotes of `lines` lines each (products D0001–D0005, which must be in Sales), for the demo
     /// accounts in turn; returns the number of lines. For benchmarks of the quotes flow.
     pub fn seed_quotes(&self, count: usize, lines: usize) -> usize {
-        panic_on(seed::quotes(self.st(), count, lines))
+        let n = seed::quotes(self.st(), count, lines);
+        events::flush_dataverse(self.st());
+        panic_on(n)
     }
 
     /// Turns the organization's "Record ownership across business units" on or off (see
@@ -489,12 +507,25 @@ impl Sandbox {
     /// header `OrderTotalAmount`, `OrderTotalTaxAmount`, `OrderTotalChargesAmount`, `OrderTotalDiscountAmount`
     /// from the lines; `AreTotalsUpdated` (header), `AreTotalsCalculated` and `AreSalesOrderTotalsUpdated`
     /// (lines) = Yes. Every row gets a new version (ETag). Panics when the order does not exist.
+    ///
+    /// Sends the business event `SalesOrderConfirmedBusinessEvent` (`SalesOrderId`) when it is activated (see
+    /// [`Sandbox::fno_activate_business_events`]).
     pub fn fno_confirm_order(&self, company: &str, order_number: &str) {
         panic_on(fno_sales::confirm_order(
             &mut lock(&self.st().fno),
             company,
             order_number,
         ));
+        let mut fields = serde_json::Map::new();
+        fields.insert("SalesOrderId".into(), Value::from(order_number));
+        fields.insert("LegalEntity".into(), Value::from(company));
+        events::business_event(
+            self.st(),
+            "SalesOrderConfirmedBusinessEvent",
+            company,
+            order_number,
+            fields,
+        );
     }
 
     /// F&O posts the invoice of the whole order (of what earlier invoices left of it): an
@@ -505,13 +536,18 @@ impl Sandbox {
     /// lines become Invoiced. The invoice entities show it only while the invoice customer's
     /// `IsExternallyMaintained` is Yes. Returns the invoice number. Panics when the order does not exist or is
     /// already invoiced.
+    ///
+    /// Sends the business event `SalesInvoicePostedBusinessEvent` ("Sales order invoice posted") with its
+    /// contract's fields when it is activated (see [`Sandbox::fno_activate_business_events`]).
     pub fn fno_invoice_order(&self, company: &str, order_number: &str) -> String {
-        panic_on(fno_sales::invoice_order(
+        let invoice = panic_on(fno_sales::invoice_order(
             &mut lock(&self.st().fno),
             company,
             order_number,
             None,
-        ))
+        ));
+        self.invoice_posted(company, order_number, &invoice);
+        invoice
     }
 
     /// F&O posts an invoice of part of the order: `quantities` = (line number, quantity to invoice); lines not
@@ -521,14 +557,53 @@ impl Sandbox {
     /// discount and header tax (`OrderHeaderTaxAmount`, as `InvoiceHeaderTaxAmount`) go with its first invoice.
     /// The order becomes PartiallyInvoiced (its completed lines Invoiced), or Invoiced when nothing is left;
     /// [`Sandbox::fno_invoice_order`] invoices whatever is left. Panics when a quantity is more than the line has
-    /// left, a line does not exist, or nothing would be invoiced.
+    /// left, a line does not exist, or nothing would be invoiced. Sends `SalesInvoicePostedBusinessEvent` too.
     pub fn fno_invoice_order_lines(&self, company: &str, order_number: &str, quantities: &[(i64, f64)]) -> String {
-        panic_on(fno_sales::invoice_order(
+        let invoice = panic_on(fno_sales::invoice_order(
             &mut lock(&self.st().fno),
             company,
             order_number,
             Some(quantities),
-        ))
+        ));
+        self.invoice_posted(company, order_number, &invoice);
+        invoice
+    }
+
+    /// The "Sales order invoice posted" business event of an invoice just posted, when it is activated.
+    fn invoice_posted(&self, company: &str, order_number: &str, invoice: &str) {
+        let header = self.fno_invoice_raw(company, invoice).unwrap_or_default();
+        let text = |k: &str| header[k].as_str().unwrap_or("").to_string();
+        let mut fields = serde_json::Map::new();
+        fields.insert(
+            "InvoiceAccount".into(),
+            Value::from(text("InvoiceCustomerAccountNumber")),
+        );
+        fields.insert("InvoiceId".into(), Value::from(invoice));
+        fields.insert("SalesOrderId".into(), Value::from(order_number));
+        fields.insert("InvoiceDate".into(), events::xpp_date(&text("InvoiceDate")));
+        fields.insert("InvoiceDueDate".into(), events::xpp_date(&text("InvoiceDate")));
+        fields.insert(
+            "InvoiceAmountInAccountingCurrency".into(),
+            header["TotalInvoiceAmount"].clone(),
+        );
+        fields.insert("InvoiceTaxAmount".into(), header["TotalTaxAmount"].clone());
+        fields.insert("LegalEntity".into(), Value::from(company));
+        events::business_event(self.st(), "SalesInvoicePostedBusinessEvent", company, invoice, fields);
+    }
+
+    /// An invoice header as stored (the invoice entities hide invoices of customers that are not externally
+    /// maintained; a business event is sent for every posted invoice).
+    fn fno_invoice_raw(&self, company: &str, invoice: &str) -> Option<Value> {
+        let f = lock(&self.st().fno);
+        f.rows("ExternallyMaintainedCustomerSalesInvoiceHeaders")
+            .map(|(_, r)| &r.data)
+            .find(|d| {
+                d.get("InvoiceNumber").and_then(Value::as_str) == Some(invoice)
+                    && d.get("dataAreaId")
+                        .and_then(Value::as_str)
+                        .is_some_and(|c| c.eq_ignore_ascii_case(company))
+            })
+            .map(|d| Value::Object(d.clone()))
     }
 
     /// An order entered in F&O ("orders can also start in F&O"): a `CDSSalesOrderHeaders` row for the customer
@@ -546,6 +621,80 @@ impl Sandbox {
             customer_account,
             lines,
         ))
+    }
+
+    // -------------------------------------------------------------------------------------------- Events
+
+    /// Activates F&O business events (FODOC `business-events/home-page.md`, "Activating business events") and
+    /// points them at an HTTPS endpoint: `url` is what the endpoint's Key Vault secret would hold, with any key in
+    /// its query string. `legal_entity` `None` activates them in every legal entity. Replaces earlier activations.
+    /// Dataverse webhooks need no option: register them in the org (`serviceendpoints`,
+    /// `sdkmessageprocessingsteps`) as on a real one, and the sandbox sends them.
+    pub fn fno_activate_business_events(&self, url: &str, events: &[&str], legal_entity: Option<&str>) {
+        let mut f = lock(&self.st().events.fno);
+        f.url = Some(url.to_string());
+        f.active = events
+            .iter()
+            .map(|e| (e.to_string(), legal_entity.map(str::to_string)))
+            .collect();
+    }
+
+    /// The sandbox's events option: sends every change to `base_url`. Registers (as the Plug-in Registration Tool
+    /// would) a webhook `sandbox` posting to `<base_url>/dataverse` with the HttpHeader
+    /// `x-p2c-webhook-key: <webhook_key>` and asynchronous steps for Create, Update and Delete of every business
+    /// table, and activates the F&O business events for `<base_url>/fno?code=<business_events_key>` in every legal
+    /// entity. Returns the endpoint's id.
+    pub fn send_events_to(&self, base_url: &str, webhook_key: &str, business_events_key: &str) -> String {
+        let base = base_url.trim_end_matches('/');
+        let id = panic_on(registration::webhook_everywhere(
+            &mut lock(&self.st().dv),
+            &format!("{base}/dataverse"),
+            webhook_key,
+        ));
+        events::flush_dataverse(self.st());
+        self.fno_activate_business_events(
+            &format!("{base}/fno?code={}", http::encode_query_value(business_events_key)),
+            &["SalesOrderConfirmedBusinessEvent", "SalesInvoicePostedBusinessEvent"],
+            None,
+        );
+        id
+    }
+
+    /// Every webhook and business event sent so far, in the order their deliveries ended.
+    pub fn event_deliveries(&self) -> Vec<EventDelivery> {
+        self.st().events.deliveries()
+    }
+
+    /// Waits until every event sent so far has been delivered (or given up on); false on timeout.
+    pub async fn settle_events(&self, timeout: std::time::Duration) -> bool {
+        events::flush_dataverse(self.st());
+        let until = std::time::Instant::now() + timeout;
+        while self.st().events.pending() > 0 {
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Starts (or stops and clears) the write journal: every row written in either service, with the time.
+    pub fn record_writes(&self, on: bool) {
+        let st = self.st();
+        *lock(&st.events.journal) = on.then(Vec::new);
+        lock(&st.fno).writes = on.then(Vec::new);
+        lock(&st.dv).capture = true;
+        events::flush_dataverse(st);
+    }
+
+    /// The rows written since [`Sandbox::record_writes`] turned the journal on, both services, oldest first.
+    pub fn writes(&self) -> Vec<WriteRecord> {
+        let st = self.st();
+        events::flush_dataverse(st);
+        let mut all = lock(&st.events.journal).clone().unwrap_or_default();
+        all.extend(events::fno_writes(st));
+        all.sort_by(|a, b| a.at_ms.total_cmp(&b.at_ms));
+        all
     }
 
     // -------------------------------------------------------------------------------------------- Counters

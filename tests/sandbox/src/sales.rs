@@ -142,6 +142,7 @@ fn id_of<'a>(row: &'a Row, col: &str) -> Option<&'a str> {
 
 /// The editing rules for a create (`existing` = None) or an update of a row of `t` with validated values `vals`.
 pub(crate) fn check_write(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) -> Result<(), Resp> {
+    crate::registration::check_write(store, t, existing, vals)?;
     if let Some(doc) = doc_of_header(t.set) {
         check_price_list_currency(store, existing, vals)?;
         let Some(ex) = existing else { return Ok(()) };
@@ -235,6 +236,7 @@ fn check_freight_tax(store: &DvStore, t: &Table, doc: &Doc, existing: Option<&Ro
 
 /// The editing rules for deleting `row` of `t`: a line of a read-only header cannot be removed.
 pub(crate) fn check_delete(store: &DvStore, t: &Table, row: &Row) -> Result<(), Resp> {
+    crate::registration::check_delete(store, t, row)?;
     if let Some(doc) = doc_of_line(t.set)
         && let Some(h) = id_of(row, &doc.header_col())
         && let Some(hr) = store.get(doc.header, h)

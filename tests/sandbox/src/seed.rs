@@ -12,6 +12,7 @@ use crate::{State, dataverse, dv_schema, fno, lock};
 /// application user p2c's token belongs to (in the root unit: the owner of what it creates without naming an
 /// owner), the legal entities, their customer groups.
 pub(crate) fn base(state: &State) {
+    registration_metadata(state);
     {
         let mut dv = lock(&state.dv);
         dv.ownership_across_business_units = state.cfg.record_ownership_across_business_units;
@@ -63,6 +64,56 @@ pub(crate) fn base(state: &State) {
                 groups,
                 &json!({"dataAreaId": c, "CustomerGroupId": id, "Description": desc, "PaymentTermId": "Net30"}),
             );
+        }
+    }
+}
+
+/// The SDK messages and, for every business table, the Create/Update/Delete message filters a step is registered
+/// on: system metadata every organization has.
+fn registration_metadata(state: &State) {
+    let mut dv = lock(&state.dv);
+    let (Some(messages), Some(filters)) = (dv_schema::table("sdkmessages"), dv_schema::table("sdkmessagefilters"))
+    else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for name in [
+        "Create",
+        "Update",
+        "Delete",
+        "Retrieve",
+        "RetrieveMultiple",
+        "Assign",
+        "SetState",
+        "Associate",
+        "Disassociate",
+    ] {
+        let mut row = Row::new();
+        row.insert("name".into(), json!(name));
+        row.insert("categoryname".into(), json!("CRUD"));
+        row.insert("isprivate".into(), json!(false));
+        if let Ok(id) = dataverse::direct_insert(&mut dv, messages, row) {
+            ids.push((name, id));
+        }
+    }
+    let registration = [
+        "serviceendpoints",
+        "plugintypes",
+        "sdkmessages",
+        "sdkmessagefilters",
+        "sdkmessageprocessingsteps",
+    ];
+    for set in dv_schema::all_sets().into_iter().filter(|s| !registration.contains(s)) {
+        let Some(t) = dv_schema::table(set) else { continue };
+        for (_, id) in ids.iter().filter(|(n, _)| ["Create", "Update", "Delete"].contains(n)) {
+            let mut row = Row::new();
+            row.insert("primaryobjecttypecode".into(), json!(t.logical));
+            row.insert("secondaryobjecttypecode".into(), json!("none"));
+            row.insert("iscustomprocessingstepallowed".into(), json!(true));
+            row.insert("sdkmessageid@odata.bind".into(), json!(format!("/sdkmessages({id})")));
+            if let Ok(vals) = dataverse::direct_values(&dv, filters, &row) {
+                let _ = dataverse::direct_insert(&mut dv, filters, vals);
+            }
         }
     }
 }

@@ -208,7 +208,12 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
         }
         handled = true;
         match svc {
-            Service::Sales => dataverse::handle(&state, &req),
+            Service::Sales => {
+                let resp = dataverse::handle(&state, &req);
+                // Asynchronous steps run once the request's changes are committed.
+                crate::events::flush_dataverse(&state);
+                resp
+            }
             _ => fno::handle(&state, &req),
         }
     };

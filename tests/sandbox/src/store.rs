@@ -31,6 +31,16 @@ enum DvUndo {
     },
 }
 
+/// One change of a Dataverse row, kept while events or the write journal need it (see `events.rs`).
+#[derive(Clone, Debug)]
+pub(crate) struct DvChange {
+    pub set: String,
+    pub id: String,
+    pub before: Option<Row>,
+    pub after: Option<Row>,
+    pub at: std::time::SystemTime,
+}
+
 pub(crate) struct DvStore {
     /// Global row version (SQL rowversion): every write takes the next value; ETags and delta tokens use it.
     pub version: u64,
@@ -45,6 +55,11 @@ pub(crate) struct DvStore {
     pub caller: String,
     /// The organization allows "Record ownership across business units" (see `owner.rs`).
     pub ownership_across_business_units: bool,
+    /// Record row changes in `outbox` (on while webhook steps are registered or the write journal is on).
+    pub capture: bool,
+    /// Changes since the last `events::flush_dataverse`, in order; a rolled-back change set drops its own.
+    pub outbox: Vec<DvChange>,
+    outbox_mark: usize,
 }
 
 impl DvStore {
@@ -59,6 +74,9 @@ impl DvStore {
             root_bu: String::new(),
             caller: String::new(),
             ownership_across_business_units: false,
+            capture: false,
+            outbox: Vec::new(),
+            outbox_mark: 0,
         }
     }
 
@@ -94,9 +112,20 @@ impl DvStore {
     pub fn put(&mut self, set: &str, id: &str, row: Row) {
         let id = id.to_ascii_lowercase();
         self.record(set, &id);
+        let capture = self.capture;
         let t = self.tables.entry(set.to_string()).or_default();
         t.tombstones.remove(&id);
-        t.rows.insert(id, row);
+        let after = capture.then(|| row.clone());
+        let before = t.rows.insert(id.clone(), row);
+        if let Some(after) = after {
+            self.outbox.push(DvChange {
+                set: set.to_string(),
+                id,
+                before,
+                after: Some(after),
+                at: std::time::SystemTime::now(),
+            });
+        }
     }
 
     pub fn remove(&mut self, set: &str, id: &str) -> Option<Row> {
@@ -106,7 +135,17 @@ impl DvStore {
         let v = self.next_version();
         let t = self.tables.entry(set.to_string()).or_default();
         t.tombstones.insert(id.clone(), v);
-        t.rows.remove(&id)
+        let before = t.rows.remove(&id);
+        if self.capture {
+            self.outbox.push(DvChange {
+                set: set.to_string(),
+                id,
+                before: before.clone(),
+                after: None,
+                at: std::time::SystemTime::now(),
+            });
+        }
+        before
     }
 
     /// A `$batch` change set (or a bulk action) is collecting undo records.
@@ -116,6 +155,7 @@ impl DvStore {
 
     pub fn begin(&mut self) {
         self.journal = Some(Vec::new());
+        self.outbox_mark = self.outbox.len();
     }
 
     pub fn commit(&mut self) {
@@ -123,6 +163,7 @@ impl DvStore {
     }
 
     pub fn rollback(&mut self) {
+        self.outbox.truncate(self.outbox_mark);
         if let Some(j) = self.journal.take() {
             for u in j.into_iter().rev() {
                 let DvUndo::Row {
@@ -182,10 +223,22 @@ enum FnoUndo {
     },
 }
 
+/// One F&O row write, kept while the write journal is on (`Sandbox::record_writes`).
+#[derive(Clone, Debug)]
+pub(crate) struct FnoWrite {
+    pub storage: String,
+    pub key: Key,
+    pub row: Option<Row>,
+    pub at: std::time::SystemTime,
+}
+
 pub(crate) struct FnoStore {
     /// Rows per storage table (entity sets over one table, like CustomersV2/V3, share one).
     pub tables: HashMap<String, BTreeMap<Key, FRow>>,
     journal: Option<Vec<FnoUndo>>,
+    /// Writes, while the write journal is on; a rolled-back change set drops its own.
+    pub writes: Option<Vec<FnoWrite>>,
+    writes_mark: usize,
     pub next_recid: i64,
     /// Number sequences per (company, entity set).
     pub numseq: HashMap<(String, String), u64>,
@@ -202,6 +255,8 @@ impl FnoStore {
             next_recid: 5_637_144_576,
             numseq: HashMap::new(),
             companies: BTreeSet::new(),
+            writes: None,
+            writes_mark: 0,
         }
     }
 
@@ -228,12 +283,28 @@ impl FnoStore {
 
     pub fn put(&mut self, storage: &str, key: Key, row: FRow) {
         self.record(storage, &key);
+        if let Some(w) = self.writes.as_mut() {
+            w.push(FnoWrite {
+                storage: storage.to_string(),
+                key: key.clone(),
+                row: Some(row.data.clone()),
+                at: std::time::SystemTime::now(),
+            });
+        }
         self.tables.entry(storage.to_string()).or_default().insert(key, row);
     }
 
     pub fn remove(&mut self, storage: &str, key: &Key) -> Option<FRow> {
         self.get(storage, key)?;
         self.record(storage, key);
+        if let Some(w) = self.writes.as_mut() {
+            w.push(FnoWrite {
+                storage: storage.to_string(),
+                key: key.clone(),
+                row: None,
+                at: std::time::SystemTime::now(),
+            });
+        }
         self.tables.get_mut(storage).and_then(|t| t.remove(key))
     }
 
@@ -244,6 +315,7 @@ impl FnoStore {
 
     pub fn begin(&mut self) {
         self.journal = Some(Vec::new());
+        self.writes_mark = self.writes.as_ref().map_or(0, Vec::len);
     }
 
     pub fn commit(&mut self) {
@@ -251,6 +323,10 @@ impl FnoStore {
     }
 
     pub fn rollback(&mut self) {
+        let mark = self.writes_mark;
+        if let Some(w) = self.writes.as_mut() {
+            w.truncate(mark);
+        }
         if let Some(j) = self.journal.take() {
             for u in j.into_iter().rev() {
                 let FnoUndo::Row { storage, key, prev } = u;

@@ -21,8 +21,12 @@ pub enum Scenario {
     Quotes,
     /// The initial load of accounts: one run, then segments drained by 1 and by --workers workers.
     Initial,
-    /// All of the above.
+    /// All of the above (not latency).
     All,
+    /// Change-to-target latency with events: --records account changes in Sales at --rate per second, each
+    /// through webhook → events ingress → queue → worker (local SQS trigger, 1 s batching window) → F&O; the
+    /// time from the Sales write to the F&O write, both from the sandbox's write journal.
+    Latency,
 }
 
 pub struct BenchArgs {
@@ -33,6 +37,8 @@ pub struct BenchArgs {
     pub workers: usize,
     /// Also run the naive mode (slow by design: one request per record at the API's rate).
     pub naive: bool,
+    /// Scenario latency: changes per second.
+    pub rate: f64,
 }
 
 /// One measured run (or set of concurrent worker runs).
@@ -51,15 +57,15 @@ pub struct Measure {
     pub throttled_share: f64,
 }
 
-struct Rig {
-    sb: Sandbox,
-    aws_endpoint: String,
+pub(crate) struct Rig {
+    pub sb: Sandbox,
+    pub aws_endpoint: String,
     table: String,
     prefix: String,
     _moto: Option<LocalAws>,
 }
 
-async fn rig(records: usize, a: &BenchArgs) -> Result<Rig> {
+pub(crate) async fn rig(records: usize, a: &BenchArgs) -> Result<Rig> {
     let sb = Sandbox::start(SandboxConfig {
         latency: std::time::Duration::from_millis(a.latency_ms),
         op_time: std::time::Duration::from_millis(a.op_ms),
@@ -120,7 +126,7 @@ impl Rig {
         .collect()
     }
 
-    async fn deps(&self) -> Result<Deps> {
+    pub async fn deps(&self) -> Result<Deps> {
         let env = self.env();
         let cfg = p2c_sync::Config::from_lookup(|k| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))?;
         let aws = p2c_state::aws_config(Some(&self.aws_endpoint)).await;
@@ -317,6 +323,9 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
         };
         out.push(pair("quotes of 5 lines (per 1000 lines)", p, naive));
     }
+    if s == Scenario::Latency {
+        out.push(crate::latency::run(a).await?);
+    }
     if matches!(s, Scenario::All | Scenario::Initial) {
         // One scheduled run doing the whole initial load (streaming, pages of 5,000).
         let rig1 = rig(a.records, a).await?;
@@ -382,7 +391,9 @@ pub fn print(v: &Value) {
     };
     for r in v["results"].as_array().into_iter().flatten() {
         println!("\n== {}", r["scenario"].as_str().unwrap_or(""));
-        if r.get("p2c").is_some() && r.get("naive").is_none() {
+        if r.get("latency_s").is_some() {
+            crate::latency::print(r);
+        } else if r.get("p2c").is_some() && r.get("naive").is_none() {
             println!("{}", line(&r["p2c"]));
         } else if r.get("p2c").is_some() {
             println!("{}", line(&r["p2c"]));

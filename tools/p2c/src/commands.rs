@@ -12,10 +12,18 @@ use crate::{local, ops::Ops};
 const MAX_RECEIVE: u32 = 5;
 const VISIBILITY_SECS: u32 = 360;
 
-pub async fn sandbox(port: u16, accounts: usize, tls: bool) -> Result<bool> {
+pub async fn sandbox(port: u16, accounts: usize, tls: bool, events_url: Option<&str>) -> Result<bool> {
     let ports = (port != 0).then_some((port, port + 1, port + 2));
     let sb = local::start_sandbox_with(ports, accounts, tls).await?;
     let c = sb.config();
+    if let Some(url) = events_url {
+        let keys = p2c_sync::EventsConfig::from_env()?.keys;
+        let p2c_sync::entry::events::KeySource::Value(k) = keys else {
+            bail!("--events-url needs the key itself in P2C_EVENTS_SECRET");
+        };
+        sb.send_events_to(url, k.webhook.expose(), k.business_events.expose());
+        println!("Events: every Sales change posts a webhook to {url}/dataverse, F&O business events go to {url}/fno");
+    }
     if let Some(pem) = sb.tls_ca_pem() {
         let path = std::env::temp_dir().join(format!("p2c-sandbox-ca-{}.pem", std::process::id()));
         std::fs::write(&path, pem)?;
@@ -244,7 +252,10 @@ const DEMO_COMPANY: &str = "usmf";
 /// The prospect-to-cash story on the sandbox: customers and products first, then a quote and an order in Sales go
 /// to F&O, F&O confirms the order (status and totals come back to Sales) and invoices it (the invoice comes to
 /// Sales, the order becomes Invoiced). Every flow runs; the story stops early only when a flow it needs failed.
-pub async fn demo(accounts: usize, as_json: bool) -> Result<bool> {
+pub async fn demo(accounts: usize, events: bool, as_json: bool) -> Result<bool> {
+    if events {
+        return crate::demo_events::run(accounts, as_json).await;
+    }
     let sb = local::start_sandbox(None, accounts).await?;
     let (aws, _moto) = local::aws().await?;
     let cfg = local::sandbox_config(&sb, "p2c-demo", "p2c-demo-")?;
@@ -334,7 +345,7 @@ pub async fn demo(accounts: usize, as_json: bool) -> Result<bool> {
     Ok(complete && reports.iter().all(|r| r.failed == 0))
 }
 
-fn print_reports(reports: &[RunReport], as_json: bool) {
+pub fn print_reports(reports: &[RunReport], as_json: bool) {
     if as_json {
         println!("{}", json!({ "runs": reports }));
         return;

@@ -2,11 +2,15 @@
 
 mod bench;
 mod commands;
+mod demo_events;
 mod dry;
+mod events;
+mod latency;
 mod local;
 mod ops;
 mod progress;
 mod schedules;
+mod trigger;
 
 use clap::{Parser, Subcommand};
 use p2c_sync::FlowName;
@@ -39,6 +43,10 @@ enum Cmd {
         /// refuse plain HTTP, such as Microsoft's Python Dataverse client.
         #[arg(long)]
         tls: bool,
+        /// Send a webhook for every Sales change and the F&O business events to this events ingress (e.g.
+        /// `p2c events serve`'s http://127.0.0.1:8710), with the key in P2C_EVENTS_SECRET.
+        #[arg(long)]
+        events_url: Option<String>,
     },
     /// Create the table and each flow's queue and DLQ if missing (safe to run twice).
     Init,
@@ -149,11 +157,45 @@ enum Cmd {
         /// Skip the naive mode (it runs at one request per record: minutes for 10,000 records).
         #[arg(long)]
         no_naive: bool,
+        /// Scenario latency: changes per second (the number of changes is --records).
+        #[arg(long, default_value_t = 10.0)]
+        rate: f64,
     },
     /// Sandbox + local DynamoDB/SQS + demo data; runs every flow and prints read/written/skipped/failed.
     Demo {
         #[arg(long, default_value_t = 25)]
         accounts: usize,
+        /// After the initial load, let the documents travel by events (webhooks and business events through the
+        /// local events ingress and queue triggers) instead of scheduled runs.
+        #[arg(long)]
+        events: bool,
+    },
+    /// Near real time: the Dataverse webhooks and F&O business events of the events function.
+    Events {
+        #[command(subcommand)]
+        cmd: EventsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum EventsCmd {
+    /// Create or update (idempotently) p2c's webhook endpoint and the steps of every Sales table the enabled
+    /// flows read; print the F&O business events to activate and the endpoint to create.
+    Register {
+        /// The events function's URL (the stack's EventsUrl output), e.g. https://<id>.lambda-url.<region>.on.aws
+        #[arg(long)]
+        url: String,
+    },
+    /// What is registered in Dataverse compared with what the enabled flows need (exit 1 when incomplete).
+    Status {
+        /// Checks the endpoint points here, and prints the F&O settings for it.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Serve the events ingress on a local port (queues found by P2C_QUEUE_PREFIX).
+    Serve {
+        #[arg(long, default_value_t = 8710)]
+        port: u16,
     },
 }
 
@@ -201,7 +243,12 @@ async fn main() -> std::process::ExitCode {
         .init();
     let cli = Cli::parse();
     let result = match cli.cmd {
-        Cmd::Sandbox { port, accounts, tls } => commands::sandbox(port, accounts, tls).await,
+        Cmd::Sandbox {
+            port,
+            accounts,
+            tls,
+            events_url,
+        } => commands::sandbox(port, accounts, tls, events_url.as_deref()).await,
         Cmd::Init => commands::init(cli.json).await,
         Cmd::Run {
             flow,
@@ -241,6 +288,7 @@ async fn main() -> std::process::ExitCode {
             op_ms,
             workers,
             no_naive,
+            rate,
         } => {
             let args = bench::BenchArgs {
                 scenario,
@@ -249,10 +297,16 @@ async fn main() -> std::process::ExitCode {
                 op_ms,
                 workers,
                 naive: !no_naive,
+                rate,
             };
             commands::bench(args, cli.json).await
         }
-        Cmd::Demo { accounts } => commands::demo(accounts, cli.json).await,
+        Cmd::Demo { accounts, events } => commands::demo(accounts, events, cli.json).await,
+        Cmd::Events { cmd } => match cmd {
+            EventsCmd::Register { url } => events::register(&url, cli.json).await,
+            EventsCmd::Status { url } => events::status(url.as_deref(), cli.json).await,
+            EventsCmd::Serve { port } => events::serve(port).await,
+        },
     };
     if std::env::var_os("P2C_REPORT_PEAK_RSS").is_some() {
         // For `p2c bench`: the peak RSS of this process image (VmHWM), which, unlike getrusage after a
