@@ -659,6 +659,14 @@ async fn a_refused_record_mid_batch_loses_no_neighbour_whether_or_not_fno_stops_
             refused["accountid"].as_str().unwrap(),
             json!({"accountcategorycode": 2}),
         );
+        // Ten accounts changed after it: they follow it in the read, so they share its `$batch` after it.
+        for a in accounts.iter().skip(6).take(10) {
+            env.sb.sales_update(
+                "accounts",
+                a["accountid"].as_str().unwrap(),
+                json!({"telephone2": "+1 555 0100"}),
+            );
+        }
         let r = env.run(FLOW).await;
         if stops {
             assert!(
