@@ -8,7 +8,7 @@
 //! P2C_DEACTIVATE_TARGETS their F&O customer is also put on hold (`OnHoldStatus` = All), and taken off hold
 //! when the account is active again.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use p2c_dynamics::Record;
 use p2c_mapping::{Template, content_hash};
@@ -28,7 +28,10 @@ use crate::{
         record::{now, split_guids, str_of, version_of},
         retire::{NOT_ON_HOLD, Retire, count_unlinked, retire},
         sink::fno::{Upsert, upsert_all},
-        source::{Page, SourceSpec, delta::DeltaTable},
+        source::{
+            Page, SourceSpec,
+            delta::{DeltaTable, reread},
+        },
     },
     report::{Failure, RunReport, Skip},
 };
@@ -313,19 +316,8 @@ impl Flow for Accounts<'_> {
     ) -> Result<Vec<Failure>, SyncError> {
         let t = self.template;
         let (good, mut failures) = split_guids(keys, NOUN);
-        let rows = deps
-            .sales
-            .get_by_ids(&t.source_entity, &t.source_id, &good, &self.select())
-            .await?;
-        let found: HashSet<String> = rows
-            .iter()
-            .filter_map(|r| str_of(r, &t.source_id).map(str::to_ascii_lowercase))
-            .collect();
-        for k in good.iter().filter(|k| !found.contains(&k.to_ascii_lowercase())) {
-            tracing::debug!(id = %k, "no longer in Sales");
-            report.read += 1;
-            report.skip(Skip::GoneFromSales);
-        }
+        let source = (t.source_entity.as_str(), t.source_id.as_str());
+        let rows = reread(deps, source, &good, &self.select(), report).await?;
         failures.extend(self.sync_rows(deps, rows, report).await?);
         Ok(failures)
     }

@@ -35,7 +35,10 @@ use crate::{
             Key, Plan, key_text, plan, plan_op, read_current, row_has_key, target_fields, target_key, text_of,
             write_sets,
         },
-        source::{Page, SourceSpec, delta::DeltaTable},
+        source::{
+            Page, SourceSpec,
+            delta::{DeltaTable, reread},
+        },
     },
     report::{Failure, RunReport, Skip},
 };
@@ -204,18 +207,7 @@ impl Flow for Contacts<'_> {
         report: &mut RunReport,
     ) -> Result<Vec<Failure>, SyncError> {
         let (good, mut failures) = split_guids(keys, "contact");
-        let rows = deps
-            .sales
-            .get_by_ids(SOURCE_SET, SOURCE_ID, &good, &self.routes.select())
-            .await?;
-        let found: HashSet<String> = rows
-            .iter()
-            .filter_map(|r| str_of(r, SOURCE_ID).map(str::to_ascii_lowercase))
-            .collect();
-        for _ in good.iter().filter(|k| !found.contains(&k.to_ascii_lowercase())) {
-            report.read += 1;
-            report.skip(Skip::GoneFromSales);
-        }
+        let rows = reread(deps, (SOURCE_SET, SOURCE_ID), &good, &self.routes.select(), report).await?;
         failures.extend(sync_contacts(deps, self, rows, report).await?);
         Ok(failures)
     }

@@ -9,7 +9,7 @@ use p2c_state::Link;
 use serde_json::Value;
 
 use super::{spec::DocFlow, transform::Header};
-use crate::pipeline::links::LinkEntity;
+use crate::pipeline::{links::LinkEntity, source::delta::reread};
 use crate::{
     deps::Deps,
     error::SyncError,
@@ -18,7 +18,7 @@ use crate::{
         lookups::lookup_paths,
         record::{split_guids, str_of},
     },
-    report::{Failure, RunReport, Skip},
+    report::{Failure, RunReport},
 };
 
 /// Header ids per `or` filter when reading the lines of documents (a GUID costs ~60 URL characters).
@@ -38,21 +38,7 @@ pub(super) async fn read_headers(
     select: &[String],
     report: &mut RunReport,
 ) -> Result<Vec<Record>, SyncError> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rows = deps
-        .sales
-        .get_by_ids(spec.header_set(), &spec.header.source_id, ids, select)
-        .await?;
-    let found: HashSet<String> = ids_of(&rows, &spec.header.source_id).collect();
-    for id in ids {
-        if !found.contains(&id.to_ascii_lowercase()) {
-            report.read += 1;
-            report.skip(Skip::GoneFromSales);
-        }
-    }
-    Ok(rows)
+    reread(deps, (spec.header_set(), &spec.header.source_id), ids, select, report).await
 }
 
 /// What SQS keys name: the headers of the documents to sync, and the ids Sales has neither as a header nor as a

@@ -110,6 +110,31 @@ impl DeltaSource {
     }
 }
 
+/// Re-reads Sales rows by id (SQS keys: changes, retries, replays), so a late message never writes stale data.
+/// An id Sales no longer has is counted as read and skipped ("no longer in Sales").
+pub async fn reread(
+    deps: &Deps,
+    (set, id_col): (&str, &str),
+    ids: &[String],
+    select: &[String],
+    report: &mut RunReport,
+) -> Result<Vec<p2c_dynamics::Record>, SyncError> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = deps.sales.get_by_ids(set, id_col, ids, select).await?;
+    let found: std::collections::HashSet<String> = rows
+        .iter()
+        .filter_map(|r| crate::pipeline::record::str_of(r, id_col).map(str::to_ascii_lowercase))
+        .collect();
+    for id in ids.iter().filter(|id| !found.contains(&id.to_ascii_lowercase())) {
+        tracing::debug!(set, id = %id, "no longer in Sales");
+        report.read += 1;
+        report.skip(crate::report::Skip::GoneFromSales);
+    }
+    Ok(rows)
+}
+
 /// The delta link of each table in a saved multi-table watermark (`{"<set>": "<link>", ...}`).
 fn saved_links(tables: &[DeltaTable], value: &str) -> Vec<Option<String>> {
     let v: Value = serde_json::from_str(value).unwrap_or(Value::Null);
