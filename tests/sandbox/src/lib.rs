@@ -23,6 +23,7 @@ mod dv_schema;
 mod events;
 mod faults;
 mod fno;
+mod fno_rules;
 mod fno_sales;
 mod fno_schema;
 mod http;
@@ -430,6 +431,28 @@ impl Sandbox {
     pub fn fno_rows(&self, entity_set: &str) -> Vec<Value> {
         let e = Self::fno_entity(entity_set);
         fno::wire_rows(&lock(&self.st().fno), e)
+    }
+
+    /// Add a value to one of F&O's reference tables, named by its AOT table: `UnitOfMeasure`, `Currency`,
+    /// `LanguageTable`, `LogisticsAddressCountryRegion` (ISO code), `LogisticsAddressState` (`"US-WA"`: ISO
+    /// country, dash, state), `InventSite`, `InventLocation`, `CustomerGroups`, `PaymTerm`, `DlvTerm`, `DlvMode`.
+    /// `company` matters for the per-company tables only. Panics on an unknown table.
+    pub fn fno_add_reference(&self, table: &str, company: &str, value: &str) {
+        let t = panic_on(
+            fno_rules::reference_table(table).ok_or_else(|| format!("p2c-sandbox: unknown F&O reference table '{table}'")),
+        );
+        let mut f = lock(&self.st().fno);
+        if t.storage == fno_rules::CUSTOMER_GROUPS.storage {
+            let e = Self::fno_entity("CustomerGroups");
+            let row = serde_json::json!({"dataAreaId": company, "CustomerGroupId": value});
+            panic_on(fno::direct_insert(&mut f, e, &row));
+            return;
+        }
+        let (country, value) = match value.split_once('-') {
+            Some((c, v)) if t.storage == fno_rules::STATES.storage => (Some(c), v),
+            _ => (None, value),
+        };
+        fno_rules::add_reference(&mut f, t, company, country, value);
     }
 
     /// Demo data for company `usmf` (idempotent reference data; each call adds `accounts` more accounts):
