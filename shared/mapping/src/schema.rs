@@ -373,7 +373,10 @@ mod tests {
             assert_eq!(fno_edt(f), Some(edt_name.as_str()));
         }
         for (f, _) in &raw.date_only {
-            assert!(typed(f, FnoType::DateTimeOffset), "{f} is no date property of any entity");
+            assert!(
+                typed(f, FnoType::DateTimeOffset),
+                "{f} is no date property of any entity"
+            );
         }
         assert_eq!(edt().strings.len(), raw.strings.len(), "a text field is listed twice");
         assert_eq!(fno_max_len("CDSContactPersonsV2", "FirstName"), Some(25));
@@ -393,7 +396,10 @@ mod tests {
             ("2026-03-10T23:30:00-05:00", "2026-03-11T12:00:00Z"),
             ("2026-03-10T12:00:00Z", "2026-03-10T12:00:00Z"),
         ] {
-            assert_eq!(conform(e, "RequestedReceiptDate", &Value::from(given)), Ok(Some(Value::from(held))));
+            assert_eq!(
+                conform(e, "RequestedReceiptDate", &Value::from(given)),
+                Ok(Some(Value::from(held)))
+            );
         }
         assert!(matches!(
             conform(e, "RequestedReceiptDate", &Value::from("next week")),

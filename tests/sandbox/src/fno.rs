@@ -21,8 +21,8 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use crate::batch;
-use crate::fno_sales;
 use crate::fno_rules;
+use crate::fno_sales;
 use crate::fno_schema::{Entity, FType, label, schema};
 use crate::http::{Req, Resp, decode_path, decode_query_part, encode_key_segment, parse_datetime};
 use crate::odata_filter::{self as of, Dialect, PType, Schema, SortVal};
@@ -321,7 +321,11 @@ fn parse_key(e: &Entity, raw: &str) -> Result<Vec<(String, Value)>, Resp> {
             FType::Decimal => json!(raw.trim_end_matches(['M', 'm']).parse::<f64>().map_err(|_| bad())?),
             FType::DateTime => {
                 let t = crate::http::iso(parse_datetime(raw).ok_or_else(bad)?);
-                Value::String(if fno_rules::is_date_only(k) { fno_rules::noon(&t) } else { t })
+                Value::String(if fno_rules::is_date_only(k) {
+                    fno_rules::noon(&t)
+                } else {
+                    t
+                })
             }
         };
         out.push((k.clone(), v));

@@ -53,7 +53,12 @@ const fn table(storage: &'static str, field: &'static str, label: &'static str, 
 pub(crate) const UNITS: Table = table("UnitOfMeasure", "Symbol", "Units", Scope::Global);
 pub(crate) const CURRENCIES: Table = table("Currency", "CurrencyCode", "Currency", Scope::Global);
 pub(crate) const LANGUAGES: Table = table("LanguageTable", "LanguageId", "Languages", Scope::Global);
-pub(crate) const COUNTRIES: Table = table("LogisticsAddressCountryRegion", "ISOcode", "Country/region", Scope::Global);
+pub(crate) const COUNTRIES: Table = table(
+    "LogisticsAddressCountryRegion",
+    "ISOcode",
+    "Country/region",
+    Scope::Global,
+);
 pub(crate) const STATES: Table = table("LogisticsAddressState", "StateId", "States", Scope::Global);
 pub(crate) const SITES: Table = table("InventSite", "SiteId", "Sites", Scope::Company);
 pub(crate) const WAREHOUSES: Table = table("InventLocation", "InventLocationId", "Warehouses", Scope::Company);
@@ -62,9 +67,24 @@ pub(crate) const PAYMENT_TERMS: Table = table("PaymTerm", "PaymTermId", "Terms o
 pub(crate) const DELIVERY_TERMS: Table = table("DlvTerm", "Code", "Terms of delivery", Scope::Company);
 pub(crate) const DELIVERY_MODES: Table = table("DlvMode", "Code", "Modes of delivery", Scope::Company);
 const CUSTOMERS: Table = table("CustomersV2", "CustomerAccount", "Customers", Scope::Company);
-const PRODUCTS: Table = table("SellableReleasedProducts", "ProductNumber", "Released products", Scope::Company);
-const ORDERS: Table = table("CDSSalesOrderHeaders", "SalesOrderNumber", "Sales orders", Scope::Company);
-const QUOTES: Table = table("CDSSalesQuotationHeaders", "SalesQuotationNumber", "Sales quotations", Scope::Company);
+const PRODUCTS: Table = table(
+    "SellableReleasedProducts",
+    "ProductNumber",
+    "Released products",
+    Scope::Company,
+);
+const ORDERS: Table = table(
+    "CDSSalesOrderHeaders",
+    "SalesOrderNumber",
+    "Sales orders",
+    Scope::Company,
+);
+const QUOTES: Table = table(
+    "CDSSalesQuotationHeaders",
+    "SalesQuotationNumber",
+    "Sales quotations",
+    Scope::Company,
+);
 
 /// The reference tables a test may add rows to (`Sandbox::fno_add_reference`), by storage name.
 pub(crate) const REFERENCE_TABLES: &[&Table] = &[
@@ -104,7 +124,12 @@ const QUOTE_LINE: &[&str] = &["CDSSalesQuotationLines"];
 const ORDER_LINE: &[&str] = &["CDSSalesOrderLines"];
 const LINES: &[&str] = &["CDSSalesQuotationLines", "CDSSalesOrderLines"];
 
-const fn rel(entities: &'static [&'static str], field: &'static str, label: &'static str, t: &'static Table) -> Relation {
+const fn rel(
+    entities: &'static [&'static str],
+    field: &'static str,
+    label: &'static str,
+    t: &'static Table,
+) -> Relation {
     Relation {
         entities,
         field,
@@ -211,7 +236,10 @@ pub(crate) fn check_relations(store: &FnoStore, e: &Entity, data: &Row) -> Resul
             "" => COMPANY_COUNTRY,
             c => c,
         });
-        if store.get(r.table.storage, &ref_key(r.table, company, country, v)).is_none() {
+        if store
+            .get(r.table.storage, &ref_key(r.table, company, country, v))
+            .is_none()
+        {
             return Err(format!(
                 "{}; Warning: validateField failed on field '{}.{}'.",
                 not_in_related(v, r.label, r.table.label),
@@ -319,7 +347,10 @@ pub(crate) fn add_reference(store: &mut FnoStore, t: &Table, company: &str, coun
 
 /// The reference table named by its storage (AOT) name.
 pub(crate) fn reference_table(name: &str) -> Option<&'static Table> {
-    REFERENCE_TABLES.iter().copied().find(|t| t.storage.eq_ignore_ascii_case(name))
+    REFERENCE_TABLES
+        .iter()
+        .copied()
+        .find(|t| t.storage.eq_ignore_ascii_case(name))
 }
 
 fn reference_json() -> Value {
@@ -340,7 +371,11 @@ fn column(raw: &Value, list: &str, i: usize) -> Vec<String> {
 /// The global reference tables (units, currencies, languages, countries, states).
 pub(crate) fn seed_global(store: &mut FnoStore) {
     let raw = reference_json();
-    for (t, list) in [(&UNITS, "units"), (&CURRENCIES, "currencies"), (&LANGUAGES, "languages")] {
+    for (t, list) in [
+        (&UNITS, "units"),
+        (&CURRENCIES, "currencies"),
+        (&LANGUAGES, "languages"),
+    ] {
         for v in column(&raw, list, 0) {
             add_reference(store, t, "", None, &v);
         }
@@ -350,7 +385,11 @@ pub(crate) fn seed_global(store: &mut FnoStore) {
     for c in &iso2 {
         add_reference(store, &COUNTRIES, "", None, c);
     }
-    let by_region: HashMap<&str, &str> = iso3.iter().map(String::as_str).zip(iso2.iter().map(String::as_str)).collect();
+    let by_region: HashMap<&str, &str> = iso3
+        .iter()
+        .map(String::as_str)
+        .zip(iso2.iter().map(String::as_str))
+        .collect();
     for (region, st) in column(&raw, "states", 0).iter().zip(column(&raw, "states", 1)) {
         if let Some(c) = by_region.get(region.as_str()) {
             add_reference(store, &STATES, "", Some(c), &st);

@@ -439,7 +439,8 @@ impl Sandbox {
     /// `company` matters for the per-company tables only. Panics on an unknown table.
     pub fn fno_add_reference(&self, table: &str, company: &str, value: &str) {
         let t = panic_on(
-            fno_rules::reference_table(table).ok_or_else(|| format!("p2c-sandbox: unknown F&O reference table '{table}'")),
+            fno_rules::reference_table(table)
+                .ok_or_else(|| format!("p2c-sandbox: unknown F&O reference table '{table}'")),
         );
         let mut f = lock(&self.st().fno);
         if t.storage == fno_rules::CUSTOMER_GROUPS.storage {
