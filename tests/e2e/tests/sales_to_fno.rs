@@ -933,7 +933,8 @@ async fn a_date_only_field_is_sent_as_fno_holds_it_and_a_redo_writes_nothing() {
     let p1 = product(&env, "D0001", true, true).await;
     let q = quote(&env, &fx, "QUO-9101", &fx.accounts[0].0, &[(&p1, 1.0, 250.0, 0.0)]);
     // Sales serves a date-only column as a bare date.
-    env.sb.sales_update("quotes", &q.id, json!({"requestdeliveryby": "2026-09-15"}));
+    env.sb
+        .sales_update("quotes", &q.id, json!({"requestdeliveryby": "2026-09-15"}));
 
     env.deps.crashes.arm(p2c_sync::faults::CrashPoint::AfterTargetWrite, 1);
     let err = run_flow(&env.deps, FlowName::QuotesToFno, "usmf", &RunOptions::default())
@@ -949,7 +950,12 @@ async fn a_date_only_field_is_sent_as_fno_holds_it_and_a_redo_writes_nothing() {
     let r = env.run(FlowName::QuotesToFno).await;
     assert_eq!((r.read, r.written, r.failed), (1, 0, 0), "{r:?}");
     assert_eq!(r.skipped_by_reason.get(&Skip::Echo), Some(&1), "{r:?}");
-    assert_eq!(fno_writes(&env), 1, "one refused create, no PATCH: {:?}", env.sb.requests());
+    assert_eq!(
+        fno_writes(&env),
+        1,
+        "one refused create, no PATCH: {:?}",
+        env.sb.requests()
+    );
     let _ = std::fs::remove_file(&mapping);
 }
 
