@@ -7,9 +7,9 @@
 //!   `cross-company=true` (public clients add it for exactly this reason). The same holds for PATCH and DELETE.
 //!   A POST creates in the company named by `dataAreaId` (default company when absent).
 //! * `If-Match` with a stale ETag is 412.
-//! * Validation failures (unknown customer group, dangling customer/order/product references, too-long
-//!   account numbers and names, missing mandatory fields, duplicates) are HTTP 500 `AxODataWriteException` with the
-//!   reason in `error.innererror.message`; malformed bodies (unknown property, wrong JSON type, unknown enum member)
+//! * Validation failures (a value not in its related table, strings longer than their EDT: see `fno_rules.rs`;
+//!   missing mandatory fields, duplicates) are HTTP 500 `AxODataWriteException` with the reason in
+//!   `error.innererror.message`; malformed bodies (unknown property, wrong JSON type, unknown enum member)
 //!   are 400 from the OData layer.
 //! * Defaulting, line amounts, the totals batch, invoicing and the fields the CDS entities derive on read live in
 //!   `fno_sales.rs`; this module calls them on every OData write and read.
