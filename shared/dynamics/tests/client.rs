@@ -290,3 +290,33 @@ async fn batch_reports_each_operation_on_its_own() {
             .any(|r| r["CustomerAccount"] == "EXISTS" && r["OrganizationName"] == "Updated")
     );
 }
+
+/// F&O may ignore `return=minimal`: a create inside a change set then answers 201 with `Location`, `ETag` and the
+/// whole entity in its part, which the batch parser reads like the 204.
+#[tokio::test]
+async fn batch_creates_answered_201_with_location_and_body_are_parsed() {
+    let c = clients().await;
+    c.sb.seed_demo(0);
+    let mut full = c.fno.create_op("CustomersV2", customer("LOC-1"));
+    full.headers.retain(|(k, _)| *k != "Prefer");
+    let sets = vec![vec![full, c.fno.create_op("CustomersV2", customer("LOC-2"))]];
+    let r = c.fno.batch_sets(&sets).await.unwrap();
+    let [p2c_dynamics::SetResult::Done(parts)] = r.as_slice() else {
+        panic!("{r:?}");
+    };
+    assert_eq!((parts[0].status, parts[1].status), (201, 204));
+    for (part, account) in parts.iter().zip(["LOC-1", "LOC-2"]) {
+        let location = part.header("Location").unwrap();
+        assert!(
+            location.ends_with(&format!(
+                "/data/CustomersV2(dataAreaId='usmf',CustomerAccount='{account}')"
+            )),
+            "{location}"
+        );
+    }
+    let entity = parts[0].json().unwrap();
+    assert_eq!(entity["CustomerAccount"], "LOC-1");
+    assert_eq!(entity["CustomerGroupId"], "10");
+    assert!(parts[0].header("ETag").is_some_and(|e| e.starts_with("W/")));
+    assert_eq!(c.sb.fno_rows("CustomersV2").len(), 2);
+}

@@ -39,8 +39,8 @@ pub use overrides::{
 };
 pub use sales::{LookupTarget, bind_value, lookup_targets, sales_lookup_names, sales_lookup_tables, split_state};
 pub use schema::{
-    FNO_EMPTY_DATE, FnoProperty, FnoType, fno_empty_value, fno_entity_keys, fno_enum_members, fno_has_entity,
-    fno_max_len, fno_property,
+    FNO_EMPTY_DATE, FnoProperty, FnoType, fno_edt, fno_empty_value, fno_entity_keys, fno_enum_members, fno_has_entity,
+    fno_is_date_only, fno_max_len, fno_property,
 };
 pub use template::{
     Bind, Direction, FieldMap, Filter, Lookup, Mapped, Record, Role, Source, Template, Transform, Unmapped, build,

@@ -157,170 +157,80 @@ pub(crate) fn fno_property_ignore_case(entity: &str, field: &str) -> Option<&'st
         .map(String::as_str)
 }
 
-/// Known maximum string length (in UTF-16 code units, as SQL Server `nvarchar` counts) of an F&O field.
-///
-/// The lengths are those of the standard F&O extended data types (EDTs) behind the string fields the templates
-/// write (and a few an override is likely to add). Where the EDT is not certain the comment says "assumed" and
-/// the value errs on the long side, so a real value is never refused by us that F&O would take (F&O still
-/// rejects what is too long for it). A field not listed is not length-checked (memo fields, for one, have none).
+/// F&O's extended data types (EDTs) of the fields, which `$metadata` does not carry: string lengths and
+/// date-only fields. One table, `tests/sandbox/data/fno_edt.json`, shared with the sandbox so that p2c's check and
+/// the emulated F&O cannot disagree (see the `_about` of the file for the sources).
+static EDT_JSON: &str = include_str!("../../../tests/sandbox/data/fno_edt.json");
+
+#[derive(Deserialize)]
+struct RawEdt {
+    strings: Vec<(String, String, usize)>,
+    date_only: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct Edt {
+    /// Property -> (EDT, maximum length).
+    strings: HashMap<String, (String, usize)>,
+    /// Property -> EDT of the date-only fields.
+    date_only: HashMap<String, String>,
+}
+
+fn edt() -> &'static Edt {
+    static EDT: OnceLock<Edt> = OnceLock::new();
+    EDT.get_or_init(|| {
+        // Compiled-in data; a unit test proves it parses. An empty table only turns the checks off.
+        let Ok(raw) = serde_json::from_str::<RawEdt>(EDT_JSON) else {
+            return Edt::default();
+        };
+        Edt {
+            strings: raw.strings.into_iter().map(|(f, e, n)| (f, (e, n))).collect(),
+            date_only: raw.date_only.into_iter().collect(),
+        }
+    })
+}
+
+/// Known maximum string length (in UTF-16 code units, as SQL Server `nvarchar` counts) of an F&O field: the
+/// length of the extended data type behind it, for a text property of the entity. Where the EDT is not certain
+/// the table says "assumed" and the value errs on the long side, so a real value is never refused by us that F&O
+/// would take. A field not listed is not length-checked (memo fields, for one, have none).
 pub fn fno_max_len(entity: &str, field: &str) -> Option<usize> {
-    let table: &[(&str, usize)] = match entity {
-        "CustomersV2" | "CustomersV3" => CUSTOMER_LENGTHS,
-        "CDSContactPersons" | "CDSContactPersonsV2" => CONTACT_PERSON_LENGTHS,
-        "CDSSalesQuotationHeaders" => QUOTATION_HEADER_LENGTHS,
-        "CDSSalesQuotationLines" => QUOTATION_LINE_LENGTHS,
-        "CDSSalesOrderHeaders" => ORDER_HEADER_LENGTHS,
-        "CDSSalesOrderLines" | "CDSSalesOrderLinesV2" => ORDER_LINE_LENGTHS,
-        _ => return None,
-    };
-    table.iter().find(|(f, _)| *f == field).map(|(_, n)| *n)
+    let p = fno_property(entity, field)?;
+    (p.ty == FnoType::String)
+        .then(|| edt().strings.get(field).map(|(_, n)| *n))
+        .flatten()
 }
 
-/// The entity sets `fno_max_len` has lengths for, with their tables (for tests).
-#[cfg(test)]
-pub(crate) const LENGTH_TABLES: &[(&str, &[(&str, usize)])] = &[
-    ("CustomersV2", CUSTOMER_LENGTHS),
-    ("CDSContactPersons", CONTACT_PERSON_LENGTHS),
-    ("CDSSalesQuotationHeaders", QUOTATION_HEADER_LENGTHS),
-    ("CDSSalesQuotationLines", QUOTATION_LINE_LENGTHS),
-    ("CDSSalesOrderHeaders", ORDER_HEADER_LENGTHS),
-    ("CDSSalesOrderLines", ORDER_LINE_LENGTHS),
-    ("CDSSalesOrderLinesV2", ORDER_LINE_LENGTHS),
-];
-
-#[rustfmt::skip]
-const CONTACT_PERSON_LENGTHS: &[(&str, usize)] = &[
-    ("ContactPersonPartyNumber", 40),            // DirPartyNumber
-    ("AssociatedPartyNumber", 40),               // DirPartyNumber
-    ("FirstName", 25),                           // FirstName
-    ("MiddleName", 25),                          // MiddleName
-    ("LastName", 25),                            // LastName
-    ("ContactPersonPartyType", 20),              // assumed: "Person" / "Organization", as PartyType
-    ("EmploymentDepartment", 60),                // assumed: Name-based department text
-    ("EmploymentProfession", 60),                // assumed: Name-based job title text
-    ("GovernmentIdentificationNumber", 50),      // assumed: errs long (Sales governmentid is 50)
-    ("PrimaryEmailAddress", 255),                // LogisticsElectronicAddressLocator
-    ("PrimaryPhoneNumber", 255),                 // LogisticsElectronicAddressLocator
-    ("PrimaryURL", 255),                         // LogisticsElectronicAddressLocator
-    ("PrimaryAddressStreet", 250),               // LogisticsAddressStreet
-    ("PrimaryAddressCity", 60),                  // LogisticsAddressCityName
-    ("PrimaryAddressZipCode", 10),               // LogisticsAddressZipCodeId
-    ("PrimaryAddressStateId", 10),               // LogisticsAddressStateId
-    ("PrimaryAddressCountryRegionISOCode", 10),  // assumed: as LogisticsAddressCountryRegionId (ISO codes are 2)
-    ("PrimaryAddressDescription", 60),           // LogisticsDescription
-];
-
-/// The delivery address fields shared by quotation and order headers and lines.
-macro_rules! delivery_address_lengths {
-    () => {
-        [
-            ("DeliveryAddressStreet", 250),              // LogisticsAddressStreet
-            ("DeliveryAddressStreetNumber", 20),         // assumed: LogisticsAddressStreetNumber
-            ("DeliveryAddressCity", 60),                 // LogisticsAddressCityName
-            ("DeliveryAddressZipCode", 10),              // LogisticsAddressZipCodeId
-            ("DeliveryAddressStateId", 10),              // LogisticsAddressStateId
-            ("DeliveryAddressCountryRegionISOCode", 10), // assumed, as the customer's
-            ("DeliveryAddressDescription", 60),          // LogisticsDescription
-            ("DeliveryAddressName", 100),                // assumed: errs long (delivery name, a party name)
-        ]
-    };
+/// The extended data type of an F&O text field with a known length (for messages and tests).
+pub fn fno_edt(field: &str) -> Option<&'static str> {
+    edt().strings.get(field).map(|(e, _)| e.as_str())
 }
 
-#[rustfmt::skip]
-const QUOTATION_HEADER_LENGTHS: &[(&str, usize)] = &{
-    let a = delivery_address_lengths!();
-    [
-        ("SalesQuotationNumber", 20),            // QuotationIdBase
-        ("RequestingCustomerAccountNumber", 20), // CustAccount
-        ("InvoiceCustomerAccountNumber", 20),    // CustInvoiceAccount
-        ("CurrencyCode", 3),                     // CurrencyCode (ISO 4217)
-        ("SalesQuotationName", 60),              // assumed: Name (60); the sandbox allows 60 for *Name
-        ("CustomersReference", 60),              // CustRef
-        ("CustomerRequisitionNumber", 20),       // CustPurchaseOrder
-        ("LanguageId", 7),                       // LanguageIdAll
-        ("DefaultShippingSiteId", 10),           // InventSiteId
-        ("DefaultShippingWarehouseId", 10),      // InventLocationId
-        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
-    ]
-};
+/// Whether `entity.field` is a date-only field: an X++ date published as `Edm.DateTimeOffset`, which F&O stores as
+/// the date alone and serves at `12:00:00Z` (spec/protocols.md B.3).
+pub fn fno_is_date_only(entity: &str, field: &str) -> bool {
+    fno_property(entity, field).is_some_and(|p| p.ty == FnoType::DateTimeOffset) && edt().date_only.contains_key(field)
+}
 
-#[rustfmt::skip]
-const ORDER_HEADER_LENGTHS: &[(&str, usize)] = &{
-    let a = delivery_address_lengths!();
-    [
-        ("SalesOrderNumber", 20),                // SalesIdBase
-        ("OrderingCustomerAccountNumber", 20),   // CustAccount
-        ("InvoiceCustomerAccountNumber", 20),    // CustInvoiceAccount
-        ("CurrencyCode", 3),                     // CurrencyCode (ISO 4217)
-        ("SalesOrderName", 60),                  // assumed: Name (60)
-        ("CustomersOrderReference", 60),         // CustRef
-        ("CustomerRequisitionNumber", 20),       // CustPurchaseOrder
-        ("LanguageId", 7),                       // LanguageIdAll
-        ("DefaultShippingSiteId", 10),           // InventSiteId
-        ("DefaultShippingWarehouseId", 10),      // InventLocationId
-        a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7],
-    ]
-};
-
-#[rustfmt::skip]
-const QUOTATION_LINE_LENGTHS: &[(&str, usize)] = &[
-    ("SalesQuotationNumber", 20),                // QuotationIdBase
-    ("ProductNumber", 70),                       // assumed: EcoResProductDisplayProductNumber (variants add dimensions)
-    ("SalesUnitSymbol", 10),                     // UnitOfMeasureSymbol
-    ("CurrencyCode", 3),                         // CurrencyCode (ISO 4217)
-    ("ShippingSiteId", 10),                      // InventSiteId
-    ("ShippingWarehouseId", 10),                 // InventLocationId
-];
-
-#[rustfmt::skip]
-const ORDER_LINE_LENGTHS: &[(&str, usize)] = &[
-    ("SalesOrderNumber", 20),                    // SalesIdBase
-    ("ProductNumber", 70),                       // assumed: EcoResProductDisplayProductNumber
-    ("SalesUnitSymbol", 10),                     // UnitOfMeasureSymbol
-    ("CurrencyCode", 3),                         // CurrencyCode (ISO 4217)
-    ("ShippingSiteId", 10),                      // InventSiteId
-    ("ShippingWarehouseId", 10),                 // InventLocationId
-];
-
-#[rustfmt::skip]
-const CUSTOMER_LENGTHS: &[(&str, usize)] = &[
-    ("CustomerAccount", 20),                     // CustAccount
-    ("PartyNumber", 40),                         // DirPartyNumber
-    ("OrganizationName", 100),                   // DirPartyName
-    ("NameAlias", 20),                           // NameAlias (search name)
-    ("PartyType", 20),                           // assumed: "Organization" / "Person"
-    ("CustomerGroupId", 10),                     // CustGroupId
-    ("SalesCurrencyCode", 3),                    // CurrencyCode (ISO 4217)
-    ("LanguageId", 7),                           // LanguageIdAll, e.g. "en-us"
-    ("SiteId", 10),                              // InventSiteId
-    ("WarehouseId", 10),                         // InventLocationId
-    ("SalesMemo", 1000),                         // assumed: memo text on the customer
-    ("InvoiceAccount", 20),                      // CustInvoiceAccount
-    ("PaymentTerms", 10),                        // PaymTermId
-    ("DeliveryMode", 10),                        // DlvModeId
-    ("DeliveryTerms", 10),                       // DlvTermId
-    ("SalesTaxGroup", 10),                       // TaxGroup
-    ("PrimaryContactEmail", 255),                // LogisticsElectronicAddressLocator
-    ("PrimaryContactPhone", 255),                // LogisticsElectronicAddressLocator
-    ("PrimaryContactFax", 255),                  // LogisticsElectronicAddressLocator
-    ("PrimaryContactURL", 255),                  // LogisticsElectronicAddressLocator
-    ("PersonFirstName", 25),                     // FirstName
-    ("PersonMiddleName", 25),                    // MiddleName
-    ("PersonLastName", 25),                      // LastName
-    ("AddressStreet", 250),                      // LogisticsAddressStreet
-    ("AddressCity", 60),                         // LogisticsAddressCityName
-    ("AddressZipCode", 10),                      // LogisticsAddressZipCodeId
-    ("AddressState", 10),                        // LogisticsAddressStateId
-    ("AddressCountryRegionISOCode", 10),         // assumed: as LogisticsAddressCountryRegionId (ISO codes are 2)
-    ("AddressDescription", 60),                  // LogisticsDescription
-    ("AddressLocationRoles", 255),               // assumed: ';'-separated role names
-    ("DeliveryAddressStreet", 250),              // LogisticsAddressStreet
-    ("DeliveryAddressCity", 60),                 // LogisticsAddressCityName
-    ("DeliveryAddressZipCode", 10),              // LogisticsAddressZipCodeId
-    ("DeliveryAddressState", 10),                // LogisticsAddressStateId
-    ("DeliveryAddressCountryRegionISOCode", 10), // assumed, as AddressCountryRegionISOCode
-    ("DeliveryAddressDescription", 60),          // LogisticsDescription
-];
+/// A value for a date-only field as F&O will hold it: its UTC date at `12:00:00Z`. Takes a date (`2026-03-10`, as
+/// Sales serves date-only columns) or an RFC 3339 date-time; `None` for anything else.
+pub(crate) fn fno_date_noon(s: &str) -> Option<String> {
+    use time::format_description::well_known::Rfc3339;
+    let date = if s.len() == 10 {
+        time::Date::parse(s, &time::macros::format_description!("[year]-[month]-[day]")).ok()?
+    } else {
+        time::OffsetDateTime::parse(s, &Rfc3339)
+            .ok()?
+            .to_offset(time::UtcOffset::UTC)
+            .date()
+    };
+    Some(format!(
+        "{:04}-{:02}-{:02}T12:00:00Z",
+        date.year(),
+        u8::from(date.month()),
+        date.day()
+    ))
+}
 
 /// Why a value does not fit an F&O field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -349,6 +259,11 @@ pub(crate) fn conform(entity: &str, field: &str, value: &Value) -> Result<Option
         got: describe(value),
     };
     match &prop.ty {
+        FnoType::DateTimeOffset if fno_is_date_only(entity, field) => match value.as_str().and_then(fno_date_noon) {
+            // What F&O will serve back, so the next comparison with the target sees no change.
+            Some(d) => Ok(Some(Value::String(d))),
+            None => Err(bad("a date (2026-03-10) or an ISO 8601 date-time")),
+        },
         FnoType::String | FnoType::DateTimeOffset => {
             let Value::String(s) = value else {
                 return Err(bad("text"));
@@ -448,21 +363,53 @@ mod tests {
     }
 
     #[test]
-    fn every_length_names_a_real_string_field() {
-        for (entity, table) in LENGTH_TABLES {
-            for (f, n) in *table {
-                let p = fno_property(entity, f).unwrap_or_else(|| panic!("{f} not in {entity}"));
-                assert_eq!(p.ty, FnoType::String, "{entity}.{f}");
-                assert!(*n > 0);
-                assert_eq!(fno_max_len(entity, f), Some(*n));
-            }
-            let mut names: Vec<_> = table.iter().map(|(f, _)| f).collect();
-            names.sort();
-            names.dedup();
-            assert_eq!(names.len(), table.len(), "{entity}: a field is listed twice");
+    fn every_edt_row_names_a_real_field_of_its_type() {
+        let raw: RawEdt = serde_json::from_str(EDT_JSON).unwrap();
+        let entities: Vec<&String> = schema().entities.keys().collect();
+        let typed = |f: &str, ty: FnoType| entities.iter().any(|e| fno_property(e, f).is_some_and(|p| p.ty == ty));
+        for (f, edt_name, n) in &raw.strings {
+            assert!(typed(f, FnoType::String), "{f} is no text property of any entity");
+            assert!(*n > 0 && !edt_name.is_empty(), "{f}");
+            assert_eq!(fno_edt(f), Some(edt_name.as_str()));
         }
+        for (f, _) in &raw.date_only {
+            assert!(
+                typed(f, FnoType::DateTimeOffset),
+                "{f} is no date property of any entity"
+            );
+        }
+        assert_eq!(edt().strings.len(), raw.strings.len(), "a text field is listed twice");
         assert_eq!(fno_max_len("CDSContactPersonsV2", "FirstName"), Some(25));
+        assert_eq!(fno_max_len("CustomersV2", "CustomerAccount"), Some(20));
+        assert_eq!(fno_max_len("CustomersV2", "OrganizationName"), Some(100));
         assert_eq!(fno_max_len("SellableReleasedProducts", "ProductName"), None);
+        assert!(fno_is_date_only("CDSSalesOrderHeaders", "RequestedReceiptDate"));
+        assert!(!fno_is_date_only("CDSSalesOrderHeaders", "OrderCreationDateTime"));
+    }
+
+    #[test]
+    fn date_only_values_become_noon_utc() {
+        let e = "CDSSalesOrderHeaders";
+        for (given, held) in [
+            ("2026-03-10", "2026-03-10T12:00:00Z"),
+            ("2026-03-10T08:30:00Z", "2026-03-10T12:00:00Z"),
+            ("2026-03-10T23:30:00-05:00", "2026-03-11T12:00:00Z"),
+            ("2026-03-10T12:00:00Z", "2026-03-10T12:00:00Z"),
+        ] {
+            assert_eq!(
+                conform(e, "RequestedReceiptDate", &Value::from(given)),
+                Ok(Some(Value::from(held)))
+            );
+        }
+        assert!(matches!(
+            conform(e, "RequestedReceiptDate", &Value::from("next week")),
+            Err(Misfit::BadType { .. })
+        ));
+        // A date-time field keeps its time.
+        assert_eq!(
+            conform(e, "OrderCreationDateTime", &Value::from("2026-03-10T08:30:00Z")),
+            Ok(Some(Value::from("2026-03-10T08:30:00Z")))
+        );
     }
 
     #[test]

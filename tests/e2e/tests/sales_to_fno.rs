@@ -912,6 +912,53 @@ async fn crash_after_writing_documents_then_rerun_duplicates_nothing() {
     assert_eq!(links.len(), 2);
 }
 
+/// A Sales date mapped to a date-only F&O field (`RequestedShippingDate`: an X++ date that F&O serves at
+/// 12:00:00Z) is sent as F&O holds it, so a redo that compares with F&O's row finds it equal and writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_date_only_field_is_sent_as_fno_holds_it_and_a_redo_writes_nothing() {
+    let mapping = std::env::temp_dir().join(format!("p2c-date-only-{}.toml", std::process::id()));
+    std::fs::write(
+        &mapping,
+        "[[quotes-to-fno.QuoteHeader.fields]]\nsource = \"requestdeliveryby\"\ntarget = \"RequestedShippingDate\"\n\
+         transform = \"copy\"\n",
+    )
+    .unwrap();
+    let env = Env::start_with(p2c_sandbox::SandboxConfig::default(), 1, |c| {
+        c.lease_ttl = std::time::Duration::from_secs(1);
+        c.mapping = Some(mapping.clone());
+    })
+    .await;
+    let fx = fixture(&env).await;
+    settle(&env, FlowName::QuotesToFno).await;
+    let p1 = product(&env, "D0001", true, true).await;
+    let q = quote(&env, &fx, "QUO-9101", &fx.accounts[0].0, &[(&p1, 1.0, 250.0, 0.0)]);
+    // Sales serves a date-only column as a bare date.
+    env.sb
+        .sales_update("quotes", &q.id, json!({"requestdeliveryby": "2026-09-15"}));
+
+    env.deps.crashes.arm(p2c_sync::faults::CrashPoint::AfterTargetWrite, 1);
+    let err = run_flow(&env.deps, FlowName::QuotesToFno, "usmf", &RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, p2c_sync::SyncError::SimulatedCrash(_)), "{err}");
+    let h = fno_rows_of(&env, "CDSSalesQuotationHeaders", "SalesQuotationNumber", "QUO-9101");
+    assert_eq!(h[0]["RequestedShippingDate"], "2026-09-15T12:00:00Z");
+
+    // The redo has no link: F&O refuses the create, the re-plan reads the row and finds every value held.
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    env.sb.reset_counters();
+    let r = env.run(FlowName::QuotesToFno).await;
+    assert_eq!((r.read, r.written, r.failed), (1, 0, 0), "{r:?}");
+    assert_eq!(r.skipped_by_reason.get(&Skip::Echo), Some(&1), "{r:?}");
+    assert_eq!(
+        fno_writes(&env),
+        1,
+        "one refused create, no PATCH: {:?}",
+        env.sb.requests()
+    );
+    let _ = std::fs::remove_file(&mapping);
+}
+
 // ------------------------------------------------------------------------------------------------ story
 
 /// The prospect-to-cash story with the real parent flows: products come from F&O through products-to-sales

@@ -7,9 +7,9 @@
 //!   `cross-company=true` (public clients add it for exactly this reason). The same holds for PATCH and DELETE.
 //!   A POST creates in the company named by `dataAreaId` (default company when absent).
 //! * `If-Match` with a stale ETag is 412.
-//! * Validation failures (unknown customer group, dangling customer/order/product references, too-long
-//!   account numbers and names, missing mandatory fields, duplicates) are HTTP 500 `AxODataWriteException` with the
-//!   reason in `error.innererror.message`; malformed bodies (unknown property, wrong JSON type, unknown enum member)
+//! * Validation failures (a value not in its related table, strings longer than their EDT: see `fno_rules.rs`;
+//!   missing mandatory fields, duplicates) are HTTP 500 `AxODataWriteException` with the reason in
+//!   `error.innererror.message`; malformed bodies (unknown property, wrong JSON type, unknown enum member)
 //!   are 400 from the OData layer.
 //! * Defaulting, line amounts, the totals batch, invoicing and the fields the CDS entities derive on read live in
 //!   `fno_sales.rs`; this module calls them on every OData write and read.
@@ -21,6 +21,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde_json::{Map, Value, json};
 
 use crate::batch;
+use crate::fno_rules;
 use crate::fno_sales;
 use crate::fno_schema::{Entity, FType, label, schema};
 use crate::http::{Req, Resp, decode_path, decode_query_part, encode_key_segment, parse_datetime};
@@ -31,10 +32,6 @@ use crate::{State, lock};
 pub(crate) const ROOT: &str = "/data";
 const PAGE: usize = 10_000;
 const EMPTY_DATE: &str = "1900-01-01T12:00:00Z";
-const NAME_MAX: usize = 60;
-/// Party names (EDT DirPartyName) are longer than other names.
-const PARTY_NAME_MAX: usize = 100;
-const ACCOUNT_MAX: usize = 20;
 
 fn odata_err(status: u16, message: &str) -> Resp {
     Resp::odata_json(status, &json!({"error": {"code": "", "message": message}}))
@@ -322,7 +319,14 @@ fn parse_key(e: &Entity, raw: &str) -> Result<Vec<(String, Value)>, Resp> {
             }
             FType::Int32 | FType::Int64 => Value::from(raw.parse::<i64>().map_err(|_| bad())?),
             FType::Decimal => json!(raw.trim_end_matches(['M', 'm']).parse::<f64>().map_err(|_| bad())?),
-            FType::DateTime => Value::String(crate::http::iso(parse_datetime(raw).ok_or_else(bad)?)),
+            FType::DateTime => {
+                let t = crate::http::iso(parse_datetime(raw).ok_or_else(bad)?);
+                Value::String(if fno_rules::is_date_only(k) {
+                    fno_rules::noon(&t)
+                } else {
+                    t
+                })
+            }
         };
         out.push((k.clone(), v));
     }
@@ -669,8 +673,10 @@ fn check_body(e: &Entity, body: &Map<String, Value>) -> Result<Row, Resp> {
             (FType::Int32, Value::Number(n)) if n.as_i64().is_some_and(|x| i32::try_from(x).is_ok()) => v.clone(),
             (FType::Int64, Value::Number(n)) if n.is_i64() => v.clone(),
             (FType::Decimal, Value::Number(_)) => v.clone(),
-            (FType::DateTime, Value::String(s)) => match parse_datetime(s) {
-                Some(t) => Value::String(crate::http::iso(t)),
+            // A date-only field keeps the (UTC) date and is served at 12:00:00Z (spec/protocols.md B.3).
+            (FType::DateTime, Value::String(s)) => match parse_datetime(s).map(crate::http::iso) {
+                Some(t) if fno_rules::is_date_only(k) => Value::String(fno_rules::noon(&t)),
+                Some(t) => Value::String(t),
                 None => return Err(bad()),
             },
             (FType::Enum(en), Value::String(s)) => {
@@ -697,17 +703,8 @@ fn s<'a>(data: &'a Row, k: &str) -> &'a str {
     data.get(k).and_then(Value::as_str).unwrap_or("")
 }
 
-fn exists_in(store: &FnoStore, storage: &str, company: &str, field: &str, value: &str) -> bool {
-    store.rows(storage).any(|(_, r)| {
-        s(&r.data, "dataAreaId").eq_ignore_ascii_case(company) && s(&r.data, field).eq_ignore_ascii_case(value)
-    })
-}
-
-fn not_in_related(value: &str, field: &str, table: &str) -> String {
-    format!("Warning: The value '{value}' in field '{field}' is not found in the related table '{table}'.")
-}
-
-/// X++ validation of the row about to be written (`validateField`/`validateWrite`).
+/// X++ validation of the row about to be written (`validateField`/`validateWrite`): company, keys, the EDT
+/// lengths and the table relations of `fno_rules`.
 fn validate(store: &FnoStore, e: &Entity, data: &Row) -> Result<(), String> {
     let company = s(data, "dataAreaId").to_string();
     if e.prop("dataAreaId").is_some() && !store.companies.contains(&company) {
@@ -718,137 +715,8 @@ fn validate(store: &FnoStore, e: &Entity, data: &Row) -> Result<(), String> {
             return Err(format!("Warning: Field '{}' must be filled in.", label(k)));
         }
     }
-    for p in &e.props {
-        if p.ty == FType::Str && p.name.ends_with("Name") {
-            let max = if p.name == "OrganizationName" {
-                PARTY_NAME_MAX
-            } else {
-                NAME_MAX
-            };
-            let n = s(data, &p.name).chars().count();
-            if n > max {
-                return Err(format!(
-                    "Warning: The value of field '{}' ({}) is too long: {n} characters; the maximum is {max}.; \
-                     Warning: validateField failed on field '{}.{}'.",
-                    label(&p.name),
-                    p.name,
-                    e.aot_name(),
-                    p.name
-                ));
-            }
-        }
-    }
-    let related = |field: &str, storage: &str, table: &str, required: bool, lbl: &str| -> Result<(), String> {
-        let v = s(data, field);
-        if v.is_empty() {
-            return if required {
-                Err(format!("Warning: Field '{lbl}' must be filled in."))
-            } else {
-                Ok(())
-            };
-        }
-        let lookup_field = match storage {
-            "CustomersV2" => "CustomerAccount",
-            "CustomerGroups" => "CustomerGroupId",
-            "SellableReleasedProducts" => "ProductNumber",
-            "CDSSalesOrderHeaders" => "SalesOrderNumber",
-            _ => "SalesQuotationNumber",
-        };
-        if exists_in(store, storage, &company, lookup_field, v) {
-            Ok(())
-        } else {
-            Err(format!(
-                "{}; Warning: validateField failed on field '{}.{field}'.",
-                not_in_related(v, lbl, table),
-                e.aot_name()
-            ))
-        }
-    };
-    match e.storage.as_str() {
-        "CustomersV2" => {
-            let acct = s(data, "CustomerAccount");
-            if acct.chars().count() > ACCOUNT_MAX {
-                return Err(format!(
-                    "Warning: The value '{acct}' of field 'Customer account' is too long: the maximum length is \
-                     {ACCOUNT_MAX}.; Warning: validateField failed on field '{}.CustomerAccount'.",
-                    e.aot_name()
-                ));
-            }
-            related(
-                "CustomerGroupId",
-                "CustomerGroups",
-                "Customer groups",
-                true,
-                "Customer group",
-            )?;
-        }
-        "CDSSalesOrderHeaders" => {
-            related(
-                "OrderingCustomerAccountNumber",
-                "CustomersV2",
-                "Customers",
-                true,
-                "Customer account",
-            )?;
-            related(
-                "InvoiceCustomerAccountNumber",
-                "CustomersV2",
-                "Customers",
-                false,
-                "Invoice account",
-            )?;
-        }
-        "CDSSalesQuotationHeaders" => {
-            related(
-                "RequestingCustomerAccountNumber",
-                "CustomersV2",
-                "Customers",
-                false,
-                "Customer account",
-            )?;
-            related(
-                "InvoiceCustomerAccountNumber",
-                "CustomersV2",
-                "Customers",
-                false,
-                "Invoice account",
-            )?;
-        }
-        "CDSSalesOrderLines" => {
-            related(
-                "SalesOrderNumber",
-                "CDSSalesOrderHeaders",
-                "Sales orders",
-                true,
-                "Sales order",
-            )?;
-            related(
-                "ProductNumber",
-                "SellableReleasedProducts",
-                "Released products",
-                true,
-                "Item number",
-            )?;
-        }
-        "CDSSalesQuotationLines" => {
-            related(
-                "SalesQuotationNumber",
-                "CDSSalesQuotationHeaders",
-                "Sales quotations",
-                true,
-                "Quotation",
-            )?;
-            related(
-                "ProductNumber",
-                "SellableReleasedProducts",
-                "Released products",
-                true,
-                "Item number",
-            )?;
-        }
-        _ => {}
-    }
-    Ok(())
+    fno_rules::check_lengths(e, data)?;
+    fno_rules::check_relations(store, e, data)
 }
 
 /// Number-sequence keys F&O fills when a create omits them. The sales quotation sequence is Manual (the P2C

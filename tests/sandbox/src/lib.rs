@@ -23,6 +23,7 @@ mod dv_schema;
 mod events;
 mod faults;
 mod fno;
+mod fno_rules;
 mod fno_sales;
 mod fno_schema;
 mod http;
@@ -432,11 +433,40 @@ impl Sandbox {
         fno::wire_rows(&lock(&self.st().fno), e)
     }
 
+    /// Add a value to one of F&O's reference tables, named by its AOT table: `UnitOfMeasure`, `Currency`,
+    /// `LanguageTable`, `LogisticsAddressCountryRegion` (ISO code), `LogisticsAddressState` (`"US-WA"`: ISO
+    /// country, dash, state), `InventSite`, `InventLocation`, `CustomerGroups`, `PaymTerm`, `DlvTerm`, `DlvMode`.
+    /// `company` matters for the per-company tables only; a value the table holds already is left as it is.
+    /// Panics on an unknown table.
+    pub fn fno_add_reference(&self, table: &str, company: &str, value: &str) {
+        let t = panic_on(
+            fno_rules::reference_table(table)
+                .ok_or_else(|| format!("p2c-sandbox: unknown F&O reference table '{table}'")),
+        );
+        let mut f = lock(&self.st().fno);
+        let known = f.get(t.storage, &fno_rules::ref_key(t, company, None, value)).is_some();
+        // Customer groups are an OData entity: a full row of it.
+        if t.storage == fno_rules::CUSTOMER_GROUPS.storage {
+            if !known {
+                let e = Self::fno_entity("CustomerGroups");
+                let row = serde_json::json!({"dataAreaId": company, "CustomerGroupId": value});
+                panic_on(fno::direct_insert(&mut f, e, &row));
+            }
+            return;
+        }
+        let (country, value) = match value.split_once('-') {
+            Some((c, v)) if t.storage == fno_rules::STATES.storage => (Some(c), v),
+            _ => (None, value),
+        };
+        fno_rules::add_reference(&mut f, t, company, country, value);
+    }
+
     /// Demo data for company `usmf` (idempotent reference data; each call adds `accounts` more accounts):
     /// Sales currencies USD/EUR/GBP, business unit `usmf`, unit group "Default unit" with units "Primary Unit",
     /// "ea", "pcs", "hr", "Each"; price lists "CRM Service USA (sample)" (USD, the first USD list by name),
     /// "Europe Sales (EUR)", "UK Sales (GBP)" and "Wholesale USA" (USD); F&O sellable products D0001..D0005
-    /// for usmf (USD, unit `ea`; customer groups 10/20/30 exist in every company from the start); realistic Sales
+    /// for usmf (USD, unit `ea`; customer groups 10/20/30 and the rest of F&O's reference data exist in every
+    /// company from the start, see `fno_add_reference`); realistic Sales
     /// accounts owned by BU `usmf` with account numbers like `ACC-01000-BVRCPS`; and six contacts owned by `usmf`
     /// (`CON-01000-BVRCPS`...): two active customers (`msdynce_isactivecustomer`, the second also with a parent
     /// account), three contacts of the first demo accounts (`parentcustomerid` an account,

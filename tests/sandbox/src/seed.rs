@@ -6,7 +6,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{Value, json};
 
 use crate::store::Row;
-use crate::{State, dataverse, dv_schema, fno, lock};
+use crate::{State, dataverse, dv_schema, fno, fno_rules, lock};
 
 /// Created at start: the organization (system pricing on), its root business unit (with its default team), the
 /// application user p2c's token belongs to (in the root unit: the owner of what it creates without naming an
@@ -52,13 +52,11 @@ pub(crate) fn base(state: &State) {
     let Ok(groups) = fno::entity("CustomerGroups") else {
         return;
     };
+    fno_rules::seed_global(&mut f);
     for c in companies {
         f.companies.insert(c.clone());
-        for (id, desc) in [
-            ("10", "Wholesale customers"),
-            ("20", "Major customers"),
-            ("30", "Retail customers"),
-        ] {
+        fno_rules::seed_company(&mut f, &c);
+        for (id, desc) in fno_rules::customer_groups() {
             let _ = fno::direct_insert(
                 &mut f,
                 groups,

@@ -383,3 +383,359 @@ async fn batch_change_set_failure_rolls_back_only_that_change_set() {
     assert_eq!(accounts, vec!["A-1", "A-2"], "B-1 was rolled back with its change set");
     assert_eq!(sb.requests().get("fno POST $batch"), Some(&1));
 }
+
+/// The Infolog text of a refused write (500 `AxODataWriteException`), or a panic naming what came instead.
+async fn write_failure(r: reqwest::Response) -> String {
+    assert_eq!(r.status(), 500);
+    let v = json(r).await;
+    assert_eq!(v["error"]["message"], "An error has occurred.");
+    assert_eq!(
+        v["error"]["innererror"]["type"],
+        "Microsoft.Dynamics.Platform.Integration.Services.OData.AxODataWriteException"
+    );
+    v["error"]["innererror"]["message"].as_str().unwrap().to_string()
+}
+
+fn related(value: &str, field: &str, table: &str) -> String {
+    format!("Warning: The value '{value}' in field '{field}' is not found in the related table '{table}'.")
+}
+
+/// A customer with every reference field p2c writes, all from the seeded tables.
+fn full_customer(company: &str, account: &str) -> Value {
+    json!({"dataAreaId": company, "CustomerAccount": account, "CustomerGroupId": "10", "OrganizationName": account,
+           "SalesCurrencyCode": "EUR", "LanguageId": "en-us", "SiteId": "1", "WarehouseId": "13",
+           "PaymentTerms": "Net30", "DeliveryTerms": "FOB", "DeliveryMode": "10",
+           "AddressCountryRegionISOCode": "US", "AddressState": "WA",
+           "DeliveryAddressCountryRegionISOCode": "DE", "DeliveryAddressState": "BY"})
+}
+
+#[tokio::test]
+async fn reference_data_is_validated_with_the_related_table_text() {
+    let sb = sandbox().await;
+    let api = Api::fno(&sb).await;
+    assert_eq!(
+        api.post("CustomersV2", &full_customer("usmf", "REF-OK"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    // Each field with a value its related table does not hold: (field, value, field label, table label).
+    let cases = [
+        ("CustomerGroupId", "99", "Customer group", "Customer groups"),
+        ("SalesCurrencyCode", "ZZZ", "Currency", "Currency"),
+        ("LanguageId", "xx-yy", "Language", "Languages"),
+        ("SiteId", "9", "Site", "Sites"),
+        ("WarehouseId", "99", "Warehouse", "Warehouses"),
+        ("PaymentTerms", "Net99", "Terms of payment", "Terms of payment"),
+        ("DeliveryTerms", "XYZ", "Delivery terms", "Terms of delivery"),
+        ("DeliveryMode", "99", "Mode of delivery", "Modes of delivery"),
+        ("AddressCountryRegionISOCode", "QQ", "Country/region", "Country/region"),
+        // A state of another country: states are validated within the address's country.
+        ("AddressState", "BY", "State", "States"),
+        ("DeliveryAddressState", "WA", "State", "States"),
+    ];
+    for (i, (field, value, label, table)) in cases.iter().enumerate() {
+        let account = format!("REF-{i}");
+        let mut body = full_customer("usmf", &account);
+        body[*field] = json!(value);
+        let msg = write_failure(api.post("CustomersV2", &body).send().await.unwrap()).await;
+        assert!(msg.contains(&related(value, label, table)), "{field}: {msg}");
+        assert!(
+            msg.contains(&format!("validateField failed on field 'CustCustomerV2Entity.{field}'")),
+            "{msg}"
+        );
+        assert!(
+            sb.fno_get("CustomersV2", &[("dataAreaId", "usmf"), ("CustomerAccount", &account)])
+                .is_none()
+        );
+    }
+    // An update is validated the same way and changes nothing.
+    let key = "CustomersV2(dataAreaId='usmf',CustomerAccount='REF-OK')?cross-company=true";
+    let msg = write_failure(
+        api.patch(key, &json!({"SalesCurrencyCode": "ZZZ"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(msg.contains(&related("ZZZ", "Currency", "Currency")), "{msg}");
+    let row = sb
+        .fno_get("CustomersV2", &[("dataAreaId", "usmf"), ("CustomerAccount", "REF-OK")])
+        .unwrap();
+    assert_eq!(row["SalesCurrencyCode"], "EUR");
+    // Empty is no value: not looked up (F&O fills its own defaults).
+    assert_eq!(
+        api.patch(key, &json!({"WarehouseId": "", "AddressState": ""}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn sites_and_warehouses_are_per_company_units_and_currencies_global() {
+    let sb = sandbox().await;
+    let api = Api::fno(&sb).await;
+    // A legal entity set up after the sandbox started has no customer groups, sites or warehouses of its own.
+    sb.fno_insert(
+        "SellableReleasedProducts",
+        json!({"dataAreaId": "demf", "ProductNumber": "P-1", "SalesUnitSymbol": "ea"}),
+    );
+    let msg = write_failure(
+        api.post("CustomersV2", &full_customer("demf", "D-1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        msg.contains(&related("10", "Customer group", "Customer groups")),
+        "{msg}"
+    );
+    sb.fno_add_reference("CustomerGroups", "demf", "10");
+    let msg = write_failure(
+        api.post("CustomersV2", &full_customer("demf", "D-1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(msg.contains(&related("1", "Site", "Sites")), "{msg}");
+    sb.fno_add_reference("InventSite", "demf", "1");
+    let msg = write_failure(
+        api.post("CustomersV2", &full_customer("demf", "D-1"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(msg.contains(&related("13", "Warehouse", "Warehouses")), "{msg}");
+    sb.fno_add_reference("InventLocation", "demf", "13");
+    for (table, value) in [("PaymTerm", "Net30"), ("DlvTerm", "FOB"), ("DlvMode", "10")] {
+        sb.fno_add_reference(table, "demf", value);
+    }
+    // Currency, language, countries and states were there all along: they are shared by every company.
+    assert_eq!(
+        api.post("CustomersV2", &full_customer("demf", "D-1"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+
+    // Order lines: the unit must be a unit of measure F&O has (global), e.g. "ea", not the Sales unit name "Each".
+    let order = json!({"dataAreaId": "usmf", "SalesOrderNumber": "SO-REF", "OrderingCustomerAccountNumber": "C-REF",
+                       "CurrencyCode": "USD", "DeliveryAddressCountryRegionISOCode": "US", "DeliveryAddressStateId": "TX"});
+    sb.fno_insert("CustomersV2", customer("usmf", "C-REF"));
+    sb.fno_insert(
+        "SellableReleasedProducts",
+        json!({"dataAreaId": "usmf", "ProductNumber": "D0001", "SalesUnitSymbol": "ea"}),
+    );
+    assert_eq!(
+        api.post("CDSSalesOrderHeaders", &order).send().await.unwrap().status(),
+        201
+    );
+    let line = |unit: &str, seq: i64| {
+        json!({"dataAreaId": "usmf", "SalesOrderNumber": "SO-REF", "LineCreationSequenceNumber": seq,
+               "ProductNumber": "D0001", "OrderedSalesQuantity": 1, "SalesUnitSymbol": unit})
+    };
+    let msg = write_failure(api.post("CDSSalesOrderLines", &line("Each", 1)).send().await.unwrap()).await;
+    assert!(msg.contains(&related("Each", "Unit", "Units")), "{msg}");
+    assert!(msg.contains("SalesOrderLineCDSEntity.SalesUnitSymbol"), "{msg}");
+    for (seq, unit) in [(1, "ea"), (2, "pcs"), (3, "kg")] {
+        assert_eq!(
+            api.post("CDSSalesOrderLines", &line(unit, seq))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            201,
+            "{unit}"
+        );
+    }
+    let mut bad_currency = order.clone();
+    bad_currency["SalesOrderNumber"] = json!("SO-REF-2");
+    bad_currency["CurrencyCode"] = json!("XYZ");
+    let msg = write_failure(api.post("CDSSalesOrderHeaders", &bad_currency).send().await.unwrap()).await;
+    assert!(msg.contains(&related("XYZ", "Currency", "Currency")), "{msg}");
+}
+
+#[tokio::test]
+async fn string_lengths_follow_the_extended_data_types() {
+    let sb = sandbox().await;
+    let api = Api::fno(&sb).await;
+    // (field, EDT length): the longest value passes, one more character is refused with validateField's text.
+    let cases = [
+        ("OrganizationName", 100),
+        ("AddressStreet", 250),
+        ("AddressCity", 60),
+        ("AddressZipCode", 10),
+        ("PrimaryContactPhone", 255),
+        ("PrimaryContactEmail", 255),
+        ("PersonFirstName", 25),
+    ];
+    for (i, (field, max)) in cases.iter().enumerate() {
+        let mut ok = customer("usmf", &format!("LEN-{i}"));
+        ok[*field] = json!("x".repeat(*max));
+        assert_eq!(
+            api.post("CustomersV2", &ok).send().await.unwrap().status(),
+            201,
+            "{field}"
+        );
+        let mut long = customer("usmf", &format!("LONG-{i}"));
+        long[*field] = json!("x".repeat(max + 1));
+        let msg = write_failure(api.post("CustomersV2", &long).send().await.unwrap()).await;
+        assert!(
+            msg.contains(&format!("is too long: {} characters; the maximum is {max}.", max + 1))
+                && msg.contains(&format!("validateField failed on field 'CustCustomerV2Entity.{field}'")),
+            "{field}: {msg}"
+        );
+    }
+    // The account number (CustAccount, 20).
+    let msg = write_failure(
+        api.post("CustomersV2", &customer("usmf", &"A".repeat(21)))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        msg.contains("(CustomerAccount) is too long: 21 characters; the maximum is 20."),
+        "{msg}"
+    );
+    // F&O counts UTF-16 code units like nvarchar: an emoji takes two of the ten of a ZIP code.
+    let mut zip = customer("usmf", "LEN-UTF16");
+    zip["AddressZipCode"] = json!("123456789\u{1F600}");
+    let msg = write_failure(api.post("CustomersV2", &zip).send().await.unwrap()).await;
+    assert!(msg.contains("is too long: 11 characters; the maximum is 10."), "{msg}");
+    zip["AddressZipCode"] = json!("12345678\u{1F600}");
+    assert_eq!(api.post("CustomersV2", &zip).send().await.unwrap().status(), 201);
+    // Order headers: the customer requisition (CustPurchaseOrder, 20); a field no EDT row names is not checked.
+    sb.fno_insert("CustomersV2", customer("usmf", "C-LEN"));
+    let header = |n: &str, req: &str| {
+        json!({"dataAreaId": "usmf", "SalesOrderNumber": n, "OrderingCustomerAccountNumber": "C-LEN",
+               "CustomerRequisitionNumber": req})
+    };
+    assert_eq!(
+        api.post("CDSSalesOrderHeaders", &header("SO-L1", &"R".repeat(20)))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    let msg = write_failure(
+        api.post("CDSSalesOrderHeaders", &header("SO-L2", &"R".repeat(21)))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        msg.contains("SalesOrderHeaderCDSEntity.CustomerRequisitionNumber"),
+        "{msg}"
+    );
+}
+
+#[tokio::test]
+async fn date_only_fields_come_back_at_noon_utc() {
+    let sb = sandbox().await;
+    let api = Api::fno(&sb).await;
+    sb.fno_insert("CustomersV2", customer("usmf", "C-DATE"));
+    let r = api
+        .post(
+            "CDSSalesOrderHeaders",
+            &json!({"dataAreaId": "usmf", "SalesOrderNumber": "SO-D", "OrderingCustomerAccountNumber": "C-DATE",
+                    "RequestedReceiptDate": "2026-07-30T08:58:53Z", "RequestedShippingDate": "2026-07-29T23:30:00-05:00"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let v = json(r).await;
+    // The date is kept (in UTC: 23:30 at -05:00 is the next day), the time is F&O's noon.
+    assert_eq!(v["RequestedReceiptDate"], "2026-07-30T12:00:00Z");
+    assert_eq!(v["RequestedShippingDate"], "2026-07-30T12:00:00Z");
+    // A date-time field keeps its time; an unset date is F&O's empty date.
+    assert_ne!(&v["OrderCreationDateTime"].as_str().unwrap()[11..], "12:00:00Z");
+    assert_eq!(v["ConfirmedShippingDate"], "1900-01-01T12:00:00Z");
+    let key = "CDSSalesOrderHeaders(dataAreaId='usmf',SalesOrderNumber='SO-D')?cross-company=true";
+    assert_eq!(
+        api.patch(key, &json!({"RequestedReceiptDate": "2026-08-01T00:00:01Z"}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let v = json(api.get(key).send().await.unwrap()).await;
+    assert_eq!(v["RequestedReceiptDate"], "2026-08-01T12:00:00Z");
+    let found = json(
+        api.get("CDSSalesOrderHeaders?cross-company=true&$filter=RequestedReceiptDate eq 2026-08-01T12:00:00Z")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(values(&found).len(), 1);
+    // A bare date is no Edm.DateTimeOffset literal: the OData layer refuses it.
+    let r = api
+        .patch(key, &json!({"RequestedReceiptDate": "2026-08-01"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+}
+
+#[tokio::test]
+async fn creates_inside_a_change_set_answer_201_with_location_and_body() {
+    let sb = sandbox().await;
+    let api = Api::fno(&sb).await;
+    let base = format!("{}/data", sb.fno_url());
+    let op = |id: u32, prefer: &str, body: &Value| {
+        format!(
+            "Content-Type: application/http\r\nContent-Transfer-Encoding: binary\r\nContent-ID: {id}\r\n\r\n\
+             POST {base}/CustomersV2 HTTP/1.1\r\nOData-Version: 4.0\r\n{prefer}\
+             Content-Type: application/json;odata.metadata=minimal;charset=UTF-8\r\n\r\n{body}\r\n"
+        )
+    };
+    let body = format!(
+        "--batch_l\r\nContent-Type: multipart/mixed; boundary=changeset_l\r\n\r\n\
+         --changeset_l\r\n{}--changeset_l\r\n{}--changeset_l--\r\n--batch_l--\r\n",
+        op(1, "", &customer("usmf", "LOC-1")),
+        op(2, "Prefer: return=minimal\r\n", &customer("usmf", "LOC-2")),
+    );
+    let r = api.batch("batch_l", body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    let parts: Vec<&str> = text.split("--changesetresponse_").skip(1).collect();
+    // The full create: 201, Location of the new row, its ETag and the entity with its defaults.
+    let first = parts.iter().find(|p| p.contains("Content-ID: 1")).unwrap();
+    assert!(first.contains("HTTP/1.1 201 Created"), "{first}");
+    assert!(
+        first.contains(&format!(
+            "Location: {base}/CustomersV2(dataAreaId='usmf',CustomerAccount='LOC-1')"
+        )),
+        "{first}"
+    );
+    assert!(first.contains("ETag: W/"), "{first}");
+    assert!(
+        first.contains("\"CustomerAccount\":\"LOC-1\"") && first.contains("\"CreditLimit\":0"),
+        "{first}"
+    );
+    // return=minimal: 204 with the same Location and OData-EntityId, no body.
+    let second = parts.iter().find(|p| p.contains("Content-ID: 2")).unwrap();
+    assert!(second.contains("HTTP/1.1 204 No Content"), "{second}");
+    assert!(
+        second.contains(&format!(
+            "Location: {base}/CustomersV2(dataAreaId='usmf',CustomerAccount='LOC-2')"
+        )),
+        "{second}"
+    );
+    assert_eq!(sb.fno_rows("CustomersV2").len(), 2);
+}
