@@ -158,9 +158,9 @@ pub(crate) fn fno_property_ignore_case(entity: &str, field: &str) -> Option<&'st
 }
 
 /// F&O's extended data types (EDTs) of the fields, which `$metadata` does not carry: string lengths and
-/// date-only fields. One table, `tests/sandbox/data/fno_edt.json`, shared with the sandbox so that p2c's check and
+/// date-only fields. One table, `shared/mapping/data/fno_edt.json`, shared with the sandbox so that p2c's check and
 /// the emulated F&O cannot disagree (see the `_about` of the file for the sources).
-static EDT_JSON: &str = include_str!("../../../tests/sandbox/data/fno_edt.json");
+static EDT_JSON: &str = include_str!("../data/fno_edt.json");
 
 #[derive(Deserialize)]
 struct RawEdt {

@@ -2,7 +2,7 @@
 //! fields' extended data types (EDTs), the date-only fields, and the table relations (reference data such as
 //! units, currencies, sites, and the parent records such as customers and products).
 //!
-//! * Lengths and date-only fields come from `data/fno_edt.json`, one table that p2c-mapping reads too (its
+//! * Lengths and date-only fields come from `shared/mapping/data/fno_edt.json`, one table that p2c-mapping reads too (its
 //!   length check and date normalisation), so the two cannot disagree.
 //! * Reference data comes from `data/fno_reference.json` (seeded by `seed.rs`). Units, currencies, languages,
 //!   countries/regions and states are global tables in F&O (SaveDataPerCompany = No), the others are per company:
@@ -263,7 +263,7 @@ pub(crate) struct Edt {
 }
 
 fn load_edt() -> Edt {
-    let raw: Value = serde_json::from_str(include_str!("../data/fno_edt.json")).unwrap_or(Value::Null);
+    let raw: Value = serde_json::from_str(include_str!("../../../shared/mapping/data/fno_edt.json")).unwrap_or(Value::Null);
     let rows = |k: &str| raw.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
     let text = |r: &Value, i: usize| r.get(i).and_then(Value::as_str).unwrap_or("").to_string();
     let strings = rows("strings")
