@@ -143,6 +143,7 @@ fn id_of<'a>(row: &'a Row, col: &str) -> Option<&'a str> {
 /// The editing rules for a create (`existing` = None) or an update of a row of `t` with validated values `vals`.
 pub(crate) fn check_write(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) -> Result<(), Resp> {
     crate::registration::check_write(store, t, existing, vals)?;
+    crate::catalog::check_write(store, t, existing, vals)?;
     if let Some(doc) = doc_of_header(t.set) {
         check_price_list_currency(store, existing, vals)?;
         let Some(ex) = existing else { return Ok(()) };
