@@ -878,7 +878,11 @@ async fn products_are_published_whatever_state_the_organization_creates_them_in(
     for p in env.sb.sales_rows("products") {
         assert_eq!((&p["statecode"], &p["statuscode"]), (&json!(0), &json!(1)), "{p}");
     }
-    assert_eq!(id(&env, "products", "productnumber", "D0001"), draft, "found, updated and published");
+    assert_eq!(
+        id(&env, "products", "productnumber", "D0001"),
+        draft,
+        "found, updated and published"
+    );
     assert_eq!(env.sb.sales_rows("products").len(), 5);
 
     let cfg = p2c_sandbox::SandboxConfig {

@@ -102,14 +102,19 @@ fn check_transition(from: i64, to: i64) -> Result<(), Resp> {
         (DRAFT, DRAFT) => refuse("0x8004F981", "Product is already in Draft State."),
         (ACTIVE, ACTIVE) => refuse("0x8004F982", "Product is already in Active State."),
         (RETIRED, RETIRED) => refuse("0x8004F980", "Product is already in Retired State."),
-        (ACTIVE | UNDER_REVISION, DRAFT) => refuse("0x8004F912", "You can't set a published product to the draft state."),
+        (ACTIVE | UNDER_REVISION, DRAFT) => {
+            refuse("0x8004F912", "You can't set a published product to the draft state.")
+        }
         (DRAFT, RETIRED) => refuse(
             "0x8004F978",
             "You can't retire this product because it is in draft state. A product should be in Active/ Under \
              Revision state for retiring.",
         ),
         (DRAFT | RETIRED, UNDER_REVISION) => refuse("0x8004F913", "You can't revise a draft or a retired product."),
-        (RETIRED, DRAFT) => refuse("0x8004F979", "It is not possible to move product from Retired to Draft State."),
+        (RETIRED, DRAFT) => refuse(
+            "0x8004F979",
+            "It is not possible to move product from Retired to Draft State.",
+        ),
         _ => Ok(()),
     }
 }
@@ -122,7 +127,13 @@ fn invalid(msg: String) -> Resp {
 fn check_line(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) -> Result<(), Resp> {
     let Some(doc) = doc_of_line(t.set) else { return Ok(()) };
     let header_col = format!("_{}_value", doc.lookup);
-    let touched = ["_productid_value", "_uomid_value", "ispriceoverridden", "isproductoverridden", &header_col];
+    let touched = [
+        "_productid_value",
+        "_uomid_value",
+        "ispriceoverridden",
+        "isproductoverridden",
+        &header_col,
+    ];
     if existing.is_some() && !touched.iter().any(|c| vals.contains_key(*c)) {
         return Ok(());
     }
@@ -136,7 +147,9 @@ fn check_line(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) ->
     let Some(product) = store.get("products", pid) else {
         return Err(err(400, "0x80043b24", "The product does not exist."));
     };
-    let name = text(product, "productnumber").or_else(|| text(product, "name")).unwrap_or(pid);
+    let name = text(product, "productnumber")
+        .or_else(|| text(product, "name"))
+        .unwrap_or(pid);
     let state = state_of(product);
     if state != ACTIVE && state != UNDER_REVISION {
         let label = if state == DRAFT { "Draft" } else { "Retired" };
@@ -152,7 +165,11 @@ fn check_line(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) ->
         .and_then(|u| text(u, "_uomscheduleid_value"))
         .is_some_and(|g| group.is_some_and(|pg| pg.eq_ignore_ascii_case(g)));
     if !in_group {
-        return Err(err(400, "0x80043b14", "The specified unit is not valid for this product."));
+        return Err(err(
+            400,
+            "0x80043b14",
+            "The specified unit is not valid for this product.",
+        ));
     }
     let overridden = after(existing, vals, "ispriceoverridden").and_then(Value::as_bool) == Some(true);
     if overridden {

@@ -895,7 +895,9 @@ fn context_list(select: &Option<Vec<String>>, expand: &[(String, Vec<(String, St
 // ------------------------------------------------------------------------------------------------
 
 fn entity_level() -> Level<'static> {
-    let sample = dv_schema::table("accounts").map(|t| entity_json(t, true)).unwrap_or_default();
+    let sample = dv_schema::table("accounts")
+        .map(|t| entity_json(t, true))
+        .unwrap_or_default();
     Level {
         ty: "EntityMetadata",
         props: sample.keys().cloned().collect(),
