@@ -22,7 +22,8 @@
 //! "Use custom pricing for products") is Yes, as it is by default:
 //! * Line: `priceperunit` comes from the price list item (header price list, product, unit) unless the line has
 //!   `ispriceoverridden` or is a write-in product; a header with `ispricelocked` keeps existing lines' prices.
-//!   When no price list item matches, the line keeps the price it has. `baseamount = quantity × (priceperunit -
+//!   When no price list item matches, the line keeps the price it has (the Web API refuses such a line first:
+//!   `catalog.rs`; the Rust API can seed one). `baseamount = quantity × (priceperunit -
 //!   volumediscountamount)`, `extendedamount = baseamount - manualdiscountamount + tax` (tax is never
 //!   calculated by Sales).
 //! * Header: `totallineitemamount = Σ(extendedamount - tax)`, `totallineitemdiscountamount =
