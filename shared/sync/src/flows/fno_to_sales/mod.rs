@@ -353,7 +353,8 @@ async fn sync_units(
             decide::choose_price_lists(deps, spec, &mut works, resolver).await?;
         }
         decide::hold_incomplete_documents(spec, &mut works, resolver);
-        write::write_parents(deps, spec, owner.as_ref(), &mut works, resolver, (pricing, publish)).await?;
+        let org = write::OrgSettings { pricing, publish };
+        write::write_parents(deps, spec, owner.as_ref(), &mut works, resolver, org).await?;
         children::write_children(deps, spec, &mut works, resolver, pricing).await?;
         if spec.closes_order {
             invoiced::invoice_orders(deps, spec, company, &mut works, resolver).await?;

@@ -34,6 +34,14 @@ pub(super) struct CompanyUnit {
     pub scope: ScopeOnce,
 }
 
+/// What the organization's settings mean for the parents a run writes.
+pub(super) struct OrgSettings {
+    /// How Sales prices documents (which columns a create ignores and an update sets).
+    pub pricing: Pricing,
+    /// New parents (products) start in Draft: each create is published after its children ([`publish`]).
+    pub publish: bool,
+}
+
 // ---- Parents --------------------------------------------------------------------------------------------
 
 /// What to do with one parent, given what Sales holds now.
@@ -77,8 +85,9 @@ pub(super) async fn write_parents(
     company: Option<&CompanyUnit>,
     works: &mut [Work],
     resolver: &Resolver,
-    (pricing, publish): (Pricing, bool),
+    org: OrgSettings,
 ) -> Result<(), SyncError> {
+    let OrgSettings { pricing, publish } = org;
     bind_parents(spec, works, resolver);
     let todo = parents_to_compare(spec, works);
     if todo.is_empty() {
