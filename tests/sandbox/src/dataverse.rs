@@ -1218,11 +1218,7 @@ fn check_value(t: &Table, col: &str, ty: ColType, v: &Value) -> Result<Value, Re
             }
             Ok(v.clone())
         }
-        ColType::Choice => match v.as_i64() {
-            Some(n) if i32::try_from(n).is_ok() => crate::dv_options::check_choice(t, col, n).map(|()| v.clone()),
-            _ => Err(bad("Edm.Int32")),
-        },
-        ColType::Int => match v.as_i64() {
+        ColType::Int | ColType::Choice => match v.as_i64() {
             Some(n) if i32::try_from(n).is_ok() => Ok(v.clone()),
             _ => Err(bad("Edm.Int32")),
         },
@@ -1352,7 +1348,13 @@ pub(crate) fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, 
         if *k == t.pk && !create {
             continue; // key data in the URL wins on update
         }
-        out.insert(k.clone(), check_value(t, k, ty, v)?);
+        let value = check_value(t, k, ty, v)?;
+        // Choice values are checked on the Web API only: the Rust API seeds what an organization may hold,
+        // options it added to a choice included.
+        if let (ColType::Choice, Some(n)) = (ty, value.as_i64()) {
+            crate::dv_options::check_choice(t, k, n)?;
+        }
+        out.insert(k.clone(), value);
     }
     if create {
         crate::catalog::create_defaults(store, t, &mut out);
