@@ -69,6 +69,14 @@ pub enum ErrorKind {
     Unavailable,
     /// Configuration or an answer p2c could not read.
     Other,
+    /// A change-tracking read of a table whose change tracking is off: Dataverse's ChangeTrackingNotEnabledForEntity
+    /// `0x80072491` "Entity {0} isn't enabled for change tracking." (PAD `reference/web-service-error-codes`). Someone
+    /// has to turn it on for the table; retrying changes nothing.
+    ChangeTrackingOff,
+    /// A state change to the state the record is in already: Dataverse's ProductFromDraftToDraftState
+    /// `0x8004F981`, ProductFromActiveToActiveState `0x8004F982`, ProductFromRetiredToRetiredState `0x8004F980`
+    /// ("Product is already in ... State."; PAD `reference/web-service-error-codes`). What was asked is done.
+    AlreadyInState,
 }
 
 impl DynamicsError {
@@ -105,6 +113,12 @@ impl DynamicsError {
 }
 
 fn http_kind(status: u16, code: &str, message: &str) -> ErrorKind {
+    if code.eq_ignore_ascii_case(CHANGE_TRACKING_OFF) {
+        return ErrorKind::ChangeTrackingOff;
+    }
+    if ALREADY_IN_STATE.iter().any(|c| code.eq_ignore_ascii_case(c)) {
+        return ErrorKind::AlreadyInState;
+    }
     let duplicate_code = code.eq_ignore_ascii_case("0x80040237") || message.contains("0x80040237");
     match status {
         412 => ErrorKind::Duplicate,
@@ -116,6 +130,12 @@ fn http_kind(status: u16, code: &str, message: &str) -> ErrorKind {
         _ => ErrorKind::Invalid,
     }
 }
+
+/// Dataverse's code for a change-tracking read of a table without change tracking.
+const CHANGE_TRACKING_OFF: &str = "0x80072491";
+
+/// Dataverse's codes for a product state change to the state it is in.
+const ALREADY_IN_STATE: [&str; 3] = ["0x8004F981", "0x8004F982", "0x8004F980"];
 
 /// F&O reports validation failures as HTTP 500 with an `AxODataWriteException`: those are permanent.
 pub(crate) fn is_transient_status(status: u16, message: &str) -> bool {
@@ -159,6 +179,11 @@ mod kind_tests {
         assert_eq!(http(500, "", "Write failed: field too long").kind(), ErrorKind::Invalid);
         assert_eq!(http(502, "", "").kind(), ErrorKind::Unavailable);
         assert_eq!(http(400, "", "bad value").kind(), ErrorKind::Invalid);
+        let off = http(400, "0x80072491", "Entity account isn't enabled for change tracking.");
+        assert_eq!(off.kind(), ErrorKind::ChangeTrackingOff);
+        assert!(!off.is_transient());
+        let done = http(400, "0x8004F982", "Product is already in Active State.");
+        assert_eq!(done.kind(), ErrorKind::AlreadyInState);
         let gave_up = DynamicsError::Exhausted {
             service: "fno",
             attempts: 3,

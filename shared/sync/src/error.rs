@@ -41,6 +41,13 @@ pub enum SyncError {
     LeaseLost { flow: String, company: String },
     #[error("the event is neither an SQS batch nor a schedule input: {0}")]
     BadEvent(String),
+    /// The flow reads a Sales table through change tracking, which is off for it.
+    #[error(
+        "Sales table {table} has change tracking off, and this flow reads the table's changes through change \
+         tracking: turn on \"Track changes\" for the table (Power Apps > Tables > {table} > Properties > Advanced \
+         options), then run the flow again (its first run reads the whole table)"
+    )]
+    ChangeTrackingOff { table: String },
 }
 
 impl From<crate::faults::CrashPoint> for SyncError {

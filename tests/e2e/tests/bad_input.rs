@@ -185,3 +185,42 @@ async fn a_panic_fails_its_run_or_its_messages_and_nothing_else() {
         1
     );
 }
+
+/// A flow whose Sales table has change tracking off stops with an error that names the table and what to do (not
+/// Dataverse's bare 400), records it on the run, needs an operator (no retry), and writes nothing to F&O.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_without_change_tracking_stops_its_flow_saying_what_to_turn_on() {
+    let cfg = p2c_sandbox::SandboxConfig {
+        change_tracking_off: vec!["accounts".into()],
+        ..Default::default()
+    };
+    let env = Env::start_with(cfg, 5, |_| {}).await;
+    let e = run_flow(&env.deps, FLOW, "usmf", &RunOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&e, SyncError::ChangeTrackingOff { table } if table == "accounts"),
+        "{e}"
+    );
+    assert!(!e.is_transient(), "retrying cannot help");
+    let text = e.to_string();
+    assert!(
+        text.contains("Sales table accounts has change tracking off") && text.contains("\"Track changes\""),
+        "{text}"
+    );
+    let runs = env.deps.state.recent_runs(FLOW.as_str(), "usmf", 5).await.unwrap();
+    assert!(
+        runs[0].first_errors[0].contains("Sales table accounts has change tracking off"),
+        "{:?}",
+        runs[0].first_errors
+    );
+    assert!(env.customers("usmf").is_empty());
+    let fno_writes: u64 = env
+        .sb
+        .requests()
+        .iter()
+        .filter(|(k, _)| k.starts_with("fno ") && !k.starts_with("fno GET"))
+        .map(|(_, v)| v)
+        .sum();
+    assert_eq!(fno_writes, 0);
+}

@@ -1413,6 +1413,10 @@ async fn the_same_products_handled_by_two_instances_at_once_are_created_once() {
     for n in &numbers {
         let p: Vec<&Value> = products.iter().filter(|p| p["productnumber"] == n.as_str()).collect();
         assert_eq!(p.len(), 1, "product {n} once in Sales");
+        assert_eq!(
+            p[0]["statecode"], 0,
+            "product {n} published once, by whichever worker came first"
+        );
         let i = items
             .iter()
             .filter(|i| i["_productid_value"] == p[0]["productid"])

@@ -165,6 +165,8 @@ async fn products_sweep_creates_products_and_price_list_items_then_writes_only_c
         assert_eq!(p["_defaultuomid_value"], ea.as_str());
         assert_eq!(p["_defaultuomscheduleid_value"], group.as_str());
         assert_eq!(p["_pricelevelid_value"], list.as_str());
+        // Created in Draft (the organization's default), published after its price list item.
+        assert_eq!((&p["statecode"], &p["statuscode"]), (&json!(0), &json!(1)));
         let item = items
             .iter()
             .find(|i| i["_productid_value"] == p["productid"])
@@ -857,4 +859,40 @@ async fn a_product_moved_to_another_price_list_leaves_no_item_behind() {
         items_of(&env)[0]["productpricelevelid"],
         after[0]["productpricelevelid"]
     );
+}
+
+/// Products start in Draft in a fresh Sales organization and only Active products go on lines: p2c publishes what
+/// it creates, and a product it finds still in Draft (created by a run that stopped before publishing it); with
+/// "Create products without parent in active state" on, the new products are Active already and nothing fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_are_published_whatever_state_the_organization_creates_them_in() {
+    let env = Env::start(0).await;
+    let group = id(&env, "uomschedules", "name", "Default unit");
+    let draft = env.sb.sales_insert(
+        "products",
+        json!({"name": "left in Draft", "productnumber": "D0001", "statecode": 2, "statuscode": 0,
+               "_defaultuomscheduleid_value": group}),
+    );
+    let r = env.run(PRODUCTS).await;
+    assert_eq!((r.read, r.written, r.created, r.failed), (5, 5, 4, 0), "{:?}", r.errors);
+    for p in env.sb.sales_rows("products") {
+        assert_eq!((&p["statecode"], &p["statuscode"]), (&json!(0), &json!(1)), "{p}");
+    }
+    assert_eq!(
+        id(&env, "products", "productnumber", "D0001"),
+        draft,
+        "found, updated and published"
+    );
+    assert_eq!(env.sb.sales_rows("products").len(), 5);
+
+    let cfg = p2c_sandbox::SandboxConfig {
+        create_products_in_active_state: true,
+        ..Default::default()
+    };
+    let env = Env::start_with(cfg, 0, |_| {}).await;
+    let r = env.run(PRODUCTS).await;
+    assert_eq!((r.read, r.written, r.created, r.failed), (5, 5, 5, 0), "{:?}", r.errors);
+    for p in env.sb.sales_rows("products") {
+        assert_eq!((&p["statecode"], &p["statuscode"]), (&json!(0), &json!(1)), "{p}");
+    }
 }

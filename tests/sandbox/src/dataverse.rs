@@ -215,7 +215,17 @@ impl batch::Target for DvBatch<'_> {
         if strip_root(&decode_path(&req.path)).is_some_and(|r| r == "$batch") {
             return query_err("Batch requests cannot be nested.");
         }
-        execute(self.state, &mut self.store, req)
+        let mut resp = execute(self.state, &mut self.store, req);
+        // Inside `$batch` a create's 204 also carries `Location` = the new entity's URL (PAD
+        // `webapi/execute-batch-operations-using-web-api.md`, spec/protocols.md A.6); a lone POST has only
+        // `OData-EntityId`.
+        if req.method == "POST"
+            && resp.get_header("Location").is_none()
+            && let Some(url) = resp.get_header("OData-EntityId").map(str::to_string)
+        {
+            resp.set_header("Location", url);
+        }
+        resp
     }
     fn begin(&mut self) {
         self.store.begin();
@@ -272,7 +282,7 @@ pub(crate) fn execute(state: &State, store: &mut DvStore, req: &Req) -> Resp {
     let Some(key) = target.key else {
         return match (m, target.sub.as_slice()) {
             ("GET", []) => get_collection(state, store, t, req),
-            ("GET", ["$count"]) => count(store, t, req),
+            ("GET", ["$count"]) => count(state, store, t, req),
             ("POST", []) => create(state, store, t, req),
             ("POST", [action]) if crate::dv_multiple::ACTIONS.contains(action) => {
                 crate::dv_multiple::handle(state, store, t, req, action)
@@ -719,6 +729,17 @@ fn expired_token() -> Resp {
     )
 }
 
+/// A change-tracking read of a table whose change tracking is off: ChangeTrackingNotEnabledForEntity `0x80072491`,
+/// "Entity {0} isn't enabled for change tracking." (PAD `reference/web-service-error-codes`). Which HTTP status the
+/// Web API gives it is not documented: 400, like the platform's other refusals of a request.
+fn change_tracking_off(t: &Table) -> Resp {
+    err(
+        400,
+        "0x80072491",
+        format!("Entity {} isn't enabled for change tracking.", t.logical),
+    )
+}
+
 fn get_collection(state: &State, store: &DvStore, t: &'static Table, req: &Req) -> Resp {
     let params = req.query_params();
     let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
@@ -729,6 +750,9 @@ fn get_collection(state: &State, store: &DvStore, t: &'static Table, req: &Req) 
     }
     let delta = get("$deltatoken");
     let tracking = req.prefers("odata.track-changes") || delta.is_some();
+    if tracking && !crate::tracks_changes(state, t.set) {
+        return change_tracking_off(t);
+    }
     if tracking {
         for o in ["$filter", "$orderby", "$expand", "$top"] {
             if get(o).is_some() {
@@ -917,12 +941,10 @@ fn delta_page(
     page: usize,
     applied: Vec<String>,
 ) -> Resp {
-    let Some(since) = tok.split('!').next().and_then(|v| v.trim().parse::<u64>().ok()) else {
-        return expired_token();
+    let since = match delta_since(store, tok) {
+        Ok(s) => s,
+        Err(r) => return r,
     };
-    if since < store.delta_floor || since > store.version {
-        return expired_token();
-    }
     let snapshot = cookie.as_ref().and_then(|c| c.version).unwrap_or(store.version);
     // (kind, version, id): changed rows first by version, then deletions.
     let mut items: Vec<([SortVal; 3], Option<&Row>)> = Vec::new();
@@ -1013,8 +1035,55 @@ fn delta_page(
     resp
 }
 
-fn count(store: &DvStore, t: &'static Table, req: &Req) -> Resp {
+/// The version a delta token stands for, or the expired-token error (invalidated, or from the future).
+fn delta_since(store: &DvStore, tok: &str) -> Result<u64, Resp> {
+    match tok.split('!').next().and_then(|v| v.trim().parse::<u64>().ok()) {
+        Some(since) if since >= store.delta_floor && since <= store.version => Ok(since),
+        _ => Err(expired_token()),
+    }
+}
+
+/// How many changes a delta link would return: rows changed since `since` and rows deleted since then.
+fn changes_since(store: &DvStore, t: &Table, since: u64) -> usize {
+    let Some(tb) = store.table(t.set) else { return 0 };
+    let changed = tb
+        .rows
+        .values()
+        .filter(|r| r.get("versionnumber").and_then(Value::as_u64).unwrap_or(0) > since)
+        .count();
+    let deleted = tb
+        .tombstones
+        .iter()
+        .filter(|(id, v)| **v > since && !tb.rows.contains_key(*id))
+        .count();
+    changed + deleted
+}
+
+fn text_count(n: usize) -> Resp {
+    Resp::new(200)
+        .header("Content-Type", "text/plain")
+        .header("OData-Version", "4.0")
+        .with_body(n.min(MAX_PAGE).to_string().into_bytes())
+}
+
+/// `/$count`: the rows (with `$filter`), or with a `$deltatoken` the number of changes since it ("GET
+/// accounts/$count?$deltatoken=..." returns the count of changes: PAD
+/// `use-change-tracking-synchronize-data-external-systems.md`, spec/protocols.md A.5). A delta count takes no
+/// `$filter`, like every change-tracking read, and needs change tracking on the table.
+fn count(state: &State, store: &DvStore, t: &'static Table, req: &Req) -> Resp {
     let params = req.query_params();
+    if let Some((_, tok)) = params.iter().find(|(k, _)| k == "$deltatoken") {
+        if !crate::tracks_changes(state, t.set) {
+            return change_tracking_off(t);
+        }
+        if params.iter().any(|(k, _)| k == "$filter") {
+            return query_err("The \"$filter\" query parameter isn't supported when Change Tracking is enabled.");
+        }
+        return match delta_since(store, tok) {
+            Ok(since) => text_count(changes_since(store, t, since)),
+            Err(r) => r,
+        };
+    }
     let schema = TableSchema(t);
     let aliases: Vec<(String, String)> = params.iter().filter(|(k, _)| k.starts_with('@')).cloned().collect();
     let filter = match params.iter().find(|(k, _)| k == "$filter") {
@@ -1033,10 +1102,7 @@ fn count(store: &DvStore, t: &'static Table, req: &Req) -> Resp {
                 .count()
         })
         .unwrap_or(0);
-    Resp::new(200)
-        .header("Content-Type", "text/plain")
-        .header("OData-Version", "4.0")
-        .with_body(n.min(MAX_PAGE).to_string().into_bytes())
+    text_count(n)
 }
 
 fn get_single(
@@ -1282,7 +1348,16 @@ pub(crate) fn apply_body(store: &DvStore, t: &Table, body: &Map<String, Value>, 
         if *k == t.pk && !create {
             continue; // key data in the URL wins on update
         }
-        out.insert(k.clone(), check_value(t, k, ty, v)?);
+        let value = check_value(t, k, ty, v)?;
+        // Choice values are checked on the Web API only: the Rust API seeds what an organization may hold,
+        // options it added to a choice included.
+        if let (ColType::Choice, Some(n)) = (ty, value.as_i64()) {
+            crate::dv_options::check_choice(t, k, n)?;
+        }
+        out.insert(k.clone(), value);
+    }
+    if create {
+        crate::catalog::create_defaults(store, t, &mut out);
     }
     Ok(out)
 }

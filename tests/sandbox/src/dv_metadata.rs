@@ -143,7 +143,8 @@ fn ownership(t: &Table) -> &'static str {
     }
 }
 
-fn entity_json(t: &Table) -> Map<String, Value> {
+/// `tracked`: change tracking is on for the table (`SandboxConfig::change_tracking_off` turns it off).
+fn entity_json(t: &Table, tracked: bool) -> Map<String, Value> {
     let (schema, display, plural, otc) = table_names(t);
     let seed = format!("entity:{}", t.logical);
     let v = json!({
@@ -159,8 +160,7 @@ fn entity_json(t: &Table) -> Map<String, Value> {
         "PrimaryImageAttribute": null,
         "ObjectTypeCode": otc,
         "OwnershipType": ownership(t),
-        // The sandbox tracks changes on every table it serves (see dataverse.rs).
-        "ChangeTrackingEnabled": true,
+        "ChangeTrackingEnabled": tracked,
         "IsCustomEntity": false,
         "IsManaged": true,
         "IsActivity": false,
@@ -895,7 +895,9 @@ fn context_list(select: &Option<Vec<String>>, expand: &[(String, Vec<(String, St
 // ------------------------------------------------------------------------------------------------
 
 fn entity_level() -> Level<'static> {
-    let sample = dv_schema::table("accounts").map(entity_json).unwrap_or_default();
+    let sample = dv_schema::table("accounts")
+        .map(|t| entity_json(t, true))
+        .unwrap_or_default();
     Level {
         ty: "EntityMetadata",
         props: sample.keys().cloned().collect(),
@@ -1064,8 +1066,8 @@ fn find_attr<'t>(t: &'t Table, key: &str) -> Result<Attr<'t>, Resp> {
 }
 
 /// Render an entity with its expansions.
-fn render_entity(t: &Table, o: &Opts) -> Result<Map<String, Value>, Resp> {
-    let mut m = project(entity_json(t), &o.select);
+fn render_entity(state: &State, t: &Table, o: &Opts) -> Result<Map<String, Value>, Resp> {
+    let mut m = project(entity_json(t, crate::tracks_changes(state, t.set)), &o.select);
     for (nav, inner) in &o.expand {
         match nav.as_str() {
             "Attributes" => {
@@ -1201,11 +1203,11 @@ pub(crate) fn handle(state: &State, req: &Req, rest: &str) -> Resp {
             let mut value = Vec::new();
             for t in dv_schema::all_sets().into_iter().filter_map(dv_schema::table) {
                 if let Some(f) = &o.filter
-                    && !eval(f, &entity_json(t))
+                    && !eval(f, &entity_json(t, crate::tracks_changes(state, t.set)))
                 {
                     continue;
                 }
-                value.push(Value::Object(render_entity(t, &o)?));
+                value.push(Value::Object(render_entity(state, t, &o)?));
             }
             return Ok(json!({
                 "@odata.context": format!("{base}{}", context_list(&o.select, &o.expand)),
@@ -1222,7 +1224,7 @@ pub(crate) fn handle(state: &State, req: &Req, rest: &str) -> Resp {
                     "@odata.context".into(),
                     json!(format!("{base}{}/$entity", context_list(&o.select, &o.expand))),
                 );
-                m.extend(render_entity(t, &o)?);
+                m.extend(render_entity(state, t, &o)?);
                 Ok(Value::Object(m))
             }
             ["Keys"] => {

@@ -1,5 +1,5 @@
-//! Option labels of the choice columns in `dv_schema.rs` (the values the sandbox accepts are not restricted by these
-//! lists; they exist for the table definitions in `dv_metadata.rs`).
+//! Option labels of the choice columns in `dv_schema.rs`: one source for the table definitions in `dv_metadata.rs`
+//! (`OptionSet`s of EntityDefinitions) and for the values a write may carry ([`check_choice`]).
 //!
 //! Sources: the Dataverse table reference pages (repo `MicrosoftDocs/dynamics-365-customer-engagement`,
 //! `ce/sales/developer/entities/{account,contact,product,productpricelevel,quote,salesorder,invoice,invoicedetail}.md`,
@@ -7,7 +7,37 @@
 //! sales documents are spec/protocols.md A.10; which status belongs to which state comes from
 //! `dv_schema::status_allowed`, and state names from `dv_schema::state_label` (one source of truth for both).
 
+use crate::dataverse::err;
 use crate::dv_schema::{self, Table};
+use crate::http::Resp;
+
+/// A written choice value must be one of the column's options: 400 PicklistValueOutOfRange `0x8004431A` (PAD
+/// `reference/web-service-error-codes`), with the validation text the platform gives for it ("A validation error
+/// occurred.  The value ... of '<column>' on record of type '<table>' is outside the valid range. Accepted Values:
+/// ..."). `statecode`/`statuscode` are checked as a pair by the state model (`dataverse::check_state`); a column
+/// the sandbox has no option list for accepts any value.
+pub(crate) fn check_choice(t: &Table, col: &str, v: i64) -> Result<(), Resp> {
+    if matches!(col, "statecode" | "statuscode") {
+        return Ok(());
+    }
+    let Some(opts) = picklist(t, col) else {
+        return Ok(());
+    };
+    if opts.iter().any(|(o, _)| *o == v) {
+        return Ok(());
+    }
+    let accepted: Vec<String> = opts.iter().map(|(o, _)| o.to_string()).collect();
+    Err(err(
+        400,
+        "0x8004431a",
+        format!(
+            "A validation error occurred.  The value {v} of '{col}' on record of type '{}' is outside the valid \
+             range. Accepted Values: {}",
+            t.logical,
+            accepted.join(",")
+        ),
+    ))
+}
 
 /// `(value, label)` of a picklist column, or `None` when the sandbox has no labels for it.
 pub(crate) fn picklist(t: &Table, col: &str) -> Option<&'static [(i64, &'static str)]> {

@@ -387,9 +387,10 @@ fn build() -> Vec<Table> {
             .state()
             .done(),
         // The organization (one row): its Sales setting "Use system pricing calculation" is
-        // `oobpricecalculationenabled` (PAD/Sales "Use custom pricing for products"; see `sales.rs`).
+        // `oobpricecalculationenabled` (PAD/Sales "Use custom pricing for products"; see `sales.rs`); "Create
+        // products without parent in active state" is `createproductswithoutparentinactivestate` (`catalog.rs`).
         Builder::new("organizations", "organization", "name")
-            .cols("name:s160 oobpricecalculationenabled:b")
+            .cols("name:s160 oobpricecalculationenabled:b createproductswithoutparentinactivestate:b")
             .done(),
         Builder::new("pricelevels", "pricelevel", "name")
             .cols("name:s100 description:s2000 begindate:t enddate:t")
@@ -581,7 +582,8 @@ pub(crate) fn default_status(_t: &Table) -> i64 {
 }
 
 /// Allowed `statuscode` values per `statecode` for the tables with a documented state model
-/// (spec/protocols.md A.10). Other tables accept any pair.
+/// (spec/protocols.md A.10). Other tables have the platform's default model: Active (0) with status Active (1),
+/// Inactive (1) with status Inactive (2) (the same pairs their `EntityDefinitions` status option sets list).
 pub(crate) fn status_allowed(t: &Table, state: i64, status: i64) -> bool {
     let pairs: &[(i64, &[i64])] = match t.set {
         "quotes" => &[(0, &[1, 2]), (1, &[2, 3]), (2, &[4]), (3, &[5, 6, 7, 647_390_000])],
@@ -600,7 +602,7 @@ pub(crate) fn status_allowed(t: &Table, state: i64, status: i64) -> bool {
         ],
         "products" => &[(0, &[1]), (1, &[2]), (2, &[0]), (3, &[3])],
         "sdkmessageprocessingsteps" => &[(0, &[1]), (1, &[2])],
-        _ => return (0..=3).contains(&state),
+        _ => return matches!((state, status), (0, 1) | (1, 2)),
     };
     pairs.iter().any(|(s, st)| *s == state && st.contains(&status))
 }

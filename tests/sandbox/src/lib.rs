@@ -15,6 +15,7 @@
 //! ```
 
 mod batch;
+mod catalog;
 mod dataverse;
 mod dv_metadata;
 mod dv_multiple;
@@ -104,6 +105,13 @@ pub struct SandboxConfig {
     /// set apart from the owner's business unit. Default `false`, as in a new organization: the column is
     /// read-only and a body that binds it is refused (see `owner.rs`).
     pub record_ownership_across_business_units: bool,
+    /// The organization's "Create products without parent in active state" (`organizations.
+    /// createproductswithoutparentinactivestate`): products created through the Web API start Active instead of
+    /// Draft. Default `false`, as in a fresh installation of Dynamics 365 Sales (see `catalog.rs`).
+    pub create_products_in_active_state: bool,
+    /// Entity sets whose table has change tracking off (`ChangeTrackingEnabled` false in `EntityDefinitions`): a
+    /// read with `Prefer: odata.track-changes` or a `$deltatoken` is refused. Default: none (on for every table).
+    pub change_tracking_off: Vec<String>,
 }
 
 impl Default for SandboxConfig {
@@ -122,6 +130,8 @@ impl Default for SandboxConfig {
             fno_batch_stops_at_first_failure: false,
             tls: false,
             record_ownership_across_business_units: false,
+            create_products_in_active_state: false,
+            change_tracking_off: Vec::new(),
         }
     }
 }
@@ -193,6 +203,11 @@ pub enum FaultKind {
     Delay(Duration),
     /// Close the connection without a response.
     Drop,
+}
+
+/// Whether change tracking is on for a Dataverse table (entity set), per [`SandboxConfig::change_tracking_off`].
+pub(crate) fn tracks_changes(state: &State, set: &str) -> bool {
+    !state.cfg.change_tracking_off.iter().any(|s| s == set)
 }
 
 pub(crate) struct State {

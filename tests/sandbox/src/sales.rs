@@ -22,7 +22,8 @@
 //! "Use custom pricing for products") is Yes, as it is by default:
 //! * Line: `priceperunit` comes from the price list item (header price list, product, unit) unless the line has
 //!   `ispriceoverridden` or is a write-in product; a header with `ispricelocked` keeps existing lines' prices.
-//!   When no price list item matches, the line keeps the price it has. `baseamount = quantity × (priceperunit -
+//!   When no price list item matches, the line keeps the price it has (the Web API refuses such a line first:
+//!   `catalog.rs`; the Rust API can seed one). `baseamount = quantity × (priceperunit -
 //!   volumediscountamount)`, `extendedamount = baseamount - manualdiscountamount + tax` (tax is never
 //!   calculated by Sales).
 //! * Header: `totallineitemamount = Σ(extendedamount - tax)`, `totallineitemdiscountamount =
@@ -143,6 +144,7 @@ fn id_of<'a>(row: &'a Row, col: &str) -> Option<&'a str> {
 /// The editing rules for a create (`existing` = None) or an update of a row of `t` with validated values `vals`.
 pub(crate) fn check_write(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) -> Result<(), Resp> {
     crate::registration::check_write(store, t, existing, vals)?;
+    crate::catalog::check_write(store, t, existing, vals)?;
     if let Some(doc) = doc_of_header(t.set) {
         check_price_list_currency(store, existing, vals)?;
         let Some(ex) = existing else { return Ok(()) };

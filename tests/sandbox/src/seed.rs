@@ -29,6 +29,10 @@ pub(crate) fn base(state: &State) {
             let mut row = Row::new();
             row.insert("name".into(), json!("contoso"));
             row.insert("oobpricecalculationenabled".into(), json!(true));
+            row.insert(
+                crate::catalog::CREATE_ACTIVE.into(),
+                json!(state.cfg.create_products_in_active_state),
+            );
             let _ = dataverse::direct_insert(&mut dv, t, row);
         }
         let mut user = Row::new();

@@ -514,3 +514,347 @@ async fn a_get_url_over_32_kb_is_414_and_a_write_that_is_not_json_is_415() {
     assert_eq!(r.status(), 415);
     assert!(!sb.sales_rows("accounts").iter().any(|a| a["name"] == "Plain Text Ltd"));
 }
+
+// ------------------------------------------------------------------------------------------------
+// What Dataverse refuses (issue 13, Dataverse half)
+// ------------------------------------------------------------------------------------------------
+
+/// (status, error code, error message) of a Dataverse error response.
+async fn dv_error(r: reqwest::Response) -> (u16, String, String) {
+    let status = r.status().as_u16();
+    let v = json(r).await;
+    (
+        status,
+        v["error"]["code"].as_str().unwrap_or("").to_string(),
+        v["error"]["message"].as_str().unwrap_or("").to_string(),
+    )
+}
+
+fn created(r: &reqwest::Response) -> String {
+    let e = r.headers()["odata-entityid"].to_str().unwrap();
+    e.rsplit('(').next().unwrap().trim_end_matches(')').to_string()
+}
+
+fn row_id(sb: &p2c_sandbox::Sandbox, set: &str, pk: &str, col: &str, value: &str) -> String {
+    let rows = sb.sales_rows(set);
+    let r = rows
+        .iter()
+        .find(|r| r[col] == value)
+        .unwrap_or_else(|| panic!("{set} {value}"));
+    r[pk].as_str().unwrap().to_string()
+}
+
+async fn post(api: &Api, set: &str, body: Value) -> reqwest::Response {
+    api.post(set, &body).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn products_start_draft_and_lines_need_an_active_product_a_unit_of_its_group_and_a_price_list_item() {
+    let sb = sandbox().await;
+    sb.seed_demo(1);
+    let api = Api::sales(&sb).await;
+    let group = row_id(&sb, "uomschedules", "uomscheduleid", "name", "Default unit");
+    let ea = row_id(&sb, "uoms", "uomid", "name", "ea");
+    let pcs = row_id(&sb, "uoms", "uomid", "name", "pcs");
+    let list = row_id(&sb, "pricelevels", "pricelevelid", "name", "CRM Service USA (sample)");
+    let usd = row_id(
+        &sb,
+        "transactioncurrencies",
+        "transactioncurrencyid",
+        "isocurrencycode",
+        "USD",
+    );
+    let account = sb.sales_rows("accounts")[0]["accountid"].as_str().unwrap().to_string();
+
+    let r = post(
+        &api,
+        "products",
+        json!({"name": "Widget", "productnumber": "W1",
+        "defaultuomscheduleid@odata.bind": format!("/uomschedules({group})"),
+        "defaultuomid@odata.bind": format!("/uoms({ea})")}),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let product = created(&r);
+    let p = sb.sales_get("products", &product).unwrap();
+    assert_eq!(
+        (&p["statecode"], &p["statuscode"]),
+        (&json!(2), &json!(0)),
+        "created in Draft"
+    );
+    let r = post(
+        &api,
+        "productpricelevels",
+        json!({"amount": 10.0, "pricingmethodcode": 1,
+        "pricelevelid@odata.bind": format!("/pricelevels({list})"),
+        "productid@odata.bind": format!("/products({product})"), "uomid@odata.bind": format!("/uoms({ea})")}),
+    )
+    .await;
+    assert_eq!(r.status(), 204, "a Draft product takes price list items");
+    let r = post(
+        &api,
+        "quotes",
+        json!({"name": "Q", "customerid_account@odata.bind": format!("/accounts({account})"),
+        "pricelevelid@odata.bind": format!("/pricelevels({list})"),
+        "transactioncurrencyid@odata.bind": format!("/transactioncurrencies({usd})")}),
+    )
+    .await;
+    let quote = created(&r);
+    let line = |uom: &str, extra: Value| {
+        let mut b = json!({"quoteid@odata.bind": format!("/quotes({quote})"), "quantity": 2,
+            "productid@odata.bind": format!("/products({product})"), "uomid@odata.bind": format!("/uoms({uom})")});
+        b.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        b
+    };
+
+    let (status, code, msg) = dv_error(post(&api, "quotedetails", line(&ea, json!({}))).await).await;
+    assert_eq!((status, code.as_str()), (400, "0x80040203"), "{msg}");
+    assert!(msg.contains("W1 is in Draft state"), "{msg}");
+
+    // Publishing is SetState: statecode 0 with statuscode 1; the other transitions give the platform's errors.
+    let path = format!("products({product})");
+    let r = api
+        .patch(&path, &json!({"statecode": 0, "statuscode": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let (status, code, msg) = dv_error(api.patch(&path, &json!({"statecode": 0})).send().await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str(), msg.as_str()),
+        (400, "0x8004F982", "Product is already in Active State.")
+    );
+    let (status, code, msg) = dv_error(
+        api.patch(&path, &json!({"statecode": 2, "statuscode": 0}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str(), msg.as_str()),
+        (
+            400,
+            "0x8004F912",
+            "You can't set a published product to the draft state."
+        )
+    );
+
+    // A unit of another unit group.
+    let r = post(&api, "uomschedules", json!({"name": "Weight", "baseuomname": "kg"})).await;
+    let weight = created(&r);
+    let r = post(
+        &api,
+        "uoms",
+        json!({"name": "kg", "quantity": 1,
+        "uomscheduleid@odata.bind": format!("/uomschedules({weight})")}),
+    )
+    .await;
+    let kg = created(&r);
+    let (status, code, msg) = dv_error(post(&api, "quotedetails", line(&kg, json!({}))).await).await;
+    assert_eq!(
+        (status, code.as_str(), msg.as_str()),
+        (400, "0x80043b14", "The specified unit is not valid for this product.")
+    );
+    // A unit of the group that the price list has no item for: refused unless the price is overridden.
+    let (status, code, msg) = dv_error(post(&api, "quotedetails", line(&pcs, json!({}))).await).await;
+    assert_eq!((status, code.as_str()), (400, "0x80040203"), "{msg}");
+    assert!(msg.contains("is not in the price list"), "{msg}");
+    let r = post(
+        &api,
+        "quotedetails",
+        line(&pcs, json!({"ispriceoverridden": true, "priceperunit": 7.5})),
+    )
+    .await;
+    assert_eq!(r.status(), 204);
+    let r = post(&api, "quotedetails", line(&ea, json!({}))).await;
+    assert_eq!(r.status(), 204);
+    let l = sb.sales_get("quotedetails", &created(&r)).unwrap();
+    assert_eq!(
+        l["priceperunit"].as_f64(),
+        Some(10.0),
+        "priced from the price list item"
+    );
+    assert_eq!(sb.sales_rows("quotedetails").len(), 2, "refused lines were not stored");
+}
+
+#[tokio::test]
+async fn products_are_created_active_when_the_organization_says_so() {
+    let sb = sandbox_with(p2c_sandbox::SandboxConfig {
+        create_products_in_active_state: true,
+        ..Default::default()
+    })
+    .await;
+    let api = Api::sales(&sb).await;
+    let v = json(
+        api.get("organizations?$select=createproductswithoutparentinactivestate")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(v["value"][0]["createproductswithoutparentinactivestate"], true);
+    let r = post(&api, "products", json!({"name": "Widget", "productnumber": "W1"})).await;
+    let p = sb.sales_get("products", &created(&r)).unwrap();
+    assert_eq!((&p["statecode"], &p["statuscode"]), (&json!(0), &json!(1)));
+}
+
+#[tokio::test]
+async fn choice_values_and_state_status_pairs_are_checked_on_every_table() {
+    let sb = sandbox().await;
+    let api = Api::sales(&sb).await;
+    let (status, code, msg) = dv_error(post(&api, "accounts", json!({"name": "x", "industrycode": 999})).await).await;
+    assert_eq!((status, code.as_str()), (400, "0x8004431a"));
+    assert!(
+        msg.starts_with(
+            "A validation error occurred.  The value 999 of 'industrycode' on record of type 'account' is outside \
+             the valid range. Accepted Values: 1,2,3,"
+        ),
+        "{msg}"
+    );
+    let (status, code, _) = dv_error(post(&api, "contacts", json!({"lastname": "x", "gendercode": 3})).await).await;
+    assert_eq!((status, code.as_str()), (400, "0x8004431a"));
+    assert!(sb.sales_rows("accounts").is_empty() && sb.sales_rows("contacts").is_empty());
+
+    let r = post(&api, "accounts", json!({"name": "x", "industrycode": 7})).await;
+    let id = created(&r);
+    let path = format!("accounts({id})");
+    let (status, code, msg) = dv_error(
+        api.patch(&path, &json!({"statecode": 1, "statuscode": 1}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_str(), msg),
+        (
+            400,
+            "0x80040203",
+            format!("1 is not a valid status code for state code AccountState.Inactive on account with Id {id}.")
+        )
+    );
+    let r = api
+        .patch(&path, &json!({"statecode": 1, "statuscode": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(sb.sales_get("accounts", &id).unwrap()["statuscode"], 2);
+}
+
+#[tokio::test]
+async fn change_tracking_off_for_a_table_refuses_its_delta_reads_and_its_definition_says_so() {
+    let sb = sandbox_with(p2c_sandbox::SandboxConfig {
+        change_tracking_off: vec!["accounts".into()],
+        ..Default::default()
+    })
+    .await;
+    sb.seed_demo(2);
+    let api = Api::sales(&sb).await;
+    let track = |path: &str| api.get(path).header("Prefer", "odata.track-changes");
+    let (status, code, msg) = dv_error(track("accounts?$select=name").send().await.unwrap()).await;
+    assert_eq!(
+        (status, code.as_str(), msg.as_str()),
+        (400, "0x80072491", "Entity account isn't enabled for change tracking.")
+    );
+    let (status, code, _) = dv_error(api.get("accounts/$count?$deltatoken=1!x").send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (400, "0x80072491"));
+    assert_eq!(
+        api.get("accounts?$select=name").send().await.unwrap().status(),
+        200,
+        "plain reads work"
+    );
+    assert_eq!(track("contacts?$select=fullname").send().await.unwrap().status(), 200);
+    let def = |logical: &str| {
+        api.get(&format!(
+            "EntityDefinitions(LogicalName='{logical}')?$select=LogicalName,ChangeTrackingEnabled"
+        ))
+    };
+    let v = json(def("account").send().await.unwrap()).await;
+    assert_eq!(v["ChangeTrackingEnabled"], false);
+    let v = json(def("contact").send().await.unwrap()).await;
+    assert_eq!(v["ChangeTrackingEnabled"], true);
+}
+
+#[tokio::test]
+async fn count_with_a_delta_token_is_the_number_of_changes() {
+    let sb = sandbox().await;
+    sb.seed_demo(3);
+    let api = Api::sales(&sb).await;
+    let v = json(
+        api.get("accounts?$select=name")
+            .header("Prefer", "odata.track-changes")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let delta = v["@odata.deltaLink"].as_str().unwrap().to_string();
+    let token = delta.split("$deltatoken=").nth(1).unwrap().to_string();
+    let count = |q: String| api.get(&format!("accounts/$count?{q}"));
+    let text = count(format!("$deltatoken={token}"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(text, "0");
+    let ids: Vec<String> = sb
+        .sales_rows("accounts")
+        .iter()
+        .map(|r| r["accountid"].as_str().unwrap().to_string())
+        .collect();
+    sb.sales_insert("accounts", json!({"name": "new"}));
+    sb.sales_update("accounts", &ids[0], json!({"name": "changed"}));
+    sb.sales_delete("accounts", &ids[1]);
+    let r = count(format!("$deltatoken={token}")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "text/plain");
+    assert_eq!(r.text().await.unwrap(), "3", "one created, one updated, one deleted");
+    let v = json(api.get(&delta).send().await.unwrap()).await;
+    assert_eq!(
+        v["value"].as_array().unwrap().len(),
+        3,
+        "the delta link returns as many"
+    );
+    let (status, _, msg) = dv_error(
+        count(format!("$deltatoken={token}&$filter=name eq 'x'"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{msg}");
+    sb.expire_delta_tokens();
+    let (status, code, _) = dv_error(count(format!("$deltatoken={token}")).send().await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (400, "0x80044352"));
+}
+
+#[tokio::test]
+async fn creates_in_a_batch_answer_location_and_odata_entityid() {
+    let sb = sandbox().await;
+    let api = Api::sales(&sb).await;
+    let body = format!(
+        "--batch_1\r\nContent-Type: multipart/mixed; boundary=cs_1\r\n\r\n--cs_1\r\n{}--cs_1--\r\n--batch_1\r\n{}--batch_1--\r\n",
+        part("POST", "/api/data/v9.2/accounts", Some(&json!({"name": "a"})), Some(1)),
+        part("POST", "/api/data/v9.2/accounts", Some(&json!({"name": "b"})), None),
+    );
+    let r = api.batch("batch_1", body).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    for row in sb.sales_rows("accounts") {
+        let url = format!(
+            "{}/api/data/v9.2/accounts({})",
+            sb.sales_url(),
+            row["accountid"].as_str().unwrap()
+        );
+        assert!(text.contains(&format!("Location: {url}\r\n")), "{text}");
+        assert!(text.contains(&format!("OData-EntityId: {url}\r\n")), "{text}");
+    }
+    // A lone create has only OData-EntityId.
+    let r = post(&api, "accounts", json!({"name": "c"})).await;
+    assert!(r.headers().get("location").is_none());
+    assert!(r.headers().get("odata-entityid").is_some());
+}

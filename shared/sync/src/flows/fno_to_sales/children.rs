@@ -436,8 +436,17 @@ fn settle_delete(spec: &Spec, w: &mut Work, r: Written, freight_line: bool) {
 /// The parent's update after its children (its state, the columns its create ignored, Invoiced again): a failure
 /// fails the parent, which is retried.
 fn settle_after(spec: &Spec, w: &mut Work, r: Written) {
+    let only_state = w
+        .after
+        .as_ref()
+        .is_some_and(|a| a.keys().all(|k| k == "statecode" || k == "statuscode"));
     match r {
         Written::Ok(_) => w.after = None,
+        // Another worker published the product first (two deliveries of one message): the state is as asked.
+        Written::Failed {
+            kind: ErrorKind::AlreadyInState,
+            ..
+        } if only_state => w.after = None,
         Written::Failed { reason, transient, .. } => {
             let cols: Vec<&str> = w.after.iter().flat_map(|a| a.keys()).map(String::as_str).collect();
             let why = format!(

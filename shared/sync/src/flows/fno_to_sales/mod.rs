@@ -111,6 +111,7 @@ mod commit;
 mod decide;
 mod freight;
 mod invoiced;
+mod publish;
 mod resolve;
 mod spec;
 mod transform;
@@ -196,6 +197,8 @@ pub struct FnoToSales {
     resolver: resolve::Resolver,
     /// The organization's pricing setting, read once a run writes a document (orders, invoices).
     pricing: Option<Pricing>,
+    /// Products: whether a new product starts in Draft (read once a run writes products; see [`publish`]).
+    created_in_draft: Option<bool>,
 }
 
 impl FnoToSales {
@@ -216,6 +219,7 @@ impl FnoToSales {
             owner,
             resolver: resolve::Resolver::default(),
             pricing: None,
+            created_in_draft: None,
         })
     }
 }
@@ -309,6 +313,19 @@ async fn pricing_of(deps: &Deps, spec: &Spec, cached: &mut Option<Pricing>) -> R
     Ok(p)
 }
 
+/// Whether the products this run creates are to be published (they start in Draft); false for other flows.
+async fn publish_created(deps: &Deps, spec: &Spec, cached: &mut Option<bool>) -> Result<bool, SyncError> {
+    if !spec.publishes {
+        return Ok(false);
+    }
+    if let Some(d) = cached {
+        return Ok(*d);
+    }
+    let d = publish::created_in_draft(deps).await?;
+    *cached = Some(d);
+    Ok(d)
+}
+
 /// Syncs one page of units, phase by phase; returns the failures for the caller to route.
 async fn sync_units(
     deps: &Deps,
@@ -323,18 +340,21 @@ async fn sync_units(
         owner,
         resolver,
         pricing,
+        created_in_draft,
     } = flow;
     let mut works: Vec<Work> = units.into_iter().map(|u| transform::transform(spec, u)).collect();
     decide::decide(deps, spec, company, &mut works, mode).await?;
     decide::touch(spec, &mut works);
     if works.iter().any(|w| w.touched) {
         let pricing = pricing_of(deps, spec, pricing).await?;
+        let publish = publish_created(deps, spec, created_in_draft).await?;
         resolver.prepare(deps, &decide::needs(spec, &works)).await?;
         if spec.price_list.is_some() {
             decide::choose_price_lists(deps, spec, &mut works, resolver).await?;
         }
         decide::hold_incomplete_documents(spec, &mut works, resolver);
-        write::write_parents(deps, spec, owner.as_ref(), &mut works, resolver, pricing).await?;
+        let org = write::OrgSettings { pricing, publish };
+        write::write_parents(deps, spec, owner.as_ref(), &mut works, resolver, org).await?;
         children::write_children(deps, spec, &mut works, resolver, pricing).await?;
         if spec.closes_order {
             invoiced::invoice_orders(deps, spec, company, &mut works, resolver).await?;

@@ -79,6 +79,8 @@ pub(crate) struct Spec {
     pub closes_order: bool,
     /// Documents whose header template writes the header tax (`msdynce_misctax`): it becomes a "Freight Tax" line.
     pub header_tax: bool,
+    /// Products: a product Sales holds in Draft is published (see `super::publish`).
+    pub publishes: bool,
 }
 
 /// How a flow's child template hangs off its parent.
@@ -145,13 +147,20 @@ impl Spec {
         let header_tax = matches!(shape.children, Children::Lines { .. })
             && shape.parent_ref.is_some()
             && parent.field(freight::HEADER_TAX).is_some_and(|f| f.enabled);
+        let publishes = parent.target_entity == "products";
+        let mut parent_table = sales::Table::of(&parent);
+        if publishes {
+            // Its state tells whether a product found in Sales still has to be published.
+            parent_table.select.push("statecode".into());
+        }
         Ok(Spec {
             flow,
+            publishes,
             owned: matches!(parent.target_entity.as_str(), "salesorders" | "invoices" | "quotes"),
             closes_order: parent.target_entity == "invoices",
             header_tax,
             child_table: child.as_ref().map(sales::Table::of),
-            parent_table: sales::Table::of(&parent),
+            parent_table,
             price_list: price_list_rule(flow, &parent, child.as_ref()),
             parent,
             child,

@@ -13,7 +13,7 @@ use p2c_mapping::{content_hash, split_state};
 use serde_json::{Value, json};
 
 use super::{
-    invoiced,
+    invoiced, publish,
     resolve::{Resolver, read_in},
     spec::{Children, Spec},
     unit::{Outcome, Part, Work, lookup_text, own_unit_group, text},
@@ -34,6 +34,14 @@ pub(super) struct CompanyUnit {
     pub scope: ScopeOnce,
 }
 
+/// What the organization's settings mean for the parents a run writes.
+pub(super) struct OrgSettings {
+    /// How Sales prices documents (which columns a create ignores and an update sets).
+    pub pricing: Pricing,
+    /// New parents (products) start in Draft: each create is published after its children ([`publish`]).
+    pub publish: bool,
+}
+
 // ---- Parents --------------------------------------------------------------------------------------------
 
 /// What to do with one parent, given what Sales holds now.
@@ -42,8 +50,13 @@ enum ParentStep {
     Nothing,
     /// Closed in Sales (read-only): neither it nor its pending children are written.
     Closed { id: Option<String> },
-    /// In Sales already: the fields that differ are written; none differ: an echo.
-    Update { id: Option<String>, diff: Record },
+    /// In Sales already: the fields that differ are written; none differ: an echo. `publish`: a product still in
+    /// Draft, published after its price list item.
+    Update {
+        id: Option<String>,
+        diff: Record,
+        publish: bool,
+    },
     /// An order Invoiced in Sales that F&O changed: reopened (with the changes) so that they and its lines can
     /// be written, then Invoiced again when F&O still says so (`reclose`).
     Reopen {
@@ -72,8 +85,9 @@ pub(super) async fn write_parents(
     company: Option<&CompanyUnit>,
     works: &mut [Work],
     resolver: &Resolver,
-    pricing: Pricing,
+    org: OrgSettings,
 ) -> Result<(), SyncError> {
+    let OrgSettings { pricing, publish } = org;
     bind_parents(spec, works, resolver);
     let todo = parents_to_compare(spec, works);
     if todo.is_empty() {
@@ -81,6 +95,7 @@ pub(super) async fn write_parents(
     }
     let current = CurrentParents::read(deps, spec, company, works, &todo).await?;
     let mut batch = ParentBatch::new(deps, spec, company, resolver, pricing);
+    batch.publish = publish;
     let steps: Vec<(usize, ParentStep)> = todo
         .iter()
         .map(|&i| (i, parent_step(spec, &works[i], current.of(spec, &works[i]), pricing)))
@@ -101,6 +116,7 @@ pub(super) async fn write_parents(
     if !recreate.is_empty() {
         let mut batch = ParentBatch::new(deps, spec, company, resolver, pricing);
         batch.team = team;
+        batch.publish = publish;
         batch.read_owner().await?;
         recreate_parents(spec, batch, works, recreate).await;
     }
@@ -239,6 +255,7 @@ fn parent_step(spec: &Spec, w: &Work, current: Option<&Record>, pricing: Pricing
             ParentStep::Update {
                 id: text(cur, &t.pk),
                 diff,
+                publish: spec.publishes && publish::is_draft(cur),
             }
         }
         None => ParentStep::Create(body),
@@ -265,6 +282,7 @@ fn reopen_step(spec: &Spec, w: &Work, cur: &Record, pricing: Pricing) -> ParentS
             true => ParentStep::Update {
                 id,
                 diff: Record::new(),
+                publish: false,
             },
             false => ParentStep::Nothing,
         };
@@ -291,6 +309,8 @@ struct ParentBatch<'a> {
     /// What the run found in Sales: an invoice's order (and so its owner).
     resolver: &'a Resolver,
     pricing: Pricing,
+    /// New products start in Draft: each create is published after its children ([`publish`]).
+    publish: bool,
     ops: Vec<BatchOp>,
     whose: Vec<(usize, ParentOp)>,
 }
@@ -310,6 +330,7 @@ impl<'a> ParentBatch<'a> {
             team: None,
             resolver,
             pricing,
+            publish: false,
             ops: Vec::new(),
             whose: Vec::new(),
         }
@@ -350,10 +371,15 @@ impl<'a> ParentBatch<'a> {
                     }
                 }
             }
-            ParentStep::Update { id, diff } => {
+            ParentStep::Update { id, diff, publish } => {
                 w.existed = true;
                 w.parent.id = id;
-                if diff.is_empty() {
+                if publish {
+                    w.after = Some(publish::published());
+                }
+                if diff.is_empty() && publish {
+                    w.parent.outcome = Outcome::Written { created: false };
+                } else if diff.is_empty() {
                     w.parent.outcome = Outcome::Echo;
                 } else if let Some(id) = &w.parent.id {
                     let t = &self.spec.parent_table;
@@ -379,7 +405,10 @@ impl<'a> ParentBatch<'a> {
     fn create(&mut self, i: usize, w: &Work, body: Record) {
         let (spec, t) = (self.spec, &self.spec.parent_table);
         let owner = self.owner_of(w).filter(|_| spec.owned);
-        let (mut body, after) = create_body(body, owner.as_ref(), self.pricing);
+        let (mut body, mut after) = create_body(body, owner.as_ref(), self.pricing);
+        if self.publish {
+            after.get_or_insert_with(Record::new).extend(publish::published());
+        }
         if let Some(k) = w.natural_key(spec) {
             let unit = self.company.map_or("", |c| c.unit.as_str());
             body.insert(t.pk.clone(), Value::String(stable_id(&[&t.set, unit, &k])));

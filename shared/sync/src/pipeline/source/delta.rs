@@ -1,7 +1,7 @@
 //! Dataverse change tracking as a source: the pages of one or more tables, read one table after another from
 //! saved delta links or from a full read, with a position to resume an interrupted full read from.
 
-use p2c_dynamics::{ChangePage, DynamicsError};
+use p2c_dynamics::{ChangePage, DynamicsError, ErrorKind};
 use serde_json::{Value, json};
 
 use super::{Page, Start};
@@ -199,10 +199,14 @@ impl DeltaReader {
         };
         let page = match deps.sales.change_page(&self.set, &url).await {
             Ok(p) => p,
+            Err(e) if e.kind() == ErrorKind::ChangeTrackingOff => return Err(self.tracking_off()),
             Err(e) if self.first && url != self.initial && delta_link_refused(&e) => {
                 tracing::warn!(set = %self.set, error = %e, "delta link refused; falling back to a full read");
                 report.full_resync = true;
-                deps.sales.change_page(&self.set, &self.initial).await?
+                match deps.sales.change_page(&self.set, &self.initial).await {
+                    Err(e) if e.kind() == ErrorKind::ChangeTrackingOff => return Err(self.tracking_off()),
+                    r => r?,
+                }
             }
             Err(e) => return Err(e.into()),
         };
@@ -222,6 +226,14 @@ impl DeltaReader {
             }
         }
         Ok(Some(page))
+    }
+
+    /// The run-level error for a table whose change tracking is off: it names the table and what to do.
+    fn tracking_off(&self) -> SyncError {
+        tracing::error!(set = %self.set, "change tracking is off for the table");
+        SyncError::ChangeTrackingOff {
+            table: self.set.clone(),
+        }
     }
 
     pub fn delta_link(&self) -> Option<&str> {
