@@ -213,7 +213,10 @@ async fn init_time_of_release_bootstrap() {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/lambda/events/bootstrap"));
     assert!(bin.exists(), "{} is missing: build it first", bin.display());
-    let runs: usize = std::env::var("INIT_RUNS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let runs: usize = std::env::var("INIT_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let moto = LocalAws::start().await.expect("moto_server starts");
     let aws = p2c_state::aws_config(Some(&moto.endpoint)).await;
     let pair = Queues::new(aws_sdk_sqs::Client::new(&aws), "init-")
@@ -227,7 +230,9 @@ async fn init_time_of_release_bootstrap() {
         let seen = api.next_seen.notified();
         let started = Instant::now();
         let mut child = spawn_events(&bin, addr, &moto.endpoint, &secret_arn, &pair.queue_url);
-        tokio::time::timeout(Duration::from_secs(30), seen).await.expect("the first /next");
+        tokio::time::timeout(Duration::from_secs(30), seen)
+            .await
+            .expect("the first /next");
         let ready = api.first_next.lock().unwrap().expect("recorded");
         times.push(ready - started);
         child.kill().await.unwrap();

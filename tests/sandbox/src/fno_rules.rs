@@ -263,7 +263,8 @@ pub(crate) struct Edt {
 }
 
 fn load_edt() -> Edt {
-    let raw: Value = serde_json::from_str(include_str!("../../../shared/mapping/data/fno_edt.json")).unwrap_or(Value::Null);
+    let raw: Value =
+        serde_json::from_str(include_str!("../../../shared/mapping/data/fno_edt.json")).unwrap_or(Value::Null);
     let rows = |k: &str| raw.get(k).and_then(Value::as_array).cloned().unwrap_or_default();
     let text = |r: &Value, i: usize| r.get(i).and_then(Value::as_str).unwrap_or("").to_string();
     let strings = rows("strings")
