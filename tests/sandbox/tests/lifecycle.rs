@@ -37,18 +37,28 @@ async fn servers_stop_on_shutdown_and_when_the_last_handle_drops() {
 
 #[tokio::test]
 async fn fixed_ports_and_v1_tokens() {
-    // Find three free ports, then ask for exactly those.
-    let mut ports = Vec::new();
-    for _ in 0..3 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        ports.push(l.local_addr().unwrap().port());
-    }
-    let sb = Sandbox::start(SandboxConfig {
-        ports: Some((ports[0], ports[1], ports[2])),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    // Find three free ports, then ask for exactly those. Another process may take one in between (tests run in
+    // parallel), so a taken port means: pick again.
+    let (sb, ports) = 'start: {
+        for _ in 0..5 {
+            let held: Vec<_> = (0..3)
+                .map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap())
+                .collect();
+            let ports: Vec<u16> = held.iter().map(|l| l.local_addr().unwrap().port()).collect();
+            drop(held);
+            match Sandbox::start(SandboxConfig {
+                ports: Some((ports[0], ports[1], ports[2])),
+                ..Default::default()
+            })
+            .await
+            {
+                Ok(sb) => break 'start (sb, ports),
+                Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => continue,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        panic!("no three free ports in five tries");
+    };
     assert_eq!(sb.sales_url(), format!("http://127.0.0.1:{}", ports[0]));
     assert_eq!(sb.fno_url(), format!("http://127.0.0.1:{}", ports[1]));
     assert_eq!(sb.authority_url(), format!("http://127.0.0.1:{}", ports[2]));
