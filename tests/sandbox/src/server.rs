@@ -186,6 +186,7 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
         };
         if let Some(limits) = &state.cfg.limits {
             let acquired = lock(&state.limiter).acquire(svc, &client, limits);
+            count_client(&state, svc, &client, acquired.is_err());
             match acquired {
                 Ok(()) => {
                     guard = Some(InflightGuard {
@@ -233,6 +234,14 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
     }
     drop(guard);
     Some(resp)
+}
+
+fn count_client(state: &State, svc: Service, client: &str, throttled: bool) {
+    let name = if svc == Service::Sales { "sales" } else { "fno" };
+    let mut by = lock(&state.by_client);
+    let c = by.entry(format!("{name} {client}")).or_default();
+    c.requests += 1;
+    c.throttled += u64::from(throttled);
 }
 
 /// Operations in a request: one, or for `$batch` one per embedded request (`Content-Type: application/http`).
