@@ -74,7 +74,8 @@ impl Users {
             shares: tokio::sync::Mutex::new(Shares {
                 reserved: vec![0; n],
                 spent_until: vec![None; n],
-                next: 0,
+                // Processes started together (a burst of Lambda instances) begin with different users.
+                next: rand::random_range(0..n),
             }),
         }
     }
@@ -241,7 +242,10 @@ mod tests {
 
     #[tokio::test]
     async fn chunks_rotate_so_the_load_shards_evenly() {
-        let users = Users::new(vec![user("a", Some(Fixed::new(1000))), user("b", Some(Fixed::new(1000)))]);
+        let users = Users::new(vec![
+            user("a", Some(Fixed::new(1000))),
+            user("b", Some(Fixed::new(1000))),
+        ]);
         assert_eq!(takes(&users, 4 * BUDGET_CHUNK as usize).await, vec![40, 40]);
     }
 

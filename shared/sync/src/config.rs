@@ -217,7 +217,9 @@ fn parse_client_ids(s: &str) -> Result<Vec<String>, ConfigError> {
     }
     for (i, id) in ids.iter().enumerate() {
         if ids[..i].iter().any(|o| o.eq_ignore_ascii_case(id)) {
-            return Err(invalid("a client id is listed twice (each application user counts once)"));
+            return Err(invalid(
+                "a client id is listed twice (each application user counts once)",
+            ));
         }
     }
     Ok(ids)
@@ -367,7 +369,10 @@ mod tests {
         // A missing id is named, the secrets are not printed.
         let e = secrets_for(&ids, &Secret::new(r#"{"app-a": "sa"}"#), "arn:x").unwrap_err();
         let text = e.to_string();
-        assert!(text.contains("app-b") && text.contains("arn:x") && !text.contains("sa\""), "{text}");
+        assert!(
+            text.contains("app-b") && text.contains("arn:x") && !text.contains("sa\""),
+            "{text}"
+        );
         assert!(secrets_for(&ids, &Secret::new("bare"), "P2C_CLIENT_SECRET").is_err());
         pairs[3] = ("P2C_CLIENT_ID", "app-a,APP-A");
         assert!(Config::from_lookup(env(&pairs)).is_err(), "an id listed twice");

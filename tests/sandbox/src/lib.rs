@@ -155,11 +155,12 @@ impl Default for ServiceLimits {
     }
 }
 
-/// What one client (application user) asked of one service: requests that carried its valid token, and how
-/// many of them service protection refused with 429.
+/// What one client (application user) asked of one service: requests that carried its valid token, those of
+/// them that could change something (not GET), and how many service protection refused with 429.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientCount {
     pub requests: u64,
+    pub writes: u64,
     pub throttled: u64,
 }
 

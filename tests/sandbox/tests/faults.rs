@@ -186,9 +186,17 @@ async fn service_protection_counts_per_application_user() {
     for _ in 0..3 {
         assert_eq!(first.get("accounts").send().await.unwrap().status(), 200);
     }
-    assert_eq!(first.get("accounts").send().await.unwrap().status(), 429, "the first user is spent");
+    assert_eq!(
+        first.get("accounts").send().await.unwrap().status(),
+        429,
+        "the first user is spent"
+    );
     for _ in 0..3 {
-        assert_eq!(second.get("accounts").send().await.unwrap().status(), 200, "the second has its own window");
+        assert_eq!(
+            second.get("accounts").send().await.unwrap().status(),
+            200,
+            "the second has its own window"
+        );
     }
     assert_eq!(second.get("accounts").send().await.unwrap().status(), 429);
     let by = sb.requests_by_client();
