@@ -188,7 +188,7 @@ impl Config {
             http_timeout: Duration::from_secs(num("P2C_HTTP_TIMEOUT_SECONDS", 60)?),
             skip_unchanged: get("P2C_SKIP_UNCHANGED").is_none_or(|v| v != "false" && v != "0"),
             dry_run: false,
-            deactivate_targets: parse_flows("P2C_DEACTIVATE_TARGETS", get("P2C_DEACTIVATE_TARGETS"))?,
+            deactivate_targets: deactivate_targets(get("P2C_DEACTIVATE_TARGETS"))?,
         })
     }
 
@@ -255,6 +255,32 @@ pub fn secrets_for(ids: &[String], raw: &Secret, source_name: &str) -> Result<Ve
         source_name: source_name.to_string(),
         missing: missing.join(", "),
     })
+}
+
+/// P2C_DEACTIVATE_TARGETS: the flows that can retire their target. A flow without a way to do it is refused with
+/// the reason, never accepted and ignored.
+fn deactivate_targets(v: Option<String>) -> Result<Vec<crate::flow_name::FlowName>, ConfigError> {
+    use crate::flow_name::FlowName::*;
+    let flows = parse_flows("P2C_DEACTIVATE_TARGETS", v.clone())?;
+    for f in &flows {
+        let why = match f {
+            AccountsToFno | ContactsToFno | ProductsToSales => continue,
+            // fno_schema.json publishes SalesQuotationStatus/SalesOrderStatus on the CDS headers, but F&O sets
+            // them in its own processes (a quotation's Cancel, an order's "deliver remainder" cancel); no
+            // documented OData write cancels a document, and p2c does not fake one.
+            QuotesToFno | OrdersToFno => {
+                "F&O offers no documented way to cancel a sales quotation or order through OData: a document \
+                 deleted in Sales is reported and its F&O document kept (README, Deletes and deactivations)"
+            }
+            _ => "F&O publishes no deletes of orders or invoices, so there is nothing to retire in Sales",
+        };
+        return Err(ConfigError::Invalid {
+            name: "P2C_DEACTIVATE_TARGETS",
+            value: v.unwrap_or_default(),
+            why: format!("{f}: {why}; the flows that can are accounts-to-fno, contacts-to-fno, products-to-sales"),
+        });
+    }
+    Ok(flows)
 }
 
 /// A comma-separated list of flow names.
@@ -386,6 +412,23 @@ mod tests {
             assert_eq!(got[0].expose(), "s3", "{raw}");
         }
         assert!(secrets_for(&one, &Secret::new(r#"{"d": "s3"}"#), "P2C_CLIENT_SECRET").is_err());
+    }
+
+    #[test]
+    fn deactivate_targets_take_only_the_flows_that_can() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("P2C_DEACTIVATE_TARGETS", "accounts-to-fno, products-to-sales"));
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(c.deactivate_targets.len(), 2);
+        for (flow, says) in [
+            ("orders-to-fno", "cancel"),
+            ("quotes-to-fno", "cancel"),
+            ("invoices-to-sales", "no deletes"),
+        ] {
+            *pairs.last_mut().unwrap() = ("P2C_DEACTIVATE_TARGETS", flow);
+            let e = Config::from_lookup(env(&pairs)).unwrap_err().to_string();
+            assert!(e.contains(flow) && e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -858,3 +858,89 @@ async fn a_product_moved_to_another_price_list_leaves_no_item_behind() {
         after[0]["productpricelevelid"]
     );
 }
+
+/// A product that leaves F&O's sweep (SellableReleasedProducts no longer has it; F&O publishes no deletes) is
+/// reported once and its link marked; with products-to-sales in P2C_DEACTIVATE_TARGETS its Sales product is also
+/// retired (statecode 1, statuscode 2). Back in F&O, it loses its mark and a retired product is Active again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_gone_from_fno_is_reported_and_retired_in_sales_only_when_asked() {
+    for retire in [false, true] {
+        let env = Env::start_with(Default::default(), 1, |c| {
+            if retire {
+                c.deactivate_targets = vec![PRODUCTS];
+            }
+        })
+        .await;
+        assert_eq!(env.run(PRODUCTS).await.failed, 0);
+        let fno_product = env
+            .sb
+            .fno_rows("SellableReleasedProducts")
+            .into_iter()
+            .find(|p| p["dataAreaId"] == "usmf")
+            .unwrap();
+        let number = fno_product["ProductNumber"].as_str().unwrap().to_string();
+        let product_id = id(&env, "products", "productnumber", &number);
+        let key = [("dataAreaId", "usmf"), ("ProductNumber", number.as_str())];
+        env.sb.fno_delete("SellableReleasedProducts", &key);
+
+        let r = env.run(PRODUCTS).await;
+        assert_eq!(r.failed, 0, "{r:?}");
+        let product = env.sb.sales_get("products", &product_id).unwrap();
+        if retire {
+            assert_eq!(
+                (r.written, r.updated, r.created),
+                (1, 1, 0),
+                "the retirement is the run's one write: {r:?}"
+            );
+            assert_eq!(
+                (&product["statecode"], &product["statuscode"]),
+                (&json!(1), &json!(2)),
+                "retired"
+            );
+            assert_eq!(product_mark(&env, &number).await.as_deref(), Some("gone:retired"));
+        } else {
+            assert_eq!(r.written, 0, "{r:?}");
+            assert_eq!(r.skipped_by_reason.get(&Skip::GoneFromFno), Some(&1), "reported: {r:?}");
+            assert_eq!(product["statecode"], json!(0), "left active without the opt-in");
+            assert_eq!(product_mark(&env, &number).await.as_deref(), Some("gone:deleted"));
+        }
+        let other = env
+            .sb
+            .sales_rows("products")
+            .into_iter()
+            .filter(|p| p["productid"] != product_id.as_str())
+            .all(|p| p["statecode"] == json!(0));
+        assert!(other, "no other product was touched");
+
+        let again = env.run(PRODUCTS).await;
+        assert_eq!(again.written, 0, "once: {again:?}");
+        assert_eq!(
+            again.skipped_by_reason.get(&Skip::GoneFromFno),
+            None,
+            "reported once: {again:?}"
+        );
+
+        // Released again in F&O: the mark goes, and the product p2c retired is Active again.
+        env.sb.fno_insert("SellableReleasedProducts", fno_product.clone());
+        let back = env.run(PRODUCTS).await;
+        assert_eq!(back.failed, 0, "{back:?}");
+        let product = env.sb.sales_get("products", &product_id).unwrap();
+        assert_eq!(
+            (&product["statecode"], &product["statuscode"]),
+            (&json!(0), &json!(1)),
+            "active again"
+        );
+        assert_eq!(product_mark(&env, &number).await, None, "the mark is gone");
+    }
+}
+
+/// The `source_version` mark on a product's link.
+async fn product_mark(env: &Env, number: &str) -> Option<String> {
+    let links = env
+        .deps
+        .state
+        .get_links("product", "usmf", "fno", &[number.to_string()])
+        .await
+        .unwrap();
+    links[number].source_version.clone()
+}

@@ -110,6 +110,7 @@ mod children;
 mod commit;
 mod decide;
 mod freight;
+mod gone;
 mod invoiced;
 mod resolve;
 mod spec;
@@ -196,6 +197,8 @@ pub struct FnoToSales {
     resolver: resolve::Resolver,
     /// The organization's pricing setting, read once a run writes a document (orders, invoices).
     pricing: Option<Pricing>,
+    /// products-to-sales: the bookkeeping of a whole sweep, to find the products that left ([`gone`]).
+    book: Option<gone::SweepBook>,
 }
 
 impl FnoToSales {
@@ -216,6 +219,7 @@ impl FnoToSales {
             owner,
             resolver: resolve::Resolver::default(),
             pricing: None,
+            book: (flow == FlowName::ProductsToSales).then(gone::SweepBook::default),
         })
     }
 }
@@ -235,6 +239,7 @@ impl Flow for FnoToSales {
 
     /// A page of parents (products, headers): their lines in one range read, then the units.
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
+        self.book_page(deps, &page, report).await?;
         let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None).await?;
         let units = units_of(&self.spec, page.rows, lines);
         sync_units(deps, self, units, report, Mode::Sweep).await
@@ -247,6 +252,33 @@ impl Flow for FnoToSales {
         report: &mut RunReport,
     ) -> Result<Vec<Failure>, SyncError> {
         sync_keys(deps, self, keys, report).await
+    }
+
+    async fn after_last_page(&mut self, deps: &Deps, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
+        match self.book.take() {
+            Some(book) => book.finish(deps, &self.company, report).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl FnoToSales {
+    /// Keeps the keys of a sweep's page for [`gone`]; a sweep resumed from an earlier run keeps nothing.
+    async fn book_page(&mut self, deps: &Deps, page: &Page, report: &RunReport) -> Result<(), SyncError> {
+        let Some(book) = &mut self.book else { return Ok(()) };
+        if !book.started() {
+            if report.resumed {
+                self.book = None;
+                return Ok(());
+            }
+            book.start(deps, &self.company).await?;
+        }
+        for row in &page.rows {
+            if let Some(k) = sweep::text_of(row, self.spec.key_field()) {
+                book.saw(&k);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -323,6 +355,7 @@ async fn sync_units(
         owner,
         resolver,
         pricing,
+        ..
     } = flow;
     let mut works: Vec<Work> = units.into_iter().map(|u| transform::transform(spec, u)).collect();
     decide::decide(deps, spec, company, &mut works, mode).await?;
