@@ -1,16 +1,20 @@
 //! products-to-sales: products that left the sweep. F&O publishes no deletes on `SellableReleasedProducts` (a
-//! product deleted, or no longer released or sellable, is simply not there), so p2c learns it by bookkeeping:
-//! a sweep that reads the company from its first key to its last in one run snapshots the product links when it
-//! starts and keeps every key it reads; at its end, a linked product it did not read is gone.
+//! product deleted, or no longer released or sellable, is simply not there), so p2c learns it by bookkeeping: a
+//! sweep that reads the company from its first key to its last in one run keeps every key it reads; at its end
+//! the Sales products (one paged read of their numbers) whose number it did not read are looked up in the
+//! company's product links, and a linked one is gone.
 //!
 //! A gone product is counted (`"no longer in F&O"`) and its link marked (`gone:deleted`), once. With
 //! products-to-sales in P2C_DEACTIVATE_TARGETS its Sales product is retired instead (statecode 1 Retired,
 //! statuscode 2 — Dataverse's product states: Active 0/1, Retired 1/2, Draft 2/0, Under Revision 3/3; DCE
-//! `product.md`, spec/protocols.md A) and the link marked `gone:retired`. A product that comes back to the sweep
-//! loses its mark; one p2c retired is made Active again. A sweep resumed from an earlier run has not read every
-//! key in this process, so it decides nothing: the next whole sweep does.
+//! `product.md`, spec/protocols.md A) and the link marked `gone:retired`, unless another configured company
+//! still sells it (a Sales product is one for every company): then only this company's link is marked. A product
+//! that comes back to the sweep loses its mark (the sweep's own link read shows it); one p2c retired is made
+//! Active again. A sweep resumed from an earlier run has not read every key in this process, so it decides
+//! nothing: the next whole sweep does.
 //!
-//! Cost: one Scan of the links (`StateStore::scan_links`) per whole sweep, one PATCH per product that left.
+//! Cost per whole sweep: one paged read of the Sales product numbers, one link read per 100 products not in
+//! this company's sweep, one PATCH per product that left or came back. No table Scan.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,31 +36,24 @@ use crate::{
 const ACTIVE: (i64, i64) = (0, 1);
 const RETIRED: (i64, i64) = (1, 2);
 
-/// What a whole sweep knows: the product links when it started (by lower-cased key) and the keys it read.
+/// What a whole sweep knows: the keys it read (lower-cased: F&O compares keys ignoring case) and the links of
+/// products it read that carried a gone mark.
 #[derive(Default)]
 pub(super) struct SweepBook {
-    before: Option<HashMap<String, Link>>,
     seen: HashSet<String>,
+    back: Vec<Link>,
 }
 
 impl SweepBook {
-    /// Before the first page of a sweep that starts at the first key.
-    pub(super) async fn start(&mut self, deps: &Deps, company: &str) -> Result<(), SyncError> {
-        let links = deps
-            .state
-            .scan_links(LinkEntity::Product.as_str(), company, Some("fno"))
-            .await?;
-        self.before = Some(links.into_iter().map(|l| (l.source_key.to_lowercase(), l)).collect());
-        Ok(())
-    }
-
-    pub(super) fn started(&self) -> bool {
-        self.before.is_some()
-    }
-
-    /// F&O compares keys ignoring case.
     pub(super) fn saw(&mut self, key: &str) {
         self.seen.insert(key.to_lowercase());
+    }
+
+    /// A product of this sweep whose link says it had left.
+    pub(super) fn came_back(&mut self, link: &Link) {
+        if Gone::marked(link.source_version.as_deref()) {
+            self.back.push(link.clone());
+        }
     }
 
     /// At the end of the sweep: retires (or reports) what left, reactivates what came back.
@@ -66,36 +63,82 @@ impl SweepBook {
         company: &str,
         report: &mut RunReport,
     ) -> Result<Vec<Failure>, SyncError> {
-        let Some(before) = self.before else {
-            return Ok(Vec::new());
-        };
-        let marked = |l: &Link| Gone::marked(l.source_version.as_deref());
-        let (left, back): (Vec<&Link>, Vec<&Link>) = before
-            .iter()
-            .filter(|(k, l)| self.seen.contains(*k) == marked(l))
-            .map(|(_, l)| l)
-            .partition(|l| !marked(l));
+        let links = self.left_links(deps, company).await?;
+        let left: Vec<&Link> = links
+            .values()
+            .filter(|l| !Gone::marked(l.source_version.as_deref()))
+            .collect();
         let retire = deps.cfg.deactivate_targets.contains(&FlowName::ProductsToSales);
+        let elsewhere = if retire {
+            sold_elsewhere(deps, company, &left).await?
+        } else {
+            HashSet::new()
+        };
         let mut failures = Vec::new();
         let mut marks = Vec::new();
         for l in left {
             report.read += 1;
-            let why = if retire { Gone::Retired } else { Gone::Deleted };
-            if retire {
-                if let Err(f) = set_state(deps, l, RETIRED).await {
-                    failures.push(f);
-                    continue;
-                }
-                report.wrote(false);
-            } else {
+            if !retire || elsewhere.contains(&l.source_key) {
                 report.skip(Skip::GoneFromFno);
+                marks.push(with_version(l, Some(Gone::Deleted.as_version())));
+                continue;
             }
-            marks.push(with_version(l, Some(why.as_version())));
+            match set_state(deps, l, RETIRED).await {
+                Ok(()) => {
+                    report.wrote(false);
+                    marks.push(with_version(l, Some(Gone::Retired.as_version())));
+                }
+                Err(f) => failures.push(f),
+            }
         }
+        let back: Vec<&Link> = self.back.iter().collect();
         marks.extend(come_back(deps, company, &back, &mut failures).await?);
-        deps.state.put_links(&marks, &[&by_key(&before)]).await?;
+        deps.state.put_links(&marks, &[&links]).await?;
         Ok(failures)
     }
+
+    /// The company's product links of the Sales products this sweep did not read.
+    async fn left_links(&self, deps: &Deps, company: &str) -> Result<HashMap<String, Link>, SyncError> {
+        let cols = ["productnumber".to_string()];
+        let products = deps.sales.list("products", &cols, None).await?;
+        let unseen: Vec<String> = products
+            .iter()
+            .filter_map(|p| p.get("productnumber").and_then(|v| v.as_str()))
+            .filter(|n| !self.seen.contains(&n.to_lowercase()))
+            .map(str::to_string)
+            .collect();
+        Ok(deps
+            .state
+            .get_links(LinkEntity::Product.as_str(), company, "fno", &unseen)
+            .await?)
+    }
+}
+
+/// The keys of `left` another configured company still has a live link for.
+async fn sold_elsewhere(deps: &Deps, company: &str, left: &[&Link]) -> Result<HashSet<String>, SyncError> {
+    let keys: Vec<String> = left.iter().map(|l| l.source_key.clone()).collect();
+    let mut out = HashSet::new();
+    if keys.is_empty() {
+        return Ok(out);
+    }
+    for other in deps
+        .cfg
+        .companies
+        .iter()
+        .filter(|c| !c.legal_entity.eq_ignore_ascii_case(company))
+    {
+        let links = deps
+            .state
+            .get_links(LinkEntity::Product.as_str(), &other.legal_entity, "fno", &keys)
+            .await?;
+        out.extend(
+            links
+                .into_values()
+                .filter(|l| !Gone::marked(l.source_version.as_deref()))
+                .map(|l| l.source_key),
+        );
+    }
+    Ok(out)
 }
 
 /// Products read again after they left: a retired Sales product is made Active again, and the mark is taken off
@@ -132,7 +175,8 @@ async fn come_back(
     Ok(out)
 }
 
-/// Sets the Sales product's state: a PATCH of statecode and statuscode together, as Dataverse changes state.
+/// Sets the Sales product's state: a PATCH of statecode and statuscode together, the Update that replaced the
+/// SetState message (https://learn.microsoft.com/power-apps/developer/data-platform/special-update-operation-behavior).
 async fn set_state(deps: &Deps, l: &Link, (state, status): (i64, i64)) -> Result<(), Failure> {
     let body = json!({ "statecode": state, "statuscode": status });
     deps.sales.update("products", &l.target_key, &body).await.map_err(|e| {
@@ -155,9 +199,4 @@ fn with_version(l: &Link, version: Option<&str>) -> Link {
         synced_at: now(),
         ..l.clone()
     }
-}
-
-/// The links by their stored key (what `put_links` compares its history against).
-fn by_key(before: &HashMap<String, Link>) -> HashMap<String, Link> {
-    before.values().map(|l| (l.source_key.clone(), l.clone())).collect()
 }

@@ -239,7 +239,7 @@ impl Flow for FnoToSales {
 
     /// A page of parents (products, headers): their lines in one range read, then the units.
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
-        self.book_page(deps, &page, report).await?;
+        self.book_page(&page, report);
         let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None).await?;
         let units = units_of(&self.spec, page.rows, lines);
         sync_units(deps, self, units, report, Mode::Sweep).await
@@ -264,21 +264,16 @@ impl Flow for FnoToSales {
 
 impl FnoToSales {
     /// Keeps the keys of a sweep's page for [`gone`]; a sweep resumed from an earlier run keeps nothing.
-    async fn book_page(&mut self, deps: &Deps, page: &Page, report: &RunReport) -> Result<(), SyncError> {
-        let Some(book) = &mut self.book else { return Ok(()) };
-        if !book.started() {
-            if report.resumed {
-                self.book = None;
-                return Ok(());
-            }
-            book.start(deps, &self.company).await?;
+    fn book_page(&mut self, page: &Page, report: &RunReport) {
+        if report.resumed {
+            self.book = None;
         }
+        let Some(book) = &mut self.book else { return };
         for row in &page.rows {
             if let Some(k) = sweep::text_of(row, self.spec.key_field()) {
                 book.saw(&k);
             }
         }
-        Ok(())
     }
 }
 
@@ -355,10 +350,16 @@ async fn sync_units(
         owner,
         resolver,
         pricing,
-        ..
+        book,
     } = flow;
     let mut works: Vec<Work> = units.into_iter().map(|u| transform::transform(spec, u)).collect();
     decide::decide(deps, spec, company, &mut works, mode).await?;
+    if let (Some(book), Mode::Sweep) = (book.as_mut(), mode) {
+        works
+            .iter()
+            .filter_map(|w| w.parent.link.as_ref())
+            .for_each(|l| book.came_back(l));
+    }
     decide::touch(spec, &mut works);
     if works.iter().any(|w| w.touched) {
         let pricing = pricing_of(deps, spec, pricing).await?;
