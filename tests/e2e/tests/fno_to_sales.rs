@@ -944,3 +944,54 @@ async fn product_mark(env: &Env, number: &str) -> Option<String> {
         .unwrap();
     links[number].source_version.clone()
 }
+
+/// A Sales product serves every company: with retiring on, a product that left one company's sweep while another
+/// configured company still sells it is only reported and marked for the first; it is retired when it has left
+/// the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_another_company_still_sells_is_not_retired() {
+    let env = Env::start_with(Default::default(), 0, |c| {
+        c.deactivate_targets = vec![PRODUCTS];
+        c.companies.push(p2c_sync::Company {
+            legal_entity: "dat".into(),
+            business_unit: "dat".into(),
+            include_child_units: true,
+        });
+    })
+    .await;
+    let key = |c: &'static str| [("dataAreaId", c), ("ProductNumber", "D0001")];
+    let mut in_dat = env.sb.fno_get("SellableReleasedProducts", &key("usmf")).unwrap();
+    in_dat["dataAreaId"] = json!("dat");
+    env.sb.fno_insert("SellableReleasedProducts", in_dat);
+    let run = |company: &'static str| {
+        let deps = &env.deps;
+        async move {
+            let r = run_flow(deps, PRODUCTS, company, &RunOptions::default()).await.unwrap();
+            assert_eq!(r.failed, 0, "{company}: {r:?}");
+            r
+        }
+    };
+    run("usmf").await;
+    run("dat").await;
+    let product_id = id(&env, "products", "productnumber", "D0001");
+
+    env.sb.fno_delete("SellableReleasedProducts", &key("usmf"));
+    let r = run("usmf").await;
+    assert_eq!(r.skipped_by_reason.get(&Skip::GoneFromFno), Some(&1), "{r:?}");
+    assert_eq!(
+        env.sb.sales_get("products", &product_id).unwrap()["statecode"],
+        json!(0),
+        "dat still sells it"
+    );
+    assert_eq!(product_mark(&env, "D0001").await.as_deref(), Some("gone:deleted"));
+
+    env.sb.fno_delete("SellableReleasedProducts", &key("dat"));
+    let r = run("dat").await;
+    assert_eq!(r.written, 1, "{r:?}");
+    let product = env.sb.sales_get("products", &product_id).unwrap();
+    assert_eq!(
+        (&product["statecode"], &product["statuscode"]),
+        (&json!(1), &json!(2)),
+        "retired with the last"
+    );
+}
