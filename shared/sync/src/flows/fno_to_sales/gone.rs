@@ -13,8 +13,9 @@
 //! Active again. A sweep resumed from an earlier run has not read every key in this process, so it decides
 //! nothing: the next whole sweep does.
 //!
-//! Cost per whole sweep: one paged read of the Sales product numbers, one link read per 100 products not in
-//! this company's sweep, one PATCH per product that left or came back. No table Scan.
+//! Cost per whole sweep: one DynamoDB read of the digest of the last whole sweep's key set; only when the key set
+//! differs, one paged read of the Sales product numbers and one link read per 100 products not in this company's
+//! sweep; one PATCH per product that left or came back. No table Scan.
 
 use std::collections::{HashMap, HashSet};
 
@@ -63,7 +64,15 @@ impl SweepBook {
         company: &str,
         report: &mut RunReport,
     ) -> Result<Vec<Failure>, SyncError> {
-        let links = self.left_links(deps, company).await?;
+        // The same key set as the last whole sweep: nothing left (and what came back is in `back`).
+        let keyset = KeySet::read(deps, company).await?;
+        let digest = self.digest();
+        let unchanged = keyset.as_ref().is_some_and(|w| w.value == digest);
+        let links = if unchanged {
+            HashMap::new()
+        } else {
+            self.left_links(deps, company).await?
+        };
         let left: Vec<&Link> = links
             .values()
             .filter(|l| !Gone::marked(l.source_version.as_deref()))
@@ -94,7 +103,23 @@ impl SweepBook {
         let back: Vec<&Link> = self.back.iter().collect();
         marks.extend(come_back(deps, company, &back, &mut failures).await?);
         deps.state.put_links(&marks, &[&links]).await?;
+        if failures.is_empty() && !unchanged {
+            KeySet::save(deps, company, &digest, keyset.map(|w| w.version)).await?;
+        }
         Ok(failures)
+    }
+
+    /// A digest of the keys read (sorted, so the sweep's page order does not matter).
+    fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut keys: Vec<&String> = self.seen.iter().collect();
+        keys.sort();
+        let mut h = Sha256::new();
+        for k in keys {
+            h.update(k.as_bytes());
+            h.update(b"\n");
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// The company's product links of the Sales products this sweep did not read.
@@ -111,6 +136,24 @@ impl SweepBook {
             .state
             .get_links(LinkEntity::Product.as_str(), company, "fno", &unseen)
             .await?)
+    }
+}
+
+/// The digest of the key set of the company's last whole sweep whose gone products were all settled, kept as a
+/// watermark item of its own (`WM#products-to-sales-keyset#<company>`): an idle sweep compares it and reads
+/// nothing from Sales.
+struct KeySet;
+
+impl KeySet {
+    const FLOW: &'static str = "products-to-sales-keyset";
+
+    async fn read(deps: &Deps, company: &str) -> Result<Option<p2c_state::Watermark>, SyncError> {
+        Ok(deps.state.watermark(Self::FLOW, company).await?)
+    }
+
+    async fn save(deps: &Deps, company: &str, digest: &str, version: Option<u64>) -> Result<(), SyncError> {
+        deps.state.put_watermark(Self::FLOW, company, digest, version).await?;
+        Ok(())
     }
 }
 
