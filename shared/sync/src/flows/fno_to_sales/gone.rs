@@ -140,12 +140,12 @@ impl SweepBook {
 }
 
 /// The digest of the key set of the company's last whole sweep whose gone products were all settled, kept as a
-/// watermark item of its own (`WM#products-to-sales-keyset#<company>`): an idle sweep compares it and reads
+/// watermark item of its own (`WM#products-to-sales.keyset#<company>`): an idle sweep compares it and reads
 /// nothing from Sales.
 struct KeySet;
 
 impl KeySet {
-    const FLOW: &'static str = "products-to-sales-keyset";
+    const FLOW: &'static str = "products-to-sales.keyset";
 
     async fn read(deps: &Deps, company: &str) -> Result<Option<p2c_state::Watermark>, SyncError> {
         Ok(deps.state.watermark(Self::FLOW, company).await?)
