@@ -9,7 +9,7 @@ use std::{
 use rand::Rng;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use crate::{auth::TokenCache, error::DynamicsError};
+use crate::{auth::TokenCache, error::DynamicsError, users::Users};
 
 /// How hard to try before a request is handed back as failed (and the record goes to the retry queue).
 #[derive(Clone, Debug)]
@@ -72,7 +72,8 @@ impl RequestStats {
 pub struct Api {
     pub(crate) service: &'static str,
     pub(crate) http: reqwest::Client,
-    pub(crate) tokens: Arc<TokenCache>,
+    /// The application users requests go as (one unless the deployment shards its load over several).
+    pub(crate) users: Arc<Users>,
     pub(crate) base_url: String,
     pub(crate) scope: String,
     pub(crate) retry: RetryPolicy,
@@ -81,37 +82,20 @@ pub struct Api {
     pub(crate) limiter: Arc<Limiter>,
 }
 
-/// A request budget shared by every process using one application user (service protection counts per user,
-/// not per process). `reserve(n)` takes up to `n` requests from it: `Ok(granted)` (at least 1), or `Err(wait)`
-/// when the budget is spent until `wait` has passed (then ask again).
-pub trait Budget: Send + Sync {
-    fn reserve(
-        &self,
-        n: u32,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<u32, Duration>> + Send + '_>>;
-}
-
-/// Requests taken from the shared budget at a time: one budget call per this many requests.
-const BUDGET_CHUNK: u32 = 20;
-
-/// Client-side limits per service: requests in flight, requests per second, one shared pause after a 429 so
-/// that a throttled service sees the whole client back off at once instead of a storm of retries, and (when
-/// set) a budget shared with every other process of the deployment.
+/// Client-side limits per service: requests in flight, requests per second, and one shared pause after a 429
+/// so that a throttled service sees the whole client back off at once instead of a storm of retries. The
+/// budget shared with every other process of the deployment is per application user ([`Users`]).
 pub struct Limiter {
     permits: tokio::sync::Semaphore,
     min_interval: Option<Duration>,
     next_slot: Mutex<std::time::Instant>,
     paused_until: Mutex<Option<std::time::Instant>>,
-    budget: Option<Arc<dyn Budget>>,
-    /// Requests reserved from the budget and not used yet.
-    reserved: tokio::sync::Mutex<u32>,
 }
 
 impl std::fmt::Debug for Limiter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Limiter")
             .field("min_interval", &self.min_interval)
-            .field("shared_budget", &self.budget.is_some())
             .finish()
     }
 }
@@ -124,32 +108,10 @@ impl Limiter {
             min_interval: (per_second > 0.0).then(|| Duration::from_secs_f64(1.0 / per_second)),
             next_slot: Mutex::new(std::time::Instant::now()),
             paused_until: Mutex::new(None),
-            budget: None,
-            reserved: tokio::sync::Mutex::new(0),
         }
-    }
-
-    /// Shares the requests of this limiter with every other process through `budget`.
-    pub fn with_budget(mut self, budget: Arc<dyn Budget>) -> Limiter {
-        self.budget = Some(budget);
-        self
-    }
-
-    /// One request from the shared budget, reserving a chunk when none is left (waiting while it is spent).
-    async fn take_from_budget(&self) {
-        let Some(budget) = &self.budget else { return };
-        let mut reserved = self.reserved.lock().await;
-        while *reserved == 0 {
-            match budget.reserve(BUDGET_CHUNK).await {
-                Ok(granted) => *reserved = granted.max(1),
-                Err(wait) => tokio::time::sleep(wait).await,
-            }
-        }
-        *reserved -= 1;
     }
 
     async fn acquire(&self) -> tokio::sync::SemaphorePermit<'_> {
-        self.take_from_budget().await;
         let pause = *self.paused_until.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(until) = pause {
             tokio::time::sleep_until(until.into()).await;
@@ -240,7 +202,7 @@ impl Api {
         Api {
             service,
             http,
-            tokens,
+            users: Arc::new(Users::one(tokens)),
             base_url,
             scope,
             retry: RetryPolicy::default(),
@@ -252,6 +214,12 @@ impl Api {
 
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.retry = retry;
+        self
+    }
+
+    /// Makes requests as these application users (each with its own tokens and budget for this service).
+    pub fn with_users(mut self, users: Arc<Users>) -> Self {
+        self.users = users;
         self
     }
 
@@ -317,7 +285,9 @@ impl Api {
         let mut refreshed = false;
         loop {
             attempts += 1;
-            let token = self.tokens.token(self.service, &self.scope).await?;
+            let user = self.users.take().await;
+            let tokens = &self.users.get(user).tokens;
+            let token = tokens.token(self.service, &self.scope).await?;
             let req = self
                 .http
                 .request(method.clone(), url)
@@ -347,7 +317,7 @@ impl Api {
                     if status == StatusCode::UNAUTHORIZED && !refreshed {
                         // The token expired or was revoked early: fetch a new one once.
                         refreshed = true;
-                        self.tokens.invalidate(&self.scope, &token);
+                        tokens.invalidate(&self.scope, &token);
                         tracing::info!(service = self.service, "token refused (401); fetching a new one");
                         continue;
                     }
@@ -369,7 +339,12 @@ impl Api {
                             wait_ms = wait.as_millis() as u64,
                             "throttled (429)"
                         );
-                        self.limiter.pause(wait);
+                        if self.users.len() > 1 {
+                            // Service protection counts per user: only this one backs off, the others go on.
+                            self.users.throttled(user, wait).await;
+                        } else {
+                            self.limiter.pause(wait);
+                        }
                         tokio::time::sleep(wait).await;
                         attempts -= 1; // throttling has its own budget
                         continue;

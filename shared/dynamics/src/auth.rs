@@ -74,6 +74,11 @@ impl TokenCache {
         }
     }
 
+    /// The application (client) id these tokens are issued to.
+    pub fn client_id(&self) -> &str {
+        &self.creds.client_id
+    }
+
     /// Number of tokens fetched from the token endpoint so far.
     pub fn fetched(&self) -> u64 {
         self.fetched.load(std::sync::atomic::Ordering::Relaxed)

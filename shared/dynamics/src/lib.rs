@@ -11,13 +11,15 @@ pub mod dataverse;
 pub mod error;
 pub mod fno;
 pub mod odata;
+pub mod users;
 
-pub use api::{Api, Budget, DryRun, Limiter, PlannedWrite, RequestStats, RetryPolicy};
+pub use api::{Api, DryRun, Limiter, PlannedWrite, RequestStats, RetryPolicy};
 pub use auth::{Credentials, Secret, TokenCache};
 pub use batch::{BatchOp, BatchResult, SetResult, WriteMethod};
 pub use dataverse::{ChangePage, Dataverse};
 pub use error::{DynamicsError, ErrorKind};
 pub use fno::Fno;
+pub use users::{AppUser, Budget, Users};
 
 /// A record as both APIs put it on the wire: a JSON object.
 pub type Record = serde_json::Map<String, serde_json::Value>;

@@ -17,6 +17,12 @@ pub enum ConfigError {
     },
     #[error("could not read the client secret from Secrets Manager ({arn}): {why}")]
     Secret { arn: String, why: String },
+    #[error(
+        "{source_name} holds no secret for the client id(s) {missing}: with several ids in P2C_CLIENT_ID it must be \
+         a JSON object {{\"<client id>\": \"<secret>\", ...}} with one entry per id (see the README, section \
+         Configuration)"
+    )]
+    SecretsPerUser { source_name: String, missing: String },
 }
 
 /// A legal entity (F&O `dataAreaId`) and the Sales business unit that owns its records.
@@ -46,7 +52,10 @@ pub struct Config {
     pub fno_url: String,
     pub authority_url: String,
     pub tenant_id: String,
-    pub client_id: String,
+    /// The application users p2c calls both services as (P2C_CLIENT_ID: one id, or several comma separated to
+    /// shard the load over their service-protection limits). At least one.
+    pub client_ids: Vec<String>,
+    /// The secret of the only user, or a JSON object client id → secret for several ([`secrets_for`]).
     pub client_secret: SecretSource,
     /// The deployment (CloudFormation stack) this runs in: the Stack dimension of the metrics, so two stacks in
     /// one account do not feed each other's alarms.
@@ -136,7 +145,7 @@ impl Config {
                 get("P2C_AUTHORITY_URL").unwrap_or_else(|| DEFAULT_AUTHORITY.into()),
             )?,
             tenant_id: req("P2C_TENANT_ID")?,
-            client_id: req("P2C_CLIENT_ID")?,
+            client_ids: parse_client_ids(&req("P2C_CLIENT_ID")?)?,
             client_secret,
             stack: get("P2C_STACK").unwrap_or_else(|| "p2c".into()),
             table: get("P2C_TABLE").unwrap_or_else(|| "p2c".into()),
@@ -179,7 +188,7 @@ impl Config {
             http_timeout: Duration::from_secs(num("P2C_HTTP_TIMEOUT_SECONDS", 60)?),
             skip_unchanged: get("P2C_SKIP_UNCHANGED").is_none_or(|v| v != "false" && v != "0"),
             dry_run: false,
-            deactivate_targets: parse_flows("P2C_DEACTIVATE_TARGETS", get("P2C_DEACTIVATE_TARGETS"))?,
+            deactivate_targets: deactivate_targets(get("P2C_DEACTIVATE_TARGETS"))?,
         })
     }
 
@@ -188,6 +197,90 @@ impl Config {
             .iter()
             .find(|c| c.legal_entity.eq_ignore_ascii_case(legal_entity))
     }
+}
+
+/// `id` or `id1,id2,...`: the application users, each once.
+fn parse_client_ids(s: &str) -> Result<Vec<String>, ConfigError> {
+    let invalid = |why: &str| ConfigError::Invalid {
+        name: "P2C_CLIENT_ID",
+        value: s.to_string(),
+        why: why.into(),
+    };
+    let ids: Vec<String> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+        .collect();
+    if ids.is_empty() {
+        return Err(invalid("no client id listed"));
+    }
+    for (i, id) in ids.iter().enumerate() {
+        if ids[..i].iter().any(|o| o.eq_ignore_ascii_case(id)) {
+            return Err(invalid(
+                "a client id is listed twice (each application user counts once)",
+            ));
+        }
+    }
+    Ok(ids)
+}
+
+/// Each client id's secret, in the order of `ids`, from the configured value (`source_name` names where it came
+/// from, for errors): a JSON object `{"<client id>": "<secret>", ...}`; with one id also the bare secret or
+/// `{"client_secret": "..."}`, as before several users were possible. Never prints a secret.
+pub fn secrets_for(ids: &[String], raw: &Secret, source_name: &str) -> Result<Vec<Secret>, ConfigError> {
+    let parsed = serde_json::from_str::<serde_json::Value>(raw.expose()).ok();
+    let object = parsed.as_ref().and_then(|v| v.as_object());
+    let per_id = |id: &String| object?.get(id)?.as_str().map(Secret::new);
+    let found: Vec<Option<Secret>> = ids.iter().map(per_id).collect();
+    if found.iter().all(Option::is_some) {
+        return Ok(found.into_iter().flatten().collect());
+    }
+    if let [_] = ids {
+        let single = match object {
+            Some(o) => o.get("client_secret").and_then(|v| v.as_str()).map(Secret::new),
+            None => Some(raw.clone()),
+        };
+        if let Some(s) = single {
+            return Ok(vec![s]);
+        }
+    }
+    let missing: Vec<&str> = ids
+        .iter()
+        .zip(&found)
+        .filter(|(_, s)| s.is_none())
+        .map(|(id, _)| id.as_str())
+        .collect();
+    Err(ConfigError::SecretsPerUser {
+        source_name: source_name.to_string(),
+        missing: missing.join(", "),
+    })
+}
+
+/// P2C_DEACTIVATE_TARGETS: the flows that can retire their target. A flow without a way to do it is refused with
+/// the reason, never accepted and ignored.
+fn deactivate_targets(v: Option<String>) -> Result<Vec<crate::flow_name::FlowName>, ConfigError> {
+    use crate::flow_name::FlowName::*;
+    let flows = parse_flows("P2C_DEACTIVATE_TARGETS", v.clone())?;
+    for f in &flows {
+        let why = match f {
+            AccountsToFno | ContactsToFno | ProductsToSales => continue,
+            // fno_schema.json publishes SalesQuotationStatus/SalesOrderStatus on the CDS headers, but F&O sets
+            // them in its own processes (a quotation's Cancel, an order's "deliver remainder" cancel); no
+            // documented OData write cancels a document, and p2c does not fake one.
+            QuotesToFno | OrdersToFno => {
+                "F&O offers no documented way to cancel a sales quotation or order through OData: a document \
+                 deleted in Sales is reported and its F&O document kept (README, Deletes and deactivations)"
+            }
+            _ => "F&O publishes no deletes of orders or invoices, so there is nothing to retire in Sales",
+        };
+        return Err(ConfigError::Invalid {
+            name: "P2C_DEACTIVATE_TARGETS",
+            value: v.unwrap_or_default(),
+            why: format!("{f}: {why}; the flows that can are accounts-to-fno, contacts-to-fno, products-to-sales"),
+        });
+    }
+    Ok(flows)
 }
 
 /// A comma-separated list of flow names.
@@ -287,6 +380,55 @@ mod tests {
         assert_eq!(c.authority_url, DEFAULT_AUTHORITY);
         assert_eq!(c.stack, "p2c");
         assert!(!format!("{c:?}").contains("s3cr3t"), "the secret must never print");
+    }
+
+    #[test]
+    fn several_client_ids_each_with_its_secret() {
+        let mut pairs = BASE.to_vec();
+        pairs[3] = ("P2C_CLIENT_ID", " app-a , app-b ");
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(c.client_ids, vec!["app-a".to_string(), "app-b".to_string()]);
+        let ids = c.client_ids;
+        let raw = Secret::new(r#"{"app-b": "sb", "app-a": "sa", "other": "x"}"#);
+        let got = secrets_for(&ids, &raw, "P2C_CLIENT_SECRET").unwrap();
+        assert_eq!(got.iter().map(Secret::expose).collect::<Vec<_>>(), ["sa", "sb"]);
+        // A missing id is named, the secrets are not printed.
+        let e = secrets_for(&ids, &Secret::new(r#"{"app-a": "sa"}"#), "arn:x").unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("app-b") && text.contains("arn:x") && !text.contains("sa\""),
+            "{text}"
+        );
+        assert!(secrets_for(&ids, &Secret::new("bare"), "P2C_CLIENT_SECRET").is_err());
+        pairs[3] = ("P2C_CLIENT_ID", "app-a,APP-A");
+        assert!(Config::from_lookup(env(&pairs)).is_err(), "an id listed twice");
+    }
+
+    #[test]
+    fn one_client_id_takes_the_bare_secret_or_either_object() {
+        let one = vec!["c".to_string()];
+        for raw in ["s3", r#"{"client_secret": "s3"}"#, r#"{"c": "s3"}"#] {
+            let got = secrets_for(&one, &Secret::new(raw), "P2C_CLIENT_SECRET").unwrap();
+            assert_eq!(got[0].expose(), "s3", "{raw}");
+        }
+        assert!(secrets_for(&one, &Secret::new(r#"{"d": "s3"}"#), "P2C_CLIENT_SECRET").is_err());
+    }
+
+    #[test]
+    fn deactivate_targets_take_only_the_flows_that_can() {
+        let mut pairs = BASE.to_vec();
+        pairs.push(("P2C_DEACTIVATE_TARGETS", "accounts-to-fno, products-to-sales"));
+        let c = Config::from_lookup(env(&pairs)).unwrap();
+        assert_eq!(c.deactivate_targets.len(), 2);
+        for (flow, says) in [
+            ("orders-to-fno", "cancel"),
+            ("quotes-to-fno", "cancel"),
+            ("invoices-to-sales", "no deletes"),
+        ] {
+            *pairs.last_mut().unwrap() = ("P2C_DEACTIVATE_TARGETS", flow);
+            let e = Config::from_lookup(env(&pairs)).unwrap_err().to_string();
+            assert!(e.contains(flow) && e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::{collections::HashMap, sync::Arc};
 
-use p2c_dynamics::{Api, Credentials, Dataverse, DryRun, Fno, Limiter, RequestStats, Secret, TokenCache};
+use p2c_dynamics::{
+    Api, AppUser, Credentials, Dataverse, DryRun, Fno, Limiter, RequestStats, Secret, TokenCache, Users,
+};
 use p2c_mapping::MappingOverrides;
 use p2c_state::{QueuePair, Queues, StateStore};
 use tokio::sync::Mutex;
@@ -19,7 +21,8 @@ use crate::pipeline::lookups::Lookups;
 
 pub struct Deps {
     pub cfg: Config,
-    pub tokens: Arc<TokenCache>,
+    /// One token cache per application user (P2C_CLIENT_ID), in configuration order.
+    pub tokens: Vec<Arc<TokenCache>>,
     pub sales: Dataverse,
     pub fno: Fno,
     pub state: StateStore,
@@ -40,37 +43,38 @@ pub struct Deps {
 impl Deps {
     /// Builds clients from an AWS config (the default chain in Lambda, moto locally).
     pub async fn new(cfg: Config, aws: &aws_config::SdkConfig) -> Result<Deps, SyncError> {
-        let secret = match &cfg.client_secret {
-            SecretSource::Value(s) => s.clone(),
-            SecretSource::SecretsManager(arn) => fetch_secret(aws, arn).await?,
+        let (raw, source_name) = match &cfg.client_secret {
+            SecretSource::Value(s) => (s.clone(), "P2C_CLIENT_SECRET".to_string()),
+            SecretSource::SecretsManager(arn) => (fetch_secret(aws, arn).await?, arn.clone()),
         };
+        let secrets = crate::config::secrets_for(&cfg.client_ids, &raw, &source_name)?;
         let http = p2c_dynamics::http_client(cfg.http_timeout);
-        let tokens = Arc::new(TokenCache::new(
-            http.clone(),
-            Credentials {
-                authority_url: cfg.authority_url.clone(),
-                tenant: cfg.tenant_id.clone(),
-                client_id: cfg.client_id.clone(),
-                client_secret: secret,
-            },
-        ));
-        let mut state = StateStore::new(aws_sdk_dynamodb::Client::new(aws), cfg.table.clone());
-        let limiter = |service: &str| {
-            let local = Limiter::new(cfg.max_concurrent_requests, cfg.max_requests_per_second);
-            Arc::new(match cfg.budget {
-                Some((requests, window)) => local.with_budget(Arc::new(SharedBudget::new(
-                    state.clone(),
-                    service,
-                    &cfg.client_id,
-                    requests,
-                    window,
-                ))),
-                None => local,
+        // One token cache per application user, shared by both services (tokens are cached per scope).
+        let tokens: Vec<Arc<TokenCache>> = cfg
+            .client_ids
+            .iter()
+            .zip(secrets)
+            .map(|(id, secret)| {
+                Arc::new(TokenCache::new(
+                    http.clone(),
+                    Credentials {
+                        authority_url: cfg.authority_url.clone(),
+                        tenant: cfg.tenant_id.clone(),
+                        client_id: id.clone(),
+                        client_secret: secret,
+                    },
+                ))
             })
-        };
-        let mut sales_api =
-            Api::new("sales", http.clone(), tokens.clone(), &cfg.sales_url).with_limiter(limiter("sales"));
-        let mut fno_api = Api::new("fno", http, tokens.clone(), &cfg.fno_url).with_limiter(limiter("fno"));
+            .collect();
+        let mut state = StateStore::new(aws_sdk_dynamodb::Client::new(aws), cfg.table.clone());
+        let users = |service: &str| Arc::new(app_users(&tokens, &cfg, &state, service));
+        let limiter = || Arc::new(Limiter::new(cfg.max_concurrent_requests, cfg.max_requests_per_second));
+        let mut sales_api = Api::new("sales", http.clone(), tokens[0].clone(), &cfg.sales_url)
+            .with_users(users("sales"))
+            .with_limiter(limiter());
+        let mut fno_api = Api::new("fno", http, tokens[0].clone(), &cfg.fno_url)
+            .with_users(users("fno"))
+            .with_limiter(limiter());
         let mut queues = Queues::new(aws_sdk_sqs::Client::new(aws), cfg.queue_prefix.clone());
         let dry_run = cfg.dry_run.then(|| Arc::new(DryRun::default()));
         if let Some(d) = &dry_run {
@@ -134,7 +138,7 @@ impl Deps {
     pub fn dynamics_stats(&self) -> RequestStats {
         let mut s = self.sales.api().stats();
         s.merge(&self.fno.api().stats());
-        *s.by_endpoint.entry("token POST".into()).or_default() += self.tokens.fetched();
+        *s.by_endpoint.entry("token POST".into()).or_default() += self.tokens.iter().map(|t| t.fetched()).sum::<u64>();
         s
     }
 
@@ -282,6 +286,25 @@ impl ScopeOnce {
     }
 }
 
+/// A service's application users, each taking its requests from its own shared budget (keyed by service and
+/// client id: service protection counts per user) when the deployment shares one.
+fn app_users(tokens: &[Arc<TokenCache>], cfg: &Config, state: &StateStore, service: &str) -> Users {
+    let users = tokens.iter().map(|t| {
+        let user = AppUser::new(t.clone());
+        match cfg.budget {
+            Some((requests, window)) => user.with_budget(Arc::new(SharedBudget::new(
+                state.clone(),
+                service,
+                t.client_id(),
+                requests,
+                window,
+            ))),
+            None => user,
+        }
+    });
+    Users::new(users.collect())
+}
+
 async fn fetch_secret(aws: &aws_config::SdkConfig, arn: &str) -> Result<Secret, SyncError> {
     let client = aws_sdk_secretsmanager::Client::new(aws);
     let out = client
@@ -297,10 +320,6 @@ async fn fetch_secret(aws: &aws_config::SdkConfig, arn: &str) -> Result<Secret, 
         arn: arn.into(),
         why: "the secret has no string value".into(),
     })?;
-    // Accept either the bare secret or a JSON object {"client_secret": "..."}.
-    let value = serde_json::from_str::<serde_json::Value>(s)
-        .ok()
-        .and_then(|v| v.get("client_secret").and_then(|x| x.as_str()).map(str::to_string))
-        .unwrap_or_else(|| s.to_string());
-    Ok(Secret::new(value))
+    // The bare secret, {"client_secret": "..."} or one entry per client id: `config::secrets_for` reads it.
+    Ok(Secret::new(s))
 }

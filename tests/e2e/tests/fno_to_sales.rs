@@ -177,10 +177,11 @@ async fn products_sweep_creates_products_and_price_list_items_then_writes_only_c
         assert_eq!(item["pricingmethodcode"], 1);
         assert_eq!(item["quantitysellingcode"], 1);
     }
-    // The sweep: one F&O read; Sales: the natural-key lookup, the reference tables, one batch per table.
+    // The sweep: one F&O read; Sales: the natural-key lookup, the reference tables, one batch per table, the
+    // organization's publish setting, and (the key set changed) one read of the product numbers for the gone check.
     assert_eq!(env.sb.requests().get("fno GET SellableReleasedProducts"), Some(&1));
     assert_eq!(env.sb.requests().get("sales POST $batch"), Some(&2));
-    assert!(env.sb.total_requests("sales") <= 8, "{:?}", env.sb.requests());
+    assert!(env.sb.total_requests("sales") <= 9, "{:?}", env.sb.requests());
     let links = env
         .deps
         .state
@@ -895,4 +896,140 @@ async fn products_are_published_whatever_state_the_organization_creates_them_in(
     for p in env.sb.sales_rows("products") {
         assert_eq!((&p["statecode"], &p["statuscode"]), (&json!(0), &json!(1)), "{p}");
     }
+}
+/// A product that leaves F&O's sweep (SellableReleasedProducts no longer has it; F&O publishes no deletes) is
+/// reported once and its link marked; with products-to-sales in P2C_DEACTIVATE_TARGETS its Sales product is also
+/// retired (statecode 1, statuscode 2). Back in F&O, it loses its mark and a retired product is Active again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_gone_from_fno_is_reported_and_retired_in_sales_only_when_asked() {
+    for retire in [false, true] {
+        let env = Env::start_with(Default::default(), 1, |c| {
+            if retire {
+                c.deactivate_targets = vec![PRODUCTS];
+            }
+        })
+        .await;
+        assert_eq!(env.run(PRODUCTS).await.failed, 0);
+        let fno_product = env
+            .sb
+            .fno_rows("SellableReleasedProducts")
+            .into_iter()
+            .find(|p| p["dataAreaId"] == "usmf")
+            .unwrap();
+        let number = fno_product["ProductNumber"].as_str().unwrap().to_string();
+        let product_id = id(&env, "products", "productnumber", &number);
+        let key = [("dataAreaId", "usmf"), ("ProductNumber", number.as_str())];
+        env.sb.fno_delete("SellableReleasedProducts", &key);
+
+        let r = env.run(PRODUCTS).await;
+        assert_eq!(r.failed, 0, "{r:?}");
+        let product = env.sb.sales_get("products", &product_id).unwrap();
+        if retire {
+            assert_eq!(
+                (r.written, r.updated, r.created),
+                (1, 1, 0),
+                "the retirement is the run's one write: {r:?}"
+            );
+            assert_eq!(
+                (&product["statecode"], &product["statuscode"]),
+                (&json!(1), &json!(2)),
+                "retired"
+            );
+            assert_eq!(product_mark(&env, &number).await.as_deref(), Some("gone:retired"));
+        } else {
+            assert_eq!(r.written, 0, "{r:?}");
+            assert_eq!(r.skipped_by_reason.get(&Skip::GoneFromFno), Some(&1), "reported: {r:?}");
+            assert_eq!(product["statecode"], json!(0), "left active without the opt-in");
+            assert_eq!(product_mark(&env, &number).await.as_deref(), Some("gone:deleted"));
+        }
+        let other = env
+            .sb
+            .sales_rows("products")
+            .into_iter()
+            .filter(|p| p["productid"] != product_id.as_str())
+            .all(|p| p["statecode"] == json!(0));
+        assert!(other, "no other product was touched");
+
+        let again = env.run(PRODUCTS).await;
+        assert_eq!(again.written, 0, "once: {again:?}");
+        assert_eq!(
+            again.skipped_by_reason.get(&Skip::GoneFromFno),
+            None,
+            "reported once: {again:?}"
+        );
+
+        // Released again in F&O: the mark goes, and the product p2c retired is Active again.
+        env.sb.fno_insert("SellableReleasedProducts", fno_product.clone());
+        let back = env.run(PRODUCTS).await;
+        assert_eq!(back.failed, 0, "{back:?}");
+        let product = env.sb.sales_get("products", &product_id).unwrap();
+        assert_eq!(
+            (&product["statecode"], &product["statuscode"]),
+            (&json!(0), &json!(1)),
+            "active again"
+        );
+        assert_eq!(product_mark(&env, &number).await, None, "the mark is gone");
+    }
+}
+
+/// The `source_version` mark on a product's link.
+async fn product_mark(env: &Env, number: &str) -> Option<String> {
+    let links = env
+        .deps
+        .state
+        .get_links("product", "usmf", "fno", &[number.to_string()])
+        .await
+        .unwrap();
+    links[number].source_version.clone()
+}
+
+/// A Sales product serves every company: with retiring on, a product that left one company's sweep while another
+/// configured company still sells it is only reported and marked for the first; it is retired when it has left
+/// the last.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_product_another_company_still_sells_is_not_retired() {
+    let env = Env::start_with(Default::default(), 0, |c| {
+        c.deactivate_targets = vec![PRODUCTS];
+        c.companies.push(p2c_sync::Company {
+            legal_entity: "dat".into(),
+            business_unit: "dat".into(),
+            include_child_units: true,
+        });
+    })
+    .await;
+    let key = |c: &'static str| [("dataAreaId", c), ("ProductNumber", "D0001")];
+    let mut in_dat = env.sb.fno_get("SellableReleasedProducts", &key("usmf")).unwrap();
+    in_dat["dataAreaId"] = json!("dat");
+    env.sb.fno_insert("SellableReleasedProducts", in_dat);
+    let run = |company: &'static str| {
+        let deps = &env.deps;
+        async move {
+            let r = run_flow(deps, PRODUCTS, company, &RunOptions::default()).await.unwrap();
+            assert_eq!(r.failed, 0, "{company}: {r:?}");
+            r
+        }
+    };
+    run("usmf").await;
+    run("dat").await;
+    let product_id = id(&env, "products", "productnumber", "D0001");
+
+    env.sb.fno_delete("SellableReleasedProducts", &key("usmf"));
+    let r = run("usmf").await;
+    assert_eq!(r.skipped_by_reason.get(&Skip::GoneFromFno), Some(&1), "{r:?}");
+    assert_eq!(
+        env.sb.sales_get("products", &product_id).unwrap()["statecode"],
+        json!(0),
+        "dat still sells it"
+    );
+    assert_eq!(product_mark(&env, "D0001").await.as_deref(), Some("gone:deleted"));
+
+    env.sb.fno_delete("SellableReleasedProducts", &key("dat"));
+    let r = run("dat").await;
+    assert_eq!(r.written, 1, "{r:?}");
+    let product = env.sb.sales_get("products", &product_id).unwrap();
+    assert_eq!(
+        (&product["statecode"], &product["statuscode"]),
+        (&json!(1), &json!(2)),
+        "retired with the last"
+    );
 }

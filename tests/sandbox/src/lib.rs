@@ -73,10 +73,13 @@ pub struct Story {
 pub struct SandboxConfig {
     /// Entra tenant in the token URL. Default `contoso-tenant`.
     pub tenant: String,
-    /// The only registered app. Default `p2c-client`.
+    /// The registered app. Default `p2c-client`.
     pub client_id: String,
     /// Its secret. Default `p2c-secret`.
     pub client_secret: String,
+    /// Further registered apps (client id, secret), each an application user of its own in Sales with its own
+    /// service-protection limits (the limits count per user: per the token's client id). Default none.
+    pub more_clients: Vec<(String, String)>,
     /// The F&O API user's default company: reads without `cross-company=true` see only this one.
     /// Default `dat` (deliberately not `usmf`).
     pub default_company: String,
@@ -120,6 +123,7 @@ impl Default for SandboxConfig {
             tenant: "contoso-tenant".into(),
             client_id: "p2c-client".into(),
             client_secret: "p2c-secret".into(),
+            more_clients: Vec::new(),
             default_company: "dat".into(),
             token_ttl: Duration::from_secs(3599),
             latency: Duration::ZERO,
@@ -160,6 +164,15 @@ impl Default for ServiceLimits {
             retry_after_secs: 1,
         }
     }
+}
+
+/// What one client (application user) asked of one service: requests that carried its valid token, those of
+/// them that could change something (not GET), and how many service protection refused with 429.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClientCount {
+    pub requests: u64,
+    pub writes: u64,
+    pub throttled: u64,
 }
 
 /// Which endpoint a fault applies to.
@@ -219,6 +232,8 @@ pub(crate) struct State {
     pub dv: Mutex<store::DvStore>,
     pub fno: Mutex<store::FnoStore>,
     pub counters: Mutex<BTreeMap<String, u64>>,
+    /// Authenticated requests and service-protection 429s, by `"<service> <client id>"`.
+    pub by_client: Mutex<BTreeMap<String, ClientCount>>,
     pub faults: Mutex<faults::FaultQueue>,
     pub limiter: Mutex<faults::Limiter>,
     pub tls: Option<tls::Tls>,
@@ -285,6 +300,7 @@ impl Sandbox {
             dv: Mutex::new(store::DvStore::new()),
             fno: Mutex::new(store::FnoStore::new()),
             counters: Mutex::new(BTreeMap::new()),
+            by_client: Mutex::new(BTreeMap::new()),
             faults: Mutex::new(faults::FaultQueue::default()),
             limiter: Mutex::new(faults::Limiter::default()),
             tls,
@@ -526,6 +542,12 @@ impl Sandbox {
     /// Id of the default team of a business unit (given by id): the team Dataverse creates with every unit.
     pub fn default_team_id(&self, business_unit_id: &str) -> Option<String> {
         owner::default_team(&lock(&self.st().dv), business_unit_id)
+    }
+
+    /// Authenticated requests and their service-protection 429s per service and client id, keyed
+    /// `"sales <client id>"` / `"fno <client id>"`.
+    pub fn requests_by_client(&self) -> BTreeMap<String, ClientCount> {
+        lock(&self.st().by_client).clone()
     }
 
     /// Id of the application user the API calls run as: the owner of rows created without an owner.

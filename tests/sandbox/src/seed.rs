@@ -35,15 +35,16 @@ pub(crate) fn base(state: &State) {
             );
             let _ = dataverse::direct_insert(&mut dv, t, row);
         }
-        let mut user = Row::new();
-        user.insert("fullname".into(), json!(format!("# {}", state.cfg.client_id)));
-        user.insert(
-            "domainname".into(),
-            json!(format!("{}@contoso.example", state.cfg.client_id)),
-        );
-        user.insert("_businessunitid_value".into(), json!(dv.root_bu.clone()));
-        if let Ok(id) = dataverse::direct_insert(&mut dv, users, user) {
-            dv.caller = id;
+        // One application user per registered app; the first is the one rows created without an owner go to.
+        let apps = std::iter::once(&state.cfg.client_id).chain(state.cfg.more_clients.iter().map(|(id, _)| id));
+        for (i, app) in apps.enumerate() {
+            let mut user = Row::new();
+            user.insert("fullname".into(), json!(format!("# {app}")));
+            user.insert("domainname".into(), json!(format!("{app}@contoso.example")));
+            user.insert("_businessunitid_value".into(), json!(dv.root_bu.clone()));
+            if let (Ok(id), 0) = (dataverse::direct_insert(&mut dv, users, user), i) {
+                dv.caller = id;
+            }
         }
     }
     let mut f = lock(&state.fno);

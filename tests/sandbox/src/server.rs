@@ -184,8 +184,13 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
             Ok(c) => c,
             Err(e) => break 'resp token::unauthorized(&state, svc, e),
         };
+        count_client(&state, svc, &client, |c| {
+            c.requests += 1;
+            c.writes += u64::from(req.method != "GET");
+        });
         if let Some(limits) = &state.cfg.limits {
             let acquired = lock(&state.limiter).acquire(svc, &client, limits);
+            count_client(&state, svc, &client, |c| c.throttled += u64::from(acquired.is_err()));
             match acquired {
                 Ok(()) => {
                     guard = Some(InflightGuard {
@@ -233,6 +238,12 @@ pub(crate) async fn process(state: Arc<State>, svc: Service, req: Req) -> Option
     }
     drop(guard);
     Some(resp)
+}
+
+/// Adds to the per-client counts of `svc` (see [`crate::ClientCount`]).
+fn count_client(state: &State, svc: Service, client: &str, add: impl FnOnce(&mut crate::ClientCount)) {
+    let name = if svc == Service::Sales { "sales" } else { "fno" };
+    add(lock(&state.by_client).entry(format!("{name} {client}")).or_default());
 }
 
 /// Operations in a request: one, or for `$batch` one per embedded request (`Content-Type: application/http`).

@@ -173,7 +173,11 @@ pub(crate) fn handle(state: &State, req: &Req) -> Resp {
     let Some(client_id) = client_id else {
         return missing(state, "client_id");
     };
-    if client_id != state.cfg.client_id {
+    let registered = std::iter::once((&state.cfg.client_id, &state.cfg.client_secret))
+        .chain(state.cfg.more_clients.iter().map(|(id, secret)| (id, secret)))
+        .find(|(id, _)| **id == client_id)
+        .map(|(_, secret)| secret.clone());
+    let Some(registered_secret) = registered else {
         return entra_error(
             state,
             400,
@@ -186,7 +190,7 @@ pub(crate) fn handle(state: &State, req: &Req) -> Resp {
                 state.cfg.tenant
             ),
         );
-    }
+    };
     let secret = form
         .get("client_secret")
         .cloned()
@@ -200,7 +204,7 @@ pub(crate) fn handle(state: &State, req: &Req) -> Resp {
             "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
         );
     };
-    if secret != state.cfg.client_secret {
+    if secret != registered_secret {
         return entra_error(
             state,
             401,

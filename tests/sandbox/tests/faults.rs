@@ -147,6 +147,71 @@ async fn service_protection_limits_per_window_and_concurrency() {
     assert_eq!(statuses, vec![200, 200, 429]);
 }
 
+/// Dataverse's service protection counts per user (https://learn.microsoft.com/power-apps/developer/data-platform/api-limits):
+/// an application user whose window is spent is refused while another registered app, with a token of its own,
+/// is served; a secret of one app does not open another, and the counts say which user asked.
+#[tokio::test]
+async fn service_protection_counts_per_application_user() {
+    let sb = sandbox_with(SandboxConfig {
+        limits: Some(ServiceLimits {
+            requests_per_window: 3,
+            execution_per_window: Duration::from_secs(3600),
+            window: Duration::from_secs(60),
+            max_concurrent: 52,
+            retry_after_secs: 1,
+        }),
+        more_clients: vec![("p2c-client-2".into(), "second-secret".into())],
+        ..Default::default()
+    })
+    .await;
+    let first = Api::sales(&sb).await;
+    let scope = format!("{}/.default", sb.sales_url());
+    let ask = |secret: &'static str| {
+        let form = [
+            ("client_id", "p2c-client-2"),
+            ("client_secret", secret),
+            ("scope", scope.as_str()),
+            ("grant_type", "client_credentials"),
+        ];
+        reqwest::Client::new().post(token_url(&sb)).form(&form).send()
+    };
+    let wrong = ask("p2c-secret").await.unwrap();
+    assert_eq!(wrong.status(), 401, "the first app's secret does not open the second");
+    let v = json(ask("second-secret").await.unwrap()).await;
+    let second = Api {
+        client: reqwest::Client::new(),
+        base: format!("{}/api/data/v9.2", sb.sales_url()),
+        token: v["access_token"].as_str().unwrap().to_string(),
+    };
+    for _ in 0..3 {
+        assert_eq!(first.get("accounts").send().await.unwrap().status(), 200);
+    }
+    assert_eq!(
+        first.get("accounts").send().await.unwrap().status(),
+        429,
+        "the first user is spent"
+    );
+    for _ in 0..3 {
+        assert_eq!(
+            second.get("accounts").send().await.unwrap().status(),
+            200,
+            "the second has its own window"
+        );
+    }
+    assert_eq!(second.get("accounts").send().await.unwrap().status(), 429);
+    let by = sb.requests_by_client();
+    let count = |k: &str| by.get(k).map(|c| (c.requests, c.throttled));
+    assert_eq!(count("sales p2c-client"), Some((4, 1)), "{by:?}");
+    assert_eq!(count("sales p2c-client-2"), Some((4, 1)), "{by:?}");
+    // Each app is an application user of its own in Sales.
+    let users: Vec<String> = sb
+        .sales_rows("systemusers")
+        .iter()
+        .filter_map(|u| u["domainname"].as_str().map(str::to_string))
+        .collect();
+    assert!(users.contains(&"p2c-client-2@contoso.example".to_string()), "{users:?}");
+}
+
 #[tokio::test]
 async fn each_operation_of_a_batch_takes_execution_time_and_the_budget_runs_out() {
     let sb = sandbox_with(SandboxConfig {

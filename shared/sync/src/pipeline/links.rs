@@ -77,6 +77,9 @@ impl std::fmt::Display for LinkEntity {
 pub enum Gone {
     Deleted,
     Inactive,
+    /// Deleted at the source and its target retired (products-to-sales: the Sales product set Retired), so a
+    /// source record that comes back has its target made active again.
+    Retired,
 }
 
 impl Gone {
@@ -84,6 +87,7 @@ impl Gone {
         match self {
             Gone::Deleted => "gone:deleted",
             Gone::Inactive => "gone:inactive",
+            Gone::Retired => "gone:retired",
         }
     }
 

@@ -90,6 +90,15 @@ pub trait Flow: Send {
         keys: Vec<String>,
         report: &mut RunReport,
     ) -> impl Future<Output = Result<Vec<Failure>, SyncError>> + Send;
+    /// After the last page of a scheduled read, before the watermark moves: what only a whole read can tell
+    /// (products-to-sales: the products the sweep no longer found). Returns the records that failed.
+    fn after_last_page(
+        &mut self,
+        _deps: &Deps,
+        _report: &mut RunReport,
+    ) -> impl Future<Output = Result<Vec<Failure>, SyncError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// A scheduled run's work for one company: page by page from the checkpoint, then the watermark.
@@ -116,6 +125,8 @@ pub async fn run_changes(
             opts.tick(report)?;
         }
     }
+    let failures = flow.after_last_page(deps, report).await?;
+    route_failures(deps, name, company, failures, 1, report).await?;
     // Links are committed page by page above; only now may the watermark move.
     deps.crashes.check(CrashPoint::BeforeWatermark)?;
     cp.finish(deps, &source.watermark()).await

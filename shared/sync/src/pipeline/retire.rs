@@ -31,7 +31,7 @@ pub struct Retire<'a> {
 
 fn skip_of(why: Gone) -> Skip {
     match why {
-        Gone::Deleted => Skip::DeletedInSales,
+        Gone::Deleted | Gone::Retired => Skip::DeletedInSales,
         Gone::Inactive => Skip::Inactive,
     }
 }

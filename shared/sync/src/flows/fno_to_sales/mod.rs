@@ -110,6 +110,7 @@ mod children;
 mod commit;
 mod decide;
 mod freight;
+mod gone;
 mod invoiced;
 mod publish;
 mod resolve;
@@ -199,6 +200,8 @@ pub struct FnoToSales {
     pricing: Option<Pricing>,
     /// Products: whether a new product starts in Draft (read once a run writes products; see [`publish`]).
     created_in_draft: Option<bool>,
+    /// products-to-sales: the bookkeeping of a whole sweep, to find the products that left ([`gone`]).
+    book: Option<gone::SweepBook>,
 }
 
 impl FnoToSales {
@@ -220,6 +223,7 @@ impl FnoToSales {
             resolver: resolve::Resolver::default(),
             pricing: None,
             created_in_draft: None,
+            book: (flow == FlowName::ProductsToSales).then(gone::SweepBook::default),
         })
     }
 }
@@ -239,6 +243,7 @@ impl Flow for FnoToSales {
 
     /// A page of parents (products, headers): their lines in one range read, then the units.
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
+        self.book_page(&page, report);
         let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None).await?;
         let units = units_of(&self.spec, page.rows, lines);
         sync_units(deps, self, units, report, Mode::Sweep).await
@@ -251,6 +256,28 @@ impl Flow for FnoToSales {
         report: &mut RunReport,
     ) -> Result<Vec<Failure>, SyncError> {
         sync_keys(deps, self, keys, report).await
+    }
+
+    async fn after_last_page(&mut self, deps: &Deps, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
+        match self.book.take() {
+            Some(book) => book.finish(deps, &self.company, report).await,
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl FnoToSales {
+    /// Keeps the keys of a sweep's page for [`gone`]; a sweep resumed from an earlier run keeps nothing.
+    fn book_page(&mut self, page: &Page, report: &RunReport) {
+        if report.resumed {
+            self.book = None;
+        }
+        let Some(book) = &mut self.book else { return };
+        for row in &page.rows {
+            if let Some(k) = sweep::text_of(row, self.spec.key_field()) {
+                book.saw(&k);
+            }
+        }
     }
 }
 
@@ -341,9 +368,16 @@ async fn sync_units(
         resolver,
         pricing,
         created_in_draft,
+        book,
     } = flow;
     let mut works: Vec<Work> = units.into_iter().map(|u| transform::transform(spec, u)).collect();
     decide::decide(deps, spec, company, &mut works, mode).await?;
+    if let (Some(book), Mode::Sweep) = (book.as_mut(), mode) {
+        works
+            .iter()
+            .filter_map(|w| w.parent.link.as_ref())
+            .for_each(|l| book.came_back(l));
+    }
     decide::touch(spec, &mut works);
     if works.iter().any(|w| w.touched) {
         let pricing = pricing_of(deps, spec, pricing).await?;
