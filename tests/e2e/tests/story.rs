@@ -161,7 +161,8 @@ async fn prospect_to_cash_every_mapped_field_on_both_sides() {
     // order's state. Reads: a page or a lookup each, reference tables cached.
     assert_eq!(requests.get("fno POST $batch"), Some(&4), "{requests:?}");
     assert_eq!(requests.get("sales POST $batch"), Some(&7), "{requests:?}");
-    assert!(sales <= 50, "{requests:?}");
+    // (+1: products-to-sales reads the Sales product numbers once when F&O's product key set changed.)
+    assert!(sales <= 51, "{requests:?}");
     assert!(fno <= 20, "{requests:?}");
     assert_eq!(token, 2, "one token per service: {requests:?}");
     // Links, watermarks, leases, run records, resume points, and the shared request budget (a read and a
