@@ -109,9 +109,11 @@
 mod children;
 mod commit;
 mod decide;
+mod digest;
 mod freight;
 mod invoiced;
 mod resolve;
+mod settled;
 mod spec;
 mod transform;
 mod unit;
@@ -162,6 +164,7 @@ async fn read_lines(
     company: &str,
     headers: &[p2c_dynamics::Record],
     keys: Option<&[String]>,
+    settled: Option<&sweep::Settled>,
 ) -> Result<Vec<p2c_dynamics::Record>, SyncError> {
     let Children::Lines {
         entity,
@@ -183,7 +186,37 @@ async fn read_lines(
     let (Some(first), Some(last)) = (key(headers.first()), key(headers.last())) else {
         return Ok(Vec::new());
     };
-    Ok(sweep::read_lines_between(deps, entity, company, parent_field, line_field, select, (&first, &last)).await?)
+    let unsettled = settled.map(|s| s.lines.as_str());
+    let mut lines = sweep::read_lines_between(
+        deps,
+        entity,
+        company,
+        parent_field,
+        line_field,
+        select,
+        (&first, &last),
+        unsettled,
+    )
+    .await?;
+    if unsettled.is_some() {
+        // Headers whose lines the filter left out (settled since the header read, or final within their grace):
+        // their lines by key, so a document is never seen without its lines.
+        let with: std::collections::HashSet<String> =
+            lines.iter().filter_map(|l| sweep::text_of(l, parent_field)).collect();
+        let without: Vec<String> = headers
+            .iter()
+            .filter_map(|h| sweep::text_of(h, spec.key_field()))
+            .filter(|k| !with.contains(k))
+            .collect();
+        if !without.is_empty() {
+            lines.extend(
+                deps.fno
+                    .find_by_keys(entity, company, parent_field, &without, select)
+                    .await?,
+            );
+        }
+    }
+    Ok(lines)
 }
 
 /// products-to-sales, orders-to-sales or invoices-to-sales for one company.
@@ -196,6 +229,10 @@ pub struct FnoToSales {
     resolver: resolve::Resolver,
     /// The organization's pricing setting, read once a run writes a document (orders, invoices).
     pricing: Option<Pricing>,
+    /// What regular sweeps leave out ([`settled`]).
+    settled: Option<sweep::Settled>,
+    /// The sweep's digests per key range ([`digest`]), read on the first page.
+    digests: digest::Digests,
 }
 
 impl FnoToSales {
@@ -216,6 +253,8 @@ impl FnoToSales {
             owner,
             resolver: resolve::Resolver::default(),
             pricing: None,
+            settled: settled::settled(flow, deps.cfg.settled_after),
+            digests: digest::Digests::new(flow, company, deps.cfg.sweep_digests && deps.cfg.skip_unchanged),
         })
     }
 }
@@ -230,14 +269,17 @@ impl Flow for FnoToSales {
             entity: self.spec.parent.source_entity.clone(),
             key_field: self.spec.key_field().to_string(),
             select: self.spec.parent_select.clone(),
+            settled: self.settled.clone(),
         }
     }
 
     /// A page of parents (products, headers): their lines in one range read, then the units.
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
-        let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None).await?;
+        let settled = page.settled.as_ref();
+        let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None, settled).await?;
         let units = units_of(&self.spec, page.rows, lines);
-        sync_units(deps, self, units, report, Mode::Sweep).await
+        let scope = if settled.is_some() { "regular" } else { "full" };
+        sync_units(deps, self, units, report, Mode::Sweep { scope }).await
     }
 
     async fn sync_keys(
@@ -285,7 +327,7 @@ async fn sync_keys(
             report.skip(Skip::GoneFromFno);
         }
     }
-    let lines = read_lines(deps, spec, company, &headers, Some(&keys)).await?;
+    let lines = read_lines(deps, spec, company, &headers, Some(&keys), None).await?;
     let units = units_of(spec, headers, lines);
     sync_units(deps, flow, units, report, Mode::Keys).await
 }
@@ -323,8 +365,15 @@ async fn sync_units(
         owner,
         resolver,
         pricing,
+        digests,
+        ..
     } = flow;
     let mut works: Vec<Work> = units.into_iter().map(|u| transform::transform(spec, u)).collect();
+    // Ranges whose digest matches are unchanged as a whole: no link is read for them.
+    let (same, prints) = match mode {
+        Mode::Sweep { scope } => digests.split_unchanged(deps, scope, &mut works).await?,
+        Mode::Keys => (Vec::new(), Vec::new()),
+    };
     decide::decide(deps, spec, company, &mut works, mode).await?;
     decide::touch(spec, &mut works);
     if works.iter().any(|w| w.touched) {
@@ -342,5 +391,10 @@ async fn sync_units(
         deps.crashes.check(crate::faults::CrashPoint::AfterTargetWrite)?;
     }
     commit::commit_links(deps, spec, company, &works).await?;
+    if let Mode::Sweep { scope } = mode {
+        // Only now, with the page's links committed, may a range's digest say it is in Sales.
+        digests.commit(deps, scope, &prints, &works).await?;
+    }
+    works.extend(same);
     Ok(commit::count(spec, works, report))
 }
