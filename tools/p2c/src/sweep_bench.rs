@@ -82,11 +82,15 @@ async fn seeded(a: &BenchArgs, flow: FlowName) -> Result<(Rig, u64)> {
     rig.sb.fno_confirm_order("usmf", &so);
     let number = |i: usize| format!("BO-{i:07}");
     // Nine in ten are old and Invoiced: they can no longer change.
-    let closed = |i: usize, r: &mut Map<String, Value>| {
-        if i % 10 != 0 {
+    let closed = |i: usize, r: &mut Map<String, Value>, header: bool| {
+        if !i.is_multiple_of(10) {
             r.insert("SalesOrderProcessingStatus".into(), json!("Invoiced"));
-            r.insert("SalesOrderStatus".into(), json!("Invoiced"));
-            r.insert("OrderCreationDateTime".into(), json!("2021-03-01T12:00:00Z"));
+            if header {
+                r.insert("SalesOrderStatus".into(), json!("Invoiced"));
+                r.insert("OrderCreationDateTime".into(), json!("2021-03-01T12:00:00Z"));
+            } else {
+                r.insert("SalesOrderLineStatus".into(), json!("Invoiced"));
+            }
         }
     };
     rig.sb.fno_copies(
@@ -95,7 +99,7 @@ async fn seeded(a: &BenchArgs, flow: FlowName) -> Result<(Rig, u64)> {
         n,
         |i, r| {
             r.insert("SalesOrderNumber".into(), json!(number(i)));
-            closed(i, r);
+            closed(i, r, true);
         },
     );
     for line in LINES {
@@ -109,7 +113,7 @@ async fn seeded(a: &BenchArgs, flow: FlowName) -> Result<(Rig, u64)> {
             n,
             |i, r| {
                 r.insert("SalesOrderNumber".into(), json!(number(i)));
-                closed(i, r);
+                closed(i, r, false);
             },
         );
     }

@@ -193,7 +193,7 @@ fn ranges_of(works: &[Work]) -> Vec<Range> {
             continue;
         }
         cur.push(w);
-        if key_hash(&w.key) % SPAN == 0 {
+        if key_hash(&w.key).is_multiple_of(SPAN) {
             close(&mut cur, &mut out);
         }
     }
@@ -208,7 +208,12 @@ mod tests {
     #[test]
     fn ranges_are_cut_by_keys_so_an_insert_moves_one_range() {
         let keys: Vec<String> = (0..400).map(|i| format!("SO-{i:05}")).collect();
-        let cuts = |ks: &[String]| -> Vec<String> { ks.iter().filter(|k| key_hash(k) % SPAN == 0).cloned().collect() };
+        let cuts = |ks: &[String]| -> Vec<String> {
+            ks.iter()
+                .filter(|k| key_hash(k).is_multiple_of(SPAN))
+                .cloned()
+                .collect()
+        };
         let before = cuts(&keys);
         let mut with = keys.clone();
         with.insert(200, "SO-00199A".into());

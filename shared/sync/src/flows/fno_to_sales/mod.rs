@@ -189,10 +189,8 @@ async fn read_lines(
     let unsettled = settled.map(|s| s.lines.as_str());
     let mut lines = sweep::read_lines_between(
         deps,
-        entity,
-        company,
-        parent_field,
-        line_field,
+        (entity, company),
+        (parent_field, line_field),
         select,
         (&first, &last),
         unsettled,

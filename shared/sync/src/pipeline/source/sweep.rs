@@ -226,10 +226,8 @@ pub(crate) async fn read_page(
 /// line order: one range read per page instead of one read per header.
 pub(crate) async fn read_lines_between(
     deps: &Deps,
-    entity_set: &str,
-    company: &str,
-    parent_field: &str,
-    line_field: &str,
+    (entity_set, company): (&str, &str),
+    (parent_field, line_field): (&str, &str),
     select: &[String],
     (first, last): (&str, &str),
     unsettled: Option<&str>,
