@@ -231,6 +231,9 @@ pub struct FnoToSales {
     settled: Option<sweep::Settled>,
     /// The sweep's digests per key range ([`digest`]), read on the first page.
     digests: digest::Digests,
+    /// Parents per sweep page: `P2C_SWEEP_PAGE_SIZE`, a quarter of it for documents (a header and about three
+    /// lines each), so a page with its lines holds about as many records.
+    sweep_page: usize,
 }
 
 impl FnoToSales {
@@ -245,6 +248,10 @@ impl FnoToSales {
         } else {
             None
         };
+        let sweep_page = match spec.children {
+            Children::Lines { .. } => (deps.cfg.sweep_page_size / 4).max(1),
+            _ => deps.cfg.sweep_page_size,
+        };
         Ok(FnoToSales {
             spec,
             company: company.to_string(),
@@ -253,6 +260,7 @@ impl FnoToSales {
             pricing: None,
             settled: settled::settled(flow, deps.cfg.settled_after),
             digests: digest::Digests::new(flow, company, deps.cfg.sweep_digests && deps.cfg.skip_unchanged),
+            sweep_page,
         })
     }
 }
@@ -268,6 +276,7 @@ impl Flow for FnoToSales {
             key_field: self.spec.key_field().to_string(),
             select: self.spec.parent_select.clone(),
             settled: self.settled.clone(),
+            page_size: self.sweep_page,
         }
     }
 
@@ -275,9 +284,20 @@ impl Flow for FnoToSales {
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
         let settled = page.settled.as_ref();
         let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None, settled).await?;
-        let units = units_of(&self.spec, page.rows, lines);
-        let scope = if settled.is_some() { "regular" } else { "full" };
-        sync_units(deps, self, units, report, Mode::Sweep { scope }).await
+        let mut units = units_of(&self.spec, page.rows, lines);
+        let mode = Mode::Sweep {
+            scope: if settled.is_some() { "regular" } else { "full" },
+        };
+        // A sweep page is large (few F&O requests); it is mapped, compared and written P2C_PAGE_SIZE units at a
+        // time, so what a run holds besides the page's records stays small.
+        let step = deps.cfg.page_size.max(1);
+        let mut failures = Vec::new();
+        while !units.is_empty() {
+            let rest = units.split_off(step.min(units.len()));
+            failures.extend(sync_units(deps, self, units, report, mode).await?);
+            units = rest;
+        }
+        Ok(failures)
     }
 
     async fn sync_keys(

@@ -22,6 +22,8 @@ pub enum SourceSpec {
         select: Vec<String>,
         /// What regular sweeps leave out (documents that settled); `None`: every sweep reads everything.
         settled: Option<Settled>,
+        /// Records per page.
+        page_size: usize,
     },
 }
 
@@ -69,6 +71,7 @@ impl Source {
                 key_field,
                 select,
                 settled,
+                page_size,
             } => {
                 let from = match start {
                     Start::Beginning => None,
@@ -77,7 +80,7 @@ impl Source {
                 let s = SweepSource::new(
                     (entity, key_field, select),
                     company,
-                    deps.cfg.sweep_page_size,
+                    *page_size,
                     from,
                     (settled.as_ref(), deps.cfg.full_sweep_every),
                 );
