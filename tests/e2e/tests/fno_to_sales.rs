@@ -690,6 +690,7 @@ async fn sweep_pages_by_key_and_an_interrupted_sweep_resumes_after_its_last_page
     let env = Env::start_with(p2c_sandbox::SandboxConfig::default(), 2, |c| {
         c.page_size = 2;
         c.sweep_page_size = 2;
+        c.sweep_document_page_size = 2;
     })
     .await;
     env.run(FlowName::AccountsToFno).await;

@@ -231,8 +231,7 @@ pub struct FnoToSales {
     settled: Option<sweep::Settled>,
     /// The sweep's digests per key range ([`digest`]), read on the first page.
     digests: digest::Digests,
-    /// Parents per sweep page: `P2C_SWEEP_PAGE_SIZE`, a quarter of it for documents (a header and about three
-    /// lines each), so a page with its lines holds about as many records.
+    /// Parents per sweep page: `P2C_SWEEP_PAGE_SIZE`, or `P2C_SWEEP_DOCUMENT_PAGE_SIZE` headers for documents.
     sweep_page: usize,
 }
 
@@ -249,7 +248,7 @@ impl FnoToSales {
             None
         };
         let sweep_page = match spec.children {
-            Children::Lines { .. } => (deps.cfg.sweep_page_size / 4).max(1),
+            Children::Lines { .. } => deps.cfg.sweep_document_page_size,
             _ => deps.cfg.sweep_page_size,
         };
         Ok(FnoToSales {
