@@ -180,7 +180,8 @@ impl Rig {
         for (pid, out, err) in children {
             let (status, ru) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
             cpu += ru.0;
-            let peak = std::fs::read_to_string(&err).ok().and_then(|e| {
+            let err_text = std::fs::read_to_string(&err).unwrap_or_default();
+            let peak = Some(err_text.as_str()).and_then(|e| {
                 e.lines().find_map(|l| {
                     l.strip_prefix("p2c-peak-rss-kb ")
                         .and_then(|n| n.trim().parse::<i64>().ok())
@@ -191,7 +192,8 @@ impl Rig {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
             let _ = std::fs::remove_file(&out);
             if status != 0 && status != 1 {
-                bail!("p2c {args:?} exited with {status}: {text}");
+                let tail: String = err_text.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                bail!("p2c {args:?} exited with {status}: {text} {tail}");
             }
             let v: Value = serde_json::from_str(text.trim()).with_context(|| format!("p2c {args:?} output: {text}"))?;
             reports.extend(v["runs"].as_array().cloned().unwrap_or_default());

@@ -29,20 +29,30 @@ pub async fn run(a: &BenchArgs) -> Result<Value> {
             modes.push(("naive", NAIVE_SWEEP));
         }
         for (mode, env) in modes {
-            let (rig, records) = seeded(a, flow).await?;
-            let args = ["run", flow.as_str()];
-            let initial = rig.measure("initial", &args, env, 1, records).await?;
-            let changed = change(&rig, flow, a.records);
-            let one_pct = rig.measure("1% changed", &args, env, 1, records).await?;
-            let none = rig.measure("none changed", &args, env, 1, records).await?;
-            out.push(json!({
-                "scenario": format!("sweep {}: {} {}, {mode}", flow.as_str(), a.records, noun(flow)),
-                "sweep": [initial, one_pct, none],
-                "changed_records": changed,
-            }));
+            let scenario = format!("sweep {}: {} {}, {mode}", flow.as_str(), a.records, noun(flow));
+            // A flow that fails does not hide the other's figures.
+            match sweeps(a, flow, env).await {
+                Ok((measures, changed)) => out.push(json!({
+                    "scenario": scenario,
+                    "sweep": measures,
+                    "changed_records": changed,
+                })),
+                Err(e) => out.push(json!({"scenario": scenario, "sweep": [], "error": format!("{e:#}")})),
+            }
         }
     }
     Ok(json!({"scenario": "sweep", "sweeps": out}))
+}
+
+/// The initial sweep, 1 % changed, nothing changed; and how many records were changed.
+async fn sweeps(a: &BenchArgs, flow: FlowName, env: &[(&str, &str)]) -> Result<(Vec<Value>, u64)> {
+    let (rig, records) = seeded(a, flow).await?;
+    let args = ["run", flow.as_str()];
+    let initial = rig.measure("initial", &args, env, 1, records).await?;
+    let changed = change(&rig, flow, a.records);
+    let one_pct = rig.measure("1% changed", &args, env, 1, records).await?;
+    let none = rig.measure("none changed", &args, env, 1, records).await?;
+    Ok((vec![json!(initial), json!(one_pct), json!(none)], changed))
 }
 
 fn noun(flow: FlowName) -> &'static str {
