@@ -194,7 +194,10 @@ impl Config {
                 },
             )?
             .clamp(1, 10_000) as usize,
-            full_sweep_every: Duration::from_secs(num("P2C_FULL_SWEEP_HOURS", 24)? * 3600),
+            full_sweep_every: Duration::from_secs(match get("P2C_FULL_SWEEP_HOURS") {
+                Some(v) if v.trim() == "0" => 0,
+                _ => num("P2C_FULL_SWEEP_HOURS", 24)? * 3600,
+            }),
             settled_after: Duration::from_secs(num("P2C_SETTLED_AFTER_DAYS", 30)? * 86_400),
             sweep_digests: get("P2C_SWEEP_DIGESTS").is_none_or(|v| v != "false" && v != "0"),
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,

@@ -423,9 +423,10 @@ pub fn print(v: &Value) {
             u["seconds"].as_f64().unwrap_or(0.0),
         );
         let text = format!(
-            "{:<12} records {:>7}  wall {:>7.2}s  {:>8.1} rec/s  dynamics {:>7.2}/1000  dynamodb {:>6.2}/1000  cpu {:>6.3}s/1000  rss {:>5.1} MB  429 {:.2}%\n{:14}by endpoint per 1000: {}",
+            "{:<12} records {:>7}  written {:>6}  wall {:>7.2}s  {:>8.1} rec/s  dynamics {:>7.2}/1000  dynamodb {:>6.2}/1000  cpu {:>6.3}s/1000  rss {:>5.1} MB  429 {:.2}%\n{:14}by endpoint per 1000: {}",
             m["mode"].as_str().unwrap_or(""),
             m["records"],
+            m["written"],
             m["wall_s"].as_f64().unwrap_or(0.0),
             m["records_per_s"].as_f64().unwrap_or(0.0),
             m["dynamics_total_per_1000"].as_f64().unwrap_or(0.0),
