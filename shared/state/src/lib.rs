@@ -9,4 +9,4 @@ pub mod store;
 pub use error::StateError;
 pub use local::{LocalAws, aws_config};
 pub use queues::{QueuePair, Queues, Received};
-pub use store::{Lease, Link, PauseMark, RunRecord, StateStore, Watermark};
+pub use store::{Digest, Lease, Link, PauseMark, RunRecord, StateStore, Watermark};

@@ -28,7 +28,38 @@ use time::format_description::well_known::Rfc3339;
 use crate::StateError;
 use crate::error::dynamo_err;
 
+mod digests;
+pub use digests::{Digest, digest_pk};
+
 type Item = HashMap<String, AV>;
+
+/// Capacity units consumed (see [`StateStore::units`]).
+#[derive(Debug, Default)]
+struct Units {
+    read_halves: AtomicU64,
+    writes: AtomicU64,
+}
+
+/// An item's size as DynamoDB bills it: the UTF-8 length of every attribute name plus its value
+/// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html).
+fn item_size(item: &Item) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &AV) -> usize {
+    match v {
+        AV::S(s) => s.len(),
+        // Numbers: about one byte per two significant digits, plus one.
+        AV::N(n) => n.len().div_ceil(2) + 1,
+        AV::B(b) => b.as_ref().len(),
+        AV::Bool(_) | AV::Null(_) => 1,
+        AV::M(m) => 3 + m.iter().map(|(k, v)| k.len() + value_size(v) + 1).sum::<usize>(),
+        AV::L(l) => 3 + l.iter().map(|v| value_size(v) + 1).sum::<usize>(),
+        AV::Ss(l) => l.iter().map(String::len).sum(),
+        AV::Ns(l) => l.iter().map(|n| n.len().div_ceil(2) + 1).sum(),
+        _ => 1,
+    }
+}
 
 /// The attribute DynamoDB TTL is enabled on (epoch seconds).
 pub const TTL_ATTRIBUTE: &str = "ttl";
@@ -157,6 +188,11 @@ pub struct StateStore {
     client: Client,
     table: String,
     requests: Arc<AtomicU64>,
+    /// Capacity units consumed, as DynamoDB on demand bills them: reads in half read request units (an
+    /// eventually consistent read of up to 4 KB is half a unit, a strongly consistent one a whole), writes in
+    /// write request units (1 KB each). Estimated from item sizes
+    /// (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/CapacityUnitCalculations.html).
+    units: Arc<Units>,
     /// Dry run: reads happen, writes are skipped (and leases always granted), so nothing changes.
     dry_run: bool,
 }
@@ -167,6 +203,7 @@ impl StateStore {
             client,
             table: table.into(),
             requests: Arc::new(AtomicU64::new(0)),
+            units: Arc::new(Units::default()),
             dry_run: false,
         }
     }
@@ -189,6 +226,28 @@ impl StateStore {
 
     fn bump(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Read and write request units consumed through this store and its clones: (RRU, WRU).
+    pub fn units(&self) -> (f64, u64) {
+        (
+            self.units.read_halves.load(Ordering::Relaxed) as f64 / 2.0,
+            self.units.writes.load(Ordering::Relaxed),
+        )
+    }
+
+    /// A read of `bytes` (at least one item's minimum): strongly consistent or not.
+    fn read_units(&self, bytes: usize, consistent: bool) {
+        let units = bytes.max(1).div_ceil(4096) as u64;
+        let halves = if consistent { units * 2 } else { units };
+        self.units.read_halves.fetch_add(halves, Ordering::Relaxed);
+    }
+
+    /// A write of one item of `bytes` (a delete or conditional update of a small item: 1 unit).
+    fn write_units(&self, bytes: usize) {
+        self.units
+            .writes
+            .fetch_add(bytes.max(1).div_ceil(1024) as u64, Ordering::Relaxed);
     }
 
     // ---------------------------------------------------------------- table
@@ -354,6 +413,7 @@ impl StateStore {
             company,
             watermark: &wm,
         })?;
+        let wm_size = item_size(&item);
         let mut req = self
             .client
             .put_item()
@@ -368,6 +428,7 @@ impl StateStore {
                 .expression_attribute_values(":expected", n(v)),
         };
         self.bump();
+        self.write_units(wm_size);
         match req.send().await {
             Ok(_) => Ok(wm),
             Err(e) => {
@@ -403,6 +464,7 @@ impl StateStore {
         check_part("company", company)?;
         let pk = watermark_pk(flow, company);
         self.bump();
+        self.write_units(0);
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -441,6 +503,7 @@ impl StateStore {
             let mut attempt = 1;
             loop {
                 let first_key = first_pk(&pending);
+                let ka_len = pending.len();
                 let ka = KeysAndAttributes::builder()
                     .set_keys(Some(pending))
                     .consistent_read(true)
@@ -455,7 +518,18 @@ impl StateStore {
                     .await
                     .map_err(|e| dynamo_err("BatchGetItem (links)", &self.table, first_key.clone(), e))?;
                 let found = resp.responses.as_mut().and_then(|r| r.remove(&self.table));
-                for item in found.unwrap_or_default() {
+                let found = found.unwrap_or_default();
+                // A key that is not there still costs the minimum read.
+                let asked = ka_len
+                    - resp
+                        .unprocessed_keys()
+                        .and_then(|u| u.get(&self.table))
+                        .map_or(0, |k| k.keys().len());
+                for _ in found.len()..asked {
+                    self.read_units(0, true);
+                }
+                for item in found {
+                    self.read_units(item_size(&item), true);
                     let link = self.link_from_item(item)?;
                     out.insert(link.source_key.clone(), link);
                 }
@@ -545,6 +619,9 @@ impl StateStore {
             loop {
                 let first_key = first_write_pk(&pending);
                 self.bump();
+                for w in &pending {
+                    self.write_units(w.put_request().map_or(0, |p| item_size(p.item())));
+                }
                 let resp = self
                     .client
                     .batch_write_item()
@@ -593,6 +670,7 @@ impl StateStore {
         let mut start: Option<Item> = None;
         loop {
             self.bump();
+            self.read_units(0, false);
             let mut resp = self
                 .client
                 .scan()
@@ -679,6 +757,7 @@ impl StateStore {
             ttl: expires + 86_400,
         })?;
         self.bump();
+        self.write_units(item_size(&item));
         let res = self
             .client
             .put_item()
@@ -761,6 +840,7 @@ impl StateStore {
             }
         }
         self.bump();
+        self.write_units(0);
         match req.update_expression(update).send().await {
             Ok(_) => Ok(true),
             Err(e)
@@ -780,6 +860,7 @@ impl StateStore {
         let pk = lease_pk(&lease.flow, &lease.company);
         let expires = expiry(ttl);
         self.bump();
+        self.write_units(0);
         let res = self
             .client
             .update_item()
@@ -816,6 +897,7 @@ impl StateStore {
         }
         let pk = lease_pk(&lease.flow, &lease.company);
         self.bump();
+        self.write_units(0);
         let res = self
             .client
             .delete_item()
@@ -889,6 +971,7 @@ impl StateStore {
             },
         })?;
         self.bump();
+        self.write_units(0);
         self.client
             .put_item()
             .table_name(&self.table)
@@ -908,6 +991,7 @@ impl StateStore {
         }
         let pk = pause_pk(flow, company);
         self.bump();
+        self.write_units(0);
         self.client
             .delete_item()
             .table_name(&self.table)
@@ -944,6 +1028,7 @@ impl StateStore {
             ttl: now_epoch() + RUN_RETENTION.as_secs() as i64,
         })?;
         self.bump();
+        self.write_units(item_size(&item));
         self.client
             .put_item()
             .table_name(&self.table)
@@ -974,6 +1059,7 @@ impl StateStore {
             .collect();
         let pk = history_pk(entity, company, system, source_key);
         self.bump();
+        self.read_units(0, false);
         let resp = self
             .client
             .query()
@@ -1007,6 +1093,7 @@ impl StateStore {
         let mut start: Option<Item> = None;
         loop {
             self.bump();
+            self.read_units(0, true);
             let mut resp = self
                 .client
                 .query()
@@ -1045,6 +1132,7 @@ impl StateStore {
 
     async fn get(&self, pk: &str, sk: &str, op: &'static str) -> Result<Option<Item>, StateError> {
         self.bump();
+        self.read_units(0, true);
         let out = self
             .client
             .get_item()

@@ -78,6 +78,20 @@ pub struct Config {
     /// Rows per page read (Dataverse caps at 5,000). The default, 1,000, keeps a run of any size under 64 MB
     /// (a 128 MB Lambda); 5,000 saves read requests where memory allows.
     pub page_size: usize,
+    /// Rows per page of an F&O sweep (F&O pages at 10,000, the default): fewer requests per sweep. Defaults
+    /// to `P2C_PAGE_SIZE` when only that is set.
+    pub sweep_page_size: usize,
+    /// Headers per page of a document sweep (orders, invoices): 2,500 by default, with about three lines each
+    /// about as many records as a products page. Defaults to `P2C_PAGE_SIZE` when only that is set.
+    pub sweep_document_page_size: usize,
+    /// A sweep that reads every record, settled ones too, runs when the last began this long ago (0: every
+    /// sweep is full); the sweeps between leave settled documents out of the F&O query.
+    pub full_sweep_every: Duration,
+    /// Documents settle this long after their date: orders Invoiced or Canceled and created before, invoices
+    /// dated before. Regular sweeps leave them out.
+    pub settled_after: Duration,
+    /// Sweeps compare a digest per key range before reading per-record links (`P2C_SWEEP_DIGESTS=false`: not).
+    pub sweep_digests: bool,
     /// A record that failed transiently this many times goes to the DLQ.
     pub max_attempts: u32,
     /// How long the retries of a record span before it is dead-lettered (exponential backoff with jitter).
@@ -171,6 +185,30 @@ impl Config {
                     })?,
             },
             page_size: num("P2C_PAGE_SIZE", 1000)?.min(5000) as usize,
+            sweep_page_size: num(
+                "P2C_SWEEP_PAGE_SIZE",
+                if get("P2C_PAGE_SIZE").is_some() {
+                    num("P2C_PAGE_SIZE", 1000)?.min(5000)
+                } else {
+                    10_000
+                },
+            )?
+            .clamp(1, 10_000) as usize,
+            sweep_document_page_size: num(
+                "P2C_SWEEP_DOCUMENT_PAGE_SIZE",
+                if get("P2C_PAGE_SIZE").is_some() {
+                    num("P2C_PAGE_SIZE", 1000)?.min(5000)
+                } else {
+                    2_500
+                },
+            )?
+            .clamp(1, 10_000) as usize,
+            full_sweep_every: Duration::from_secs(match get("P2C_FULL_SWEEP_HOURS") {
+                Some(v) if v.trim() == "0" => 0,
+                _ => num("P2C_FULL_SWEEP_HOURS", 24)? * 3600,
+            }),
+            settled_after: Duration::from_secs(num("P2C_SETTLED_AFTER_DAYS", 30)? * 86_400),
+            sweep_digests: get("P2C_SWEEP_DIGESTS").is_none_or(|v| v != "false" && v != "0"),
             max_attempts: num("P2C_MAX_ATTEMPTS", 5)? as u32,
             deadline_margin: Duration::from_secs(num("P2C_DEADLINE_MARGIN_SECONDS", 60)?),
             budget: match get("P2C_BUDGET_REQUESTS") {

@@ -178,6 +178,10 @@ pub struct RunReport {
     pub lag_seconds: Option<u64>,
     pub dynamics_requests: RequestStats,
     pub dynamodb_requests: u64,
+    /// DynamoDB read request units (strongly consistent reads count whole units) and write request units the run
+    /// consumed, estimated from item sizes as on-demand bills them.
+    pub dynamodb_read_units: f64,
+    pub dynamodb_write_units: u64,
 }
 
 impl RunReport {

@@ -137,6 +137,9 @@ async fn world(name: &'static str, index: u64, tweak: impl FnOnce(&mut Config)) 
         // A crashed run's lease frees itself quickly; pages small enough that a run has several.
         c.lease_ttl = Duration::from_secs(1);
         c.page_size = 150;
+        // Sweeps page by their own sizes: small here too, so F&O → Sales runs have several pages to race on.
+        c.sweep_page_size = 150;
+        c.sweep_document_page_size = 40;
         c.batch_size = 50;
         c.mapping = Some(mapping.clone());
         tweak(c)
@@ -1249,10 +1252,19 @@ async fn concurrent_runs() -> Row {
                 }
             })
         };
-        let (a, b) = tokio::join!(run_flow(deps, flow, COMPANY, &first), async {
-            started_page.notified().await;
-            run_flow(&other, flow, COMPANY, &opts()).await
-        });
+        let ended = started_page.clone();
+        let (a, b) = tokio::join!(
+            async {
+                let r = run_flow(deps, flow, COMPANY, &first).await;
+                // A run that ends before its first page (an error) must not leave the other waiting for ever.
+                ended.notify_one();
+                r
+            },
+            async {
+                started_page.notified().await;
+                run_flow(&other, flow, COMPANY, &opts()).await
+            }
+        );
         let n = [&a, &b].iter().filter(|r| refused(r)).count();
         w.count(n as u64);
         if !refused(&b) {

@@ -442,6 +442,29 @@ impl Sandbox {
         panic_on(fno::direct_update(&mut lock(&self.st().fno), e, &k, &patch));
     }
 
+    /// Bulk seeding for benchmarks: `count` copies of the stored F&O row with this key, each edited by
+    /// `edit(i, row)` (which must give it a new key), written straight into the store: no OData, no validation,
+    /// no defaulting. Panics when the row is missing or a copy's key exists.
+    pub fn fno_copies(
+        &self,
+        entity_set: &str,
+        key: &[(&str, &str)],
+        count: usize,
+        edit: impl Fn(usize, &mut serde_json::Map<String, Value>),
+    ) {
+        let e = Self::fno_entity(entity_set);
+        let k = panic_on(fno::direct_key(e, key));
+        let mut f = lock(&self.st().fno);
+        let Some(row) = f.get(&e.storage, &k).map(|r| r.data.clone()) else {
+            panic!("p2c-sandbox: no {entity_set} row with key {key:?} to copy");
+        };
+        for i in 0..count {
+            let mut copy = row.clone();
+            edit(i, &mut copy);
+            panic_on(fno::direct_insert(&mut f, e, &Value::Object(copy)));
+        }
+    }
+
     /// Delete the row with this key (missing rows are ignored).
     pub fn fno_delete(&self, entity_set: &str, key: &[(&str, &str)]) {
         let e = Self::fno_entity(entity_set);

@@ -10,6 +10,8 @@ use p2c_state::LocalAws;
 use p2c_sync::{Deps, FlowName};
 use serde_json::{Value, json};
 
+use crate::cost::{Cost, Function, US_EAST_1, Usage, cost};
+
 /// What `p2c bench` measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Scenario {
@@ -27,6 +29,11 @@ pub enum Scenario {
     /// through webhook → events ingress → queue → worker (local SQS trigger, 1 s batching window) → F&O; the
     /// time from the Sales write to the F&O write, both from the sandbox's write journal.
     Latency,
+    /// The monthly AWS cost of the seven flows for one company on 5-minute schedules with nothing changing.
+    Idle,
+    /// F&O → Sales sweeps at scale: --records orders of 3 lines and --records products seeded straight into the
+    /// sandbox; the initial sweep, 1 % changed, nothing changed; p2c and (unless --no-naive) the naive sweep.
+    Sweep,
 }
 
 pub struct BenchArgs {
@@ -55,9 +62,13 @@ pub struct Measure {
     pub cpu_s_per_1000: f64,
     pub peak_rss_mb: f64,
     pub throttled_share: f64,
+    pub dynamodb_requests: u64,
+    /// What the runs used on AWS, and its cost scaled to 1,000,000 records.
+    pub usage: Usage,
+    pub cost_per_million: Cost,
 }
 
-pub(crate) struct Rig {
+pub struct Rig {
     pub sb: Sandbox,
     pub aws_endpoint: String,
     table: String,
@@ -134,7 +145,7 @@ impl Rig {
     }
 
     /// Runs `workers` child processes of `p2c <args>` at once and measures them together.
-    async fn measure(
+    pub(crate) async fn measure(
         &self,
         mode: &str,
         args: &[&str],
@@ -169,7 +180,8 @@ impl Rig {
         for (pid, out, err) in children {
             let (status, ru) = tokio::task::spawn_blocking(move || wait4(pid)).await??;
             cpu += ru.0;
-            let peak = std::fs::read_to_string(&err).ok().and_then(|e| {
+            let err_text = std::fs::read_to_string(&err).unwrap_or_default();
+            let peak = Some(err_text.as_str()).and_then(|e| {
                 e.lines().find_map(|l| {
                     l.strip_prefix("p2c-peak-rss-kb ")
                         .and_then(|n| n.trim().parse::<i64>().ok())
@@ -180,7 +192,8 @@ impl Rig {
             let text = std::fs::read_to_string(&out).unwrap_or_default();
             let _ = std::fs::remove_file(&out);
             if status != 0 && status != 1 {
-                bail!("p2c {args:?} exited with {status}: {text}");
+                let tail: String = err_text.lines().rev().take(5).collect::<Vec<_>>().join(" | ");
+                bail!("p2c {args:?} exited with {status}: {text} {tail}");
             }
             let v: Value = serde_json::from_str(text.trim()).with_context(|| format!("p2c {args:?} output: {text}"))?;
             reports.extend(v["runs"].as_array().cloned().unwrap_or_default());
@@ -204,6 +217,8 @@ impl Rig {
                 .unwrap_or(0)
         });
         let throttled = sum(&|r| r["dynamics_requests"]["throttled"].as_u64().unwrap_or(0));
+        let usage = usage_of(&reports, args.first() == Some(&"run"));
+        let per_million = if records == 0 { 0.0 } else { 1e6 / records as f64 };
         Ok(Measure {
             mode: mode.into(),
             records,
@@ -220,6 +235,9 @@ impl Rig {
             } else {
                 throttled as f64 / requests as f64
             },
+            dynamodb_requests: sum(&|r| r["dynamodb_requests"].as_u64().unwrap_or(0)),
+            cost_per_million: cost(&usage.scaled(per_million), &Function::default_deployment(), &US_EAST_1),
+            usage,
         })
     }
 
@@ -230,6 +248,22 @@ impl Rig {
                     .sales_update("accounts", id, json!({"telephone1": format!("+1 555 {tag}")}));
             }
         }
+    }
+}
+
+/// What the runs of a measure used on AWS: one Lambda invocation per run billed for the run's duration, the
+/// DynamoDB units each counted, and for a scheduled run its Scheduler invocation; a queue worker's run is one
+/// SQS receive and one batch delete.
+fn usage_of(reports: &[Value], scheduled: bool) -> Usage {
+    let f = |k: &str| reports.iter().map(|r| r[k].as_f64().unwrap_or(0.0)).sum::<f64>();
+    let runs = reports.len() as f64;
+    Usage {
+        invocations: runs,
+        seconds: f("duration_ms") / 1000.0,
+        dynamodb_rru: f("dynamodb_read_units"),
+        dynamodb_wru: f("dynamodb_write_units"),
+        sqs_requests: if scheduled { 0.0 } else { 2.0 * runs },
+        scheduler_invocations: if scheduled { runs } else { 0.0 },
     }
 }
 
@@ -326,6 +360,12 @@ pub async fn bench(a: &BenchArgs) -> Result<Value> {
     if s == Scenario::Latency {
         out.push(crate::latency::run(a).await?);
     }
+    if s == Scenario::Idle {
+        out.push(crate::idle::run(a).await?);
+    }
+    if s == Scenario::Sweep {
+        out.push(crate::sweep_bench::run(a).await?);
+    }
     if matches!(s, Scenario::All | Scenario::Initial) {
         // One scheduled run doing the whole initial load (streaming, pages of 5,000).
         let rig1 = rig(a.records, a).await?;
@@ -367,10 +407,26 @@ pub fn print(v: &Value) {
         v["limits"].as_str().unwrap_or("")
     );
     let line = |m: &Value| {
-        format!(
-            "{:<12} records {:>7}  wall {:>7.2}s  {:>8.1} rec/s  dynamics {:>7.2}/1000  dynamodb {:>6.2}/1000  cpu {:>6.3}s/1000  rss {:>5.1} MB  429 {:.2}%\n{:14}by endpoint per 1000: {}",
+        let c = &m["cost_per_million"];
+        let u = &m["usage"];
+        let cost_line = format!(
+            "{:14}AWS cost per 1,000,000 records: ${:.4} (Lambda ${:.4}, DynamoDB ${:.4}, SQS ${:.4}, Scheduler ${:.4}); measured: {:.1} RRU, {} WRU, {} DynamoDB requests, {:.2} s billed",
+            "",
+            c["total"].as_f64().unwrap_or(0.0),
+            c["lambda"].as_f64().unwrap_or(0.0),
+            c["dynamodb"].as_f64().unwrap_or(0.0),
+            c["sqs"].as_f64().unwrap_or(0.0),
+            c["scheduler"].as_f64().unwrap_or(0.0),
+            u["dynamodb_rru"].as_f64().unwrap_or(0.0),
+            u["dynamodb_wru"].as_f64().unwrap_or(0.0),
+            m["dynamodb_requests"],
+            u["seconds"].as_f64().unwrap_or(0.0),
+        );
+        let text = format!(
+            "{:<12} records {:>7}  written {:>6}  wall {:>7.2}s  {:>8.1} rec/s  dynamics {:>7.2}/1000  dynamodb {:>6.2}/1000  cpu {:>6.3}s/1000  rss {:>5.1} MB  429 {:.2}%\n{:14}by endpoint per 1000: {}",
             m["mode"].as_str().unwrap_or(""),
             m["records"],
+            m["written"],
             m["wall_s"].as_f64().unwrap_or(0.0),
             m["records_per_s"].as_f64().unwrap_or(0.0),
             m["dynamics_total_per_1000"].as_f64().unwrap_or(0.0),
@@ -387,12 +443,17 @@ pub fn print(v: &Value) {
                     .collect::<Vec<_>>()
                     .join(", "))
                 .unwrap_or_default()
-        )
+        );
+        format!("{text}\n{cost_line}")
     };
     for r in v["results"].as_array().into_iter().flatten() {
         println!("\n== {}", r["scenario"].as_str().unwrap_or(""));
         if r.get("latency_s").is_some() {
             crate::latency::print(r);
+        } else if r.get("idle").is_some() {
+            crate::idle::print(r);
+        } else if r.get("sweeps").is_some() {
+            crate::sweep_bench::print(r, &line);
         } else if r.get("p2c").is_some() && r.get("naive").is_none() {
             println!("{}", line(&r["p2c"]));
         } else if r.get("p2c").is_some() {

@@ -2,14 +2,17 @@
 
 mod bench;
 mod commands;
+mod cost;
 mod demo_events;
 mod dry;
 mod events;
+mod idle;
 mod latency;
 mod local;
 mod ops;
 mod progress;
 mod schedules;
+mod sweep_bench;
 mod trigger;
 
 use clap::{Parser, Subcommand};

@@ -186,6 +186,7 @@ async fn sqs_batch(
         report.request_id = inv.request_id.clone();
         let ids: Vec<String> = msgs.iter().map(|(id, _)| id.clone()).collect();
         let (ddb_before, started, started_at) = (deps.state.request_count(), std::time::Instant::now(), now_rfc3339());
+        let units_before = deps.state.units();
         let span = tracing::info_span!("run", run_id = %run_id, flow = %flow, company = %company, trigger = "sqs");
         // A panic while processing these messages fails them (SQS redelivers), never the rest of the batch.
         let outcome = AssertUnwindSafe(process_messages(deps, flow, &company, attempt, &msgs, &mut report))
@@ -200,6 +201,9 @@ async fn sqs_batch(
             }
         }
         report.dynamodb_requests = deps.state.request_count() - ddb_before;
+        let (rru, wru) = deps.state.units();
+        report.dynamodb_read_units = rru - units_before.0;
+        report.dynamodb_write_units = wru - units_before.1;
         report.duration_ms = started.elapsed().as_millis() as u64;
         record(deps, &report, started_at, outcome.as_ref().err()).await;
         reports.push(report);

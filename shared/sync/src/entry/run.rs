@@ -22,6 +22,7 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
     };
     let mut report = RunReport::new(&run_id, flow.as_str(), &company, trigger);
     let ddb_before = deps.state.request_count();
+    let units_before = deps.state.units();
     let stats_before = deps.dynamics_stats();
     let started_at = now_rfc3339();
 
@@ -63,6 +64,9 @@ pub async fn run_flow(deps: &Deps, flow: FlowName, company: &str, opts: &RunOpti
     }
     report.duration_ms = started.elapsed().as_millis() as u64;
     report.dynamodb_requests = deps.state.request_count() - ddb_before;
+    let (rru, wru) = deps.state.units();
+    report.dynamodb_read_units = rru - units_before.0;
+    report.dynamodb_write_units = wru - units_before.1;
     report.dynamics_requests = diff(&deps.dynamics_stats(), &stats_before);
     let interrupted = matches!(result, Err(SyncError::Deadline { .. }));
     report.interrupted = interrupted;

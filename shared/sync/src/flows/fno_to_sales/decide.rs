@@ -89,7 +89,7 @@ fn decide_unit(spec: &Spec, w: &mut Work, mode: Mode) {
 /// A sweep leaves a record that failed, or that is closed in Sales, alone while its F&O content is the same.
 fn earlier_marker(w: &Work, mode: Mode) -> Option<Outcome> {
     let marker = w.parent.link.as_ref().and_then(|l| l.source_version.as_deref())?;
-    if mode != Mode::Sweep {
+    if !matches!(mode, Mode::Sweep { .. }) {
         return None;
     }
     match Mark::of(Some(marker), &w.unit_hash)? {

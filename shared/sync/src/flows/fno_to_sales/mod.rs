@@ -109,11 +109,13 @@
 mod children;
 mod commit;
 mod decide;
+mod digest;
 mod freight;
 mod gone;
 mod invoiced;
 mod publish;
 mod resolve;
+mod settled;
 mod spec;
 mod transform;
 mod unit;
@@ -164,6 +166,7 @@ async fn read_lines(
     company: &str,
     headers: &[p2c_dynamics::Record],
     keys: Option<&[String]>,
+    settled: Option<&sweep::Settled>,
 ) -> Result<Vec<p2c_dynamics::Record>, SyncError> {
     let Children::Lines {
         entity,
@@ -185,7 +188,35 @@ async fn read_lines(
     let (Some(first), Some(last)) = (key(headers.first()), key(headers.last())) else {
         return Ok(Vec::new());
     };
-    Ok(sweep::read_lines_between(deps, entity, company, parent_field, line_field, select, (&first, &last)).await?)
+    let unsettled = settled.map(|s| s.lines.as_str());
+    let mut lines = sweep::read_lines_between(
+        deps,
+        (entity, company),
+        (parent_field, line_field),
+        select,
+        (&first, &last),
+        unsettled,
+    )
+    .await?;
+    if unsettled.is_some() {
+        // Headers whose lines the filter left out (settled since the header read, or final within their grace):
+        // their lines by key, so a document is never seen without its lines.
+        let with: std::collections::HashSet<String> =
+            lines.iter().filter_map(|l| sweep::text_of(l, parent_field)).collect();
+        let without: Vec<String> = headers
+            .iter()
+            .filter_map(|h| sweep::text_of(h, spec.key_field()))
+            .filter(|k| !with.contains(k))
+            .collect();
+        if !without.is_empty() {
+            lines.extend(
+                deps.fno
+                    .find_by_keys(entity, company, parent_field, &without, select)
+                    .await?,
+            );
+        }
+    }
+    Ok(lines)
 }
 
 /// products-to-sales, orders-to-sales or invoices-to-sales for one company.
@@ -202,6 +233,12 @@ pub struct FnoToSales {
     created_in_draft: Option<bool>,
     /// products-to-sales: the bookkeeping of a whole sweep, to find the products that left ([`gone`]).
     book: Option<gone::SweepBook>,
+    /// What regular sweeps leave out ([`settled`]).
+    settled: Option<sweep::Settled>,
+    /// The sweep's digests per key range ([`digest`]), read on the first page.
+    digests: digest::Digests,
+    /// Parents per sweep page: `P2C_SWEEP_PAGE_SIZE`, or `P2C_SWEEP_DOCUMENT_PAGE_SIZE` headers for documents.
+    sweep_page: usize,
 }
 
 impl FnoToSales {
@@ -216,6 +253,10 @@ impl FnoToSales {
         } else {
             None
         };
+        let sweep_page = match spec.children {
+            Children::Lines { .. } => deps.cfg.sweep_document_page_size,
+            _ => deps.cfg.sweep_page_size,
+        };
         Ok(FnoToSales {
             spec,
             company: company.to_string(),
@@ -224,6 +265,9 @@ impl FnoToSales {
             pricing: None,
             created_in_draft: None,
             book: (flow == FlowName::ProductsToSales).then(gone::SweepBook::default),
+            settled: settled::settled(flow, deps.cfg.settled_after),
+            digests: digest::Digests::new(flow, company, deps.cfg.sweep_digests && deps.cfg.skip_unchanged),
+            sweep_page,
         })
     }
 }
@@ -238,15 +282,30 @@ impl Flow for FnoToSales {
             entity: self.spec.parent.source_entity.clone(),
             key_field: self.spec.key_field().to_string(),
             select: self.spec.parent_select.clone(),
+            settled: self.settled.clone(),
+            page_size: self.sweep_page,
         }
     }
 
     /// A page of parents (products, headers): their lines in one range read, then the units.
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
         self.book_page(&page, report);
-        let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None).await?;
-        let units = units_of(&self.spec, page.rows, lines);
-        sync_units(deps, self, units, report, Mode::Sweep).await
+        let settled = page.settled.as_ref();
+        let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None, settled).await?;
+        let mut units = units_of(&self.spec, page.rows, lines);
+        let mode = Mode::Sweep {
+            scope: if settled.is_some() { "regular" } else { "full" },
+        };
+        // A sweep page is large (few F&O requests); it is mapped, compared and written P2C_PAGE_SIZE units at a
+        // time, so what a run holds besides the page's records stays small.
+        let step = deps.cfg.page_size.max(1);
+        let mut failures = Vec::new();
+        while !units.is_empty() {
+            let rest = units.split_off(step.min(units.len()));
+            failures.extend(sync_units(deps, self, units, report, mode).await?);
+            units = rest;
+        }
+        Ok(failures)
     }
 
     async fn sync_keys(
@@ -316,7 +375,7 @@ async fn sync_keys(
             report.skip(Skip::GoneFromFno);
         }
     }
-    let lines = read_lines(deps, spec, company, &headers, Some(&keys)).await?;
+    let lines = read_lines(deps, spec, company, &headers, Some(&keys), None).await?;
     let units = units_of(spec, headers, lines);
     sync_units(deps, flow, units, report, Mode::Keys).await
 }
@@ -369,10 +428,17 @@ async fn sync_units(
         pricing,
         created_in_draft,
         book,
+        digests,
+        ..
     } = flow;
     let mut works: Vec<Work> = units.into_iter().map(|u| transform::transform(spec, u)).collect();
+    // Ranges whose digest matches are unchanged as a whole: no link is read for them.
+    let (same, prints) = match mode {
+        Mode::Sweep { scope } => digests.split_unchanged(deps, scope, &mut works).await?,
+        Mode::Keys => (Vec::new(), Vec::new()),
+    };
     decide::decide(deps, spec, company, &mut works, mode).await?;
-    if let (Some(book), Mode::Sweep) = (book.as_mut(), mode) {
+    if let (Some(book), Mode::Sweep { .. }) = (book.as_mut(), mode) {
         works
             .iter()
             .filter_map(|w| w.parent.link.as_ref())
@@ -396,5 +462,10 @@ async fn sync_units(
         deps.crashes.check(crate::faults::CrashPoint::AfterTargetWrite)?;
     }
     commit::commit_links(deps, spec, company, &works).await?;
+    if let Mode::Sweep { scope } = mode {
+        // Only now, with the page's links committed, may a range's digest say it is in Sales.
+        digests.commit(deps, scope, &prints, &works).await?;
+    }
+    works.extend(same);
     Ok(commit::count(spec, works, report))
 }

@@ -14,7 +14,10 @@ use super::{resolve::Resolver, spec::Spec};
 /// A scheduled sweep skips records whose failure is already queued; an SQS message always retries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Mode {
-    Sweep,
+    /// A scheduled sweep; `scope` names its digests ("full" or "regular": their ranges differ).
+    Sweep {
+        scope: &'static str,
+    },
     Keys,
 }
 

@@ -72,6 +72,7 @@ impl DeltaSource {
                     table: self.current,
                     rows: p.rows,
                     deleted: p.deleted,
+                    settled: None,
                 }));
             }
             self.current += 1;

@@ -8,7 +8,7 @@ use p2c_dynamics::Record;
 
 use crate::{deps::Deps, error::SyncError, report::RunReport};
 use delta::{DeltaSource, DeltaTable};
-use sweep::SweepSource;
+use sweep::{Settled, SweepSource};
 
 /// What a flow reads.
 #[derive(Clone, Debug)]
@@ -20,6 +20,10 @@ pub enum SourceSpec {
         entity: String,
         key_field: String,
         select: Vec<String>,
+        /// What regular sweeps leave out (documents that settled); `None`: every sweep reads everything.
+        settled: Option<Settled>,
+        /// Records per page.
+        page_size: usize,
     },
 }
 
@@ -49,6 +53,8 @@ pub struct Page {
     pub table: usize,
     pub rows: Vec<Record>,
     pub deleted: Vec<String>,
+    /// A sweep's page read by a regular sweep: what it left out (its lines are read with the same filter).
+    pub settled: Option<Settled>,
 }
 
 pub enum Source {
@@ -64,12 +70,20 @@ impl Source {
                 entity,
                 key_field,
                 select,
+                settled,
+                page_size,
             } => {
                 let from = match start {
                     Start::Beginning => None,
                     Start::Saved(v) | Start::Resume { position: v, .. } => Some(v.as_str()),
                 };
-                let s = SweepSource::new((entity, key_field, select), company, deps.cfg.page_size, from);
+                let s = SweepSource::new(
+                    (entity, key_field, select),
+                    company,
+                    *page_size,
+                    from,
+                    (settled.as_ref(), deps.cfg.full_sweep_every),
+                );
                 if s.resumes() {
                     tracing::info!(entity = %entity, company, "resuming an unfinished sweep");
                     report.resumed = true;

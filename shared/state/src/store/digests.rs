@@ -1,0 +1,140 @@
+//! Sweep digests: per key range of an F&O sweep, a hash of the (key, content hash) list of its records as last
+//! committed. A sweep reads them all in one query and reads per-record links only for ranges whose digest
+//! differs, so an unchanged sweep costs a handful of requests instead of one read per record.
+//!
+//! Item: `pk = DIGEST#<flow>#<company>`, `sk = <first key of the range>`, `last` (last key), `hash`, `count`.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+
+use super::{Item, StateStore, WRITE_CHUNK, check_part, invalid, item_size, n, s};
+use crate::StateError;
+use crate::error::dynamo_err;
+
+/// The digest of one key range of a sweep.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Digest {
+    pub first: String,
+    pub last: String,
+    /// Hash of the range's (key, content hash) list, in the sweep's order.
+    pub hash: String,
+    pub count: u64,
+}
+
+pub fn digest_pk(flow: &str, company: &str) -> String {
+    format!("DIGEST#{flow}#{company}")
+}
+
+impl StateStore {
+    /// Every digest of a flow and company, by first key. Strongly consistent: a digest read stale could match
+    /// content the links have moved on from.
+    pub async fn digests(&self, flow: &str, company: &str) -> Result<HashMap<String, Digest>, StateError> {
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        let pk = digest_pk(flow, company);
+        let mut out = HashMap::new();
+        let mut start: Option<Item> = None;
+        loop {
+            self.bump();
+            let mut resp = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(&pk))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| dynamo_err("Query (digests)", &self.table, pk.clone(), e))?;
+            let items = resp.items.take().unwrap_or_default();
+            // A query is billed on the total size it returns, rounded up to 4 KB once.
+            self.read_units(items.iter().map(item_size).sum(), true);
+            for item in items {
+                if let Some(d) = decode(&item) {
+                    out.insert(d.first.clone(), d);
+                }
+            }
+            match resp.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// Stores digests (insert or replace), in batches of 25.
+    pub async fn put_digests(&self, flow: &str, company: &str, digests: &[Digest]) -> Result<(), StateError> {
+        if self.dry_run || digests.is_empty() {
+            return Ok(());
+        }
+        check_part("flow", flow)?;
+        check_part("company", company)?;
+        let pk = digest_pk(flow, company);
+        for chunk in digests.chunks(WRITE_CHUNK) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for d in chunk {
+                let item: Item = HashMap::from([
+                    ("pk".to_owned(), s(&pk)),
+                    ("sk".to_owned(), s(&d.first)),
+                    ("last".to_owned(), s(&d.last)),
+                    ("hash".to_owned(), s(&d.hash)),
+                    ("count".to_owned(), n(d.count)),
+                ]);
+                self.write_units(item_size(&item));
+                let put = PutRequest::builder()
+                    .set_item(Some(item))
+                    .build()
+                    .map_err(|e| invalid("BatchWriteItem request", e))?;
+                pending.push(WriteRequest::builder().put_request(put).build());
+            }
+            self.write_batch(pending, "BatchWriteItem (digests)", &pk).await?;
+        }
+        Ok(())
+    }
+
+    /// One BatchWriteItem, with the unprocessed items retried.
+    async fn write_batch(&self, mut pending: Vec<WriteRequest>, op: &'static str, pk: &str) -> Result<(), StateError> {
+        let mut attempt = 1;
+        loop {
+            self.bump();
+            let resp = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|e| dynamo_err(op, &self.table, pk, e))?;
+            let left: Vec<WriteRequest> = resp
+                .unprocessed_items()
+                .and_then(|u| u.get(&self.table))
+                .cloned()
+                .unwrap_or_default();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if attempt >= super::MAX_BATCH_ATTEMPTS {
+                return Err(StateError::Unprocessed {
+                    op,
+                    table: self.table.clone(),
+                    remaining: left.len(),
+                    attempts: attempt,
+                    first_key: pk.to_string(),
+                });
+            }
+            super::backoff(attempt).await;
+            attempt += 1;
+            pending = left;
+        }
+    }
+}
+
+fn decode(item: &Item) -> Option<Digest> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    Some(Digest {
+        first: text("sk")?,
+        last: text("last")?,
+        hash: text("hash")?,
+        count: item.get("count").and_then(|v| v.as_n().ok())?.parse().ok()?,
+    })
+}
