@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
 
 use super::{Item, StateStore, WRITE_CHUNK, check_part, invalid, item_size, n, s};
 use crate::StateError;
@@ -87,6 +87,28 @@ impl StateStore {
                     .build()
                     .map_err(|e| invalid("BatchWriteItem request", e))?;
                 pending.push(WriteRequest::builder().put_request(put).build());
+            }
+            self.write_batch(pending, "BatchWriteItem (digests)", &pk).await?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every digest of a flow and company: the next sweep reads the links of every range again.
+    pub async fn clear_digests(&self, flow: &str, company: &str) -> Result<(), StateError> {
+        if self.dry_run {
+            return Ok(());
+        }
+        let pk = digest_pk(flow, company);
+        let firsts: Vec<String> = self.digests(flow, company).await?.into_keys().collect();
+        for chunk in firsts.chunks(WRITE_CHUNK) {
+            let mut pending = Vec::with_capacity(chunk.len());
+            for first in chunk {
+                let del = DeleteRequest::builder()
+                    .key("pk", s(&pk))
+                    .key("sk", s(first))
+                    .build()
+                    .map_err(|e| invalid("BatchWriteItem request", e))?;
+                pending.push(WriteRequest::builder().delete_request(del).build());
             }
             self.write_batch(pending, "BatchWriteItem (digests)", &pk).await?;
         }

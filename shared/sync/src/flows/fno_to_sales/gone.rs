@@ -100,6 +100,14 @@ impl SweepBook {
                 Err(f) => failures.push(f),
             }
         }
+        if !marks.is_empty() {
+            // A range digest may still vouch for a product that left (its range began with it): were the
+            // product to come back unchanged, the digest would match and its link (the gone mark) go unread.
+            for scope in ["full", "regular"] {
+                let flow = format!("{}.{scope}", FlowName::ProductsToSales.as_str());
+                deps.state.clear_digests(&flow, company).await?;
+            }
+        }
         let back: Vec<&Link> = self.back.iter().collect();
         marks.extend(come_back(deps, company, &back, &mut failures).await?);
         deps.state.put_links(&marks, &[&links]).await?;
