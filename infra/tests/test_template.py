@@ -52,6 +52,12 @@ OPTIONAL = {
     "variable (see infra/README.md)",
     "P2C_SKIP_UNCHANGED": "defaults to on (skip records whose mapped content is unchanged), which is what a "
     "deployment wants; turning it off rewrites everything and is for benchmarks and investigations",
+    # The F&O -> Sales sweeps' tuning: the defaults are what the Performance section measured.
+    "P2C_SWEEP_PAGE_SIZE": "defaults to 10,000 products per sweep page (fits the default memory)",
+    "P2C_SWEEP_DOCUMENT_PAGE_SIZE": "defaults to 2,500 document headers per sweep page",
+    "P2C_FULL_SWEEP_HOURS": "defaults to a daily full sweep behind the regular ones",
+    "P2C_SETTLED_AFTER_DAYS": "defaults to 30 days before an invoiced or cancelled document leaves regular sweeps",
+    "P2C_SWEEP_DIGESTS": "defaults to on; off is for investigations (every sweep reads every link)",
 }
 # Set in each flow block (they differ per function); the rest come from Globals.
 PER_FUNCTION_ENV = {"P2C_QUEUE_URL", "P2C_DLQ_URL"}
@@ -94,6 +100,8 @@ LAMBDA_CALLS = {
     ("shared/state/src/store.rs", "delete_watermark", "delete_item"): "a finished read drops its resume point",
     ("shared/state/src/store.rs", "get_links", "batch_get_item"): "links of a page",
     ("shared/state/src/store.rs", "put_links", "batch_write_item"): "links and history of a page",
+    ("shared/state/src/store/digests.rs", "digests", "query"): "a sweep reads its range digests",
+    ("shared/state/src/store/digests.rs", "write_batch", "batch_write_item"): "a sweep writes (or clears) its digests",
     ("shared/state/src/queues.rs", "send_chunk", "send_message_batch"): "failed records to the queue or DLQ",
     ("shared/sync/src/deps.rs", "fetch_secret", "get_secret_value"): "the Entra client secret at start-up",
 }
@@ -148,6 +156,7 @@ CLI_ENTRY_POINTS = {
 }
 SERVICE_OF_FILE = {
     "shared/state/src/store.rs": "dynamodb",
+    "shared/state/src/store/digests.rs": "dynamodb",
     "shared/state/src/queues.rs": "sqs",
     "shared/sync/src/deps.rs": "secretsmanager",
     "shared/sync/src/entry/events/mod.rs": "secretsmanager",
