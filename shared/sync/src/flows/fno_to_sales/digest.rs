@@ -45,7 +45,7 @@ impl Digests {
     }
 
     fn item_flow(&self, scope: &str) -> String {
-        format!("{}.{scope}", self.flow.as_str())
+        item_flow(self.flow, scope)
     }
 
     async fn known(&mut self, deps: &Deps, scope: &'static str) -> Result<&mut HashMap<String, Digest>, SyncError> {
@@ -122,6 +122,19 @@ impl Digests {
         }
         Ok(())
     }
+}
+
+/// The digest items' flow name: one set per sweep scope ("full", "regular").
+fn item_flow(flow: FlowName, scope: &str) -> String {
+    format!("{}.{scope}", flow.as_str())
+}
+
+/// Drops every digest of the flow and company, in both scopes: the next sweep reads every range's links.
+pub(super) async fn clear(deps: &Deps, flow: FlowName, company: &str) -> Result<(), SyncError> {
+    for scope in ["full", "regular"] {
+        deps.state.clear_digests(&item_flow(flow, scope), company).await?;
+    }
+    Ok(())
 }
 
 /// Every part is in Sales as mapped now, or filtered out, and the next sweep would find it unchanged.

@@ -103,10 +103,7 @@ impl SweepBook {
         if !marks.is_empty() {
             // A range digest may still vouch for a product that left (its range began with it): were the
             // product to come back unchanged, the digest would match and its link (the gone mark) go unread.
-            for scope in ["full", "regular"] {
-                let flow = format!("{}.{scope}", FlowName::ProductsToSales.as_str());
-                deps.state.clear_digests(&flow, company).await?;
-            }
+            super::digest::clear(deps, FlowName::ProductsToSales, company).await?;
         }
         let back: Vec<&Link> = self.back.iter().collect();
         marks.extend(come_back(deps, company, &back, &mut failures).await?);
