@@ -4,6 +4,7 @@
 //! |-----------|-------------------------------------------------|----------------------------------|
 //! | watermark | `WM#<flow>#<company>`                           | `WM`                             |
 //! | link      | `LINK#<entity>#<company>#<system>#<source_key>` | `LINK`                           |
+//! | history   | `HIST#<entity>#<company>#<system>#<source_key>` | `<synced_at>#<target_hash>`      |
 //! | lease     | `LEASE#<flow>#<company>`                        | `LEASE`                          |
 //! | run       | `RUN#<flow>#<company>`                          | `<started_at, UTC ms>#<run_id>` |
 //! | pause     | `PAUSE#<flow>#<company>`                        | `PAUSE`                          |
@@ -87,7 +88,7 @@ pub struct Watermark {
 }
 
 /// One record's identity in both systems and the hashes of what was last synced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Link {
     pub entity: String,
     pub company: String,
@@ -99,6 +100,38 @@ pub struct Link {
     pub source_hash: Option<String>,
     pub target_hash: Option<String>,
     pub synced_at: String,
+    /// The state this link replaced, as [`StateStore::get_links`] read it from the link item. Set by reads
+    /// only (a link built by a flow leaves it `None`) and not compared by `==`.
+    #[serde(skip)]
+    pub previous: Option<Box<Replaced>>,
+}
+
+/// Two links are equal when they say the same about the record now; the trail behind them does not count.
+impl PartialEq for Link {
+    fn eq(&self, o: &Self) -> bool {
+        (
+            &self.entity,
+            &self.company,
+            &self.system,
+            &self.source_key,
+            &self.target_key,
+        ) == (&o.entity, &o.company, &o.system, &o.source_key, &o.target_key)
+            && (
+                &self.source_version,
+                &self.source_hash,
+                &self.target_hash,
+                &self.synced_at,
+            ) == (&o.source_version, &o.source_hash, &o.target_hash, &o.synced_at)
+    }
+}
+
+/// A state a link replaced, kept in the link item itself (so a change costs one write, not two) until it is
+/// replaced in turn and moves to a history item. Both are kept for [`HISTORY_RETENTION`] from the change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Replaced {
+    pub state: Link,
+    /// Epoch seconds: the entry is dropped from this second on.
+    pub until: i64,
 }
 
 /// A held lease; only its owner may renew or release it.
@@ -560,8 +593,9 @@ impl StateStore {
 
     /// Store links (insert or replace). When the same link appears twice the last one wins. `before` holds the
     /// links as the caller read them ahead of this write (`get_links` maps); a link found there that differs from
-    /// its replacement goes to the history. The link item itself is the newest entry of the trail, so a first
-    /// sync costs one item and a change two.
+    /// its replacement is kept in the new link item as the state it replaced, and the state that item held
+    /// before moves to a history item. So a first sync and a first change cost one item each; a record changed
+    /// again within [`HISTORY_RETENTION`] costs two. Without `before` nothing is recorded of what was replaced.
     pub async fn put_links(&self, links: &[Link], before: &[&HashMap<String, Link>]) -> Result<(), StateError> {
         if self.dry_run {
             return Ok(());
@@ -591,19 +625,19 @@ impl StateStore {
                 }
             }
         }
-        // A replaced state goes to the history, in the same batch requests.
-        let replaced = |link: &Link| -> Option<&Link> {
-            before
-                .iter()
-                .find_map(|m| m.get(&link.source_key))
-                .filter(|old| old.entity == link.entity && old.company == link.company && old.system == link.system)
-                .filter(|old| *old != link)
-        };
+        let now = now_epoch();
         let items: Vec<Item> = unique
             .iter()
-            .map(|(pk, link)| link_item(pk, "LINK", link, None))
-            .chain(unique.iter().filter_map(|(_, link)| replaced(link).map(history_item)))
-            .collect::<Result<_, _>>()?;
+            .map(|(pk, link)| {
+                let old = before.iter().find_map(|m| m.get(&link.source_key)).filter(|old| {
+                    old.entity == link.entity && old.company == link.company && old.system == link.system
+                });
+                trail_items(pk, link, old, now)
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter()
+            .flatten()
+            .collect();
         for chunk in items.chunks(WRITE_CHUNK) {
             let mut pending = chunk
                 .iter()
@@ -702,16 +736,28 @@ impl StateStore {
         let [_, entity, company, system, source_key] = parts[..] else {
             return Err(self.corrupt(&pk, format!("key `{pk}` is not <LINK|HIST>#entity#company#system#key")));
         };
-        Ok(Link {
+        let scope = Link {
             entity: entity.into(),
             company: company.into(),
             system: system.into(),
             source_key: source_key.into(),
-            target_key: stored.target_key,
-            source_version: stored.source_version,
-            source_hash: stored.source_hash,
-            target_hash: stored.target_hash,
-            synced_at: stored.synced_at,
+            target_key: String::new(),
+            source_version: None,
+            source_hash: None,
+            target_hash: None,
+            synced_at: String::new(),
+            previous: None,
+        };
+        let previous = stored.prev.and_then(|p| {
+            let until = p.ttl?;
+            Some(Box::new(Replaced {
+                state: p.into_link(&scope),
+                until,
+            }))
+        });
+        Ok(Link {
+            previous,
+            ..stored.state.into_link(&scope)
         })
     }
 
@@ -1052,11 +1098,17 @@ impl StateStore {
         check_part("entity", entity)?;
         check_part("company", company)?;
         check_part("system", system)?;
-        let mut out: Vec<Link> = self
+        let now = now_epoch();
+        let mut out = Vec::new();
+        for mut link in self
             .get_links(entity, company, system, &[source_key.to_string()])
             .await?
             .into_values()
-            .collect();
+        {
+            let previous = link.previous.take().filter(|p| p.until > now);
+            out.push(link);
+            out.extend(previous.map(|p| p.state));
+        }
         let pk = history_pk(entity, company, system, source_key);
         self.bump();
         self.read_units(0, false);
@@ -1189,17 +1241,55 @@ struct WatermarkItem<'a> {
 struct LinkItem<S> {
     pk: S,
     sk: S,
+    #[serde(flatten)]
+    state: StateItem<S>,
+    /// A link item's [`Replaced`] state, a map attribute; its `ttl` is when the entry lapses.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    prev: Option<StateItem<S>>,
+}
+
+/// What a link says at one sync.
+#[derive(Serialize, Deserialize)]
+struct StateItem<S> {
     target_key: S,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     source_version: Option<S>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     source_hash: Option<S>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     target_hash: Option<S>,
     synced_at: S,
     /// [`TTL_ATTRIBUTE`].
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     ttl: Option<i64>,
+}
+
+impl<'a> StateItem<&'a str> {
+    fn of(link: &'a Link, ttl: Option<i64>) -> Self {
+        StateItem {
+            target_key: &link.target_key,
+            source_version: link.source_version.as_deref(),
+            source_hash: link.source_hash.as_deref(),
+            target_hash: link.target_hash.as_deref(),
+            synced_at: &link.synced_at,
+            ttl,
+        }
+    }
+}
+
+impl StateItem<String> {
+    /// The link of `scope` (entity, company, system, source key) in this state, with no trail.
+    fn into_link(self, scope: &Link) -> Link {
+        Link {
+            target_key: self.target_key,
+            source_version: self.source_version,
+            source_hash: self.source_hash,
+            target_hash: self.target_hash,
+            synced_at: self.synced_at,
+            previous: None,
+            ..scope.clone()
+        }
+    }
 }
 
 /// The lease item. Not [`Lease`], whose expiry field is named differently (`expires_at` on the wire).
@@ -1249,25 +1339,50 @@ struct StoredRun {
     ttl: Option<i64>,
 }
 
-fn link_item(pk: &str, sk: &str, link: &Link, ttl: Option<i64>) -> Result<Item, StateError> {
+/// The items that store `link` over `old` (as read before the write): the link item, holding the state it
+/// replaces (or, unchanged, the one it held); and the state that one held before, which moves to the history.
+fn trail_items(pk: &str, link: &Link, old: Option<&Link>, now: i64) -> Result<Vec<Item>, StateError> {
+    let live = |r: &Option<Box<Replaced>>| r.as_deref().filter(|r| r.until > now).cloned();
+    let (prev, spilled) = match old {
+        Some(old) if old != link => {
+            let state = Link {
+                previous: None,
+                ..old.clone()
+            };
+            let until = now + HISTORY_RETENTION.as_secs() as i64;
+            (Some(Replaced { state, until }), live(&old.previous))
+        }
+        Some(old) => (live(&old.previous), None),
+        None => (None, None),
+    };
+    let mut items = vec![link_item(pk, link, prev.as_ref())?];
+    if let Some(spilled) = spilled {
+        items.push(history_item(&spilled)?);
+    }
+    Ok(items)
+}
+
+/// A link item, with the state it replaced when there is one.
+fn link_item(pk: &str, link: &Link, prev: Option<&Replaced>) -> Result<Item, StateError> {
     encode(LinkItem {
         pk,
-        sk,
-        target_key: &link.target_key,
-        source_version: link.source_version.as_deref(),
-        source_hash: link.source_hash.as_deref(),
-        target_hash: link.target_hash.as_deref(),
-        synced_at: &link.synced_at,
-        ttl,
+        sk: "LINK",
+        state: StateItem::of(link, None),
+        prev: prev.map(|p| StateItem::of(&p.state, Some(p.until))),
     })
 }
 
-/// An audit entry: what a link said at one sync. Kept for [`HISTORY_RETENTION`].
-fn history_item(link: &Link) -> Result<Item, StateError> {
-    let pk = history_pk(&link.entity, &link.company, &link.system, &link.source_key);
-    let sk = format!("{}#{}", link.synced_at, link.target_hash.as_deref().unwrap_or("-"));
-    let ttl = now_epoch() + HISTORY_RETENTION.as_secs() as i64;
-    link_item(&pk, &sk, link, Some(ttl))
+/// An audit entry: a replaced state that left its link item, kept until its own expiry.
+fn history_item(old: &Replaced) -> Result<Item, StateError> {
+    let l = &old.state;
+    let pk = history_pk(&l.entity, &l.company, &l.system, &l.source_key);
+    let sk = format!("{}#{}", l.synced_at, l.target_hash.as_deref().unwrap_or("-"));
+    encode(LinkItem {
+        pk: pk.as_str(),
+        sk: sk.as_str(),
+        state: StateItem::of(l, Some(old.until)),
+        prev: None,
+    })
 }
 
 fn key_item(pk: &str, sk: &str) -> Item {

@@ -133,6 +133,7 @@ fn link(i: usize) -> Link {
         source_hash: (!i.is_multiple_of(3)).then(|| format!("sh{i}")),
         target_hash: (!i.is_multiple_of(5)).then(|| format!("th{i}")),
         synced_at: "2026-11-25T21:15:00Z".into(),
+        previous: None,
     }
 }
 
@@ -544,24 +545,59 @@ async fn stored_items_keep_their_layout() {
             ("synced_at".into(), s("2026-11-25T21:15:00Z")),
         ])
     );
-    // Replacing both puts their old states in the history.
+    // Replacing both keeps their old states in the link items: one item, one write unit each.
     let before = store
         .get_links("account", "usmf", "sales", &["k1".into(), "k2".into()])
         .await
         .unwrap();
-    let newer = |l: &Link| Link {
-        target_hash: Some("th2".into()),
-        synced_at: "2026-11-26T08:00:00Z".into(),
+    let newer = |l: &Link, hash: &str, at: &str| Link {
+        target_hash: Some(hash.into()),
+        synced_at: at.into(),
         ..l.clone()
     };
+    let (full2, bare2) = (
+        newer(&full, "th2", "2026-11-26T08:00:00Z"),
+        newer(&bare, "th2", "2026-11-26T08:00:00Z"),
+    );
+    let (_, wru) = store.units();
     store
-        .put_links(&[newer(&full), newer(&bare)], &[&before])
+        .put_links(&[full2.clone(), bare2.clone()], &[&before])
         .await
         .unwrap();
-    let mut hist = raw("HIST#account#usmf#sales#k1", "2026-11-25T21:15:00Z#th").await;
-    let ttl = take_n(&mut hist, "ttl");
+    assert_eq!(store.units().1 - wru, 2, "a changed link is one item of one write unit");
+    let mut item = raw("LINK#account#usmf#sales#k1", "LINK").await;
+    let Some(AV::M(mut prev)) = item.remove("prev") else {
+        panic!("no prev map in {item:?}")
+    };
+    let until = take_n(&mut prev, "ttl");
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    assert!((now + 29 * 86_400..=now + 31 * 86_400).contains(&ttl), "ttl {ttl}");
+    assert!(
+        (now + 29 * 86_400..=now + 31 * 86_400).contains(&until),
+        "until {until}"
+    );
+    assert_eq!(
+        prev,
+        HashMap::from([
+            ("target_key".into(), s("US-1")),
+            ("source_version".into(), s("7")),
+            ("source_hash".into(), s("sh")),
+            ("target_hash".into(), s("th")),
+            ("synced_at".into(), s("2026-11-25T21:15:00Z")),
+        ])
+    );
+    assert_eq!(item.get("target_hash"), Some(&s("th2")));
+    let trail = store.history("account", "usmf", "sales", "k2", 10).await.unwrap();
+    assert_eq!(trail, vec![bare2.clone(), bare.clone()]);
+
+    // A second change moves the first replaced state to a history item, with the expiry it had.
+    let before = store
+        .get_links("account", "usmf", "sales", &["k1".into()])
+        .await
+        .unwrap();
+    let full3 = newer(&full, "th3", "2026-11-27T08:00:00Z");
+    store.put_links(&[full3.clone()], &[&before]).await.unwrap();
+    let mut hist = raw("HIST#account#usmf#sales#k1", "2026-11-25T21:15:00Z#th").await;
+    assert_eq!(take_n(&mut hist, "ttl"), until);
     assert_eq!(
         hist,
         HashMap::from([
@@ -574,19 +610,18 @@ async fn stored_items_keep_their_layout() {
             ("synced_at".into(), s("2026-11-25T21:15:00Z")),
         ])
     );
-    let mut hist = raw("HIST#account#usmf#sales#k2", "2026-11-25T21:15:00Z#-").await;
-    take_n(&mut hist, "ttl");
-    assert_eq!(
-        hist,
-        HashMap::from([
-            ("pk".into(), s("HIST#account#usmf#sales#k2")),
-            ("sk".into(), s("2026-11-25T21:15:00Z#-")),
-            ("target_key".into(), s("US-2")),
-            ("synced_at".into(), s("2026-11-25T21:15:00Z")),
-        ])
-    );
-    let trail = store.history("account", "usmf", "sales", "k2", 10).await.unwrap();
-    assert_eq!(trail, vec![newer(&bare), bare.clone()]);
+    let trail = store.history("account", "usmf", "sales", "k1", 10).await.unwrap();
+    assert_eq!(trail, vec![full3.clone(), full2.clone(), full.clone()]);
+    let trail = store.history("account", "usmf", "sales", "k1", 2).await.unwrap();
+    assert_eq!(trail, vec![full3.clone(), full2.clone()]);
+    // Writing the link unchanged keeps the state it replaced.
+    let before = store
+        .get_links("account", "usmf", "sales", &["k1".into()])
+        .await
+        .unwrap();
+    store.put_links(&[full3.clone()], &[&before]).await.unwrap();
+    let trail = store.history("account", "usmf", "sales", "k1", 10).await.unwrap();
+    assert_eq!(trail, vec![full3, full2, full]);
 
     let lease = store
         .acquire_lease("accounts-to-fno", "usmf", "run-1", Duration::from_secs(60))
@@ -681,6 +716,7 @@ async fn sparse_and_extra_attributes_are_read() {
             source_hash: Some("sh".into()),
             target_hash: None,
             synced_at: "2026-11-25T21:15:00Z".into(),
+            previous: None,
         })
     );
 

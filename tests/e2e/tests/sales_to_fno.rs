@@ -91,6 +91,7 @@ async fn link_product(env: &Env, number: &str, id: &str) {
                 source_version: None,
                 source_hash: None,
                 target_hash: None,
+                previous: None,
                 synced_at: "2024-01-01T00:00:00Z".into(),
             }],
             &[],

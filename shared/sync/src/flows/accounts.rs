@@ -251,6 +251,7 @@ impl<'a> Accounts<'a> {
                         source_hash: None,
                         target_hash: Some(p.hash),
                         synced_at: synced_at.clone(),
+                        previous: None,
                     });
                 }
                 Err(e) => failures.push(Failure::new(&p.id, &p.key, e.reason, e.transient)),

@@ -555,5 +555,6 @@ fn link_of(p: &Pending, company: &str) -> Link {
         source_hash: None,
         target_hash: Some(p.hash.clone()),
         synced_at: now(),
+        previous: None,
     }
 }

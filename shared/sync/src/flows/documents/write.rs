@@ -291,6 +291,7 @@ impl Writer<'_> {
             source_hash: None,
             target_hash: Some(hash.into()),
             synced_at: at.clone(),
+            previous: None,
         };
         let mut out = vec![link(
             self.spec.header_entity.as_str(),

@@ -150,6 +150,7 @@ fn link(entity: &str, company: &str, key: &str, target: &str, hash: Option<Strin
         source_hash: None,
         target_hash: hash,
         synced_at: now.into(),
+        previous: None,
     }
 }
 
