@@ -595,7 +595,7 @@ async fn stored_items_keep_their_layout() {
         .await
         .unwrap();
     let full3 = newer(&full, "th3", "2026-11-27T08:00:00Z");
-    store.put_links(&[full3.clone()], &[&before]).await.unwrap();
+    store.put_links(std::slice::from_ref(&full3), &[&before]).await.unwrap();
     let mut hist = raw("HIST#account#usmf#sales#k1", "2026-11-25T21:15:00Z#th").await;
     assert_eq!(take_n(&mut hist, "ttl"), until);
     assert_eq!(
@@ -619,7 +619,7 @@ async fn stored_items_keep_their_layout() {
         .get_links("account", "usmf", "sales", &["k1".into()])
         .await
         .unwrap();
-    store.put_links(&[full3.clone()], &[&before]).await.unwrap();
+    store.put_links(std::slice::from_ref(&full3), &[&before]).await.unwrap();
     let trail = store.history("account", "usmf", "sales", "k1", 10).await.unwrap();
     assert_eq!(trail, vec![full3, full2, full]);
 
