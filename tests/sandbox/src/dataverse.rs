@@ -851,7 +851,15 @@ fn get_collection(state: &State, store: &DvStore, t: &'static Table, req: &Req) 
             ids.dedup();
             ids.iter().filter_map(|id| tb.rows.get(id)).filter(keep).collect()
         }
-        (Some(tb), None) => tb.rows.values().filter(keep).collect(),
+        (Some(tb), None) => match filter.as_ref().and_then(|f| tb.index_candidates(f)) {
+            // So is one on an indexed column (a header's lines, orders by name).
+            Some((col, mut ids)) => {
+                ids.sort();
+                ids.dedup();
+                ids.iter().flat_map(|id| tb.referencing(col, id)).filter(keep).collect()
+            }
+            None => tb.rows.values().filter(keep).collect(),
+        },
     };
     let mut rows: Vec<(Vec<SortVal>, &Row)> = candidates.into_iter().map(|r| (key_of(r), r)).collect();
     rows.sort_by(|a, b| of::cmp_keys(&a.0, &b.0, &dirs));

@@ -227,11 +227,9 @@ fn check_freight_tax(store: &DvStore, t: &Table, doc: &Doc, existing: Option<&Ro
     };
     let me = existing.and_then(|e| id_of(e, &t.pk));
     let other = store.table(doc.line).is_some_and(|lines| {
-        lines.rows.values().any(|r| {
-            id_of(r, &doc.header_col()).is_some_and(|h| h.eq_ignore_ascii_case(header))
-                && flag(r, FREIGHT_FLAG)
-                && id_of(r, &t.pk) != me
-        })
+        lines
+            .referencing(&doc.header_col(), header)
+            .any(|r| flag(r, FREIGHT_FLAG) && id_of(r, &t.pk) != me)
     });
     if other { Err(second_freight_tax(doc)) } else { Ok(()) }
 }
@@ -362,7 +360,7 @@ fn header_totals(store: &DvStore, doc: &Doc, hid: &str, header: &mut Row) -> boo
     }
     let (mut lines, mut line_disc, mut tax) = (0.0, 0.0, 0.0);
     if let Some(t) = store.table(doc.line) {
-        for r in t.rows.values().filter(|r| id_of(r, &doc.header_col()) == Some(hid)) {
+        for r in t.referencing(&doc.header_col(), hid) {
             lines += num(r, "extendedamount") - num(r, "tax");
             line_disc += num(r, "manualdiscountamount");
             tax += num(r, "tax");

@@ -1,7 +1,7 @@
 //! In-memory data of both services. Each store keeps an undo journal while a `$batch` change set runs, so a
 //! failing change set rolls back exactly its own writes.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde_json::{Map, Value};
 
@@ -16,10 +16,101 @@ pub(crate) const HIDDEN: &str = "@sb.";
 
 #[derive(Default)]
 pub(crate) struct DvTable {
-    /// Rows by lower-case GUID.
+    /// Rows by lower-case GUID. Changed only through [`DvTable::insert`] and [`DvTable::remove`], which keep
+    /// `index` in step.
     pub rows: HashMap<String, Row>,
     /// Deleted ids with the version of their deletion (change tracking reports them as `$deletedEntity`).
     pub tombstones: HashMap<String, u64>,
+    /// Columns indexed besides the lookups (`_x_value`): the primary name, the autonumber (`ordernumber`) and
+    /// the alternate key columns.
+    indexed: Vec<String>,
+    /// Row ids by indexed column and lower-case value: the service's indexes, so a header's lines or a page of
+    /// orders by name are found without a scan (a 300,000-line table stays fast).
+    index: HashMap<String, HashMap<String, HashSet<String>>>,
+}
+
+impl DvTable {
+    /// The table of entity set `set`, indexed as its schema says.
+    pub fn of(set: &str) -> DvTable {
+        let indexed = crate::dv_schema::table(set).map_or_else(Vec::new, |t| {
+            let keys = t.alt_keys.iter().flatten().copied();
+            let number = t.autonumber.map(|(col, _)| col);
+            std::iter::once(t.primary_name)
+                .chain(number)
+                .chain(keys)
+                .map(str::to_string)
+                .collect()
+        });
+        DvTable {
+            indexed,
+            ..DvTable::default()
+        }
+    }
+
+    pub fn insert(&mut self, id: String, row: Row) -> Option<Row> {
+        self.reindex(&id, &row, true);
+        let before = self.rows.insert(id.clone(), row);
+        if let Some(b) = &before {
+            self.reindex(&id, b, false);
+        }
+        before
+    }
+
+    pub fn remove(&mut self, id: &str) -> Option<Row> {
+        let before = self.rows.remove(id);
+        if let Some(b) = &before {
+            self.reindex(id, b, false);
+        }
+        before
+    }
+
+    /// The rows whose lookup `col` references `target`.
+    pub fn referencing<'a>(&'a self, col: &str, target: &str) -> impl Iterator<Item = &'a Row> + 'a {
+        let ids = self.index.get(col).and_then(|m| m.get(&target.to_lowercase()));
+        ids.into_iter().flatten().filter_map(|id| self.rows.get(id))
+    }
+
+    /// When filter `f` restricts indexed columns to given values: the column of those that selects the fewest
+    /// rows, and its values (lower case).
+    pub fn index_candidates(&self, f: &crate::odata_filter::Expr) -> Option<(&str, Vec<String>)> {
+        let rows = |col: &str, values: &[String]| -> usize {
+            let ids = self.index.get(col);
+            values.iter().filter_map(|v| ids?.get(v)).map(HashSet::len).sum()
+        };
+        self.index
+            .keys()
+            .filter_map(|col| crate::odata_filter::key_candidates(f, col).map(|ids| (col.as_str(), ids)))
+            .min_by_key(|(col, ids)| rows(col, ids))
+    }
+
+    fn is_indexed(&self, col: &str) -> bool {
+        (col.starts_with('_') && col.ends_with("_value")) || self.indexed.iter().any(|c| c == col)
+    }
+
+    /// Adds (or, `add` false, removes) `row`'s indexed values; a removal keeps what the stored row still has.
+    fn reindex(&mut self, id: &str, row: &Row, add: bool) {
+        let cols: Vec<&String> = row.keys().filter(|c| self.is_indexed(c)).collect();
+        for col in cols {
+            let v = &row[col.as_str()];
+            let Some(value) = v.as_str().map(str::to_lowercase) else {
+                continue;
+            };
+            let still = |r: &Row| {
+                r.get(col)
+                    .and_then(Value::as_str)
+                    .is_some_and(|now| now.to_lowercase() == value)
+            };
+            if !add && self.rows.get(id).is_some_and(still) {
+                continue;
+            }
+            let ids = self.index.entry(col.clone()).or_default().entry(value).or_default();
+            if add {
+                ids.insert(id.to_string());
+            } else {
+                ids.remove(id);
+            }
+        }
+    }
 }
 
 enum DvUndo {
@@ -95,7 +186,7 @@ impl DvStore {
 
     fn record(&mut self, set: &str, id: &str) {
         if self.journal.is_some() {
-            let t = self.tables.entry(set.to_string()).or_default();
+            let t = self.tables.entry(set.to_string()).or_insert_with(|| DvTable::of(set));
             let prev = t.rows.get(id).cloned();
             let prev_tomb = t.tombstones.get(id).copied();
             if let Some(j) = self.journal.as_mut() {
@@ -113,10 +204,10 @@ impl DvStore {
         let id = id.to_ascii_lowercase();
         self.record(set, &id);
         let capture = self.capture;
-        let t = self.tables.entry(set.to_string()).or_default();
+        let t = self.tables.entry(set.to_string()).or_insert_with(|| DvTable::of(set));
         t.tombstones.remove(&id);
         let after = capture.then(|| row.clone());
-        let before = t.rows.insert(id.clone(), row);
+        let before = t.insert(id.clone(), row);
         if let Some(after) = after {
             self.outbox.push(DvChange {
                 set: set.to_string(),
@@ -133,9 +224,9 @@ impl DvStore {
         self.get(set, &id)?;
         self.record(set, &id);
         let v = self.next_version();
-        let t = self.tables.entry(set.to_string()).or_default();
+        let t = self.tables.entry(set.to_string()).or_insert_with(|| DvTable::of(set));
         t.tombstones.insert(id.clone(), v);
-        let before = t.rows.remove(&id);
+        let before = t.remove(&id);
         if self.capture {
             self.outbox.push(DvChange {
                 set: set.to_string(),
@@ -172,13 +263,13 @@ impl DvStore {
                     prev,
                     prev_tomb,
                 } = u;
-                let t = self.tables.entry(set).or_default();
+                let t = self.tables.entry(set.clone()).or_insert_with(|| DvTable::of(&set));
                 match prev {
                     Some(r) => {
-                        t.rows.insert(id.clone(), r);
+                        t.insert(id.clone(), r);
                     }
                     None => {
-                        t.rows.remove(&id);
+                        t.remove(&id);
                     }
                 }
                 match prev_tomb {
