@@ -434,3 +434,67 @@ impl FnoStore {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::odata_filter::{Expr, Lit, PType};
+    use serde_json::json;
+
+    fn row(order: &str, unit: &str) -> Row {
+        let v = json!({"_salesorderid_value": order, "_owningbusinessunit_value": unit});
+        v.as_object().cloned().unwrap()
+    }
+
+    fn ids<'a>(rows: impl Iterator<Item = &'a Row>) -> Vec<String> {
+        let mut v: Vec<String> = rows
+            .map(|r| r["_salesorderid_value"].as_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn is(prop: &str, values: &[&str]) -> Expr {
+        Expr::In {
+            prop: prop.into(),
+            ty: PType::Guid,
+            values: values.iter().map(|v| Lit::Guid(v.to_string())).collect(),
+            negate: false,
+        }
+    }
+
+    #[test]
+    fn the_index_follows_updates_removals_and_case() {
+        let mut t = DvTable::of("salesorderdetails");
+        t.insert("l1".into(), row("A", "bu"));
+        t.insert("l2".into(), row("a", "bu"));
+        t.insert("l3".into(), row("B", "bu"));
+        assert_eq!(ids(t.referencing("_salesorderid_value", "A")), ["A", "a"]);
+        // A line moved to another header leaves the old one's index.
+        t.insert("l1".into(), row("B", "bu"));
+        assert_eq!(ids(t.referencing("_salesorderid_value", "a")), ["a"]);
+        assert_eq!(ids(t.referencing("_salesorderid_value", "b")), ["B", "B"]);
+        t.remove("l3");
+        assert_eq!(ids(t.referencing("_salesorderid_value", "B")), ["B"]);
+        assert_eq!(ids(t.referencing("_owningbusinessunit_value", "BU")), ["B", "a"]);
+    }
+
+    #[test]
+    fn a_filter_is_served_by_its_most_selective_indexed_column() {
+        let mut t = DvTable::of("salesorderdetails");
+        for i in 0..10 {
+            t.insert(format!("l{i}"), row(&format!("h{i}"), "bu"));
+        }
+        let f = Expr::And(
+            Box::new(is("_owningbusinessunit_value", &["bu"])),
+            Box::new(is("_salesorderid_value", &["h3", "h4"])),
+        );
+        let (col, values) = t.index_candidates(&f).expect("indexed");
+        assert_eq!(
+            (col, values),
+            ("_salesorderid_value", vec!["h3".to_string(), "h4".to_string()])
+        );
+        // A column nobody indexes leaves the filter to a scan.
+        assert!(t.index_candidates(&is("description", &["x"])).is_none());
+    }
+}
