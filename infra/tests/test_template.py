@@ -54,7 +54,7 @@ OPTIONAL = {
     "deployment wants; turning it off rewrites everything and is for benchmarks and investigations",
     # The F&O -> Sales sweeps' tuning: the defaults are what the Performance section measured.
     "P2C_SWEEP_PAGE_SIZE": "defaults to 10,000 products per sweep page (fits the default memory)",
-    "P2C_SWEEP_DOCUMENT_PAGE_SIZE": "defaults to 2,500 document headers per sweep page",
+    "P2C_SWEEP_DOCUMENT_PAGE_SIZE": "defaults to 1,500 document headers per sweep page",
     "P2C_FULL_SWEEP_HOURS": "defaults to a daily full sweep behind the regular ones",
     "P2C_SETTLED_AFTER_DAYS": "defaults to 30 days before an invoiced or cancelled document leaves regular sweeps",
     "P2C_SWEEP_DIGESTS": "defaults to on; off is for investigations (every sweep reads every link)",

@@ -37,17 +37,25 @@ use crate::{
 const ACTIVE: (i64, i64) = (0, 1);
 const RETIRED: (i64, i64) = (1, 2);
 
-/// What a whole sweep knows: the keys it read (lower-cased: F&O compares keys ignoring case) and the links of
-/// products it read that carried a gone mark.
+/// What a whole sweep knows: the keys it read, as 128-bit hashes of the lower-cased key (F&O compares keys
+/// ignoring case; 16 bytes a key keep 100,000 products' set small), and the links of products it read that
+/// carried a gone mark.
 #[derive(Default)]
 pub(super) struct SweepBook {
-    seen: HashSet<String>,
+    seen: HashSet<u128>,
     back: Vec<Link>,
+}
+
+/// A key's identity in the book.
+fn key_id(key: &str) -> u128 {
+    use sha2::{Digest, Sha256};
+    let h = Sha256::digest(key.to_lowercase().as_bytes());
+    u128::from_be_bytes(h[..16].try_into().expect("a SHA-256 has 32 bytes"))
 }
 
 impl SweepBook {
     pub(super) fn saw(&mut self, key: &str) {
-        self.seen.insert(key.to_lowercase());
+        self.seen.insert(key_id(key));
     }
 
     /// A product of this sweep whose link says it had left.
@@ -117,12 +125,11 @@ impl SweepBook {
     /// A digest of the keys read (sorted, so the sweep's page order does not matter).
     fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
-        let mut keys: Vec<&String> = self.seen.iter().collect();
-        keys.sort();
+        let mut keys: Vec<u128> = self.seen.iter().copied().collect();
+        keys.sort_unstable();
         let mut h = Sha256::new();
         for k in keys {
-            h.update(k.as_bytes());
-            h.update(b"\n");
+            h.update(k.to_be_bytes());
         }
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
@@ -134,7 +141,7 @@ impl SweepBook {
         let unseen: Vec<String> = products
             .iter()
             .filter_map(|p| p.get("productnumber").and_then(|v| v.as_str()))
-            .filter(|n| !self.seen.contains(&n.to_lowercase()))
+            .filter(|n| !self.seen.contains(&key_id(n)))
             .map(str::to_string)
             .collect();
         Ok(deps

@@ -207,13 +207,19 @@ pub(crate) async fn read_page(
     let mut url = format!("{}{}", deps.fno.set_url(entity_set), odata::query(&opts));
     let mut out = Vec::new();
     loop {
-        let v = deps.fno.api().get_json(&url, entity_set, &[]).await?;
-        let rows = v["value"].as_array().ok_or_else(|| DynamicsError::Decode {
-            service: "fno",
-            what: entity_set.to_string(),
-            message: "the answer has no \"value\" array".into(),
-        })?;
-        out.extend(rows.iter().filter_map(|r| r.as_object().cloned()));
+        let mut v = deps.fno.api().get_json(&url, entity_set, &[]).await?;
+        // Moved, not copied: a page is the biggest thing a sweep holds.
+        let Some(Value::Array(rows)) = v.get_mut("value").map(Value::take) else {
+            return Err(DynamicsError::Decode {
+                service: "fno",
+                what: entity_set.to_string(),
+                message: "the answer has no \"value\" array".into(),
+            });
+        };
+        out.extend(rows.into_iter().filter_map(|r| match r {
+            Value::Object(m) => Some(m),
+            _ => None,
+        }));
         // A service that pages below $top still hands out a next link; follow it to the end of this page.
         match v["@odata.nextLink"].as_str() {
             Some(next) if out.len() < top => url = next.to_string(),
