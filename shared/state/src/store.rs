@@ -1110,20 +1110,14 @@ impl StateStore {
             out.extend(previous.map(|p| p.state));
         }
         let pk = history_pk(entity, company, system, source_key);
-        self.bump();
-        self.read_units(0, false);
-        let resp = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("pk = :pk")
-            .expression_attribute_values(":pk", s(&pk))
-            .scan_index_forward(false)
-            .limit(limit.max(1))
-            .send()
-            .await
-            .map_err(|e| dynamo_err("Query (history)", &self.table, pk.clone(), e))?;
-        for item in resp.items.unwrap_or_default() {
+        let q = PkQuery {
+            pk: &pk,
+            op: "Query (history)",
+            newest_first: true,
+            consistent: false,
+            limit: Some(limit.max(1)),
+        };
+        for item in self.query_page(&q, None).await?.0 {
             out.push(self.link_from_item(item)?);
         }
         out.truncate(limit.max(1) as usize);
@@ -1142,24 +1136,17 @@ impl StateStore {
         let pk = run_pk(flow, company);
         let now = now_epoch();
         let mut out = Vec::with_capacity(want);
+        let q = PkQuery {
+            pk: &pk,
+            op: "Query (runs)",
+            newest_first: true,
+            consistent: true,
+            limit: Some(limit),
+        };
         let mut start: Option<Item> = None;
         loop {
-            self.bump();
-            self.read_units(0, true);
-            let mut resp = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(&pk))
-                .scan_index_forward(false)
-                .consistent_read(true)
-                .limit(limit)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| dynamo_err("Query (runs)", &self.table, pk.clone(), e))?;
-            for item in resp.items.take().unwrap_or_default() {
+            let (items, next) = self.query_page(&q, start.take()).await?;
+            for item in items {
                 let key = format!(
                     "{pk} / {}",
                     item.get("sk").and_then(|v| v.as_s().ok()).map_or("?", |s| s)
@@ -1173,14 +1160,37 @@ impl StateStore {
                     return Ok(out);
                 }
             }
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
+            match next {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
             }
         }
     }
 
     // -------------------------------------------------------------- helpers
+
+    /// One page of partition `q.pk` from `start`, and where the next page starts. Counts the request and its
+    /// read units: a query is billed on the total size it returns, rounded up to 4 KB once.
+    async fn query_page(&self, q: &PkQuery<'_>, start: Option<Item>) -> Result<(Vec<Item>, Option<Item>), StateError> {
+        self.bump();
+        let mut resp = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(q.pk))
+            .scan_index_forward(!q.newest_first)
+            .consistent_read(q.consistent)
+            .set_limit(q.limit)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(|e| dynamo_err(q.op, &self.table, q.pk, e))?;
+        let items = resp.items.take().unwrap_or_default();
+        self.read_units(items.iter().map(item_size).sum(), q.consistent);
+        let next = resp.last_evaluated_key.filter(|k| !k.is_empty());
+        Ok((items, next))
+    }
 
     async fn get(&self, pk: &str, sk: &str, op: &'static str) -> Result<Option<Item>, StateError> {
         self.bump();
@@ -1232,6 +1242,17 @@ struct WatermarkItem<'a> {
     company: &'a str,
     #[serde(flatten)]
     watermark: &'a Watermark,
+}
+
+/// A query of one partition (`pk = :pk`), as [`StateStore::query_page`] sends it.
+struct PkQuery<'a> {
+    pk: &'a str,
+    /// Named in errors: `Query (runs)`.
+    op: &'static str,
+    /// Descending sort key.
+    newest_first: bool,
+    consistent: bool,
+    limit: Option<i32>,
 }
 
 /// A link item, or with a `ttl` a history entry; `S` is `&str` for writing and `String` for reading. Not

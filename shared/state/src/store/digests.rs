@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
 
-use super::{Item, StateStore, WRITE_CHUNK, check_part, invalid, item_size, n, s};
+use super::{Item, PkQuery, StateStore, WRITE_CHUNK, check_part, invalid, item_size, n, s};
 use crate::StateError;
 use crate::error::dynamo_err;
 
@@ -33,32 +33,21 @@ impl StateStore {
         check_part("flow", flow)?;
         check_part("company", company)?;
         let pk = digest_pk(flow, company);
+        let q = PkQuery {
+            pk: &pk,
+            op: "Query (digests)",
+            newest_first: false,
+            consistent: true,
+            limit: None,
+        };
         let mut out = HashMap::new();
         let mut start: Option<Item> = None;
         loop {
-            self.bump();
-            let mut resp = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk")
-                .expression_attribute_values(":pk", s(&pk))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| dynamo_err("Query (digests)", &self.table, pk.clone(), e))?;
-            let items = resp.items.take().unwrap_or_default();
-            // A query is billed on the total size it returns, rounded up to 4 KB once.
-            self.read_units(items.iter().map(item_size).sum(), true);
-            for item in items {
-                if let Some(d) = decode(&item) {
-                    out.insert(d.first.clone(), d);
-                }
-            }
-            match resp.last_evaluated_key {
-                Some(k) if !k.is_empty() => start = Some(k),
-                _ => return Ok(out),
+            let (items, next) = self.query_page(&q, start.take()).await?;
+            out.extend(items.iter().filter_map(decode).map(|d| (d.first.clone(), d)));
+            match next {
+                Some(k) => start = Some(k),
+                None => return Ok(out),
             }
         }
     }
