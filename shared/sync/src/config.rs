@@ -151,6 +151,15 @@ impl Config {
                     }),
             }
         };
+        // A sweep page: its own variable, else P2C_PAGE_SIZE when only that is set, else `default`; F&O pages
+        // at 10,000.
+        let sweep_page = |k: &'static str, default: u64| -> Result<usize, ConfigError> {
+            let fallback = match get("P2C_PAGE_SIZE") {
+                Some(_) => num("P2C_PAGE_SIZE", 1000)?.min(5000),
+                None => default,
+            };
+            Ok(num(k, fallback)?.clamp(1, 10_000) as usize)
+        };
         Ok(Config {
             sales_url: url("P2C_SALES_URL", req("P2C_SALES_URL")?)?,
             fno_url: url("P2C_FNO_URL", req("P2C_FNO_URL")?)?,
@@ -185,24 +194,8 @@ impl Config {
                     })?,
             },
             page_size: num("P2C_PAGE_SIZE", 1000)?.min(5000) as usize,
-            sweep_page_size: num(
-                "P2C_SWEEP_PAGE_SIZE",
-                if get("P2C_PAGE_SIZE").is_some() {
-                    num("P2C_PAGE_SIZE", 1000)?.min(5000)
-                } else {
-                    10_000
-                },
-            )?
-            .clamp(1, 10_000) as usize,
-            sweep_document_page_size: num(
-                "P2C_SWEEP_DOCUMENT_PAGE_SIZE",
-                if get("P2C_PAGE_SIZE").is_some() {
-                    num("P2C_PAGE_SIZE", 1000)?.min(5000)
-                } else {
-                    1_500
-                },
-            )?
-            .clamp(1, 10_000) as usize,
+            sweep_page_size: sweep_page("P2C_SWEEP_PAGE_SIZE", 10_000)?,
+            sweep_document_page_size: sweep_page("P2C_SWEEP_DOCUMENT_PAGE_SIZE", 1_500)?,
             full_sweep_every: Duration::from_secs(match get("P2C_FULL_SWEEP_HOURS") {
                 Some(v) if v.trim() == "0" => 0,
                 _ => num("P2C_FULL_SWEEP_HOURS", 24)? * 3600,
@@ -418,6 +411,23 @@ mod tests {
         assert_eq!(c.authority_url, DEFAULT_AUTHORITY);
         assert_eq!(c.stack, "p2c");
         assert!(!format!("{c:?}").contains("s3cr3t"), "the secret must never print");
+    }
+
+    #[test]
+    fn sweep_pages_default_follow_the_page_size_and_stop_at_ten_thousand() {
+        let pages = |extra: &[(&'static str, &'static str)]| {
+            let pairs = [BASE, extra].concat();
+            let c = Config::from_lookup(env(&pairs)).unwrap();
+            (c.sweep_page_size, c.sweep_document_page_size)
+        };
+        assert_eq!(pages(&[]), (10_000, 1_500));
+        assert_eq!(pages(&[("P2C_PAGE_SIZE", "200")]), (200, 200));
+        assert_eq!(
+            pages(&[("P2C_PAGE_SIZE", "200"), ("P2C_SWEEP_PAGE_SIZE", "50000")]),
+            (10_000, 200)
+        );
+        let bad = [BASE, &[("P2C_SWEEP_DOCUMENT_PAGE_SIZE", "0")]].concat();
+        assert!(Config::from_lookup(env(&bad)).is_err());
     }
 
     #[test]
