@@ -99,9 +99,8 @@ LAMBDA_CALLS = {
     ("shared/state/src/store.rs", "release_lease", "delete_item"): "the lease goes at the end of a run",
     ("shared/state/src/store.rs", "delete_watermark", "delete_item"): "a finished read drops its resume point",
     ("shared/state/src/store.rs", "get_links", "batch_get_item"): "links of a page",
-    ("shared/state/src/store.rs", "put_links", "batch_write_item"): "links and history of a page",
+    ("shared/state/src/store.rs", "write_batch", "batch_write_item"): "links and history of a page; a sweep writes (or clears) its digests",
     ("shared/state/src/store.rs", "query_page", "query"): "a sweep reads its range digests (p2c links and status read history and runs through it too)",
-    ("shared/state/src/store/digests.rs", "write_batch", "batch_write_item"): "a sweep writes (or clears) its digests",
     ("shared/state/src/queues.rs", "send_chunk", "send_message_batch"): "failed records to the queue or DLQ",
     ("shared/sync/src/deps.rs", "fetch_secret", "get_secret_value"): "the Entra client secret at start-up",
 }

@@ -639,9 +639,10 @@ impl StateStore {
             .flatten()
             .collect();
         for chunk in items.chunks(WRITE_CHUNK) {
-            let mut pending = chunk
+            let pending = chunk
                 .iter()
                 .map(|item| {
+                    self.write_units(item_size(item));
                     PutRequest::builder()
                         .set_item(Some(item.clone()))
                         .build()
@@ -649,41 +650,7 @@ impl StateStore {
                         .map_err(|e| invalid("BatchWriteItem request", e))
                 })
                 .collect::<Result<Vec<_>, _>>()?;
-            let mut attempt = 1;
-            loop {
-                let first_key = first_write_pk(&pending);
-                self.bump();
-                for w in &pending {
-                    self.write_units(w.put_request().map_or(0, |p| item_size(p.item())));
-                }
-                let resp = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.table, pending)
-                    .send()
-                    .await
-                    .map_err(|e| dynamo_err("BatchWriteItem (links)", &self.table, first_key.clone(), e))?;
-                let left: Vec<WriteRequest> = resp
-                    .unprocessed_items()
-                    .and_then(|u| u.get(&self.table))
-                    .cloned()
-                    .unwrap_or_default();
-                if left.is_empty() {
-                    break;
-                }
-                if attempt >= MAX_BATCH_ATTEMPTS {
-                    return Err(StateError::Unprocessed {
-                        op: "BatchWriteItem (links)",
-                        table: self.table.clone(),
-                        remaining: left.len(),
-                        attempts: attempt,
-                        first_key: first_write_pk(&left),
-                    });
-                }
-                backoff(attempt).await;
-                attempt += 1;
-                pending = left;
-            }
+            self.write_batch(pending, "BatchWriteItem (links)").await?;
         }
         Ok(())
     }
@@ -1169,6 +1136,43 @@ impl StateStore {
 
     // -------------------------------------------------------------- helpers
 
+    /// One BatchWriteItem of at most [`WRITE_CHUNK`] requests, the unprocessed ones retried with backoff. The
+    /// caller counts the write units (DynamoDB bills each item once, when it is processed).
+    async fn write_batch(&self, mut pending: Vec<WriteRequest>, op: &'static str) -> Result<(), StateError> {
+        let mut attempt = 1;
+        loop {
+            let first_key = first_write_pk(&pending);
+            self.bump();
+            let resp = self
+                .client
+                .batch_write_item()
+                .request_items(&self.table, pending)
+                .send()
+                .await
+                .map_err(|e| dynamo_err(op, &self.table, first_key, e))?;
+            let left: Vec<WriteRequest> = resp
+                .unprocessed_items()
+                .and_then(|u| u.get(&self.table))
+                .cloned()
+                .unwrap_or_default();
+            if left.is_empty() {
+                return Ok(());
+            }
+            if attempt >= MAX_BATCH_ATTEMPTS {
+                return Err(StateError::Unprocessed {
+                    op,
+                    table: self.table.clone(),
+                    remaining: left.len(),
+                    attempts: attempt,
+                    first_key: first_write_pk(&left),
+                });
+            }
+            backoff(attempt).await;
+            attempt += 1;
+            pending = left;
+        }
+    }
+
     /// One page of partition `q.pk` from `start`, and where the next page starts. Counts the request and its
     /// read units: a query is billed on the total size it returns, rounded up to 4 KB once.
     async fn query_page(&self, q: &PkQuery<'_>, start: Option<Item>) -> Result<(Vec<Item>, Option<Item>), StateError> {
@@ -1427,7 +1431,11 @@ fn first_pk(items: &[Item]) -> String {
 fn first_write_pk(reqs: &[WriteRequest]) -> String {
     let items: Vec<Item> = reqs
         .iter()
-        .filter_map(|r| r.put_request().map(|p| p.item().clone()))
+        .filter_map(|r| {
+            r.put_request()
+                .map(|p| p.item().clone())
+                .or_else(|| r.delete_request().map(|d| d.key().clone()))
+        })
         .collect();
     first_pk(&items)
 }

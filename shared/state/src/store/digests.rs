@@ -10,7 +10,6 @@ use aws_sdk_dynamodb::types::{DeleteRequest, PutRequest, WriteRequest};
 
 use super::{Item, PkQuery, StateStore, WRITE_CHUNK, check_part, invalid, item_size, n, s};
 use crate::StateError;
-use crate::error::dynamo_err;
 
 /// The digest of one key range of a sweep.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -77,7 +76,7 @@ impl StateStore {
                     .map_err(|e| invalid("BatchWriteItem request", e))?;
                 pending.push(WriteRequest::builder().put_request(put).build());
             }
-            self.write_batch(pending, "BatchWriteItem (digests)", &pk).await?;
+            self.write_batch(pending, "BatchWriteItem (digests)").await?;
         }
         Ok(())
     }
@@ -99,44 +98,9 @@ impl StateStore {
                     .map_err(|e| invalid("BatchWriteItem request", e))?;
                 pending.push(WriteRequest::builder().delete_request(del).build());
             }
-            self.write_batch(pending, "BatchWriteItem (digests)", &pk).await?;
+            self.write_batch(pending, "BatchWriteItem (digests)").await?;
         }
         Ok(())
-    }
-
-    /// One BatchWriteItem, with the unprocessed items retried.
-    async fn write_batch(&self, mut pending: Vec<WriteRequest>, op: &'static str, pk: &str) -> Result<(), StateError> {
-        let mut attempt = 1;
-        loop {
-            self.bump();
-            let resp = self
-                .client
-                .batch_write_item()
-                .request_items(&self.table, pending)
-                .send()
-                .await
-                .map_err(|e| dynamo_err(op, &self.table, pk, e))?;
-            let left: Vec<WriteRequest> = resp
-                .unprocessed_items()
-                .and_then(|u| u.get(&self.table))
-                .cloned()
-                .unwrap_or_default();
-            if left.is_empty() {
-                return Ok(());
-            }
-            if attempt >= super::MAX_BATCH_ATTEMPTS {
-                return Err(StateError::Unprocessed {
-                    op,
-                    table: self.table.clone(),
-                    remaining: left.len(),
-                    attempts: attempt,
-                    first_key: pk.to_string(),
-                });
-            }
-            super::backoff(attempt).await;
-            attempt += 1;
-            pending = left;
-        }
     }
 }
 
