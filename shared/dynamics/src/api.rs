@@ -9,7 +9,12 @@ use std::{
 use rand::Rng;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 
-use crate::{auth::TokenCache, error::DynamicsError, users::Users};
+use crate::{
+    auth::TokenCache,
+    error::DynamicsError,
+    raw::{RawPage, RawRows},
+    users::Users,
+};
 
 /// How hard to try before a request is handed back as failed (and the record goes to the retry queue).
 #[derive(Clone, Debug)]
@@ -424,7 +429,18 @@ impl Api {
         self.read_json(resp, endpoint).await
     }
 
-    pub(crate) async fn read_json(&self, resp: Response, what: &str) -> Result<serde_json::Value, DynamicsError> {
+    /// A collection read whose rows stay JSON text ([`RawRows`]), and its next link.
+    pub async fn get_rows(&self, url: &str, endpoint: &str) -> Result<(RawRows, Option<String>), DynamicsError> {
+        let resp = self.send(Method::GET, url, endpoint, |r| r).await?;
+        let page: RawPage = self.read_json(resp, endpoint).await?;
+        Ok((page.value.into(), page.next))
+    }
+
+    pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(
+        &self,
+        resp: Response,
+        what: &str,
+    ) -> Result<T, DynamicsError> {
         let bytes = resp.bytes().await.map_err(|e| DynamicsError::Decode {
             service: self.service,
             what: what.to_string(),

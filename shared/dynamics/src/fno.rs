@@ -171,7 +171,7 @@ impl Fno {
     pub async fn create(&self, entity_set: &str, body: &Value) -> Result<Record, DynamicsError> {
         let url = self.set_url(entity_set);
         let resp = self.api.send(Method::POST, &url, entity_set, |r| r.json(body)).await?;
-        let v = self.api.read_json(resp, entity_set).await?;
+        let v: Value = self.api.read_json(resp, entity_set).await?;
         Ok(v.as_object().cloned().unwrap_or_default())
     }
 

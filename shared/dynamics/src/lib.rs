@@ -11,6 +11,7 @@ pub mod dataverse;
 pub mod error;
 pub mod fno;
 pub mod odata;
+pub mod raw;
 pub mod users;
 
 pub use api::{Api, DryRun, Limiter, PlannedWrite, RequestStats, RetryPolicy};
@@ -19,6 +20,7 @@ pub use batch::{BatchOp, BatchResult, SetResult, WriteMethod};
 pub use dataverse::{ChangePage, Dataverse};
 pub use error::{DynamicsError, ErrorKind};
 pub use fno::Fno;
+pub use raw::RawRows;
 pub use users::{AppUser, Budget, Users};
 
 /// A record as both APIs put it on the wire: a JSON object.

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::{AttributeValue as AV, BillingMode, KeyType, TimeToLiveStatus};
-use p2c_state::{Link, RunRecord, StateError, StateStore};
+use p2c_state::{Digest, Link, RunRecord, StateError, StateStore};
 
 #[tokio::test]
 async fn ensure_table_creates_the_documented_table_and_is_idempotent() {
@@ -787,4 +787,29 @@ async fn sparse_and_extra_attributes_are_read() {
         matches!(&err, StateError::Corrupt { key, detail, .. } if key == "LINK#account#usmf#fno#US-7" && detail.contains("target_key")),
         "{err:?}"
     );
+}
+
+/// Digests come back whole, by first key, in Query pages of 1,000 (a run holds one page of the SDK's decoded
+/// items, not all of them); another flow's or company's digests are not among them.
+#[tokio::test]
+async fn digests_round_trip_in_pages_of_a_thousand() {
+    let (_aws, store, _client) = common::store().await;
+    let digest = |i: usize| Digest {
+        first: format!("P-{i:05}"),
+        last: format!("P-{i:05}-z"),
+        hash: format!("h{i}"),
+        count: 16,
+    };
+    let digests: Vec<Digest> = (0..2_500).map(digest).collect();
+    store.put_digests("products-to-sales", "usmf", &digests).await.unwrap();
+    store
+        .put_digests("products-to-sales", "demf", &[digest(1)])
+        .await
+        .unwrap();
+    let before = store.request_count();
+    let got = store.digests("products-to-sales", "usmf").await.unwrap();
+    assert_eq!(store.request_count() - before, 3, "2,500 digests in three pages");
+    assert_eq!(got.len(), 2_500);
+    assert_eq!(got.get("P-01234"), Some(&digest(1234)));
+    assert!(store.digests("orders-to-sales", "usmf").await.unwrap().is_empty());
 }

@@ -46,6 +46,8 @@ pub struct BenchArgs {
     pub naive: bool,
     /// Scenario latency: changes per second.
     pub rate: f64,
+    /// Scenario sweep: only this flow.
+    pub flow: Option<p2c_sync::FlowName>,
 }
 
 /// One measured run (or set of concurrent worker runs).

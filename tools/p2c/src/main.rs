@@ -163,6 +163,9 @@ enum Cmd {
         /// Scenario latency: changes per second (the number of changes is --records).
         #[arg(long, default_value_t = 10.0)]
         rate: f64,
+        /// Scenario sweep: only this flow (orders-to-sales or products-to-sales); default both.
+        #[arg(long)]
+        flow: Option<FlowName>,
     },
     /// Sandbox + local DynamoDB/SQS + demo data; runs every flow and prints read/written/skipped/failed.
     Demo {
@@ -292,6 +295,7 @@ async fn main() -> std::process::ExitCode {
             workers,
             no_naive,
             rate,
+            flow,
         } => {
             let args = bench::BenchArgs {
                 scenario,
@@ -301,6 +305,7 @@ async fn main() -> std::process::ExitCode {
                 workers,
                 naive: !no_naive,
                 rate,
+                flow,
             };
             commands::bench(args, cli.json).await
         }

@@ -23,7 +23,8 @@ const LINES: [&str; 3] = ["1", "2", "3"];
 
 pub async fn run(a: &BenchArgs) -> Result<Value> {
     let mut out = Vec::new();
-    for flow in [FlowName::OrdersToSales, FlowName::ProductsToSales] {
+    let flows = [FlowName::OrdersToSales, FlowName::ProductsToSales];
+    for flow in flows.into_iter().filter(|f| a.flow.is_none_or(|only| only == *f)) {
         let mut modes = vec![("p2c", &[][..])];
         if a.naive {
             modes.push(("naive", NAIVE_SWEEP));

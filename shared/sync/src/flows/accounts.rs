@@ -304,7 +304,7 @@ impl Flow for Accounts<'_> {
         report.read += page.deleted.len() as u64;
         let deleted = page.deleted.into_iter().map(|id| (id, Gone::Deleted)).collect();
         let mut failures = self.retire(deps, deleted, report).await?;
-        failures.extend(self.sync_rows(deps, page.rows, report).await?);
+        failures.extend(self.sync_rows(deps, page.rows.into_records(), report).await?);
         Ok(failures)
     }
 

@@ -195,7 +195,7 @@ impl Flow for Contacts<'_> {
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
         report.read += page.deleted.len() as u64;
         let mut failures = self.retire_deleted(deps, page.deleted, report).await?;
-        failures.extend(sync_contacts(deps, self, page.rows, report).await?);
+        failures.extend(sync_contacts(deps, self, page.rows.into_records(), report).await?);
         Ok(failures)
     }
 

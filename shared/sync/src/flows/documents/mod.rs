@@ -109,15 +109,17 @@ impl<'a> Documents<'a> {
                 report.skip(Skip::DocumentDeletedInSales);
             }
         }
-        self.done.extend(ids_of(&page.rows, &spec.header.source_id));
-        self.sync_documents(deps, page.rows, report).await
+        let rows = page.rows.into_records();
+        self.done.extend(ids_of(&rows, &spec.header.source_id));
+        self.sync_documents(deps, rows, report).await
     }
 
     /// A page of changed lines: delete what was deleted, and sync each changed line's whole document once.
     async fn line_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
         let (spec, company) = (&self.spec, self.company.as_str());
         let mut failures = write::delete_lines(deps, spec, company, &page.deleted, &self.deleted_docs, report).await?;
-        let mut ids: Vec<String> = ids_of(&page.rows, &spec.parent_col)
+        let rows = page.rows.into_records();
+        let mut ids: Vec<String> = ids_of(&rows, &spec.parent_col)
             .filter(|id| !self.done.contains(id))
             .collect();
         ids.sort();

@@ -121,6 +121,10 @@ mod transform;
 mod unit;
 mod write;
 
+use std::collections::HashMap;
+
+use p2c_dynamics::Record;
+
 use crate::{
     deps::{Deps, ScopeOnce},
     error::SyncError,
@@ -137,37 +141,42 @@ use spec::{Children, Spec};
 use unit::{Mode, Unit, Work};
 use write::CompanyUnit;
 
-/// Groups lines under the headers they belong to (lines of headers not in `headers` are dropped: they belong
-/// to another page or have no header).
-fn units_of(spec: &Spec, headers: Vec<p2c_dynamics::Record>, lines: Vec<p2c_dynamics::Record>) -> Vec<Unit> {
-    let mut units: Vec<Unit> = headers
+/// The units of `headers`, each with its lines taken out of `lines` (by header key).
+fn units_of(spec: &Spec, headers: Vec<Record>, lines: &mut HashMap<String, Vec<Record>>) -> Vec<Unit> {
+    headers
         .into_iter()
-        .map(|h| Unit {
-            key: sweep::text_of(&h, spec.key_field()).unwrap_or_default(),
-            parent: h,
-            children: Vec::new(),
+        .map(|h| {
+            let key = sweep::text_of(&h, spec.key_field()).unwrap_or_default();
+            Unit {
+                children: lines.remove(&key).unwrap_or_default(),
+                key,
+                parent: h,
+            }
         })
-        .collect();
+        .collect()
+}
+
+/// Lines by the key of their header; lines without one belong to no unit and are dropped.
+fn lines_by_header(spec: &Spec, lines: Vec<Record>) -> HashMap<String, Vec<Record>> {
+    let mut by: HashMap<String, Vec<Record>> = HashMap::new();
     if let Children::Lines { parent_field, .. } = &spec.children {
-        let index: std::collections::HashMap<String, usize> =
-            units.iter().enumerate().map(|(i, u)| (u.key.clone(), i)).collect();
         for l in lines {
-            if let Some(&i) = sweep::text_of(&l, parent_field).and_then(|k| index.get(&k)) {
-                units[i].children.push(l);
+            if let Some(k) = sweep::text_of(&l, parent_field) {
+                by.entry(k).or_default().push(l);
             }
         }
     }
-    units
+    by
 }
 
 async fn read_lines(
     deps: &Deps,
     spec: &Spec,
     company: &str,
-    headers: &[p2c_dynamics::Record],
+    header_keys: &[String],
     keys: Option<&[String]>,
     settled: Option<&sweep::Settled>,
-) -> Result<Vec<p2c_dynamics::Record>, SyncError> {
+) -> Result<Vec<Record>, SyncError> {
     let Children::Lines {
         entity,
         parent_field,
@@ -184,8 +193,7 @@ async fn read_lines(
             .await?);
     }
     // The service's order, not ours, decides the range: the first and last header of the page.
-    let key = |h: Option<&p2c_dynamics::Record>| h.and_then(|h| sweep::text_of(h, spec.key_field()));
-    let (Some(first), Some(last)) = (key(headers.first()), key(headers.last())) else {
+    let (Some(first), Some(last)) = (header_keys.first(), header_keys.last()) else {
         return Ok(Vec::new());
     };
     let unsettled = settled.map(|s| s.lines.as_str());
@@ -194,7 +202,7 @@ async fn read_lines(
         (entity, company),
         (parent_field, line_field),
         select,
-        (&first, &last),
+        (first, last),
         unsettled,
     )
     .await?;
@@ -203,11 +211,7 @@ async fn read_lines(
         // their lines by key, so a document is never seen without its lines.
         let with: std::collections::HashSet<String> =
             lines.iter().filter_map(|l| sweep::text_of(l, parent_field)).collect();
-        let without: Vec<String> = headers
-            .iter()
-            .filter_map(|h| sweep::text_of(h, spec.key_field()))
-            .filter(|k| !with.contains(k))
-            .collect();
+        let without: Vec<String> = header_keys.iter().filter(|k| !with.contains(*k)).cloned().collect();
         if !without.is_empty() {
             lines.extend(
                 deps.fno
@@ -289,21 +293,24 @@ impl Flow for FnoToSales {
 
     /// A page of parents (products, headers): their lines in one range read, then the units.
     async fn sync_page(&mut self, deps: &Deps, page: Page, report: &mut RunReport) -> Result<Vec<Failure>, SyncError> {
-        self.book_page(&page, report);
+        let keys: Vec<String> = page.rows.texts(self.spec.key_field()).flatten().collect();
+        self.book_page(&keys, report);
         let settled = page.settled.as_ref();
-        let lines = read_lines(deps, &self.spec, &self.company, &page.rows, None, settled).await?;
-        let mut units = units_of(&self.spec, page.rows, lines);
+        let lines = read_lines(deps, &self.spec, &self.company, &keys, None, settled).await?;
+        let mut lines = lines_by_header(&self.spec, lines);
         let mode = Mode::Sweep {
             scope: if settled.is_some() { "regular" } else { "full" },
         };
-        // A sweep page is large (few F&O requests); it is mapped, compared and written P2C_PAGE_SIZE units at a
-        // time, so what a run holds besides the page's records stays small.
+        // A sweep page is large (few F&O requests) and held as text; it is parsed, mapped, compared and written
+        // P2C_PAGE_SIZE records at a time, so what a run holds besides the page's text stays small.
         let step = deps.cfg.page_size.max(1);
+        let mut rows = page.rows;
         let mut failures = Vec::new();
-        while !units.is_empty() {
-            let rest = units.split_off(step.min(units.len()));
+        while !rows.is_empty() {
+            let rest = rows.split_off(step);
+            let units = units_of(&self.spec, rows.into_records(), &mut lines);
             failures.extend(sync_units(deps, self, units, report, mode).await?);
-            units = rest;
+            rows = rest;
         }
         Ok(failures)
     }
@@ -327,16 +334,12 @@ impl Flow for FnoToSales {
 
 impl FnoToSales {
     /// Keeps the keys of a sweep's page for [`gone`]; a sweep resumed from an earlier run keeps nothing.
-    fn book_page(&mut self, page: &Page, report: &RunReport) {
+    fn book_page(&mut self, keys: &[String], report: &RunReport) {
         if report.resumed {
             self.book = None;
         }
         let Some(book) = &mut self.book else { return };
-        for row in &page.rows {
-            if let Some(k) = sweep::text_of(row, self.spec.key_field()) {
-                book.saw(&k);
-            }
-        }
+        keys.iter().for_each(|k| book.saw(k));
     }
 }
 
@@ -375,8 +378,8 @@ async fn sync_keys(
             report.skip(Skip::GoneFromFno);
         }
     }
-    let lines = read_lines(deps, spec, company, &headers, Some(&keys), None).await?;
-    let units = units_of(spec, headers, lines);
+    let lines = read_lines(deps, spec, company, &[], Some(&keys), None).await?;
+    let units = units_of(spec, headers, &mut lines_by_header(spec, lines));
     sync_units(deps, flow, units, report, Mode::Keys).await
 }
 

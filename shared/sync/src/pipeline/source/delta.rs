@@ -70,7 +70,7 @@ impl DeltaSource {
             if let Some(p) = reader.next(deps, report).await? {
                 return Ok(Some(Page {
                     table: self.current,
-                    rows: p.rows,
+                    rows: p.rows.into(),
                     deleted: p.deleted,
                     settled: None,
                 }));

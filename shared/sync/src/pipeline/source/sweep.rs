@@ -1,10 +1,10 @@
 //! Reading F&O for the sweep: key-ordered pages of one company (keyset paging, so a crashed run resumes after
 //! the last key it finished), the lines of a page's headers, and records named by key (SQS).
 
-use p2c_dynamics::{DynamicsError, Record, odata};
+use p2c_dynamics::{DynamicsError, RawRows, Record, odata};
 use serde_json::{Value, json};
 
-use super::Page;
+use super::{Page, Rows};
 use crate::{deps::Deps, error::SyncError, pipeline::record::now};
 
 /// What a regular sweep leaves out: documents that can no longer change in a way the flow syncs (settled), as
@@ -87,8 +87,9 @@ impl SweepSource {
             self.page_size,
         )
         .await?;
+        let rows = Rows::Text(rows);
         // A short page ends the sweep; a full one moves the cursor to its last key.
-        match rows.last().and_then(|r| text_of(r, &self.key_field)) {
+        match rows.len().checked_sub(1).and_then(|i| rows.text(i, &self.key_field)) {
             Some(last) if rows.len() >= self.page_size => self.after = Some(last),
             _ => self.done = true,
         }
@@ -172,7 +173,12 @@ pub(crate) fn finished_value(now: &str, full_at: Option<&str>) -> String {
 
 /// A record field as text: strings as they are, numbers (line numbers) by their JSON text.
 pub(crate) fn text_of(r: &Record, field: &str) -> Option<String> {
-    match r.get(field) {
+    value_text(r.get(field))
+}
+
+/// A value as [`text_of`] reads it.
+pub(crate) fn value_text(v: Option<&Value>) -> Option<String> {
+    match v {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
         _ => None,
@@ -189,7 +195,7 @@ pub(crate) async fn read_page(
     unsettled: Option<&str>,
     after: Option<&str>,
     top: usize,
-) -> Result<Vec<Record>, DynamicsError> {
+) -> Result<RawRows, DynamicsError> {
     let mut filter = format!("dataAreaId eq {}", odata::string_literal(company));
     if let Some(u) = unsettled {
         filter.push_str(&format!(" and ({u})"));
@@ -205,24 +211,14 @@ pub(crate) async fn read_page(
         ("$top", top.to_string()),
     ];
     let mut url = format!("{}{}", deps.fno.set_url(entity_set), odata::query(&opts));
-    let mut out = Vec::new();
+    let mut out = RawRows::default();
     loop {
-        let mut v = deps.fno.api().get_json(&url, entity_set, &[]).await?;
-        // Moved, not copied: a page is the biggest thing a sweep holds.
-        let Some(Value::Array(rows)) = v.get_mut("value").map(Value::take) else {
-            return Err(DynamicsError::Decode {
-                service: "fno",
-                what: entity_set.to_string(),
-                message: "the answer has no \"value\" array".into(),
-            });
-        };
-        out.extend(rows.into_iter().filter_map(|r| match r {
-            Value::Object(m) => Some(m),
-            _ => None,
-        }));
+        // Kept as text: a page is the biggest thing a sweep holds.
+        let (rows, next) = deps.fno.api().get_rows(&url, entity_set).await?;
+        out.extend(rows);
         // A service that pages below $top still hands out a next link; follow it to the end of this page.
-        match v["@odata.nextLink"].as_str() {
-            Some(next) if out.len() < top => url = next.to_string(),
+        match next {
+            Some(next) if out.len() < top => url = next,
             _ => return Ok(out),
         }
     }
