@@ -11,9 +11,10 @@ use crate::{
     api::Api,
     auth::TokenCache,
     batch::{self, BatchOp, BatchResult, SetResult},
-    dataverse::{rows_of, send_batch},
+    dataverse::send_batch,
     error::DynamicsError,
     odata,
+    raw::RawRows,
 };
 
 /// Keys per `or` filter: F&O has no `in`, so each key costs ~40 characters of URL.
@@ -85,6 +86,17 @@ impl Fno {
         filter: Option<&str>,
         order_by: Option<&str>,
     ) -> Result<Vec<Record>, DynamicsError> {
+        Ok(self.list_rows(entity_set, select, filter, order_by).await?.parse())
+    }
+
+    /// [`Fno::list`] with the rows kept as JSON text, for reads too large to hold parsed.
+    pub async fn list_rows(
+        &self,
+        entity_set: &str,
+        select: &[String],
+        filter: Option<&str>,
+        order_by: Option<&str>,
+    ) -> Result<RawRows, DynamicsError> {
         let mut opts = vec![("cross-company", "true".to_string())];
         if !select.is_empty() {
             opts.push(("$select", select.join(",")));
@@ -96,12 +108,12 @@ impl Fno {
             opts.push(("$orderby", o.to_string()));
         }
         let mut url = format!("{}{}", self.set_url(entity_set), odata::query(&opts));
-        let mut out = Vec::new();
+        let mut out = RawRows::default();
         loop {
-            let mut v = self.api.get_json(&url, entity_set, &[]).await?;
-            out.extend(rows_of(&mut v, entity_set, self.api.service)?);
-            match v["@odata.nextLink"].as_str() {
-                Some(next) => url = next.to_string(),
+            let (rows, next) = self.api.get_rows(&url, entity_set).await?;
+            out.extend(rows);
+            match next {
+                Some(next) => url = next,
                 None => return Ok(out),
             }
         }

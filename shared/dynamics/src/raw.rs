@@ -1,7 +1,7 @@
 //! A page of OData rows kept as their JSON text. A parsed row (a map of owned keys and values) takes about four
 //! times the bytes of its text, so a sweep holds its large pages as text and parses them a step at a time.
 
-use std::{borrow::Cow, fmt};
+use std::{borrow::Cow, collections::HashMap, fmt};
 
 use serde::{
     Deserialize, Deserializer,
@@ -43,9 +43,18 @@ impl RawRows {
 
     /// One field of row `i`, without building the rest of the row.
     pub fn field(&self, i: usize, name: &str) -> Option<Value> {
-        let raw = self.0.get(i)?;
-        let mut de = serde_json::Deserializer::from_str(raw.get());
-        Field(name).deserialize(&mut de).ok().flatten()
+        field_of(self.0.get(i)?, name)
+    }
+
+    /// The rows by `key` of their field `field`, each group in read order; rows without a key are left out.
+    pub fn group_by(self, field: &str, key: impl Fn(Option<&Value>) -> Option<String>) -> HashMap<String, RawRows> {
+        let mut by: HashMap<String, RawRows> = HashMap::new();
+        for row in self.0 {
+            if let Some(k) = key(field_of(&row, field).as_ref()) {
+                by.entry(k).or_default().0.push(row);
+            }
+        }
+        by
     }
 
     /// The rows as records; a row that is not a JSON object is left out, as a parsed page leaves it out.
@@ -57,10 +66,25 @@ impl RawRows {
     }
 }
 
+impl From<Vec<Record>> for RawRows {
+    fn from(rows: Vec<Record>) -> Self {
+        RawRows(
+            rows.iter()
+                .filter_map(|r| serde_json::value::to_raw_value(r).ok())
+                .collect(),
+        )
+    }
+}
+
 impl From<Vec<Box<RawValue>>> for RawRows {
     fn from(rows: Vec<Box<RawValue>>) -> Self {
         RawRows(rows)
     }
+}
+
+fn field_of(raw: &RawValue, name: &str) -> Option<Value> {
+    let mut de = serde_json::Deserializer::from_str(raw.get());
+    Field(name).deserialize(&mut de).ok().flatten()
 }
 
 /// Picks one field out of a JSON object, skipping the others unbuilt.
@@ -118,5 +142,17 @@ mod tests {
         assert_eq!(parsed[0]["SalesPrice"], json!(1.5));
         assert_eq!(parsed[0]["Nested"], json!({"ProductNumber": "no"}));
         assert_eq!(tail.parse().len(), 1, "a row that is not an object is left out");
+    }
+
+    #[test]
+    fn rows_group_by_a_field_in_read_order_and_round_trip_from_records() {
+        let r = rows(r#"{"value":[{"H":"A","L":1},{"H":"B","L":1},{"H":"A","L":2},{"L":9}]}"#);
+        let by = r.group_by("H", |v| v.and_then(Value::as_str).map(str::to_string));
+        assert_eq!(by.len(), 2, "the row without a key is left out");
+        let a = by.into_iter().find(|(k, _)| k == "A").unwrap().1.parse();
+        assert_eq!((a[0]["L"].clone(), a[1]["L"].clone()), (json!(1), json!(2)));
+        let rec = json!({"H": "C", "N": [1, 2]}).as_object().unwrap().clone();
+        let back = RawRows::from(vec![rec.clone()]).parse();
+        assert_eq!(back, vec![rec]);
     }
 }

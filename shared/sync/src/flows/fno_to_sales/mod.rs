@@ -123,7 +123,8 @@ mod write;
 
 use std::collections::HashMap;
 
-use p2c_dynamics::Record;
+use p2c_dynamics::{RawRows, Record};
+use serde_json::Value;
 
 use crate::{
     deps::{Deps, ScopeOnce},
@@ -132,7 +133,7 @@ use crate::{
     pipeline::{
         Flow,
         sink::sales::{CALCULATED, Pricing},
-        source::{Page, SourceSpec, sweep},
+        source::{Page, Rows, SourceSpec, sweep},
     },
     report::{Failure, RunReport, Skip},
 };
@@ -142,13 +143,13 @@ use unit::{Mode, Unit, Work};
 use write::CompanyUnit;
 
 /// The units of `headers`, each with its lines taken out of `lines` (by header key).
-fn units_of(spec: &Spec, headers: Vec<Record>, lines: &mut HashMap<String, Vec<Record>>) -> Vec<Unit> {
+fn units_of(spec: &Spec, headers: Vec<Record>, lines: &mut HashMap<String, Rows>) -> Vec<Unit> {
     headers
         .into_iter()
         .map(|h| {
             let key = sweep::text_of(&h, spec.key_field()).unwrap_or_default();
             Unit {
-                children: lines.remove(&key).unwrap_or_default(),
+                children: lines.remove(&key).map(Rows::into_records).unwrap_or_default(),
                 key,
                 parent: h,
             }
@@ -156,17 +157,21 @@ fn units_of(spec: &Spec, headers: Vec<Record>, lines: &mut HashMap<String, Vec<R
         .collect()
 }
 
-/// Lines by the key of their header; lines without one belong to no unit and are dropped.
-fn lines_by_header(spec: &Spec, lines: Vec<Record>) -> HashMap<String, Vec<Record>> {
-    let mut by: HashMap<String, Vec<Record>> = HashMap::new();
-    if let Children::Lines { parent_field, .. } = &spec.children {
-        for l in lines {
-            if let Some(k) = sweep::text_of(&l, parent_field) {
-                by.entry(k).or_default().push(l);
-            }
-        }
-    }
-    by
+/// Lines by the key of their header, as read (a page's lines stay text until their headers' step); lines
+/// without one belong to no unit and are dropped.
+fn lines_by_header(spec: &Spec, lines: Rows) -> HashMap<String, Rows> {
+    let Children::Lines { parent_field, .. } = &spec.children else {
+        return HashMap::new();
+    };
+    let key = |v: Option<&Value>| sweep::value_text(v);
+    let text: RawRows = match lines {
+        Rows::Text(t) => t,
+        Rows::Parsed(p) => p.into(),
+    };
+    text.group_by(parent_field, key)
+        .into_iter()
+        .map(|(k, r)| (k, Rows::Text(r)))
+        .collect()
 }
 
 async fn read_lines(
@@ -176,7 +181,7 @@ async fn read_lines(
     header_keys: &[String],
     keys: Option<&[String]>,
     settled: Option<&sweep::Settled>,
-) -> Result<Vec<Record>, SyncError> {
+) -> Result<Rows, SyncError> {
     let Children::Lines {
         entity,
         parent_field,
@@ -184,17 +189,18 @@ async fn read_lines(
         select,
     } = &spec.children
     else {
-        return Ok(Vec::new());
+        return Ok(Rows::default());
     };
     if let Some(keys) = keys {
-        return Ok(deps
+        let lines = deps
             .fno
             .find_by_keys(entity, company, parent_field, keys, select)
-            .await?);
+            .await?;
+        return Ok(Rows::Parsed(lines));
     }
     // The service's order, not ours, decides the range: the first and last header of the page.
     let (Some(first), Some(last)) = (header_keys.first(), header_keys.last()) else {
-        return Ok(Vec::new());
+        return Ok(Rows::default());
     };
     let unsettled = settled.map(|s| s.lines.as_str());
     let mut lines = sweep::read_lines_between(
@@ -209,18 +215,19 @@ async fn read_lines(
     if unsettled.is_some() {
         // Headers whose lines the filter left out (settled since the header read, or final within their grace):
         // their lines by key, so a document is never seen without its lines.
-        let with: std::collections::HashSet<String> =
-            lines.iter().filter_map(|l| sweep::text_of(l, parent_field)).collect();
+        let with: std::collections::HashSet<String> = (0..lines.len())
+            .filter_map(|i| sweep::value_text(lines.field(i, parent_field).as_ref()))
+            .collect();
         let without: Vec<String> = header_keys.iter().filter(|k| !with.contains(*k)).cloned().collect();
         if !without.is_empty() {
-            lines.extend(
-                deps.fno
-                    .find_by_keys(entity, company, parent_field, &without, select)
-                    .await?,
-            );
+            let found = deps
+                .fno
+                .find_by_keys(entity, company, parent_field, &without, select)
+                .await?;
+            lines.extend(found.into());
         }
     }
-    Ok(lines)
+    Ok(Rows::Text(lines))
 }
 
 /// products-to-sales, orders-to-sales or invoices-to-sales for one company.

@@ -233,7 +233,7 @@ pub(crate) async fn read_lines_between(
     select: &[String],
     (first, last): (&str, &str),
     unsettled: Option<&str>,
-) -> Result<Vec<Record>, DynamicsError> {
+) -> Result<RawRows, DynamicsError> {
     let mut filter = format!(
         "dataAreaId eq {} and {parent_field} ge {} and {parent_field} le {}",
         odata::string_literal(company),
@@ -244,7 +244,7 @@ pub(crate) async fn read_lines_between(
         filter.push_str(&format!(" and ({u})"));
     }
     deps.fno
-        .list(
+        .list_rows(
             entity_set,
             select,
             Some(&filter),
