@@ -52,7 +52,7 @@ pub(crate) const CREATE_ACTIVE: &str = "createproductswithoutparentinactivestate
 fn creates_active(store: &DvStore) -> bool {
     store
         .table("organizations")
-        .and_then(|t| t.rows.values().next())
+        .and_then(|t| t.rows().values().next())
         .and_then(|r| r.get(CREATE_ACTIVE))
         .and_then(Value::as_bool)
         .unwrap_or(false)
@@ -198,7 +198,7 @@ fn check_line(store: &DvStore, t: &Table, existing: Option<&Row>, vals: &Row) ->
 
 fn has_price_list_item(store: &DvStore, list: &str, product: &str, uom: &str) -> bool {
     store.table("productpricelevels").is_some_and(|t| {
-        t.rows.values().any(|r| {
+        t.rows().values().any(|r| {
             let is = |c: &str, v: &str| text(r, c).is_some_and(|x| x.eq_ignore_ascii_case(v));
             is("_pricelevelid_value", list) && is("_productid_value", product) && is("_uomid_value", uom)
         })

@@ -401,7 +401,7 @@ pub(crate) fn find_by_key(store: &DvStore, t: &Table, spec: &KeySpec) -> Option<
     match spec {
         KeySpec::Id(id) => store.get(t.set, id).map(|_| id.clone()),
         KeySpec::Alt(pairs) => store.table(t.set).and_then(|tb| {
-            tb.rows
+            tb.rows()
                 .iter()
                 .find(|(_, r)| {
                     pairs.iter().all(|(k, v)| match r.get(k) {
@@ -849,7 +849,7 @@ fn get_collection(state: &State, store: &DvStore, t: &'static Table, req: &Req) 
         (Some(tb), Some(mut ids)) => {
             ids.sort();
             ids.dedup();
-            ids.iter().filter_map(|id| tb.rows.get(id)).filter(keep).collect()
+            ids.iter().filter_map(|id| tb.rows().get(id)).filter(keep).collect()
         }
         (Some(tb), None) => match filter.as_ref().and_then(|f| tb.index_candidates(f)) {
             // So is one on an indexed column (a header's lines, orders by name).
@@ -858,7 +858,7 @@ fn get_collection(state: &State, store: &DvStore, t: &'static Table, req: &Req) 
                 ids.dedup();
                 ids.iter().flat_map(|id| tb.referencing(col, id)).filter(keep).collect()
             }
-            None => tb.rows.values().filter(keep).collect(),
+            None => tb.rows().values().filter(keep).collect(),
         },
     };
     let mut rows: Vec<(Vec<SortVal>, &Row)> = candidates.into_iter().map(|r| (key_of(r), r)).collect();
@@ -957,7 +957,7 @@ fn delta_page(
     // (kind, version, id): changed rows first by version, then deletions.
     let mut items: Vec<([SortVal; 3], Option<&Row>)> = Vec::new();
     if let Some(tb) = store.table(t.set) {
-        for (id, r) in &tb.rows {
+        for (id, r) in tb.rows() {
             let v = r.get("versionnumber").and_then(Value::as_u64).unwrap_or(0);
             if v > since {
                 items.push((
@@ -967,7 +967,7 @@ fn delta_page(
             }
         }
         for (id, v) in &tb.tombstones {
-            if *v > since && !tb.rows.contains_key(id) {
+            if *v > since && !tb.rows().contains_key(id) {
                 items.push((
                     [SortVal::Num(1.0), SortVal::Num(*v as f64), SortVal::Str(id.clone())],
                     None,
@@ -1055,14 +1055,14 @@ fn delta_since(store: &DvStore, tok: &str) -> Result<u64, Resp> {
 fn changes_since(store: &DvStore, t: &Table, since: u64) -> usize {
     let Some(tb) = store.table(t.set) else { return 0 };
     let changed = tb
-        .rows
+        .rows()
         .values()
         .filter(|r| r.get("versionnumber").and_then(Value::as_u64).unwrap_or(0) > since)
         .count();
     let deleted = tb
         .tombstones
         .iter()
-        .filter(|(id, v)| **v > since && !tb.rows.contains_key(*id))
+        .filter(|(id, v)| **v > since && !tb.rows().contains_key(*id))
         .count();
     changed + deleted
 }
@@ -1104,7 +1104,7 @@ fn count(state: &State, store: &DvStore, t: &'static Table, req: &Req) -> Resp {
     let n = store
         .table(t.set)
         .map(|tb| {
-            tb.rows
+            tb.rows()
                 .values()
                 .filter(|r| filter.as_ref().is_none_or(|f| of::eval(f, r, Dialect::Dataverse)))
                 .count()

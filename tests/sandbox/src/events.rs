@@ -242,7 +242,7 @@ fn registered_steps(dv: &DvStore) -> Vec<Step> {
         return Vec::new();
     };
     let mut out = Vec::new();
-    for s in steps.rows.values() {
+    for s in steps.rows().values() {
         if s.get("statecode").and_then(Value::as_i64) != Some(0) {
             continue;
         }

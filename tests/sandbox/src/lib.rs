@@ -415,7 +415,10 @@ impl Sandbox {
     pub fn sales_rows(&self, entity_set: &str) -> Vec<Value> {
         let t = Self::dv_table(entity_set);
         let dv = lock(&self.st().dv);
-        let mut rows: Vec<&store::Row> = dv.table(t.set).map(|tb| tb.rows.values().collect()).unwrap_or_default();
+        let mut rows: Vec<&store::Row> = dv
+            .table(t.set)
+            .map(|tb| tb.rows().values().collect())
+            .unwrap_or_default();
         rows.sort_by_key(|r| r.get("versionnumber").and_then(Value::as_u64).unwrap_or(0));
         rows.into_iter().map(|r| dataverse::wire_row(&dv, t, r)).collect()
     }
@@ -581,7 +584,7 @@ impl Sandbox {
     /// Id of the Sales business unit with this name (`"usmf"` after `seed_demo`; the root BU is `"contoso"`).
     pub fn business_unit_id(&self, name: &str) -> Option<String> {
         let dv = lock(&self.st().dv);
-        dv.table("businessunits")?.rows.iter().find_map(|(id, r)| {
+        dv.table("businessunits")?.rows().iter().find_map(|(id, r)| {
             r.get("name")
                 .and_then(Value::as_str)
                 .filter(|n| n.eq_ignore_ascii_case(name))

@@ -205,7 +205,7 @@ pub(crate) fn trusted_owner(store: &DvStore, t: &Table, vals: &mut Row) {
 
 /// The id of the default team of business unit `unit`.
 pub(crate) fn default_team(store: &DvStore, unit: &str) -> Option<String> {
-    store.table("teams")?.rows.iter().find_map(|(id, r)| {
+    store.table("teams")?.rows().iter().find_map(|(id, r)| {
         let hit = r.get("isdefault").and_then(Value::as_bool) == Some(true)
             && text(r, "_businessunitid_value").is_some_and(|u| u.eq_ignore_ascii_case(unit));
         hit.then(|| id.clone())
@@ -252,7 +252,7 @@ pub(crate) fn after_update(store: &mut DvStore, t: &Table, before: &Row, after: 
         let lines: Vec<(String, Row)> = store
             .table(doc.line)
             .map(|tb| {
-                tb.rows
+                tb.rows()
                     .iter()
                     .filter(|(_, r)| text(r, &col).is_some_and(|h| h.eq_ignore_ascii_case(&hid)))
                     .map(|(id, r)| (id.clone(), r.clone()))

@@ -191,7 +191,10 @@ pub(crate) fn check_delete(store: &DvStore, t: &Table, row: &Row) -> Result<(), 
     }
     let id = text(row, &t.pk);
     let used = store.table("sdkmessageprocessingsteps").map_or(0, |s| {
-        s.rows.values().filter(|r| text(r, "_eventhandler_value") == id).count()
+        s.rows()
+            .values()
+            .filter(|r| text(r, "_eventhandler_value") == id)
+            .count()
     });
     if used > 0 {
         return Err(invalid(format!(
@@ -235,7 +238,7 @@ pub(crate) fn webhook_everywhere(store: &mut DvStore, url: &str, key: &str) -> R
     let filters: Vec<(String, String, String)> = store
         .table("sdkmessagefilters")
         .map(|t| {
-            t.rows
+            t.rows()
                 .iter()
                 .map(|(id, r)| {
                     let msg = text(r, "_sdkmessageid_value").to_string();

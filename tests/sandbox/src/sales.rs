@@ -281,7 +281,7 @@ fn set_num(row: &mut Row, col: &str, v: f64) -> bool {
 
 /// The amount of the price list item for (price list, product, unit), currency-amount pricing.
 fn price_list_amount(store: &DvStore, pricelevel: &str, product: &str, uom: &str) -> Option<f64> {
-    store.table("productpricelevels")?.rows.values().find_map(|r| {
+    store.table("productpricelevels")?.rows().values().find_map(|r| {
         let hit = id_of(r, "_pricelevelid_value") == Some(pricelevel)
             && id_of(r, "_productid_value") == Some(product)
             && id_of(r, "_uomid_value") == Some(uom);
@@ -297,7 +297,7 @@ fn price_list_amount(store: &DvStore, pricelevel: &str, product: &str, uom: &str
 pub(crate) fn system_pricing(store: &DvStore) -> bool {
     store
         .table("organizations")
-        .and_then(|t| t.rows.values().next())
+        .and_then(|t| t.rows().values().next())
         .and_then(|r| r.get("oobpricecalculationenabled"))
         .and_then(Value::as_bool)
         .unwrap_or(true)
@@ -318,7 +318,7 @@ fn prepare_line(store: &DvStore, doc: &Doc, row: &mut Row, new: bool) {
             let max = store
                 .table(doc.line)
                 .map(|t| {
-                    t.rows
+                    t.rows()
                         .values()
                         .filter(|r| id_of(r, &doc.header_col()) == Some(hid))
                         .filter_map(|r| r.get("sequencenumber").and_then(Value::as_i64))

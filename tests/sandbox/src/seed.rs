@@ -123,7 +123,7 @@ fn registration_metadata(state: &State) {
 
 fn find_by(state: &State, set: &str, col: &str, value: &str) -> Option<String> {
     let dv = lock(&state.dv);
-    dv.table(set)?.rows.iter().find_map(|(id, r)| {
+    dv.table(set)?.rows().iter().find_map(|(id, r)| {
         r.get(col)
             .and_then(Value::as_str)
             .filter(|v| v.eq_ignore_ascii_case(value))
@@ -341,7 +341,7 @@ pub(crate) fn demo(state: &State, accounts: usize) {
     }
 
     // Sales accounts, deterministic per batch number so repeated runs stay reproducible.
-    let start = lock(&state.dv).table("accounts").map_or(0, |t| t.rows.len());
+    let start = lock(&state.dv).table("accounts").map_or(0, |t| t.rows().len());
     let mut rng = StdRng::seed_from_u64(0x5eed_0000 + start as u64);
     for i in 0..accounts {
         let seq = 1000 + start + i;
@@ -454,7 +454,7 @@ fn demo_accounts(state: &State) -> Vec<(String, String)> {
     let mut v: Vec<(String, String)> = dv
         .table("accounts")
         .map(|t| {
-            t.rows
+            t.rows()
                 .iter()
                 .filter_map(|(id, r)| {
                     let n = r.get("accountnumber").and_then(Value::as_str)?;

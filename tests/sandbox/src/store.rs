@@ -16,9 +16,9 @@ pub(crate) const HIDDEN: &str = "@sb.";
 
 #[derive(Default)]
 pub(crate) struct DvTable {
-    /// Rows by lower-case GUID. Changed only through [`DvTable::insert`] and [`DvTable::remove`], which keep
-    /// `index` in step.
-    pub rows: HashMap<String, Row>,
+    /// Rows by lower-case GUID. Private: changed only through [`DvTable::insert`] and [`DvTable::remove`],
+    /// which keep `index` in step.
+    rows: HashMap<String, Row>,
     /// Deleted ids with the version of their deletion (change tracking reports them as `$deletedEntity`).
     pub tombstones: HashMap<String, u64>,
     /// Columns indexed besides the lookups (`_x_value`): the primary name, the autonumber (`ordernumber`) and
@@ -30,6 +30,11 @@ pub(crate) struct DvTable {
 }
 
 impl DvTable {
+    /// Rows by lower-case GUID.
+    pub fn rows(&self) -> &HashMap<String, Row> {
+        &self.rows
+    }
+
     /// The table of entity set `set`, indexed as its schema says.
     pub fn of(set: &str) -> DvTable {
         let indexed = crate::dv_schema::table(set).map_or_else(Vec::new, |t| {
