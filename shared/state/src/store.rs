@@ -109,19 +109,23 @@ pub struct Link {
 /// Two links are equal when they say the same about the record now; the trail behind them does not count.
 impl PartialEq for Link {
     fn eq(&self, o: &Self) -> bool {
-        (
-            &self.entity,
-            &self.company,
-            &self.system,
-            &self.source_key,
-            &self.target_key,
-        ) == (&o.entity, &o.company, &o.system, &o.source_key, &o.target_key)
-            && (
-                &self.source_version,
-                &self.source_hash,
-                &self.target_hash,
-                &self.synced_at,
-            ) == (&o.source_version, &o.source_hash, &o.target_hash, &o.synced_at)
+        // Every field named (no `..`): a field added to Link must be placed here or in the ignored trail.
+        let Link {
+            entity,
+            company,
+            system,
+            source_key,
+            target_key,
+            source_version,
+            source_hash,
+            target_hash,
+            synced_at,
+            previous: _,
+        } = self;
+        (entity, company, system, source_key, target_key)
+            == (&o.entity, &o.company, &o.system, &o.source_key, &o.target_key)
+            && (source_version, source_hash, target_hash, synced_at)
+                == (&o.source_version, &o.source_hash, &o.target_hash, &o.synced_at)
     }
 }
 
