@@ -12,7 +12,7 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use crate::{
     auth::TokenCache,
     error::DynamicsError,
-    raw::{RawPage, RawRows},
+    raw::{PageOf, RawRows},
     users::Users,
 };
 
@@ -431,9 +431,19 @@ impl Api {
 
     /// A collection read whose rows stay JSON text ([`RawRows`]), and its next link.
     pub async fn get_rows(&self, url: &str, endpoint: &str) -> Result<(RawRows, Option<String>), DynamicsError> {
+        let (rows, next) = self.get_page::<Box<serde_json::value::RawValue>>(url, endpoint).await?;
+        Ok((rows.into(), next))
+    }
+
+    /// One answer of a collection read: its rows as `T`, and its next link.
+    pub(crate) async fn get_page<T: serde::de::DeserializeOwned>(
+        &self,
+        url: &str,
+        endpoint: &str,
+    ) -> Result<(Vec<T>, Option<String>), DynamicsError> {
         let resp = self.send(Method::GET, url, endpoint, |r| r).await?;
-        let page: RawPage = self.read_json(resp, endpoint).await?;
-        Ok((page.value.into(), page.next))
+        let page: PageOf<T> = self.read_json(resp, endpoint).await?;
+        Ok((page.value, page.next))
     }
 
     pub(crate) async fn read_json<T: serde::de::DeserializeOwned>(

@@ -4,7 +4,8 @@ use crate::batch::WriteMethod;
 use std::sync::Arc;
 
 use reqwest::Method;
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, value::RawValue};
 
 use crate::{
     Record,
@@ -62,6 +63,34 @@ impl Fno {
         keys: &[String],
         select: &[String],
     ) -> Result<Vec<Record>, DynamicsError> {
+        let rows = self
+            .find_by_keys_as(entity_set, company, (key_field, keys), select)
+            .await?;
+        Ok(objects(rows))
+    }
+
+    /// [`Fno::find_by_keys`] with the rows kept as JSON text.
+    pub async fn find_rows_by_keys(
+        &self,
+        entity_set: &str,
+        company: &str,
+        key_field: &str,
+        keys: &[String],
+        select: &[String],
+    ) -> Result<RawRows, DynamicsError> {
+        let rows: Vec<Box<RawValue>> = self
+            .find_by_keys_as(entity_set, company, (key_field, keys), select)
+            .await?;
+        Ok(RawRows::from(rows))
+    }
+
+    async fn find_by_keys_as<T: DeserializeOwned>(
+        &self,
+        entity_set: &str,
+        company: &str,
+        (key_field, keys): (&str, &[String]),
+        select: &[String],
+    ) -> Result<Vec<T>, DynamicsError> {
         let mut out = Vec::new();
         for chunk in keys.chunks(KEYS_PER_READ) {
             let ors: Vec<String> = chunk
@@ -73,7 +102,7 @@ impl Fno {
                 odata::string_literal(company),
                 ors.join(" or ")
             );
-            out.extend(self.list(entity_set, select, Some(&filter), None).await?);
+            out.extend(self.list_as(entity_set, select, Some(&filter), None).await?);
         }
         Ok(out)
     }
@@ -86,7 +115,7 @@ impl Fno {
         filter: Option<&str>,
         order_by: Option<&str>,
     ) -> Result<Vec<Record>, DynamicsError> {
-        Ok(self.list_rows(entity_set, select, filter, order_by).await?.parse())
+        Ok(objects(self.list_as(entity_set, select, filter, order_by).await?))
     }
 
     /// [`Fno::list`] with the rows kept as JSON text, for reads too large to hold parsed.
@@ -97,6 +126,18 @@ impl Fno {
         filter: Option<&str>,
         order_by: Option<&str>,
     ) -> Result<RawRows, DynamicsError> {
+        let rows: Vec<Box<RawValue>> = self.list_as(entity_set, select, filter, order_by).await?;
+        Ok(RawRows::from(rows))
+    }
+
+    /// The rows as `T` (a parsed value, or the JSON text), following next links.
+    async fn list_as<T: DeserializeOwned>(
+        &self,
+        entity_set: &str,
+        select: &[String],
+        filter: Option<&str>,
+        order_by: Option<&str>,
+    ) -> Result<Vec<T>, DynamicsError> {
         let mut opts = vec![("cross-company", "true".to_string())];
         if !select.is_empty() {
             opts.push(("$select", select.join(",")));
@@ -108,9 +149,9 @@ impl Fno {
             opts.push(("$orderby", o.to_string()));
         }
         let mut url = format!("{}{}", self.set_url(entity_set), odata::query(&opts));
-        let mut out = RawRows::default();
+        let mut out = Vec::new();
         loop {
-            let (rows, next) = self.api.get_rows(&url, entity_set).await?;
+            let (rows, next) = self.api.get_page(&url, entity_set).await?;
             out.extend(rows);
             match next {
                 Some(next) => url = next,
@@ -239,4 +280,14 @@ impl Fno {
             message,
         })
     }
+}
+
+/// The rows of an answer that are JSON objects (anything else in `value` is not a record).
+fn objects(rows: Vec<Value>) -> Vec<Record> {
+    rows.into_iter()
+        .filter_map(|r| match r {
+            Value::Object(m) => Some(m),
+            _ => None,
+        })
+        .collect()
 }

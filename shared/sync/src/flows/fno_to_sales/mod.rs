@@ -124,7 +124,6 @@ mod write;
 use std::collections::HashMap;
 
 use p2c_dynamics::{RawRows, Record};
-use serde_json::Value;
 
 use crate::{
     deps::{Deps, ScopeOnce},
@@ -133,7 +132,7 @@ use crate::{
     pipeline::{
         Flow,
         sink::sales::{CALCULATED, Pricing},
-        source::{Page, Rows, SourceSpec, sweep},
+        source::{Page, SourceSpec, sweep},
     },
     report::{Failure, RunReport, Skip},
 };
@@ -143,13 +142,13 @@ use unit::{Mode, Unit, Work};
 use write::CompanyUnit;
 
 /// The units of `headers`, each with its lines taken out of `lines` (by header key).
-fn units_of(spec: &Spec, headers: Vec<Record>, lines: &mut HashMap<String, Rows>) -> Vec<Unit> {
+fn units_of(spec: &Spec, headers: Vec<Record>, lines: &mut HashMap<String, RawRows>) -> Vec<Unit> {
     headers
         .into_iter()
         .map(|h| {
             let key = sweep::text_of(&h, spec.key_field()).unwrap_or_default();
             Unit {
-                children: lines.remove(&key).map(Rows::into_records).unwrap_or_default(),
+                children: lines.remove(&key).map(RawRows::parse).unwrap_or_default(),
                 key,
                 parent: h,
             }
@@ -159,19 +158,11 @@ fn units_of(spec: &Spec, headers: Vec<Record>, lines: &mut HashMap<String, Rows>
 
 /// Lines by the key of their header, as read (a page's lines stay text until their headers' step); lines
 /// without one belong to no unit and are dropped.
-fn lines_by_header(spec: &Spec, lines: Rows) -> HashMap<String, Rows> {
-    let Children::Lines { parent_field, .. } = &spec.children else {
-        return HashMap::new();
-    };
-    let key = |v: Option<&Value>| sweep::value_text(v);
-    let text: RawRows = match lines {
-        Rows::Text(t) => t,
-        Rows::Parsed(p) => p.into(),
-    };
-    text.group_by(parent_field, key)
-        .into_iter()
-        .map(|(k, r)| (k, Rows::Text(r)))
-        .collect()
+fn lines_by_header(spec: &Spec, lines: RawRows) -> HashMap<String, RawRows> {
+    match &spec.children {
+        Children::Lines { parent_field, .. } => lines.group_by(parent_field, sweep::value_text),
+        _ => HashMap::new(),
+    }
 }
 
 async fn read_lines(
@@ -181,7 +172,7 @@ async fn read_lines(
     header_keys: &[String],
     keys: Option<&[String]>,
     settled: Option<&sweep::Settled>,
-) -> Result<Rows, SyncError> {
+) -> Result<RawRows, SyncError> {
     let Children::Lines {
         entity,
         parent_field,
@@ -189,18 +180,18 @@ async fn read_lines(
         select,
     } = &spec.children
     else {
-        return Ok(Rows::default());
+        return Ok(RawRows::default());
     };
     if let Some(keys) = keys {
         let lines = deps
             .fno
-            .find_by_keys(entity, company, parent_field, keys, select)
+            .find_rows_by_keys(entity, company, parent_field, keys, select)
             .await?;
-        return Ok(Rows::Parsed(lines));
+        return Ok(lines);
     }
     // The service's order, not ours, decides the range: the first and last header of the page.
     let (Some(first), Some(last)) = (header_keys.first(), header_keys.last()) else {
-        return Ok(Rows::default());
+        return Ok(RawRows::default());
     };
     let unsettled = settled.map(|s| s.lines.as_str());
     let mut lines = sweep::read_lines_between(
@@ -222,12 +213,12 @@ async fn read_lines(
         if !without.is_empty() {
             let found = deps
                 .fno
-                .find_by_keys(entity, company, parent_field, &without, select)
+                .find_rows_by_keys(entity, company, parent_field, &without, select)
                 .await?;
-            lines.extend(found.into());
+            lines.extend(found);
         }
     }
-    Ok(Rows::Text(lines))
+    Ok(lines)
 }
 
 /// products-to-sales, orders-to-sales or invoices-to-sales for one company.
