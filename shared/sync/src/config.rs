@@ -82,7 +82,8 @@ pub struct Config {
     /// to `P2C_PAGE_SIZE` when only that is set.
     pub sweep_page_size: usize,
     /// Headers per page of a document sweep (orders, invoices): 1,500 by default; with about three lines each a
-    /// page of 6,000 records, which keeps an unchanged sweep of 100,000 orders under 64 MB in 14 F&O requests. Defaults to `P2C_PAGE_SIZE` when only that is set.
+    /// page of 6,000 records, which keeps an unchanged sweep of 100,000 orders under 64 MB in 14 F&O requests.
+    /// Defaults to `P2C_PAGE_SIZE` when only that is set.
     pub sweep_document_page_size: usize,
     /// A sweep that reads every record, settled ones too, runs when the last began this long ago (0: every
     /// sweep is full); the sweeps between leave settled documents out of the F&O query.
